@@ -1,0 +1,157 @@
+"""Monthly cash flows of every cluster (MODEL.md, "Monthly flows of one cluster").
+
+Shapes: every parameter arrives as an array [S, C] or [1, C] (S scenarios, C
+clusters); a parameter that no shock moves stays [1, C], so every month factor
+built from it alone ([1, C, T]) is computed once per chunk, not once per scenario.
+Months t = 1..T run along the last axis; t = 0 holds the capex only.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from .params import HOURS_PER_MONTH as H
+
+
+def _ramp(xp, x):
+    return xp.clip(x, 0.0, 1.0)
+
+
+def _pow(xp, base, expo):
+    """base^expo for base >= 0 (0^0 = 1, 0^positive = 0), as IEEE pow gives."""
+    return xp.pow(base, expo)
+
+
+def market_price(xp, p, t):
+    """m(t) = p0 (1-d)^(t/12) (1 - s_p g(t)); t may be fractional."""
+    g = _ramp(xp, (t - p["next_gen_month"]) / p["next_gen_ramp_months"])
+    decay = _pow(xp, 1.0 - p["price_decline"], t / 12.0)
+    return p["on_demand_price"] * decay * (1.0 - p["next_gen_price_drop"] * g), g
+
+
+def debt_terms(xp, p, capex):
+    """Debt, level payment A, monthly rate j and log1p(j), all [S|1, C, 1].
+
+    Uses expm1/log1p so that A stays accurate for tiny rates; j = 0 takes the
+    limit A = Debt/M_d (guarded so that no branch divides by zero).
+    """
+    debt = p["debt_fraction"] * capex
+    j = p["interest_rate"] / 12.0
+    md = p["debt_term_months"]
+    pos = j > 0
+    lj = xp.log1p(xp.where(pos, j, 1.0))
+    growth_m1 = xp.expm1(md * lj)  # (1+j)^M - 1
+    annuity = debt * xp.where(pos, j, 1.0) * (growth_m1 + 1.0) / growth_m1
+    A = xp.where(pos, annuity, debt / md)
+    return debt, A, j, lj, growth_m1
+
+
+def balance(xp, debt, md, j, lj, growth_m1, t):
+    """B_t: Debt ((1+j)^M - (1+j)^t) / ((1+j)^M - 1) for t < M_d, 0 from M_d on."""
+    pos = j > 0
+    b_pos = debt * (growth_m1 - xp.expm1(t * lj)) / growth_m1
+    b_zero = debt * (md - t) / md
+    return xp.where(t < md, xp.where(pos, b_pos, b_zero), 0.0)
+
+
+def cash_flows(p: dict, horizon: int) -> dict:
+    """Cash flows of every cluster.
+
+    p: parameter name -> array [S|1, C]. Returns a dict of arrays:
+      cf, cfe [S, C, T+1] (project and equity flows, t = 0..T);
+      ebitda_less_tax [S, C, T]; dscr_month [S, C, T] (bool: live and t <= M_d);
+      A, debt, capex [S, C]; revenue, energy_cost, opex, ebitda [S, C] (totals).
+    """
+    any_param = p["gpus"]
+    xp = array_namespace(any_param)
+    dtype = any_param.dtype
+    P = {k: v[..., None] for k, v in p.items()}  # [S|1, C, 1]
+    t = xp.reshape(xp.arange(1, horizon + 1, dtype=dtype), (1, 1, horizon))
+    T = float(horizon)
+
+    N = P["gpus"]
+    K = P["capex_per_gpu"]
+    capex = N * K + P["capex_fixed"]
+    D = P["delivery_months"]
+    live = _ramp(xp, t - D)
+
+    m, g = market_price(xp, P, t)
+
+    # Contract cycles and the reserved book
+    M = P["reserved_term_months"]
+    n = xp.floor(xp.maximum(t - 1.0 - D, 0.0) / M)
+    lost = xp.where(t >= P["client_loss_month"], P["top_client_share"], 0.0)
+    res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
+    tau_renew = D + 1.0 + n * M
+    m_renew, _ = market_price(xp, P, tau_renew)
+    pr = xp.where(n == 0, P["reserved_price"], m_renew * (1.0 - P["renewal_discount"]))
+
+    # On-demand pool
+    w = P["inference_share"]
+    u = _ramp(
+        xp,
+        (1.0 - w) * P["utilization_training"]
+        + w * P["utilization_inference"]
+        - P["next_gen_utilization_drop"] * g,
+    )
+    od = 1.0 - res
+    premium = 1.0 + P["priority_share"] * P["priority_premium"]
+
+    revenue = live * N * H * (res * pr + od * u * m * premium)
+    busy = res * P["reserved_utilization"] + od * u
+    phi = P["idle_power_fraction"]
+    kw = N * P["kw_per_gpu"]
+    energy = (
+        live * kw * P["pue"] * H * P["energy_price"]
+        * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
+        * (phi + (1.0 - phi) * busy)
+    )
+    esc = _pow(xp, 1.0 + P["opex_escalation"], t / 12.0)
+    opex = esc * (
+        live * (P["maintenance_rate"] * N * K / 12.0 + N * P["software_per_gpu_month"]
+                + kw * P["colocation_per_kw_month"])
+        + P["staff_cost_per_year"] / 12.0
+    )
+    ebitda = revenue - energy - opex
+
+    life_months = 12.0 * P["useful_life_years"]
+    dep = xp.where(t <= life_months, capex / life_months, 0.0)
+    tau = P["tax_rate"]
+    after_tax = ebitda - tau * (ebitda - dep)  # EBITDA - Tax
+
+    book_T = capex - xp.sum(dep, axis=-1, keepdims=True)
+    g_T = _ramp(xp, (T - P["next_gen_month"]) / P["next_gen_ramp_months"])
+    resale = N * K * _pow(xp, 1.0 - P["resale_decline"], T / 12.0) * (1.0 - P["next_gen_resale_drop"] * g_T)
+    terminal = resale - tau * (resale - book_T)  # [S|1, C, 1]
+    is_T = t == T
+    cf_ops = after_tax + xp.where(is_T, terminal, 0.0)
+
+    # Debt service
+    md = P["debt_term_months"]
+    debt, A, j, lj, growth_m1 = debt_terms(xp, P, capex)
+    in_term = t <= md
+    interest = j * balance(xp, debt, md, j, lj, growth_m1, t - 1.0)
+    b_T = balance(xp, debt, md, j, lj, growth_m1, T)
+    cfe_ops = (
+        cf_ops - xp.where(in_term, A, 0.0) + tau * interest
+        - xp.where(is_T & (md > T), b_T, 0.0)
+    )
+
+    cf_ops, cfe_ops = xp.broadcast_arrays(cf_ops, cfe_ops)
+    shape = cf_ops.shape[:2] + (1,)
+    cf = xp.concat([xp.broadcast_to(-capex, shape), cf_ops], axis=-1)
+    cfe = xp.concat([xp.broadcast_to(debt - capex, shape), cfe_ops], axis=-1)
+
+    return {
+        "cf": cf,
+        "cfe": cfe,
+        "ebitda_less_tax": after_tax,
+        "dscr_month": (live == 1.0) & in_term,
+        "A": A[..., 0],
+        "debt": debt[..., 0],
+        "capex": capex[..., 0],
+        "revenue": xp.sum(revenue, axis=-1),
+        "energy_cost": xp.sum(energy, axis=-1),
+        "opex": xp.sum(opex, axis=-1),
+        "ebitda": xp.sum(ebitda, axis=-1),
+    }

@@ -1,0 +1,191 @@
+"""Vectorised internal rate of return with fixed shapes and a fixed iteration count.
+
+Rule (MODEL.md, numpy_financial 1.0): of the real monthly rates i > -1 that zero
+sum_t F_t (1+i)^-t, return the one closest to 0; NaN where there is none or a flow
+is not finite.
+
+Method. The rates are split at i = 0 and each half is mapped onto [0, 1]:
+  positive side  x = 1/(1+i) in (0, 1]:  p(x) = sum_t F_t x^t
+  negative side  z = 1 + i   in (0, 1]:  q(z) = sum_t F_t z^(T-t)  (= z^T p(1/z))
+Both are polynomials evaluated on [0, 1] only, where powers never overflow. Both
+are evaluated on a fixed ladder of nodes with one matrix product (cheap at BLAS or
+tensor-core speed); on each side the first cell, walking away from i = 0, whose
+ends differ in sign brackets the root closest to 0 on that side. Each bracket is
+refined by safeguarded Newton steps (a step that leaves the bracket is replaced by
+bisection) from a false-position start; the closer of the two roots wins.
+
+A root of even multiplicity (a touch without a sign change), or two roots inside
+one cell, is not seen: the same roots are near-degenerate for an eigenvalue solver
+too. docs/model.md states this.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+# Monthly rate levels |i| of the ladder, from 0 outwards: dense where project
+# returns live (a few per cent a month) so that two roots rarely share a cell,
+# sparse far out; the same levels on both sides up to 60 % a month.
+def _levels(*runs):
+    out = []
+    for start, stop, step in runs:
+        k = 0
+        while start + k * step <= stop + 1e-12:
+            out.append(round(start + k * step, 10))
+            k += 1
+    return tuple(sorted(set(out)))
+
+
+_COMMON = ((0.0, 0.03, 0.0025), (0.035, 0.1, 0.005), (0.11, 0.3, 0.01), (0.33, 0.6, 0.03))
+_POS_LEVELS = _levels(*_COMMON) + (0.7, 0.85, 1.0, 1.3, 1.7, 2.5, 4.0, 8.0, 20.0, 100.0)
+_NEG_LEVELS = _levels(*_COMMON) + (0.68, 0.76, 0.84, 0.9, 0.94, 0.97, 0.985, 0.995, 0.999, 0.9999)
+# After the last level: x = 0 (i = +inf) on the positive side, z = 0 (i = -1) on the negative.
+
+POS_NODES = tuple(1.0 / (1.0 + lv) for lv in _POS_LEVELS) + (0.0,)
+NEG_NODES = tuple(1.0 - lv for lv in _NEG_LEVELS) + (0.0,)
+
+N_NEWTON = 10  # safeguarded steps; quadratic convergence from a cell of width <= 2.5e-3
+_TINY = 1e-280
+
+
+def _ladder(xp, n_months: int, dtype, device):
+    """Matrix [T+1, 2G]: column g holds node_g^t (positive side) then node_g^(T-t)."""
+    t = xp.arange(n_months, dtype=dtype, device=device)
+    T = n_months - 1
+    pos = xp.asarray(POS_NODES, dtype=dtype, device=device)
+    neg = xp.asarray(NEG_NODES, dtype=dtype, device=device)
+    vp = xp.pow(pos[None, :], t[:, None])
+    vn = xp.pow(neg[None, :], (T - t)[:, None])
+    return xp.concat([vp, vn], axis=1)
+
+
+def _first_sign_change(xp, vals, nodes):
+    """Bracket of the first sign change along the node axis (walking away from i = 0).
+
+    vals: [n, G] polynomial values at nodes (nodes decreasing from 1 to 0).
+    Returns (has, a, fa, b, fb) with a < b, node a the far end of the cell.
+    """
+    s = xp.sign(vals)
+    # An exact zero at the far end node (x = 0 or z = 0) is a root at i = +inf or
+    # i = -1, outside the rule's range: give that node the sign of its neighbour.
+    last = s[:, -1:]
+    last = xp.where(last == 0, s[:, -2:-1], last)
+    s = xp.concat([s[:, :-1], last], axis=1)
+    cell = (s[:, :-1] != 0) & (s[:, :-1] * s[:, 1:] <= 0)  # [n, G-1]
+    ci = xp.astype(cell, xp.int32)
+    first = cell & (xp.cumulative_sum(ci, axis=1) == 1)
+    firstf = xp.astype(first, vals.dtype)
+    has = xp.any(cell, axis=1)
+    b = xp.sum(firstf * nodes[None, :-1], axis=1)  # near end (closer to i = 0)
+    fb = xp.sum(firstf * vals[:, :-1], axis=1)
+    a = xp.sum(firstf * nodes[None, 1:], axis=1)
+    fa = xp.sum(firstf * vals[:, 1:], axis=1)
+    return has, a, fa, b, fb
+
+
+def _poly_and_slope(xp, coef, x, tpow):
+    """p(x) = sum_t c_t x^t and p'(x), rows of coef [n, T+1] at x [n] in [0, 1]."""
+    lx = xp.log(xp.maximum(x, _TINY))[:, None]
+    # x^(t-1) for t >= 1 (x clamped away from 0 so that 0 * log x never appears)
+    cw = coef[:, 1:] * xp.exp(tpow[None, 1:] * lx)
+    p = coef[:, 0] + x * xp.sum(cw, axis=1)
+    dp = xp.sum(cw * (tpow[None, 1:] + 1.0), axis=1)
+    return p, dp
+
+
+def _refine(xp, coef, a, fa, b, fb, n_iter: int):
+    """Safeguarded Newton inside [a, b] where fa and fb differ in sign (or fb == 0)."""
+    dtype = coef.dtype
+    n_months = coef.shape[1]
+    t = xp.arange(n_months, dtype=dtype, device=_device(coef))
+    tpow = xp.maximum(t - 1.0, 0.0)
+    den = fb - fa
+    safe_den = xp.where(den != 0, den, 1.0)
+    x = xp.where(den != 0, a - fa * (b - a) / safe_den, 0.5 * (a + b))
+    x = xp.clip(x, xp.minimum(a, b), xp.maximum(a, b))
+    # fb == 0 means the root sits exactly on the near node.
+    exact = fb == 0
+    x = xp.where(exact, b, x)
+    sa = xp.sign(fa)
+    for _ in range(n_iter):
+        f, df = _poly_and_slope(xp, coef, x, tpow)
+        same = xp.sign(f) == sa
+        a = xp.where(same, x, a)
+        b = xp.where(same, b, x)
+        safe_df = xp.where(df != 0, df, 1.0)
+        step = xp.where(df != 0, x - f / safe_df, 0.5 * (a + b))
+        lo = xp.minimum(a, b)
+        hi = xp.maximum(a, b)
+        inside = (step >= lo) & (step <= hi)
+        x_new = xp.where(inside, step, 0.5 * (a + b))
+        x = xp.where((f == 0) | exact, x, x_new)
+    return x
+
+
+def _device(x):
+    try:
+        from array_api_compat import device
+
+        return device(x)
+    except Exception:  # pragma: no cover - backends without device support
+        return None
+
+
+def solve_irr(flows, n_iter: int = N_NEWTON):
+    """Monthly IRR of each row of `flows` [..., T+1] (t = 0..T), shape [...].
+
+    The root closest to 0 among real i > -1; NaN where there is none or any flow in
+    the row is not finite.
+    """
+    xp = array_namespace(flows)
+    dtype = flows.dtype
+    dev = _device(flows)
+    batch = flows.shape[:-1]
+    n_months = flows.shape[-1]
+    F = xp.reshape(flows, (-1, n_months))
+    finite = xp.all(xp.isfinite(F), axis=1)
+    F = xp.where(finite[:, None], F, 0.0)
+    scale = xp.max(xp.abs(F), axis=1)
+    F = F / xp.where(scale > 0, scale, 1.0)[:, None]
+
+    G = len(POS_NODES)
+    vals = xp.matmul(F, _ladder(xp, n_months, dtype, dev))  # [n, 2G]
+    pos_nodes = xp.asarray(POS_NODES, dtype=dtype, device=dev)
+    neg_nodes = xp.asarray(NEG_NODES, dtype=dtype, device=dev)
+    zero_at_0 = vals[:, 0] == 0
+    hp, ap, fap, bp, fbp = _first_sign_change(xp, vals[:, :G], pos_nodes)
+    hn, an, fan, bn, fbn = _first_sign_change(xp, vals[:, G:], neg_nodes)
+
+    # Refine both sides in one stacked pass: the negative side's coefficients reversed.
+    Frev = xp.flip(F, axis=1)
+    coef = xp.concat([F, Frev], axis=0)
+    root = _refine(
+        xp,
+        coef,
+        xp.concat([ap, an]),
+        xp.concat([fap, fan]),
+        xp.concat([bp, bn]),
+        xp.concat([fbp, fbn]),
+        n_iter,
+    )
+    n = F.shape[0]
+    xroot = root[:n]
+    zroot = root[n:]
+    i_pos = 1.0 / xp.maximum(xroot, _TINY) - 1.0
+    i_neg = zroot - 1.0
+    i_pos = xp.where(hp, i_pos, math.inf)
+    i_neg = xp.where(hn, i_neg, -math.inf)
+    pick_pos = xp.abs(i_pos) <= xp.abs(i_neg)
+    rate = xp.where(pick_pos, i_pos, i_neg)
+    rate = xp.where(zero_at_0, 0.0, rate)
+    ok = finite & (hp | hn | zero_at_0) & (scale > 0)
+    rate = xp.where(ok, rate, math.nan)
+    return xp.reshape(rate, batch)
+
+
+def annualise(monthly):
+    """(1 + i)^12 - 1, keeping NaN."""
+    xp = array_namespace(monthly)
+    return xp.expm1(12.0 * xp.log1p(monthly))

@@ -1,0 +1,128 @@
+"""Outputs of the model (MODEL.md, "Outputs"), per cluster and for the portfolio.
+
+`evaluate` is the whole model: shocked parameters in, every output out. Portfolio
+outputs come from the clusters' flows summed month by month.
+"""
+
+from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
+
+from .cashflows import cash_flows
+from .irr import annualise, solve_irr
+from .params import OUTPUTS
+
+
+def npv(cf, discount_rate):
+    """sum_t CF_t (1+r)^(-t/12); cf [..., T+1], discount_rate broadcastable to [...]."""
+    xp = array_namespace(cf)
+    t = xp.arange(cf.shape[-1], dtype=cf.dtype)
+    r = discount_rate[..., None]
+    v = xp.exp(-(t / 12.0) * xp.log1p(r))
+    return xp.sum(cf * v, axis=-1)
+
+
+def payback_months(cf):
+    """First month where cumulative CF >= 0, linear inside the month; 0 if CF_0 >= 0; inf if never."""
+    xp = array_namespace(cf)
+    cum = xp.cumulative_sum(cf, axis=-1)
+    reached = cum >= 0
+    first = reached & (xp.cumulative_sum(xp.astype(reached, xp.int32), axis=-1) == 1)
+    prev = cum[..., :-1]
+    flow = cf[..., 1:]
+    hit = first[..., 1:]
+    t = xp.arange(cf.shape[-1], dtype=cf.dtype)
+    safe_flow = xp.where(hit, flow, 1.0)
+    frac = xp.where(hit, -prev / safe_flow, 0.0)
+    months = xp.sum(xp.where(hit, t[:-1] + frac, 0.0), axis=-1)
+    months = xp.where(xp.any(hit, axis=-1), months, math.inf)
+    return xp.where(first[..., 0], 0.0, months)
+
+
+def _masked_min(xp, x, mask, axis=-1):
+    big = xp.where(mask, x, math.inf)
+    out = xp.min(big, axis=axis)
+    return xp.where(xp.any(mask, axis=axis), out, math.nan)
+
+
+def _safe_ratio(xp, num, den):
+    ok = den != 0
+    return xp.where(ok, num / xp.where(ok, den, 1.0), math.nan)
+
+
+def evaluate(p: dict, discount_rate, horizon: int, with_equity: bool = True) -> dict:
+    """Every output of MODEL.md.
+
+    p: cluster parameters, name -> [S|1, C]; discount_rate: [S|1]; horizon: T.
+    Returns {name: [S] portfolio, "cluster_" + name: [S, C]} for every output.
+    with_equity=False skips the equity IRR solves (NaN), for portfolios with no debt.
+    """
+    xp = array_namespace(p["gpus"])
+    fl = cash_flows(p, horizon)
+    cf, cfe = fl["cf"], fl["cfe"]
+    S = max(cf.shape[0], discount_rate.shape[0])
+    C = cf.shape[1]
+    cf = xp.broadcast_to(cf, (S,) + cf.shape[1:])
+    cfe = xp.broadcast_to(cfe, (S,) + cfe.shape[1:])
+    r = xp.broadcast_to(discount_rate, (S,))
+
+    def full(x):
+        return xp.broadcast_to(x, (S, C))
+
+    capex = full(fl["capex"])
+    debt = full(fl["debt"])
+    A = full(fl["A"])
+    has_debt = debt != 0
+
+    pcf = xp.sum(cf, axis=1)  # [S, T+1]
+    pcfe = xp.sum(cfe, axis=1)
+    out = {}
+
+    # IRRs: one stacked solve for every series of the chunk
+    series = [cf, pcf[:, None, :]]
+    if with_equity:
+        series += [cfe, pcfe[:, None, :]]
+    irr = annualise(solve_irr(xp.concat(series, axis=1)))
+    c_irr, p_irr = irr[:, :C], irr[:, C]
+    if with_equity:
+        c_eirr = xp.where(has_debt, irr[:, C + 1 : 2 * C + 1], math.nan)
+        p_eirr = xp.where(xp.any(has_debt, axis=1), irr[:, 2 * C + 1], math.nan)
+    else:
+        c_eirr = xp.full((S, C), math.nan, dtype=cf.dtype)
+        p_eirr = xp.full((S,), math.nan, dtype=cf.dtype)
+
+    # Debt service cover
+    elt = xp.broadcast_to(fl["ebitda_less_tax"], (S,) + fl["ebitda_less_tax"].shape[1:])
+    month_ok = xp.broadcast_to(fl["dscr_month"], elt.shape)
+    safe_A = xp.where(has_debt, A, 1.0)[..., None]
+    c_dscr = _masked_min(xp, elt / safe_A, month_ok & has_debt[..., None])
+    window = xp.all(month_ok | ~has_debt[..., None], axis=1)  # [S, T]
+    den = xp.sum(xp.where(has_debt, A, 0.0), axis=1)  # [S]
+    p_ratio = xp.sum(elt, axis=1) / xp.where(den != 0, den, 1.0)[:, None]
+    p_dscr = _masked_min(xp, p_ratio, window & (den != 0)[:, None])
+
+    cluster = {
+        "npv": npv(cf, r[:, None]),
+        "roi": _safe_ratio(xp, xp.sum(cf, axis=-1), capex),
+        "irr": c_irr,
+        "payback_months": payback_months(cf),
+        "equity_irr": c_eirr,
+        "min_dscr": c_dscr,
+    }
+    portfolio = {
+        "npv": npv(pcf, r),
+        "roi": _safe_ratio(xp, xp.sum(pcf, axis=-1), xp.sum(capex, axis=1)),
+        "irr": p_irr,
+        "payback_months": payback_months(pcf),
+        "equity_irr": p_eirr,
+        "min_dscr": p_dscr,
+    }
+    for name in ("revenue", "energy_cost", "opex", "ebitda"):
+        cluster[name] = full(fl[name])
+        portfolio[name] = xp.sum(cluster[name], axis=1)
+    for name in OUTPUTS:
+        out[name] = portfolio[name]
+        out["cluster_" + name] = cluster[name]
+    return out

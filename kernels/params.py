@@ -1,0 +1,129 @@
+"""The parameter table of the cash-flow model (MODEL.md, version 1).
+
+Pure data: one row per cluster parameter with its default, its allowed range and
+whether a file must give it as a whole number. The configuration loader validates
+files against these ranges, and the shock kernel clips shocked values to them, so
+both read the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MODEL_VERSION = 1
+HOURS_PER_MONTH = 730.0
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: float | None  # None: required
+    lo: float = -INF
+    hi: float = INF
+    integer: bool = False  # a file must give a whole number
+    lo_open: bool = False  # the lower bound itself is excluded
+    unit: str = ""
+
+
+def _share(name: str, default: float, unit: str = "fraction") -> Param:
+    return Param(name, default, 0.0, 1.0, unit=unit)
+
+
+CLUSTER_PARAMS: tuple[Param, ...] = (
+    # Hardware and capex
+    Param("gpus", None, 0.0, INF, integer=True, unit="GPUs"),
+    Param("capex_per_gpu", None, 0.0, unit="USD per GPU"),
+    Param("capex_fixed", 0.0, 0.0, unit="USD"),
+    Param("delivery_months", 3.0, 0.0, unit="months"),
+    # Power and energy
+    Param("kw_per_gpu", 1.3, 0.0, unit="kW per GPU"),
+    _share("idle_power_fraction", 0.3),
+    Param("pue", 1.3, 1.0, unit="ratio"),
+    Param("energy_price", 0.08, 0.0, unit="USD per kWh"),
+    Param("energy_escalation", 0.02, -1.0, unit="per year"),
+    # Market price and obsolescence
+    Param("on_demand_price", None, 0.0, unit="USD per GPU-hour"),
+    Param("price_decline", 0.20, -1.0, 1.0, unit="per year"),
+    Param("next_gen_month", 24.0, unit="month"),
+    Param("next_gen_ramp_months", 6.0, 1.0, unit="months"),
+    _share("next_gen_price_drop", 0.30),
+    _share("next_gen_utilization_drop", 0.05),
+    _share("next_gen_resale_drop", 0.20),
+    # Reserved contracts and customers
+    _share("reserved_share", 0.5),
+    Param("reserved_price", 0.0, 0.0, unit="USD per GPU-hour"),
+    Param("reserved_term_months", 36.0, 1.0, unit="months"),
+    _share("renewal_rate", 0.7),
+    _share("renewal_discount", 0.15),
+    _share("reserved_utilization", 0.85),
+    _share("top_client_share", 0.0),
+    Param("client_loss_month", INF, unit="month"),
+    # On-demand pool
+    _share("utilization_training", 0.70),
+    _share("utilization_inference", 0.80),
+    _share("inference_share", 0.5),
+    _share("priority_share", 0.0),
+    Param("priority_premium", 0.25, 0.0, unit="fraction of price"),
+    # Operating costs
+    Param("opex_escalation", 0.03, -1.0, unit="per year"),
+    Param("maintenance_rate", 0.03, 0.0, unit="fraction of GPU capex per year"),
+    Param("software_per_gpu_month", 15.0, 0.0, unit="USD per GPU-month"),
+    Param("colocation_per_kw_month", 0.0, 0.0, unit="USD per kW-month"),
+    Param("staff_cost_per_year", 0.0, 0.0, unit="USD per year"),
+    # Depreciation, tax, resale
+    Param("useful_life_years", 6.0, 1.0 / 12.0, unit="years"),
+    _share("tax_rate", 0.21),
+    Param("resale_decline", 0.25, -1.0, 1.0, unit="per year"),
+    # Debt
+    _share("debt_fraction", 0.0),
+    Param("interest_rate", 0.10, 0.0, unit="per year"),
+    Param("debt_term_months", 48.0, 1.0, integer=True, unit="months"),
+)
+
+PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in CLUSTER_PARAMS)
+PARAMS: dict[str, Param] = {p.name: p for p in CLUSTER_PARAMS}
+
+# Portfolio-level parameters. horizon_months fixes array shapes, so it cannot be an axis.
+PORTFOLIO_PARAMS: dict[str, Param] = {
+    "discount_rate": Param("discount_rate", 0.10, -1.0, lo_open=True, unit="per year"),
+    "horizon_months": Param("horizon_months", 60.0, 1.0, 600.0, integer=True, unit="months"),
+}
+
+# The four named shocks of a stress grid: (parameters moved, operation, neutral value).
+NAMED_SHOCKS: dict[str, tuple[tuple[str, ...], str, float]] = {
+    "utilization": (("utilization_training", "utilization_inference"), "shift", 0.0),
+    "price": (("on_demand_price",), "scale", 1.0),
+    "energy": (("energy_price",), "scale", 1.0),
+    "obsolescence": (("next_gen_month",), "shift", 0.0),
+}
+
+OPS = ("scale", "shift", "set")
+
+OUTPUTS: tuple[str, ...] = (
+    "npv",
+    "roi",
+    "irr",
+    "payback_months",
+    "equity_irr",
+    "min_dscr",
+    "revenue",
+    "energy_cost",
+    "opex",
+    "ebitda",
+)
+
+OUTPUT_UNITS: dict[str, str] = {
+    "npv": "USD",
+    "roi": "1",
+    "irr": "per year",
+    "payback_months": "months",
+    "equity_irr": "per year",
+    "min_dscr": "1",
+    "revenue": "USD",
+    "energy_cost": "USD",
+    "opex": "USD",
+    "ebitda": "USD",
+}

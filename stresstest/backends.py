@@ -1,0 +1,112 @@
+"""Array backends: numpy, JAX (CPU or GPU) and CuPy, chosen automatically or by name.
+
+Heavy libraries are imported here, inside functions, only when a backend is asked
+for, so `import stresstest` stays fast and works without jax or cupy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+BACKENDS = ("auto", "jax", "cupy", "numpy")
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+class BackendError(RuntimeError):
+    """A backend that was asked for cannot run here."""
+
+
+@dataclass
+class Backend:
+    name: str  # numpy, jax or cupy
+    device: str  # e.g. "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"
+    xp: Any  # the array namespace
+    dtype: Any  # numpy dtype of the computation
+    _jit: Callable[[Callable], Callable] | None = None
+
+    def asarray(self, x):
+        return self.xp.asarray(np.asarray(x), dtype=self.dtype if np.asarray(x).dtype.kind == "f" else None)
+
+    def to_numpy(self, x) -> np.ndarray:
+        if self.name == "cupy":
+            return x.get()
+        return np.asarray(x)
+
+    def compile(self, fn: Callable) -> Callable:
+        return self._jit(fn) if self._jit is not None else fn
+
+    @property
+    def is_gpu(self) -> bool:
+        return not self.device.startswith("cpu")
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}, {np.dtype(self.dtype).name}"
+
+
+def jax_gpu_devices() -> list:
+    try:
+        from .jax_adapter import gpu_devices
+
+        return gpu_devices()
+    except ImportError:
+        return []
+
+
+def cupy_available() -> bool:
+    try:
+        import cupy
+    except ImportError:
+        return False
+    try:
+        return bool(cupy.is_available())
+    except Exception:
+        return False
+
+
+def jax_importable() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_backend(name: str = "auto", dtype: str = "float64") -> Backend:
+    """Backend by name; "auto": JAX on a GPU, else CuPy on a GPU, else JAX on the CPU, else numpy."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    if dtype not in DTYPES:
+        raise BackendError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    np_dtype = DTYPES[dtype]
+    if name == "auto":
+        if jax_importable() and jax_gpu_devices():
+            name = "jax"
+        elif cupy_available():
+            name = "cupy"
+        elif jax_importable():
+            name = "jax"
+        else:
+            name = "numpy"
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return Backend("numpy", "cpu", xp, np_dtype)
+    if name == "jax":
+        if not jax_importable():
+            raise BackendError("backend jax: jax is not installed (pip install 'stresstest[cuda]' or jax)")
+        from . import jax_adapter
+
+        return Backend("jax", jax_adapter.device_name(), jax_adapter.namespace(dtype), np_dtype,
+                       jax_adapter.jit)
+    if not cupy_available():
+        raise BackendError("backend cupy: CuPy is not installed or finds no usable GPU")
+    import array_api_compat.cupy as xp
+    import cupy
+
+    dev = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+    gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return Backend("cupy", f"cuda:{dev.id} ({gpu})", xp, np_dtype)

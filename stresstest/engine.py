@@ -1,0 +1,182 @@
+"""The stress-grid engine: chunked evaluation of a grid on a backend.
+
+The grid is never materialised: a chunk is a range [start, start+n) of flat C-order
+indices, and its shocked parameters are built on the device from the indices. Every
+chunk has the same shape (the last is padded and trimmed), so JAX compiles once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .backends import Backend
+from .config import Portfolio, Scenario
+from .kernels.metrics import evaluate
+from .kernels.params import OUTPUTS
+from .kernels.shocks import shocked_params
+
+# Bytes of working memory per scenario-cluster-month, measured roughly (about 60
+# float64 temporaries live at once, more in the IRR solve); sets the default chunk.
+_BYTES_PER_SCM = 8 * 80
+_DEFAULT_BUDGET = 256 * 2**20
+
+
+def needs_equity(portfolio: Portfolio, scenario: Scenario) -> bool:
+    """Whether any grid point can carry debt (else equity IRRs are NaN, not solved)."""
+    if any(c["debt_fraction"] > 0 for c in portfolio.clusters):
+        return True
+    return any("debt_fraction" in a.spec.targets for a in scenario.axes)
+
+
+def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_BUDGET) -> int:
+    per_scenario = len(portfolio.clusters) * (portfolio.horizon_months + 1) * _BYTES_PER_SCM
+    n = max(1, budget // per_scenario)
+    n = 1 << (n.bit_length() - 1)  # a power of two
+    return int(max(1, min(n, total)))
+
+
+@dataclass
+class Chunk:
+    start: int
+    stop: int
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass
+class GridRun:
+    """A prepared grid evaluation: the compiled chunk function and its inputs on the device."""
+
+    portfolio: Portfolio
+    scenario: Scenario
+    backend: Backend
+    chunk_size: int
+    with_equity: bool
+    _fn: Callable = field(repr=False, default=None)
+    _args: tuple = field(repr=False, default=())
+
+    @property
+    def total(self) -> int:
+        return self.scenario.size
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.total // self.chunk_size)
+
+    def chunks(self) -> Iterator[Chunk]:
+        b = self.backend
+        for k in range(self.n_chunks):
+            start = k * self.chunk_size
+            stop = min(start + self.chunk_size, self.total)
+            out = self._fn(*self._args, b.xp.asarray(start))
+            host = {name: b.to_numpy(v)[: stop - start] for name, v in out.items()}
+            yield Chunk(start, stop, host)
+
+
+def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None) -> GridRun:
+    total = scenario.size
+    chunk = default_chunk_size(portfolio, total) if chunk_size is None else int(min(chunk_size, total))
+    if chunk < 1:
+        raise ValueError("chunk size must be at least 1")
+    xp = backend.xp
+    dtype = backend.dtype
+    horizon = portfolio.horizon_months
+    specs = tuple(a.spec for a in scenario.axes)
+    with_equity = needs_equity(portfolio, scenario)
+
+    base = {k: backend.asarray(v.astype(dtype)) for k, v in portfolio.base_arrays().items()}
+    rate = backend.asarray(np.asarray(portfolio.discount_rate, dtype=dtype))
+    values = tuple(backend.asarray(a.values.astype(dtype)) for a in scenario.axes)
+
+    def chunk_fn(base, rate, values, start):
+        flat = start + xp.arange(chunk, dtype=xp.int64)
+        params, r = shocked_params(base, rate, specs, values, flat)
+        return evaluate(params, r, horizon, with_equity=with_equity)
+
+    run = GridRun(portfolio, scenario, backend, chunk, with_equity)
+    run._fn = backend.compile(chunk_fn)
+    run._args = (base, rate, values)
+    return run
+
+
+def evaluate_base(portfolio: Portfolio, backend: Backend) -> dict[str, np.ndarray]:
+    """The base case: every parameter as in the portfolio file, no shock."""
+    base = {k: backend.asarray(v.astype(backend.dtype))[None, :] for k, v in portfolio.base_arrays().items()}
+    rate = backend.asarray(np.asarray([portfolio.discount_rate], dtype=backend.dtype))
+    with_equity = any(c["debt_fraction"] > 0 for c in portfolio.clusters)
+    out = evaluate(base, rate, portfolio.horizon_months, with_equity=with_equity)
+    return {k: backend.to_numpy(v)[0] for k, v in out.items()}
+
+
+# ------------------------------------------------------------------ summaries
+
+SUMMARY_OUTPUTS = ("npv", "irr", "roi")
+
+# Where a non-finite value is part of the model's answer rather than a fault
+EXPECTED_NONFINITE = {
+    "irr": "no rate zeroes the flows",
+    "equity_irr": "no debt, or no rate zeroes the equity flows",
+    "min_dscr": "no debt, or no month both live and within the loan term",
+    "payback_months": "never paid back within the horizon (+inf)",
+    "roi": "capex is zero",
+}
+
+
+@dataclass
+class Extremes:
+    """Worst and best grid points of the summary outputs, and non-finite counts."""
+
+    worst: dict[str, tuple[float, int]] = field(default_factory=dict)
+    best: dict[str, tuple[float, int]] = field(default_factory=dict)
+    nonfinite: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (count, first flat index)
+
+    def update(self, chunk: Chunk) -> None:
+        for name in SUMMARY_OUTPUTS:
+            v = chunk.outputs[name]
+            if not np.isfinite(v).any():
+                continue
+            lo = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
+            hi = int(np.nanargmax(np.where(np.isfinite(v), v, np.nan)))
+            if name not in self.worst or v[lo] < self.worst[name][0]:
+                self.worst[name] = (float(v[lo]), chunk.start + lo)
+            if name not in self.best or v[hi] > self.best[name][0]:
+                self.best[name] = (float(v[hi]), chunk.start + hi)
+        for name, v in chunk.outputs.items():
+            bad = ~np.isfinite(v)
+            if bad.any():
+                count, first = self.nonfinite.get(name, (0, -1))
+                flat_bad = bad.reshape(bad.shape[0], -1).any(axis=1)
+                where = chunk.start + int(np.argmax(flat_bad))
+                self.nonfinite[name] = (count + int(bad.sum()), first if first >= 0 else where)
+
+
+def grid_point(scenario: Scenario, flat: int) -> dict[str, float]:
+    """Axis values at a flat grid index."""
+    if not scenario.axes:
+        return {}
+    idx = np.unravel_index(flat, scenario.shape)
+    return {a.name: float(a.values[i]) for a, i in zip(scenario.axes, idx)}
+
+
+def _short(name: str) -> str:
+    return name[len("cluster_"):] if name.startswith("cluster_") else name
+
+
+def unexpected_nonfinite(extremes: Extremes) -> dict[str, tuple[int, int]]:
+    """Non-finite outputs that the model never produces on valid inputs."""
+    return {n: cf for n, cf in extremes.nonfinite.items() if _short(n) not in EXPECTED_NONFINITE}
+
+
+def describe_nonfinite(scenario: Scenario, extremes: Extremes) -> list[str]:
+    lines = []
+    for name, (count, first) in sorted(extremes.nonfinite.items()):
+        why = EXPECTED_NONFINITE.get(_short(name))
+        point = ", ".join(f"{k}={v:g}" for k, v in grid_point(scenario, first).items()) or "the only point"
+        tag = f"expected where {why}" if why else "UNEXPECTED: check the inputs"
+        lines.append(f"{name}: {count} non-finite value(s), first at {point} ({tag})")
+    return lines
+
+
+__all__ = ["prepare", "evaluate_base", "Extremes", "grid_point", "OUTPUTS"]
