@@ -47,7 +47,7 @@ POS_NODES = tuple(1.0 / (1.0 + lv) for lv in _POS_LEVELS) + (0.0,)
 NEG_NODES = tuple(1.0 - lv for lv in _NEG_LEVELS) + (0.0,)
 
 N_NEWTON = 10  # safeguarded steps; quadratic convergence from a cell of width <= 2.5e-3
-_TINY = 1e-280
+_TINY = 1e-300
 
 
 def _ladder(xp, n_months: int, dtype, device):
@@ -65,42 +65,40 @@ def _first_sign_change(xp, vals, nodes):
     """Bracket of the first sign change along the node axis (walking away from i = 0).
 
     vals: [n, G] polynomial values at nodes (nodes decreasing from 1 to 0).
-    Returns (has, a, fa, b, fb) with a < b, node a the far end of the cell.
+    Returns (has, a, fa, b, fb): node b is the cell's near end (closer to i = 0).
     """
-    s = xp.sign(vals)
+    n, G = vals.shape
+    pos = vals > 0
+    zero = vals == 0
     # An exact zero at the far end node (x = 0 or z = 0) is a root at i = +inf or
-    # i = -1, outside the rule's range: give that node the sign of its neighbour.
-    last = s[:, -1:]
-    last = xp.where(last == 0, s[:, -2:-1], last)
-    s = xp.concat([s[:, :-1], last], axis=1)
-    cell = (s[:, :-1] != 0) & (s[:, :-1] * s[:, 1:] <= 0)  # [n, G-1]
-    ci = xp.astype(cell, xp.int32)
-    first = cell & (xp.cumulative_sum(ci, axis=1) == 1)
-    firstf = xp.astype(first, vals.dtype)
+    # i = -1, outside the rule's range: that node takes its neighbour's sign.
+    pos = xp.concat([pos[:, :-1], xp.where(zero[:, -1:], pos[:, -2:-1], pos[:, -1:])], axis=1)
+    zero = xp.concat([zero[:, :-1], xp.zeros_like(zero[:, -1:])], axis=1)
+    cell = ~zero[:, :-1] & ((pos[:, :-1] != pos[:, 1:]) | zero[:, 1:])  # [n, G-1]
     has = xp.any(cell, axis=1)
-    b = xp.sum(firstf * nodes[None, :-1], axis=1)  # near end (closer to i = 0)
-    fb = xp.sum(firstf * vals[:, :-1], axis=1)
-    a = xp.sum(firstf * nodes[None, 1:], axis=1)
-    fa = xp.sum(firstf * vals[:, 1:], axis=1)
+    k = xp.argmax(xp.astype(cell, xp.int8), axis=1)  # first cell with a root (0 if none)
+    flat = xp.reshape(vals, (-1,))
+    row = xp.arange(n, dtype=k.dtype) * G
+    b = xp.take(nodes, k)
+    a = xp.take(nodes, k + 1)
+    fb = xp.take(flat, row + k)
+    fa = xp.take(flat, row + k + 1)
     return has, a, fa, b, fb
 
 
-def _poly_and_slope(xp, coef, x, tpow):
-    """p(x) = sum_t c_t x^t and p'(x), rows of coef [n, T+1] at x [n] in [0, 1]."""
-    lx = xp.log(xp.maximum(x, _TINY))[:, None]
-    # x^(t-1) for t >= 1 (x clamped away from 0 so that 0 * log x never appears)
-    cw = coef[:, 1:] * xp.exp(tpow[None, 1:] * lx)
-    p = coef[:, 0] + x * xp.sum(cw, axis=1)
-    dp = xp.sum(cw * (tpow[None, 1:] + 1.0), axis=1)
+def _poly_and_slope(xp, coef_t, x):
+    """p(x) = sum_t c_t x^t and p'(x) by Horner's rule; coef_t [T+1, n] (months first), x [n]."""
+    n_months = coef_t.shape[0]
+    p = coef_t[n_months - 1]
+    dp = xp.zeros_like(x)
+    for t in range(n_months - 2, -1, -1):
+        dp = dp * x + p
+        p = p * x + coef_t[t]
     return p, dp
 
 
-def _refine(xp, coef, a, fa, b, fb, n_iter: int):
+def _refine(xp, coef_t, a, fa, b, fb, n_iter: int):
     """Safeguarded Newton inside [a, b] where fa and fb differ in sign (or fb == 0)."""
-    dtype = coef.dtype
-    n_months = coef.shape[1]
-    t = xp.arange(n_months, dtype=dtype, device=_device(coef))
-    tpow = xp.maximum(t - 1.0, 0.0)
     den = fb - fa
     safe_den = xp.where(den != 0, den, 1.0)
     x = xp.where(den != 0, a - fa * (b - a) / safe_den, 0.5 * (a + b))
@@ -110,7 +108,7 @@ def _refine(xp, coef, a, fa, b, fb, n_iter: int):
     x = xp.where(exact, b, x)
     sa = xp.sign(fa)
     for _ in range(n_iter):
-        f, df = _poly_and_slope(xp, coef, x, tpow)
+        f, df = _poly_and_slope(xp, coef_t, x)
         same = xp.sign(f) == sa
         a = xp.where(same, x, a)
         b = xp.where(same, b, x)
@@ -158,12 +156,13 @@ def solve_irr(flows, n_iter: int = N_NEWTON):
     hp, ap, fap, bp, fbp = _first_sign_change(xp, vals[:, :G], pos_nodes)
     hn, an, fan, bn, fbn = _first_sign_change(xp, vals[:, G:], neg_nodes)
 
-    # Refine both sides in one stacked pass: the negative side's coefficients reversed.
-    Frev = xp.flip(F, axis=1)
-    coef = xp.concat([F, Frev], axis=0)
+    # Refine both sides in one stacked pass, months first so that Horner's rule reads
+    # contiguous rows; the negative side's coefficients run backwards.
+    Ft = xp.permute_dims(F, (1, 0))
+    coef_t = xp.concat([Ft, xp.flip(Ft, axis=0)], axis=1)
     root = _refine(
         xp,
-        coef,
+        coef_t,
         xp.concat([ap, an]),
         xp.concat([fap, fan]),
         xp.concat([bp, bn]),

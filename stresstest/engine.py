@@ -101,8 +101,14 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     return run
 
 
-def evaluate_base(portfolio: Portfolio, backend: Backend) -> dict[str, np.ndarray]:
-    """The base case: every parameter as in the portfolio file, no shock."""
+def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarray]:
+    """The base case: every parameter as in the portfolio file, no shock.
+
+    One scenario: numpy evaluates it at once, where a jit would cost a compile.
+    """
+    from .backends import make_backend
+
+    backend = make_backend("numpy", np.dtype(dtype).name)
     base = {k: backend.asarray(v.astype(backend.dtype))[None, :] for k, v in portfolio.base_arrays().items()}
     rate = backend.asarray(np.asarray([portfolio.discount_rate], dtype=backend.dtype))
     with_equity = any(c["debt_fraction"] > 0 for c in portfolio.clusters)
@@ -128,21 +134,21 @@ EXPECTED_NONFINITE = {
 class Extremes:
     """Worst and best grid points of the summary outputs, and non-finite counts."""
 
-    worst: dict[str, tuple[float, int]] = field(default_factory=dict)
-    best: dict[str, tuple[float, int]] = field(default_factory=dict)
+    worst: dict[str, tuple[float, int, dict]] = field(default_factory=dict)
+    best: dict[str, tuple[float, int, dict]] = field(default_factory=dict)
     nonfinite: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (count, first flat index)
 
     def update(self, chunk: Chunk) -> None:
+        """Fold one chunk in: (value, flat index, the summary outputs there) per extreme."""
         for name in SUMMARY_OUTPUTS:
-            v = chunk.outputs[name]
-            if not np.isfinite(v).any():
+            v = np.where(np.isfinite(chunk.outputs[name]), chunk.outputs[name], np.nan)
+            if np.isnan(v).all():
                 continue
-            lo = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
-            hi = int(np.nanargmax(np.where(np.isfinite(v), v, np.nan)))
-            if name not in self.worst or v[lo] < self.worst[name][0]:
-                self.worst[name] = (float(v[lo]), chunk.start + lo)
-            if name not in self.best or v[hi] > self.best[name][0]:
-                self.best[name] = (float(v[hi]), chunk.start + hi)
+            for table, k, better in ((self.worst, int(np.nanargmin(v)), np.less),
+                                     (self.best, int(np.nanargmax(v)), np.greater)):
+                if name not in table or better(v[k], table[name][0]):
+                    at = {o: float(chunk.outputs[o][k]) for o in SUMMARY_OUTPUTS}
+                    table[name] = (float(v[k]), chunk.start + k, at)
         for name, v in chunk.outputs.items():
             bad = ~np.isfinite(v)
             if bad.any():

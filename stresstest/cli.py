@@ -1,0 +1,128 @@
+"""Command line: parses, delegates to the library, prints. No arithmetic here."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .backends import BACKENDS, DTYPES, BackendError
+from .config import ConfigError
+from .presets import DEFAULT_PORTFOLIO, DEFAULT_SCENARIO, list_presets, preset_kind, resolve
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+def _fail_input(err: Exception) -> None:
+    lines = err.problems if isinstance(err, ConfigError) else [str(err)]
+    for line in lines:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stresstest")
+def main() -> None:
+    """Stress-test the returns of a portfolio of GPU clusters."""
+
+
+@main.command()
+@click.argument("portfolio", required=False)
+@click.option("--scenario", "-s", "scenario", default=None,
+              help=f"Scenario file or bundled preset name [default: {DEFAULT_SCENARIO}].")
+@click.option("-o", "--output", default="stress.h5", show_default=True, type=click.Path(),
+              help="HDF5 result file.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float64", show_default=True)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Grid points per chunk [default: sized to keep memory near 256 MiB].")
+@click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
+              show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
+def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, quiet):
+    """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks."""
+    from .report import print_run_summary
+    from .runner import run_grid
+
+    try:
+        result = run_grid(
+            resolve(portfolio, DEFAULT_PORTFOLIO),
+            resolve(scenario, DEFAULT_SCENARIO),
+            output,
+            backend=backend,
+            dtype=dtype,
+            chunk_size=chunk_size,
+            progress=not quiet,
+            compression=None if compression == "none" else compression,
+        )
+    except (ConfigError, BackendError) as err:
+        _fail_input(err)
+    except KeyboardInterrupt:
+        click.echo("interrupted: no result file written", err=True)
+        sys.exit(130)
+    if not quiet:
+        print_run_summary(result)
+    else:
+        click.echo(str(result.path))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--portfolio", "-p", default=None,
+              help="Portfolio that scenario files refer to [default: the bundled example].")
+def validate(files, portfolio):
+    """Check portfolio and scenario FILES (or preset names) without running anything."""
+    from .config import load_portfolio, load_scenario
+
+    problems: list[str] = []
+    pf = None
+    for f in files:
+        path = resolve(f, f)
+        try:
+            kind = preset_kind(path) if path.is_file() else "portfolio"
+        except (OSError, UnicodeDecodeError):
+            kind = "portfolio"
+        try:
+            if kind == "scenario":
+                if pf is None:
+                    pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+                sc = load_scenario(path, pf)
+                click.echo(f"ok: {path}: scenario {sc.name!r}, {sc.size} grid points")
+            else:
+                p = load_portfolio(path)
+                pf = pf or p
+                click.echo(f"ok: {path}: portfolio {p.name!r}, {len(p.clusters)} clusters")
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        for line in problems:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(as_json):
+    """Versions, backends and devices found."""
+    from .report import environment_info
+
+    data = environment_info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        click.echo(f"{key:>18}: {value}")
+
+
+@main.command()
+def presets():
+    """The bundled portfolio and scenario files."""
+    for name, path in list_presets().items():
+        click.echo(f"{name:<16} {preset_kind(path):<10} {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

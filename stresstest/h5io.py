@@ -1,0 +1,169 @@
+"""HDF5 result files (MODEL.md, "Result file"), streamed chunk by chunk.
+
+Layout: one dimension scale per axis (named as the axis, holding its values) and
+one for `cluster` (the names, variable-length UTF-8), so that
+`xarray.open_dataset(path, engine="h5netcdf")` gives labelled arrays. Portfolio
+outputs have dims = the axes; per-cluster outputs (`cluster_<output>`) the axes
+then `cluster`. The file is written under a temporary name in the target folder
+and renamed when complete, so a killed run never leaves a file at the output name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .kernels.params import OUTPUT_UNITS, OUTPUTS
+
+LONG_NAMES = {
+    "npv": "net present value of project cash flows",
+    "roi": "net gain over the horizon per dollar of capex",
+    "irr": "internal rate of return of project cash flows (annual)",
+    "payback_months": "months until cumulative cash flow turns non-negative",
+    "equity_irr": "internal rate of return of equity cash flows (annual)",
+    "min_dscr": "minimum debt service cover ratio",
+    "revenue": "total revenue over months 1..T",
+    "energy_cost": "total energy cost over months 1..T",
+    "opex": "total operating cost over months 1..T",
+    "ebitda": "total EBITDA over months 1..T",
+}
+
+_TARGET_CHUNK_ELEMS = 1 << 16
+
+
+def flat_slabs(shape: tuple[int, ...], start: int, stop: int):
+    """Split the flat C-order range [start, stop) of an array of `shape` into boxes.
+
+    Yields (selection, box_shape, offset): `selection` indexes the array, `offset` is
+    the position of the box's first element inside the range. At most 2*ndim - 1 boxes.
+    """
+    def rec(shape, a, b, prefix, offset):
+        if a >= b:
+            return
+        if not shape:
+            yield prefix, (), offset
+            return
+        inner = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        i0, r0 = divmod(a, inner)
+        i1, r1 = divmod(b, inner)
+        if i0 == i1:
+            yield from rec(shape[1:], r0, r1, prefix + (i0,), offset)
+            return
+        if r0:
+            yield from rec(shape[1:], r0, inner, prefix + (i0,), offset)
+            offset += inner - r0
+            i0 += 1
+        if i1 > i0:
+            rest = tuple(slice(None) for _ in shape[1:])
+            yield prefix + (slice(i0, i1),) + rest, (i1 - i0,) + tuple(shape[1:]), offset
+            offset += (i1 - i0) * inner
+        if r1:
+            yield from rec(shape[1:], 0, r1, prefix + (i1,), offset)
+
+    yield from rec(tuple(shape), start, stop, (), 0)
+
+
+def chunk_shape(shape: tuple[int, ...], target: int = _TARGET_CHUNK_ELEMS) -> tuple[int, ...]:
+    """HDF5 chunk: whole trailing dimensions, then a part of the next, about `target` elements."""
+    out = [1] * len(shape)
+    size = 1
+    for k in range(len(shape) - 1, -1, -1):
+        if size * shape[k] <= target:
+            out[k] = shape[k]
+            size *= shape[k]
+        else:
+            out[k] = max(1, target // size)
+            break
+    return tuple(out)
+
+
+def temp_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.{os.getpid()}.partial"
+
+
+class GridWriter:
+    """Write a grid's outputs chunk by chunk; `commit()` renames into place."""
+
+    def __init__(self, path, axes, cluster_names, attrs: dict, dtype=np.float64,
+                 compression: str | None = "gzip"):
+        import h5py
+
+        self.path = Path(path)
+        self.tmp = temp_path(self.path)
+        self.grid_shape = tuple(len(a.values) for a in axes)
+        self.n_clusters = len(cluster_names)
+        self.f = h5py.File(self.tmp, "w")
+        try:
+            self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _layout(self, axes, cluster_names, attrs, dtype, compression):
+        import h5py
+
+        f = self.f
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        scales = []
+        for a in axes:
+            ds = f.create_dataset(a.name, data=np.asarray(a.values, dtype=np.float64))
+            ds.attrs["op"] = a.spec.op
+            ds.attrs["targets"] = ",".join(a.spec.targets)
+            ds.attrs["clusters"] = ",".join(a.clusters) if a.clusters else "all"
+            if a.neutral is not None:
+                ds.attrs["neutral"] = a.neutral
+            ds.make_scale(a.name)
+            scales.append(ds)
+        cl = f.create_dataset("cluster", data=np.array(cluster_names, dtype=object),
+                              dtype=h5py.string_dtype())
+        cl.make_scale("cluster")
+        self.datasets = {}
+        for name in OUTPUTS:
+            for prefix, extra in (("", ()), ("cluster_", (self.n_clusters,))):
+                shape = self.grid_shape + extra
+                kw = {}
+                if shape and compression:
+                    kw = dict(chunks=chunk_shape(shape), compression=compression, shuffle=True)
+                    if compression == "gzip":
+                        kw["compression_opts"] = 1
+                ds = f.create_dataset(prefix + name, shape=shape, dtype=dtype,
+                                      fillvalue=np.nan, **kw)
+                for i, s in enumerate(scales):
+                    ds.dims[i].attach_scale(s)
+                if extra:
+                    ds.dims[len(scales)].attach_scale(cl)
+                ds.attrs["units"] = OUTPUT_UNITS[name]
+                ds.attrs["long_name"] = LONG_NAMES[name] + (" (per cluster)" if extra else "")
+                self.datasets[prefix + name] = ds
+
+    def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
+        """Store the outputs of the flat grid range [start, stop)."""
+        for sel, box, off in flat_slabs(self.grid_shape, start, stop):
+            n = math.prod(box)
+            for name, ds in self.datasets.items():
+                v = outputs[name][off:off + n]
+                ds[sel] = v.reshape(box + v.shape[1:])
+
+    def write_group(self, group: str, values: dict[str, np.ndarray]) -> None:
+        g = self.f.create_group(group)
+        for name, v in values.items():
+            g.create_dataset(name, data=v)
+
+    def commit(self) -> Path:
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.f.close()
+        except Exception:
+            pass
+        try:
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,91 @@
+"""Terminal output: the run summary table and the environment report."""
+
+from __future__ import annotations
+
+import math
+import platform
+
+from .engine import SUMMARY_OUTPUTS, describe_nonfinite, grid_point, unexpected_nonfinite
+
+_FORMATS = {
+    "npv": lambda v: f"{v / 1e6:,.1f} M",
+    "irr": lambda v: f"{100 * v:.2f} %",
+    "roi": lambda v: f"{100 * v:.1f} %",
+}
+
+
+def fmt(name: str, value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return _FORMATS[name](value)
+
+
+def summary_rows(result) -> list[dict]:
+    """Rows of the summary: base case, then the worst and best grid points per output."""
+    rows = [{"case": "base case (no shock)", "point": {},
+             **{k: float(result.base[k]) for k in SUMMARY_OUTPUTS}}]
+    for label, table in (("worst", result.extremes.worst), ("best", result.extremes.best)):
+        for name in SUMMARY_OUTPUTS:
+            if name in table:
+                _, flat, at = table[name]
+                rows.append({"case": f"{label} {name.upper()}", "flat_index": flat,
+                             "point": grid_point(result.scenario, flat), **at})
+    return rows
+
+
+def print_run_summary(result, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    pf, sc = result.portfolio, result.scenario
+    rate = result.scm / result.seconds if result.seconds > 0 else float("nan")
+    console.print(
+        f"[bold]{pf.name}[/]: {len(pf.clusters)} clusters, {pf.horizon_months} months; "
+        f"scenario [bold]{sc.name}[/], {sc.size:,} grid points; {result.backend}"
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("case")
+    table.add_column(f"NPV ({pf.currency})", justify="right")
+    table.add_column("IRR", justify="right")
+    table.add_column("ROI", justify="right")
+    table.add_column("shocks at that point")
+    for row in summary_rows(result):
+        point = "  ".join(f"{k}={v:g}" for k, v in row["point"].items()) or "-"
+        table.add_row(row["case"], *(fmt(n, row[n]) for n in SUMMARY_OUTPUTS), point)
+    console.print(table)
+    unexpected = unexpected_nonfinite(result.extremes)
+    for line in describe_nonfinite(sc, result.extremes):
+        console.print(f"[{'red' if line.split(':')[0] in unexpected else 'dim'}]{line}[/]")
+    console.print(
+        f"wrote {result.path} in {result.seconds:.2f} s "
+        f"({rate:.3g} scenario-cluster-months/s, chunks of {result.chunk_size:,})"
+    )
+
+
+def environment_info() -> dict:
+    import numpy as np
+
+    from . import __version__
+    from .backends import cupy_available, jax_gpu_devices, make_backend
+
+    data = {
+        "stresstest": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+    }
+    for mod in ("jax", "jaxlib", "cupy", "h5py", "array_api_compat", "pydantic", "click"):
+        try:
+            data[mod] = __import__(mod).__version__
+        except ImportError:
+            data[mod] = "not installed"
+        except AttributeError:
+            data[mod] = "installed"
+    data["jax devices"] = ", ".join(str(d) for d in jax_gpu_devices()) or "cpu only"
+    data["cupy gpu"] = "yes" if cupy_available() else "no"
+    try:
+        data["auto backend"] = make_backend("auto").describe()
+    except Exception as exc:  # pragma: no cover - reported, not raised
+        data["auto backend"] = f"unavailable ({exc})"
+    return data

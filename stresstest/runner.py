@@ -1,0 +1,98 @@
+"""A stress run from files to a result file: what `stresstest run` delegates to."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backends import make_backend
+from .config import ConfigError, Portfolio, Scenario, config_json, load_portfolio, load_scenario
+from .engine import Extremes, evaluate_base, prepare
+from .kernels.params import MODEL_VERSION
+from .progress import Progress
+
+
+@dataclass
+class RunResult:
+    path: Path
+    portfolio: Portfolio
+    scenario: Scenario
+    backend: str
+    base: dict[str, np.ndarray]
+    extremes: Extremes
+    seconds: float
+    chunk_size: int
+    config_sha256: str
+
+    @property
+    def scm(self) -> int:
+        """Scenario-cluster-months evaluated."""
+        return self.scenario.size * len(self.portfolio.clusters) * self.portfolio.horizon_months
+
+
+def load_inputs(portfolio_path, scenario_path) -> tuple[Portfolio, Scenario]:
+    pf = load_portfolio(portfolio_path)
+    sc = load_scenario(scenario_path, pf)
+    return pf, sc
+
+
+def check_output(path: Path) -> None:
+    """Refuse, before any work, an output that cannot be written."""
+    if path.is_dir():
+        raise ConfigError([f"{path}: the output is a directory"])
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError([f"{path}: the output folder {parent} does not exist"])
+
+
+def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
+             chunk_size: int | None = None, progress: bool = True,
+             compression: str | None = "gzip") -> RunResult:
+    from .h5io import GridWriter
+
+    pf, sc = load_inputs(portfolio_path, scenario_path)
+    out = Path(output)
+    check_output(out)
+    be = make_backend(backend, dtype)
+    cfg, sha = config_json(pf, sc)
+    t0 = time.perf_counter()
+    run = prepare(pf, sc, be, chunk_size)
+    base = evaluate_base(pf, be.dtype)
+    attrs = {
+        "model_version": MODEL_VERSION,
+        "stresstest_version": __version__,
+        "config": cfg,
+        "config_sha256": sha,
+        "backend": be.name,
+        "device": be.device,
+        "dtype": np.dtype(be.dtype).name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "portfolio": pf.name,
+        "scenario": sc.name,
+        "currency": pf.currency,
+        "horizon_months": pf.horizon_months,
+        "discount_rate": pf.discount_rate,
+        "n_scenarios": sc.size,
+    }
+    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression)
+    extremes = Extremes()
+    bar = Progress(sc.size, enabled=progress)
+    try:
+        for chunk in run.chunks():
+            writer.write(chunk.start, chunk.stop, chunk.outputs)
+            extremes.update(chunk)
+            bar.advance(chunk.stop - chunk.start)
+        writer.write_group("base", base)
+        path = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return RunResult(path, pf, sc, be.describe(), base, extremes, time.perf_counter() - t0,
+                     run.chunk_size, sha)
