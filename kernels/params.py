@@ -34,7 +34,7 @@ def _share(name: str, default: float, unit: str = "fraction") -> Param:
 
 CLUSTER_PARAMS: tuple[Param, ...] = (
     # Hardware and capex
-    Param("gpus", None, 0.0, INF, integer=True, unit="GPUs"),
+    Param("gpus", None, 0.0, INF, integer=True, lo_open=True, unit="GPUs"),  # shocks clip to >= 0
     Param("capex_per_gpu", None, 0.0, unit="USD per GPU"),
     Param("capex_fixed", 0.0, 0.0, unit="USD"),
     Param("delivery_months", 3.0, 0.0, unit="months"),

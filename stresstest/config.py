@@ -100,7 +100,9 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def _param_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {p.name: (Optional[float], None) for p in CLUSTER_PARAMS}
+    # Type float with a None default: absent means "use the default", an explicit
+    # null is refused (only client_loss_month: null, meaning never, is allowed).
+    fields: dict[str, Any] = {p.name: (float, None) for p in CLUSTER_PARAMS}
     return fields
 
 
@@ -124,8 +126,8 @@ ClusterModel = create_model(
 class PortfolioBlock(BaseModel):
     model_config = _STRICT
     name: str = "portfolio"
-    horizon_months: Optional[float] = None
-    discount_rate: Optional[float] = None
+    horizon_months: float = None  # type: ignore[assignment]
+    discount_rate: float = None  # type: ignore[assignment]
     currency: str = "USD"
     sources: Optional[dict[str, str]] = None
 
@@ -243,6 +245,7 @@ class Portfolio:
     labels: list[dict[str, str]]
     origins: list[dict[str, str]] = field(default_factory=list)  # "cluster", "defaults" or "model"
     sources: dict = field(default_factory=dict)
+    cluster_sources: list[dict] = field(default_factory=list)
 
     def base_arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -251,14 +254,17 @@ class Portfolio:
         }
 
     def to_dict(self) -> dict:
+        cited = self.cluster_sources or [{} for _ in self.clusters]
         return {
             "name": self.name,
             "currency": self.currency,
             "horizon_months": self.horizon_months,
             "discount_rate": self.discount_rate,
+            "sources": self.sources,
             "clusters": [
-                {"name": n, **lab, **{k: (None if math.isinf(v) else v) for k, v in c.items()}}
-                for n, lab, c in zip(self.cluster_names, self.labels, self.clusters)
+                {"name": n, **lab, **{k: (None if math.isinf(v) else v) for k, v in c.items()},
+                 "sources": src}
+                for n, lab, c, src in zip(self.cluster_names, self.labels, self.clusters, cited)
             ],
         }
 
@@ -289,7 +295,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
                 problems.append(f"{path}: defaults.{key}: {why}")
     if not model.clusters:
         problems.append(f"{path}: clusters: must list at least one cluster")
-    clusters, names, labels, origins = [], [], [], []
+    clusters, names, labels, origins, sources = [], [], [], [], []
     seen: dict[str, int] = {}
     for i, cm in enumerate(model.clusters):
         raw = cm.model_dump(exclude_none=True)
@@ -300,7 +306,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
         if name in seen:
             problems.append(f"{path}: {where}.name: duplicate cluster name {name!r} (also clusters[{seen[name]}])")
         seen.setdefault(name, i)
-        raw.pop("sources", None)
+        sources.append(raw.pop("sources", {}))
         lab = {k: raw.pop(k) for k in LABELS if k in raw}
         for k in ("gpu", "region"):
             if k not in lab and k in defaults:
@@ -329,8 +335,6 @@ def load_portfolio(path: str | Path) -> Portfolio:
                     f"(reserved_share is {_num(values['reserved_share'])})"
                 )
             origin["reserved_price"] = "model"
-        if "gpus" in values and values["gpus"] < 1:
-            problems.append(f"{path}: {where}.gpus: must be a positive whole number, got {_num(values['gpus'])}")
         clusters.append(values)
         names.append(name)
         labels.append(lab)
@@ -348,6 +352,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
         labels=labels,
         origins=origins,
         sources=pb.sources or {},
+        cluster_sources=sources,
     )
 
 
