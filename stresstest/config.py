@@ -29,6 +29,8 @@ from .kernels.params import (
 from .kernels.shocks import AxisSpec
 
 LABELS = ("gpu", "region", "gpu_market", "power_market")
+MAX_AXIS_VALUES = 10_000_000
+MAX_GRID_POINTS = 2**62  # flat indices are int64 on every backend
 REQUIRED = tuple(p.name for p in CLUSTER_PARAMS if p.default is None and p.name != "reserved_price")
 
 
@@ -50,9 +52,15 @@ def _yaml_loader():
         pass
 
     def construct_mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)  # resolve merge keys (<<: *anchor) first
         seen = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain word, not a list or mapping",
+                    key_node.start_mark,
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -413,7 +421,7 @@ class Scenario:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.axes else 1
+        return math.prod(self.shape)  # exact (Python int): no silent overflow
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "axes": [a.to_dict() for a in self.axes]}
@@ -447,6 +455,10 @@ def load_scenario(path: str | Path, portfolio: Portfolio) -> Scenario:
             )
         names.setdefault(axis.name, i)
         axes.append(axis)
+    size = math.prod(len(a.values) for a in axes)
+    if not problems and size > MAX_GRID_POINTS:
+        problems.append(f"{path}: scenario.axes: the grid has {size:.3g} points, more than the "
+                        f"{MAX_GRID_POINTS:.0e} this version can index; split it into several files")
     if problems:
         raise ConfigError(problems)
     return Scenario(str(path), sb.kind, sb.name or path.stem, axes)
@@ -502,6 +514,9 @@ def _resolve_axis(path, where, am: AxisModel, pf: Portfolio):
         count = ls[2]
         if count != math.floor(count) or count < 1:
             bad("linspace", f"count must be a whole number >= 1, got {_num(count)}")
+            return None, problems
+        if count > MAX_AXIS_VALUES:
+            bad("linspace", f"count must be at most {MAX_AXIS_VALUES:,}, got {_num(count)}")
             return None, problems
         values = np.linspace(ls[0], ls[1], int(count))
     if op == "set":

@@ -117,8 +117,8 @@ CASES = [
     S("s_kind_not_grid.yaml", ("scenario.kind", "unknown kind 'montecarlo'")),
     S("s_missing_kind.yaml", ("scenario.kind", "required key is missing")),
     # grids too large to hold: refused with the file named, whatever the wording
-    S("s_linspace_huge_count.yaml", (None, "")),
-    S("s_grid_size_overflow.yaml", (None, "")),
+    S("s_linspace_huge_count.yaml", ("scenario.axes[0].linspace", "count must be at most 10,000,000, got 1e+16")),
+    S("s_grid_size_overflow.yaml", ("scenario.axes", "the grid has 1e+24 points, more than the")),
 ]
 
 

@@ -1,0 +1,110 @@
+"""The vectorised IRR solver against numpy_financial 1.0 (root closest to 0) and closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy_financial as npf
+import pytest
+
+from stresstest.kernels.irr import annualise, solve_irr
+
+
+def _npf(rows):
+    return np.array([npf.irr(r) for r in rows])
+
+
+def _agree(got, want, tol=1e-10):
+    both_nan = np.isnan(got) & np.isnan(want)
+    err = np.where(both_nan, 0.0, np.abs(got - want))
+    bad = ~(err <= tol)
+    assert not bad.any(), f"{bad.sum()} rows differ, e.g. got {got[bad][:3]} want {want[bad][:3]}"
+
+
+def test_closed_form_one_period():
+    # -100 then 110: monthly rate exactly 10 %
+    got = solve_irr(np.array([[-100.0, 110.0]]))
+    assert got[0] == pytest.approx(0.10, abs=1e-14)
+
+
+def test_closed_form_annuity():
+    # A loan of 1000 repaid by 24 level payments at 1 % a month has IRR 1 % a month
+    j, n = 0.01, 24
+    pay = 1000 * j / (1 - (1 + j) ** -n)
+    flows = np.array([[-1000.0] + [pay] * n])
+    assert solve_irr(flows)[0] == pytest.approx(j, abs=1e-12)
+    assert annualise(solve_irr(flows))[0] == pytest.approx(1.01 ** 12 - 1, abs=1e-12)
+
+
+def test_two_roots_closest_to_zero():
+    # (1+i)^-1 roots at i = 0.1 and i = 0.2 as in -1, 2.3, -1.32 (x = 1/1.1 and 1/1.2)
+    flows = np.array([[-1.0, 2.3, -1.32]])
+    assert solve_irr(flows)[0] == pytest.approx(0.1, abs=1e-12)
+    assert npf.irr(flows[0]) == pytest.approx(0.1, abs=1e-12)
+
+
+def test_no_sign_change_and_nonfinite_are_nan():
+    flows = np.array([[1.0, 2.0, 3.0], [-1.0, -2.0, -3.0], [-1.0, np.nan, 3.0],
+                      [-1.0, np.inf, 3.0], [0.0, 0.0, 0.0]])
+    assert np.isnan(solve_irr(flows)).all()
+
+
+def test_exact_zero_rate():
+    assert solve_irr(np.array([[-3.0, 1.0, 1.0, 1.0]]))[0] == 0.0
+
+
+def test_platform_example_with_far_negative_root():
+    flows = np.array([[-1678.87, 771.96, 1814.05, 3520.30, 3552.95, 3584.99, 4789.91, -1]])
+    assert solve_irr(flows)[0] == pytest.approx(npf.irr(flows[0]), abs=1e-10)
+    assert solve_irr(flows)[0] == pytest.approx(-0.999791, abs=1e-6)
+
+
+@pytest.mark.parametrize("T", [12, 60, 120])
+def test_conventional_flows(T):
+    rng = np.random.default_rng(T)
+    n = 400
+    flows = np.concatenate([-rng.uniform(1e3, 1e5, (n, 1)),
+                            rng.normal(0.03, 1, (n, T)) * rng.uniform(1e2, 1e4, (n, 1))], axis=1)
+    _agree(solve_irr(flows), _npf(flows))
+
+
+@pytest.mark.parametrize("T", [6, 24, 60])
+def test_several_sign_changes(T):
+    rng = np.random.default_rng(7 + T)
+    flows = rng.normal(0, 1, (400, T + 1))
+    n_changes = np.sum(np.diff(np.sign(flows), axis=1) != 0, axis=1)
+    assert (n_changes >= 3).mean() > 0.5  # most rows really have several sign changes
+    _agree(solve_irr(flows), _npf(flows))
+
+
+def test_terminal_outflow_project_flows():
+    """Capex, inflows, then a decommissioning outflow: two sign changes, two roots."""
+    rng = np.random.default_rng(3)
+    T = 60
+    flows = np.concatenate([-rng.uniform(1, 2, (300, 1)), rng.uniform(0, 0.1, (300, T))], axis=1)
+    flows[:, -1] -= rng.uniform(0, 4, 300)
+    _agree(solve_irr(flows), _npf(flows))
+
+
+def test_600_month_horizons():
+    rng = np.random.default_rng(600)
+    T = 600
+    n = 12
+    conv = np.concatenate([-rng.uniform(50, 100, (n, 1)), rng.uniform(0, 1, (n, T))], axis=1)
+    mixed = conv.copy()
+    mixed[:, 300] -= 150.0  # a mid-life refurbishment: three sign changes
+    flows = np.concatenate([conv, mixed])
+    _agree(solve_irr(flows), _npf(flows))
+
+
+def test_batch_shape_and_jax_agrees(compiled_backend):
+    rng = np.random.default_rng(11)
+    flows = rng.normal(0, 1, (3, 5, 37))
+    flows[..., 0] = -10.0
+    want = solve_irr(flows)
+    xp = compiled_backend.xp
+    got = compiled_backend.to_numpy(compiled_backend.compile(solve_irr)(xp.asarray(flows)))
+    assert got.shape == (3, 5)
+    _agree(got, want, tol=1e-12)
+    assert math.isfinite(float(np.nanmax(np.abs(want))))
