@@ -75,13 +75,15 @@ def environment_info() -> dict:
         "platform": platform.platform(),
         "numpy": np.__version__,
     }
-    for mod in ("jax", "jaxlib", "cupy", "h5py", "array_api_compat", "pydantic", "click"):
+    from importlib import metadata
+
+    for dist in ("jax", "jaxlib", "cupy-cuda12x", "cupy-cuda13x", "h5py", "array-api-compat",
+                 "pydantic", "click"):
         try:
-            data[mod] = __import__(mod).__version__
-        except ImportError:
-            data[mod] = "not installed"
-        except AttributeError:
-            data[mod] = "installed"
+            data[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            if not dist.startswith("cupy"):
+                data[dist] = "not installed"
     data["jax devices"] = ", ".join(str(d) for d in jax_gpu_devices()) or "cpu only"
     data["cupy gpu"] = "yes" if cupy_available() else "no"
     try:

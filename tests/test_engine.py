@@ -1,0 +1,111 @@
+"""Engine: backends agree, chunk size does not matter, JAX compiles once, shocks clip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_portfolio, random_scenario
+
+from stresstest.backends import make_backend
+from stresstest.engine import default_chunk_size, prepare
+
+
+def run_all(pf, sc, backend, chunk_size=None):
+    run = prepare(pf, sc, backend, chunk_size)
+    parts = list(run.chunks())
+    assert [p.start for p in parts] == list(range(0, sc.size, run.chunk_size))
+    return {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs}
+
+
+def assert_same(a, b, rtol, atol_rel=None):
+    for name in a:
+        x, y = a[name], b[name]
+        assert x.shape == y.shape, name
+        assert np.array_equal(np.isnan(x), np.isnan(y)), name
+        assert np.array_equal(np.isinf(x), np.isinf(y)), name
+        ok = np.isfinite(x)
+        scale = np.max(np.abs(y[ok])) if ok.any() else 1.0
+        atol = rtol * (scale if atol_rel is None else atol_rel)
+        assert np.allclose(x[ok], y[ok], rtol=rtol, atol=atol), (name, np.max(np.abs(x[ok] - y[ok])))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_backends_agree_on_random_grids(seed, compiled_backend):
+    rng = np.random.default_rng(500 + seed)
+    pf = random_portfolio(rng, n_clusters=3)
+    sc = random_scenario(rng, pf, n_axes=3)
+    want = run_all(pf, sc, make_backend("numpy"))
+    got = run_all(pf, sc, compiled_backend)
+    # rates (irr, roi) near 0 need an absolute floor; money is relative to the largest value
+    assert_same(got, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "jax"])
+def test_chunk_size_does_not_change_results(backend_name):
+    rng = np.random.default_rng(42)
+    pf = random_portfolio(rng, n_clusters=2, horizon=36)
+    sc = random_scenario(rng, pf, n_axes=3)
+    b = make_backend(backend_name)
+    results = [run_all(pf, sc, b, cs) for cs in (1, 7, sc.size)]
+    for other in results[1:]:
+        assert_same(other, results[0], rtol=1e-13)
+
+
+def test_jax_compiles_once_per_run():
+    import jax
+
+    rng = np.random.default_rng(3)
+    pf = random_portfolio(rng, n_clusters=2, horizon=24)
+    sc = random_scenario(rng, pf, n_axes=2)
+    run = prepare(pf, sc, make_backend("jax"), chunk_size=max(1, sc.size // 3))
+    list(run.chunks())
+    n_compiled = run._fn._cache_size()
+    list(run.chunks())  # every chunk, the padded last one included, reuses the compiled code
+    assert run._fn._cache_size() == n_compiled == 1
+    assert isinstance(run._fn, type(jax.jit(lambda x: x)))
+
+
+def test_default_chunk_bounds_memory():
+    rng = np.random.default_rng(0)
+    pf = random_portfolio(rng, n_clusters=6, horizon=600)
+    c = default_chunk_size(pf, 10**9)
+    assert 1 <= c and c * 6 * 601 * 8 * 80 <= 256 * 2**20
+    assert default_chunk_size(pf, 5) == 5
+
+
+def test_named_shock_moves_both_utilizations_and_clips():
+    from stresstest.config import Axis
+    from stresstest.kernels.shocks import AxisSpec, shocked_params
+    import array_api_compat.numpy as xp
+
+    rng = np.random.default_rng(1)
+    pf = random_portfolio(rng, n_clusters=2)
+    base = pf.base_arrays()
+    spec = AxisSpec("utilization", ("utilization_training", "utilization_inference"), "shift")
+    values = (np.array([-2.0, 0.05, 2.0]),)
+    p, _ = shocked_params(base, np.asarray(0.1), (spec,), values, np.arange(3))
+    for name in spec.targets:
+        assert np.all(p[name][0] == 0.0) and np.all(p[name][2] == 1.0)
+        assert np.allclose(p[name][1], np.clip(base[name] + 0.05, 0, 1))
+    del Axis, xp
+
+
+def test_per_cluster_axis_leaves_other_clusters():
+    from stresstest.kernels.shocks import AxisSpec, shocked_params
+
+    rng = np.random.default_rng(2)
+    pf = random_portfolio(rng, n_clusters=3)
+    base = pf.base_arrays()
+    spec = AxisSpec("p", ("on_demand_price",), "scale", (False, True, False))
+    p, _ = shocked_params(base, np.asarray(0.1), (spec,), (np.array([0.5, 2.0]),), np.arange(2))
+    assert np.array_equal(p["on_demand_price"][:, [0, 2]], np.tile(base["on_demand_price"][[0, 2]], (2, 1)))
+    assert np.allclose(p["on_demand_price"][:, 1], base["on_demand_price"][1] * np.array([0.5, 2.0]))
+
+
+def test_debt_term_rounds_half_up_after_shock():
+    from stresstest.kernels.shocks import AxisSpec, shocked_params
+
+    base = {"debt_term_months": np.array([10.0])}
+    spec = AxisSpec("d", ("debt_term_months",), "shift")
+    p, _ = shocked_params(base, np.asarray(0.1), (spec,), (np.array([0.5, 1.49, -20.0]),), np.arange(3))
+    assert p["debt_term_months"][:, 0].tolist() == [11.0, 11.0, 1.0]

@@ -1,0 +1,26 @@
+"""The wheel installs kernels and scenarios inside the stresstest namespace, YAML included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_claims_only_the_stresstest_name(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("stresstest-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"stresstest"}, top
+    for required in ("stresstest/kernels/irr.py", "stresstest/kernels/cashflows.py",
+                     "stresstest/scenarios/example.yaml", "stresstest/scenarios/default_grid.yaml",
+                     "stresstest/scenarios/smoke.yaml", "stresstest/cli.py"):
+        assert required in names, required
+    meta = next(n for n in names if n.endswith("METADATA"))
+    text = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "Provides-Extra: cuda" in text and "Provides-Extra: test" in text
