@@ -27,18 +27,20 @@ def npv(cf, discount_rate):
 def payback_months(cf):
     """First month where cumulative CF >= 0, linear inside the month; 0 if CF_0 >= 0; inf if never."""
     xp = array_namespace(cf)
-    cum = xp.cumulative_sum(cf, axis=-1)
+    n_months = cf.shape[-1]
+    rows = xp.reshape(cf, (-1, n_months))
+    cum = xp.cumulative_sum(rows, axis=-1)
     reached = cum >= 0
-    first = reached & (xp.cumulative_sum(xp.astype(reached, xp.int32), axis=-1) == 1)
-    prev = cum[..., :-1]
-    flow = cf[..., 1:]
-    hit = first[..., 1:]
-    t = xp.arange(cf.shape[-1], dtype=cf.dtype)
-    safe_flow = xp.where(hit, flow, 1.0)
-    frac = xp.where(hit, -prev / safe_flow, 0.0)
-    months = xp.sum(xp.where(hit, t[:-1] + frac, 0.0), axis=-1)
-    months = xp.where(xp.any(hit, axis=-1), months, math.inf)
-    return xp.where(first[..., 0], 0.0, months)
+    k = xp.argmax(xp.astype(reached, xp.int8), axis=-1)  # first month reached (0 if never)
+    base = xp.arange(rows.shape[0], dtype=k.dtype) * n_months
+    km1 = xp.maximum(k - 1, 0)
+    prev = xp.take(xp.reshape(cum, (-1,)), base + km1)
+    flow = xp.take(xp.reshape(rows, (-1,)), base + k)
+    crossing = k > 0
+    safe_flow = xp.where(crossing & (flow != 0), flow, 1.0)
+    months = xp.astype(km1, cf.dtype) + xp.where(crossing, -prev / safe_flow, 0.0)
+    months = xp.where(xp.any(reached, axis=-1), months, math.inf)
+    return xp.reshape(months, cf.shape[:-1])
 
 
 def _masked_min(xp, x, mask, axis=-1):
@@ -52,12 +54,14 @@ def _safe_ratio(xp, num, den):
     return xp.where(ok, num / xp.where(ok, den, 1.0), math.nan)
 
 
-def evaluate(p: dict, discount_rate, horizon: int, with_equity: bool = True) -> dict:
+def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, ...] | None = None) -> dict:
     """Every output of MODEL.md.
 
     p: cluster parameters, name -> [S|1, C]; discount_rate: [S|1]; horizon: T.
     Returns {name: [S] portfolio, "cluster_" + name: [S, C]} for every output.
-    with_equity=False skips the equity IRR solves (NaN), for portfolios with no debt.
+    equity_clusters: the clusters that can carry debt (static); equity IRRs are solved
+    only for them (and the portfolio, when any), the others are NaN as the model says.
+    None means every cluster.
     """
     xp = array_namespace(p["gpus"])
     fl = cash_flows(p, horizon)
@@ -81,17 +85,18 @@ def evaluate(p: dict, discount_rate, horizon: int, with_equity: bool = True) -> 
     out = {}
 
     # IRRs: one stacked solve for every series of the chunk
+    eq = tuple(range(C)) if equity_clusters is None else tuple(equity_clusters)
     series = [cf, pcf[:, None, :]]
-    if with_equity:
-        series += [cfe, pcfe[:, None, :]]
+    if eq:
+        series += [cfe[:, list(eq), :] if len(eq) < C else cfe, pcfe[:, None, :]]
     irr = annualise(solve_irr(xp.concat(series, axis=1)))
     c_irr, p_irr = irr[:, :C], irr[:, C]
-    if with_equity:
-        c_eirr = xp.where(has_debt, irr[:, C + 1 : 2 * C + 1], math.nan)
-        p_eirr = xp.where(xp.any(has_debt, axis=1), irr[:, 2 * C + 1], math.nan)
-    else:
-        c_eirr = xp.full((S, C), math.nan, dtype=cf.dtype)
-        p_eirr = xp.full((S,), math.nan, dtype=cf.dtype)
+    nan_c = xp.full((S,), math.nan, dtype=cf.dtype)
+    solved = {c: irr[:, C + 1 + k] for k, c in enumerate(eq)}
+    c_eirr = xp.stack([solved.get(c, nan_c) for c in range(C)], axis=1)
+    c_eirr = xp.where(has_debt, c_eirr, math.nan)
+    p_eirr = irr[:, -1] if eq else nan_c
+    p_eirr = xp.where(xp.any(has_debt, axis=1), p_eirr, math.nan)
 
     # Debt service cover
     elt = xp.broadcast_to(fl["ebitda_less_tax"], (S,) + fl["ebitda_less_tax"].shape[1:])

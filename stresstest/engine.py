@@ -24,11 +24,17 @@ _BYTES_PER_SCM = 8 * 80
 _DEFAULT_BUDGET = 256 * 2**20
 
 
-def needs_equity(portfolio: Portfolio, scenario: Scenario) -> bool:
-    """Whether any grid point can carry debt (else equity IRRs are NaN, not solved)."""
-    if any(c["debt_fraction"] > 0 for c in portfolio.clusters):
-        return True
-    return any("debt_fraction" in a.spec.targets for a in scenario.axes)
+def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> tuple[int, ...]:
+    """Clusters that can carry debt at some grid point; the others' equity IRR is NaN unsolved."""
+    out = []
+    for i, c in enumerate(portfolio.clusters):
+        moved = scenario is not None and any(
+            "debt_fraction" in a.spec.targets and (a.spec.cluster_mask is None or a.spec.cluster_mask[i])
+            for a in scenario.axes
+        )
+        if c["debt_fraction"] > 0 or moved:
+            out.append(i)
+    return tuple(out)
 
 
 def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_BUDGET) -> int:
@@ -53,7 +59,7 @@ class GridRun:
     scenario: Scenario
     backend: Backend
     chunk_size: int
-    with_equity: bool
+    with_equity: tuple[int, ...]
     _fn: Callable = field(repr=False, default=None)
     _args: tuple = field(repr=False, default=())
 
@@ -84,7 +90,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     dtype = backend.dtype
     horizon = portfolio.horizon_months
     specs = tuple(a.spec for a in scenario.axes)
-    with_equity = needs_equity(portfolio, scenario)
+    with_equity = equity_clusters(portfolio, scenario)
 
     base = {k: backend.asarray(v.astype(dtype)) for k, v in portfolio.base_arrays().items()}
     rate = backend.asarray(np.asarray(portfolio.discount_rate, dtype=dtype))
@@ -93,7 +99,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     def chunk_fn(base, rate, values, start):
         flat = start + xp.arange(chunk, dtype=xp.int64)
         params, r = shocked_params(base, rate, specs, values, flat)
-        return evaluate(params, r, horizon, with_equity=with_equity)
+        return evaluate(params, r, horizon, equity_clusters=with_equity)
 
     run = GridRun(portfolio, scenario, backend, chunk, with_equity)
     run._fn = backend.compile(chunk_fn)
@@ -111,8 +117,7 @@ def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarra
     backend = make_backend("numpy", np.dtype(dtype).name)
     base = {k: backend.asarray(v.astype(backend.dtype))[None, :] for k, v in portfolio.base_arrays().items()}
     rate = backend.asarray(np.asarray([portfolio.discount_rate], dtype=backend.dtype))
-    with_equity = any(c["debt_fraction"] > 0 for c in portfolio.clusters)
-    out = evaluate(base, rate, portfolio.horizon_months, with_equity=with_equity)
+    out = evaluate(base, rate, portfolio.horizon_months, equity_clusters=equity_clusters(portfolio))
     return {k: backend.to_numpy(v)[0] for k, v in out.items()}
 
 
