@@ -10,7 +10,9 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-python3 -m pip install -q --no-deps --no-build-isolation --no-index --target /tmp/site . >/dev/null || exit 1
+# the package as the wheel lays it out (no build tools needed): kernels and scenarios inside it
+mkdir -p /tmp/site && rm -rf /tmp/site/stresstest && cp -r stresstest /tmp/site/stresstest \
+  && cp -r kernels /tmp/site/stresstest/kernels && cp -r scenarios /tmp/site/stresstest/scenarios || exit 1
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 cd /tmp   # import the installed package, not the source tree
 REPO=$OLDPWD
