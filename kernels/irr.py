@@ -110,7 +110,7 @@ def _refine(xp, coef_t, a, fa, b, fb, n_iter: int):
     den = fb - fa
     safe_den = xp.where(den != 0, den, 1.0)
     x = xp.where(den != 0, a - fa * (b - a) / safe_den, 0.5 * (a + b))
-    x = xp.clip(x, xp.minimum(a, b), xp.maximum(a, b))
+    x = xp.clip(x, a, b)
     # fb == 0 means the root sits exactly on the near node.
     exact = fb == 0
     x = xp.where(exact, b, x)
@@ -143,7 +143,8 @@ def solve_irr(flows, n_iter: int | None = None):
     """Monthly IRR of each row of `flows` [..., T+1] (t = 0..T), shape [...].
 
     The root closest to 0 among real i > -1; NaN where there is none or any flow in
-    the row is not finite.
+    the row is not finite. Both sides are refined in one stacked pass: measured on
+    the CPU, that is faster than refining one side and rechecking the other.
     """
     xp = array_namespace(flows)
     dtype = flows.dtype
@@ -159,39 +160,26 @@ def solve_irr(flows, n_iter: int | None = None):
     if n_iter is None:
         n_iter = newton_steps(n_months)
     G = len(POS_NODES)
+    n = F.shape[0]
     vals = xp.matmul(F, _ladder(xp, n_months, dtype, dev))  # [n, 2G]
     pos_nodes = xp.asarray(POS_NODES, dtype=dtype, device=dev)
     neg_nodes = xp.asarray(NEG_NODES, dtype=dtype, device=dev)
     zero_at_0 = vals[:, 0] == 0
     hp, ap, fap, bp, fbp = _first_sign_change(xp, vals[:, :G], pos_nodes)
     hn, an, fan, bn, fbn = _first_sign_change(xp, vals[:, G:], neg_nodes)
-
-    # Refine both sides in one stacked pass, months first so that Horner's rule reads
-    # contiguous rows; the negative side's coefficients run backwards.
+    # months first so that Horner's rule reads contiguous rows; the negative side's
+    # coefficients run backwards
     Ft = xp.permute_dims(F, (1, 0))
-    coef_t = xp.concat([Ft, xp.flip(Ft, axis=0)], axis=1)
-    root = _refine(
-        xp,
-        coef_t,
-        xp.concat([ap, an]),
-        xp.concat([fap, fan]),
-        xp.concat([bp, bn]),
-        xp.concat([fbp, fbn]),
-        n_iter,
-    )
-    n = F.shape[0]
-    xroot = root[:n]
-    zroot = root[n:]
-    i_pos = 1.0 / xp.maximum(xroot, _TINY) - 1.0
-    i_neg = zroot - 1.0
-    i_pos = xp.where(hp, i_pos, math.inf)
-    i_neg = xp.where(hn, i_neg, -math.inf)
-    pick_pos = xp.abs(i_pos) <= xp.abs(i_neg)
-    rate = xp.where(pick_pos, i_pos, i_neg)
-    rate = xp.where(zero_at_0, 0.0, rate)
+    Ft_rev = xp.flip(Ft, axis=0)
     ok = finite & (hp | hn | zero_at_0) & (scale > 0)
-    rate = xp.where(ok, rate, math.nan)
-    return xp.reshape(rate, batch)
+
+    root = _refine(xp, xp.concat([Ft, Ft_rev], axis=1), xp.concat([ap, an]),
+                   xp.concat([fap, fan]), xp.concat([bp, bn]), xp.concat([fbp, fbn]), n_iter)
+    i_pos = xp.where(hp, 1.0 / xp.maximum(root[:n], _TINY) - 1.0, math.inf)
+    i_neg = xp.where(hn, root[n:] - 1.0, -math.inf)
+    rate = xp.where(xp.abs(i_pos) <= xp.abs(i_neg), i_pos, i_neg)
+    rate = xp.where(zero_at_0, 0.0, rate)
+    return xp.reshape(xp.where(ok, rate, math.nan), batch)
 
 
 def annualise(monthly):
