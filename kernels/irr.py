@@ -94,19 +94,29 @@ def _first_sign_change(xp, vals, nodes):
     return has, a, fa, b, fb
 
 
-def _poly_and_slope(xp, coef_t, x):
-    """p(x) = sum_t c_t x^t and p'(x) by Horner's rule; coef_t [T+1, n] (months first), x [n]."""
-    n_months = coef_t.shape[0]
-    p = coef_t[n_months - 1]
+def _poly_and_slope(xp, coef, x, reverse: bool = False):
+    """p(x) = sum_t c_t x^t and p'(x) by Horner's rule; coef [n, T+1], x [n].
+
+    reverse=True evaluates the reversed polynomial sum_t c_t x^(T-t) (the negative
+    side) from the same array. Rows stay in their natural layout: a jit fuses the
+    whole recurrence per row, which then reads its own coefficients contiguously (a
+    transposed or flipped copy costs more than it saves).
+    """
+    n_months = coef.shape[1]
+    order = range(1, n_months) if reverse else range(n_months - 2, -1, -1)
+    p = coef[:, 0] if reverse else coef[:, n_months - 1]
     dp = xp.zeros_like(x)
-    for t in range(n_months - 2, -1, -1):
+    for t in order:
         dp = dp * x + p
-        p = p * x + coef_t[t]
+        p = p * x + coef[:, t]
     return p, dp
 
 
-def _refine(xp, coef_t, a, fa, b, fb, n_iter: int):
-    """Safeguarded Newton inside [a, b] where fa and fb differ in sign (or fb == 0)."""
+def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse: bool = False):
+    """Safeguarded Newton inside [a, b] where fa and fb differ in sign (or fb == 0).
+
+    Starts from false position; a Newton step that leaves the bracket bisects instead.
+    """
     den = fb - fa
     safe_den = xp.where(den != 0, den, 1.0)
     x = xp.where(den != 0, a - fa * (b - a) / safe_den, 0.5 * (a + b))
@@ -116,15 +126,13 @@ def _refine(xp, coef_t, a, fa, b, fb, n_iter: int):
     x = xp.where(exact, b, x)
     sa = xp.sign(fa)
     for _ in range(n_iter):
-        f, df = _poly_and_slope(xp, coef_t, x)
+        f, df = _poly_and_slope(xp, coef, x, reverse)
         same = xp.sign(f) == sa
-        a = xp.where(same, x, a)
+        a = xp.where(same, x, a)  # a < b always: a starts at the far (smaller) node
         b = xp.where(same, b, x)
         safe_df = xp.where(df != 0, df, 1.0)
         step = xp.where(df != 0, x - f / safe_df, 0.5 * (a + b))
-        lo = xp.minimum(a, b)
-        hi = xp.maximum(a, b)
-        inside = (step >= lo) & (step <= hi)
+        inside = (step >= a) & (step <= b)
         x_new = xp.where(inside, step, 0.5 * (a + b))
         x = xp.where((f == 0) | exact, x, x_new)
     return x
@@ -160,23 +168,18 @@ def solve_irr(flows, n_iter: int | None = None):
     if n_iter is None:
         n_iter = newton_steps(n_months)
     G = len(POS_NODES)
-    n = F.shape[0]
     vals = xp.matmul(F, _ladder(xp, n_months, dtype, dev))  # [n, 2G]
     pos_nodes = xp.asarray(POS_NODES, dtype=dtype, device=dev)
     neg_nodes = xp.asarray(NEG_NODES, dtype=dtype, device=dev)
     zero_at_0 = vals[:, 0] == 0
     hp, ap, fap, bp, fbp = _first_sign_change(xp, vals[:, :G], pos_nodes)
     hn, an, fan, bn, fbn = _first_sign_change(xp, vals[:, G:], neg_nodes)
-    # months first so that Horner's rule reads contiguous rows; the negative side's
-    # coefficients run backwards
-    Ft = xp.permute_dims(F, (1, 0))
-    Ft_rev = xp.flip(Ft, axis=0)
     ok = finite & (hp | hn | zero_at_0) & (scale > 0)
 
-    root = _refine(xp, xp.concat([Ft, Ft_rev], axis=1), xp.concat([ap, an]),
-                   xp.concat([fap, fan]), xp.concat([bp, bn]), xp.concat([fbp, fbn]), n_iter)
-    i_pos = xp.where(hp, 1.0 / xp.maximum(root[:n], _TINY) - 1.0, math.inf)
-    i_neg = xp.where(hn, root[n:] - 1.0, -math.inf)
+    x_root = _refine(xp, F, ap, fap, bp, fbp, n_iter)
+    z_root = _refine(xp, F, an, fan, bn, fbn, n_iter, reverse=True)
+    i_pos = xp.where(hp, 1.0 / xp.maximum(x_root, _TINY) - 1.0, math.inf)
+    i_neg = xp.where(hn, z_root - 1.0, -math.inf)
     rate = xp.where(xp.abs(i_pos) <= xp.abs(i_neg), i_pos, i_neg)
     rate = xp.where(zero_at_0, 0.0, rate)
     return xp.reshape(xp.where(ok, rate, math.nan), batch)
