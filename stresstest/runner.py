@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +84,34 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression)
     extremes = Extremes()
     bar = Progress(sc.size, enabled=progress)
+    # Compression and writing run in a second thread while the next chunk computes
+    # (HDF5 and the backends release the GIL); at most two chunks wait in the queue.
+    pending: queue.Queue = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def drain():
+        while (chunk := pending.get()) is not None:
+            if not failure:
+                try:
+                    writer.write(chunk.start, chunk.stop, chunk.outputs)
+                except BaseException as exc:  # reported by the main thread
+                    failure.append(exc)
+
+    thread = threading.Thread(target=drain, name="stresstest-writer", daemon=True)
+    thread.start()
     try:
-        for chunk in run.chunks():
-            writer.write(chunk.start, chunk.stop, chunk.outputs)
-            extremes.update(chunk)
-            bar.advance(chunk.stop - chunk.start)
+        try:
+            for chunk in run.chunks():
+                if failure:
+                    break
+                pending.put(chunk)
+                extremes.update(chunk)
+                bar.advance(chunk.stop - chunk.start)
+        finally:
+            pending.put(None)
+            thread.join()
+        if failure:
+            raise failure[0]
         writer.write_group("base", base)
         path = writer.commit()
     except BaseException:

@@ -119,3 +119,16 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         run_grid(list_presets()["example"], list_presets()["smoke"], out, backend="numpy", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_failure_in_writer_thread_leaves_no_file(tmp_path, monkeypatch):
+    from stresstest import h5io
+
+    def full_disk(self, start, stop, outputs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5io.GridWriter, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run_grid(list_presets()["example"], list_presets()["smoke"], tmp_path / "x.h5",
+                 backend="numpy", chunk_size=1, progress=False)
+    assert list(tmp_path.iterdir()) == []
