@@ -71,6 +71,18 @@ def _yaml_loader():
     UniqueKeyLoader.add_constructor(
         yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
     )
+    # YAML 1.1 (PyYAML) reads 1e5 or 2.5e-3 without a dot or a sign as strings; users
+    # mean numbers, as YAML 1.2 says. Resolve them as floats.
+    import re
+
+    UniqueKeyLoader.yaml_implicit_resolvers = {
+        k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    UniqueKeyLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
     return UniqueKeyLoader
 
 

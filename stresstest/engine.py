@@ -77,7 +77,9 @@ class GridRun:
         for k in range(self.n_chunks):
             start = k * self.chunk_size
             stop = min(start + self.chunk_size, self.total)
-            out = self._fn(*self._args, b.xp.asarray(start))
+            # overflow to inf or NaN is reported per grid point (Extremes), not warned
+            with np.errstate(all="ignore"):
+                out = self._fn(*self._args, b.xp.asarray(start))
             host = {name: b.to_numpy(v)[: stop - start] for name, v in out.items()}
             yield Chunk(start, stop, host)
 
@@ -122,7 +124,8 @@ def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarra
     backend = make_backend("numpy", np.dtype(dtype).name)
     base = {k: backend.asarray(v.astype(backend.dtype))[None, :] for k, v in portfolio.base_arrays().items()}
     rate = backend.asarray(np.asarray([portfolio.discount_rate], dtype=backend.dtype))
-    out = evaluate(base, rate, portfolio.horizon_months, equity_clusters=equity_clusters(portfolio))
+    with np.errstate(all="ignore"):
+        out = evaluate(base, rate, portfolio.horizon_months, equity_clusters=equity_clusters(portfolio))
     return {k: backend.to_numpy(v)[0] for k, v in out.items()}
 
 

@@ -56,9 +56,15 @@ def print_run_summary(result, console=None) -> None:
     console.print(table)
     unexpected = unexpected_nonfinite(result.extremes)
     for line in describe_nonfinite(sc, result.extremes):
-        console.print(f"[{'red' if line.split(':')[0] in unexpected else 'dim'}]{line}[/]")
+        if line.split(":")[0] in unexpected:
+            console.print(f"[red]{line}[/]")
+    expected = [f"{n} {c:,}" for n, (c, _) in sorted(result.extremes.nonfinite.items())
+                if n not in unexpected]
+    if expected:
+        console.print(f"[dim]non-finite where the model says so (no debt, no IRR root, never paid "
+                      f"back; docs/model.md): {', '.join(expected)}[/]")
     console.print(
-        f"wrote {result.path} in {result.seconds:.2f} s "
+        f"wrote {result.path} in {result.seconds:.2f} s, compilation included "
         f"({rate:.3g} scenario-cluster-months/s, chunks of {result.chunk_size:,})"
     )
 

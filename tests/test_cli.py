@@ -89,3 +89,16 @@ def test_console_script_runs(tmp_path):
     exe = subprocess.run([sys.executable, "-m", "stresstest.cli", "--version"],
                          capture_output=True, text=True)
     assert exe.returncode == 0 and "stresstest" in exe.stdout
+
+
+def test_unexpected_infinity_is_reported_with_its_grid_point(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("scenario:\n  kind: grid\n  axes:\n"
+                    "    - {param: energy_price, op: scale, values: [1.0, 1.0e308]}\n")
+    out = tmp_path / "o.h5"
+    r = CliRunner().invoke(main, ["run", "-s", str(grid), "-o", str(out), "--backend", "numpy"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "npv:" in text and "first at energy_price=1e+308" in text and "UNEXPECTED" in text
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert np.isfinite(ds["npv"].values[0]) and not np.isfinite(ds["npv"].values[1])
