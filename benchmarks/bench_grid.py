@@ -162,7 +162,7 @@ def main(argv=None):
             except Exception as exc:  # a backend missing here is reported, not fatal
                 print(f"{sc.name[:15]:<16}{bname:<34} unavailable: {exc}")
         base = rows.get("numpy", {}).get("scm_per_s")
-        for bname, r in rows.items():
+        for r in rows.values():
             ratio = f"{r['scm_per_s'] / base:.1f}x" if base else "-"
             print(f"{sc.name[:15]:<16}{r['backend']:<34}{r['points']:>11,}{r['compile_s']:>11.2f}"
                   f"{r['median_s']:>10.3f}{r['scm_per_s']:>11.3g}{ratio:>10}{r['peak_mib']:>10.0f}")
