@@ -13,13 +13,28 @@ from array_api_compat import array_namespace
 from .params import HOURS_PER_MONTH as H
 
 
+def clip(xp, x, lo, hi):
+    """clip with one-sided gradients: 1 on [lo, hi] (bounds included), 0 outside.
+
+    xp.clip's gradient at a bound is 1/2 under JAX, which is neither one-sided
+    derivative; this form gives the derivative from inside the range (docs/model.md).
+    """
+    return xp.where(x < lo, lo, xp.where(x > hi, hi, x))
+
+
 def _ramp(xp, x):
-    return xp.clip(x, 0.0, 1.0)
+    return clip(xp, x, 0.0, 1.0)
 
 
 def _pow(xp, base, expo):
-    """base^expo for base >= 0 (0^0 = 1, 0^positive = 0), as IEEE pow gives."""
-    return xp.pow(base, expo)
+    """base^expo for base >= 0, with 0^0 = 1 and 0^positive = 0 as IEEE pow gives.
+
+    The double where keeps the gradient finite at base = 0 (pow's own derivative is
+    infinite there): the derivative in base is taken as 0 at the bound.
+    """
+    pos = base > 0
+    safe = xp.where(pos, base, 1.0)
+    return xp.where(pos, xp.pow(safe, expo), xp.where(expo == 0, 1.0, 0.0))
 
 
 def market_price(xp, p, t):

@@ -55,9 +55,11 @@ def clip_param(xp, name: str, x):
     lo, hi = param_range(name)
     if name == "debt_term_months":
         x = xp.floor(x + 0.5)
-    if lo == -math.inf and hi == math.inf:
-        return x
-    return xp.clip(x, lo if lo > -math.inf else None, hi if hi < math.inf else None)
+    if lo > -math.inf:
+        x = xp.where(x < lo, lo, x)  # one-sided gradient at the bound, as cashflows.clip
+    if hi < math.inf:
+        x = xp.where(x > hi, hi, x)
+    return x
 
 
 def grid_indices(xp, flat, sizes: tuple[int, ...]):
@@ -74,20 +76,24 @@ def grid_indices(xp, flat, sizes: tuple[int, ...]):
     return idx
 
 
-def shocked_params(base: dict, discount_rate, axes: tuple[AxisSpec, ...], axis_values, flat):
-    """Parameters at the grid points `flat`.
-
-    base: name -> [C] base values; discount_rate: [] base; axis_values: tuple of
-    [n_k] arrays (one per axis); flat: [S] integer flat indices.
-    Returns (params name -> [S, C] for shocked names, [1, C] otherwise; discount [S] or [1]).
-    """
+def axis_point_values(axis_values, flat) -> tuple:
+    """Each axis's value at the grid points `flat`: a tuple of [S] arrays."""
     xp = array_namespace(flat)
     sizes = tuple(int(v.shape[0]) for v in axis_values)
+    return tuple(xp.take(v, ix) for v, ix in zip(axis_values, grid_indices(xp, flat, sizes)))
+
+
+def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], point_values):
+    """Parameters after applying, in axis order, each axis's value per scenario.
+
+    base: name -> [C]; discount_rate: []; point_values: tuple of [S] (one per axis).
+    Returns (params name -> [S, C] for shocked names, [1, C] otherwise; discount [S] or [1]).
+    Differentiable in point_values: the slope of an output along an axis.
+    """
+    xp = array_namespace(discount_rate)
     params = {k: v[None, :] for k, v in base.items()}
     rate = xp.reshape(discount_rate, (1,))
-    idx = grid_indices(xp, flat, sizes)
-    for spec, values, ix in zip(axes, axis_values, idx):
-        v = xp.take(values, ix)  # [S]
+    for spec, v in zip(axes, point_values):
         for name in spec.targets:
             if name == "discount_rate":
                 rate = clip_param(xp, name, apply_op(xp, rate, spec.op, v))
@@ -99,3 +105,8 @@ def shocked_params(base: dict, discount_rate, axes: tuple[AxisSpec, ...], axis_v
                 moved = xp.where(mask[None, :], moved, x)
             params[name] = moved
     return params, rate
+
+
+def shocked_params(base: dict, discount_rate, axes: tuple[AxisSpec, ...], axis_values, flat):
+    """Parameters at the grid points `flat` (flat C-order indices [S]); see apply_axis_values."""
+    return apply_axis_values(base, discount_rate, axes, axis_point_values(axis_values, flat))

@@ -41,8 +41,10 @@ def main() -> None:
               help="Grid points per chunk [default: sized to keep memory near 256 MiB].")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
               show_default=True)
+@click.option("--sensitivities", is_flag=True,
+              help="Also write gradients of NPV, ROI and IRR for every parameter (needs JAX).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
-def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, quiet):
+def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, quiet):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks."""
     from .report import print_run_summary
     from .runner import run_grid
@@ -57,6 +59,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, qu
             chunk_size=chunk_size,
             progress=not quiet,
             compression=None if compression == "none" else compression,
+            sensitivities=sensitivities,
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)

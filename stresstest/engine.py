@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .backends import Backend
+from .backends import Backend, BackendError
 from .config import Portfolio, Scenario
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS
@@ -84,7 +84,9 @@ class GridRun:
             yield Chunk(start, stop, host)
 
 
-def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None) -> GridRun:
+def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None,
+            sensitivities: bool = False) -> GridRun:
+    """Compile (JAX) the chunk function of a grid; sensitivities=True adds the gradients."""
     total = scenario.size
     if chunk_size is None:
         budget = _GPU_BUDGET if backend.is_gpu else _DEFAULT_BUDGET
@@ -109,7 +111,16 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         return evaluate(params, r, horizon, equity_clusters=with_equity)
 
     run = GridRun(portfolio, scenario, backend, chunk, with_equity)
-    run._fn = backend.compile(chunk_fn)
+    if sensitivities:
+        if backend.name != "jax":
+            raise BackendError(
+                f"sensitivities need the JAX backend (automatic differentiation); got {backend.name}. "
+                "Use --backend jax or auto, with jax installed")
+        from .jax_adapter import sensitivity_chunk_fn
+
+        run._fn = sensitivity_chunk_fn(horizon, specs, with_equity, chunk, len(portfolio.clusters))
+    else:
+        run._fn = backend.compile(chunk_fn)
     run._args = (base, rate, values)
     return run
 
@@ -140,6 +151,8 @@ EXPECTED_NONFINITE = {
     "min_dscr": "no debt, or no month both live and within the loan term",
     "payback_months": "never paid back within the horizon (+inf)",
     "roi": "capex is zero",
+    "grad_irr": "the IRR is NaN",
+    "slope_irr": "the IRR is NaN",
 }
 
 

@@ -88,7 +88,7 @@ class GridWriter:
     """Write a grid's outputs chunk by chunk; `commit()` renames into place."""
 
     def __init__(self, path, axes, cluster_names, attrs: dict, dtype=np.float64,
-                 compression: str | None = "gzip"):
+                 compression: str | None = "gzip", sensitivities: bool = False):
         import h5py
 
         self.path = Path(path)
@@ -98,13 +98,13 @@ class GridWriter:
         self.f = h5py.File(self.tmp, "w")
         try:
             self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
+            if sensitivities:
+                self._sensitivity_layout(axes, np.dtype(dtype), compression)
         except BaseException:
             self.abort()
             raise
 
     def _layout(self, axes, cluster_names, attrs, dtype, compression):
-        import h5py
-
         f = self.f
         for key, value in attrs.items():
             f.attrs[key] = value
@@ -118,27 +118,61 @@ class GridWriter:
                 ds.attrs["neutral"] = a.neutral
             ds.make_scale(a.name)
             scales.append(ds)
-        cl = f.create_dataset("cluster", data=np.array(cluster_names, dtype=object),
-                              dtype=h5py.string_dtype())
-        cl.make_scale("cluster")
+        self.scales = scales
+        self.cluster_scale = self._labels("cluster", cluster_names)
         self.datasets = {}
         for name in OUTPUTS:
-            for prefix, extra in (("", ()), ("cluster_", (self.n_clusters,))):
-                shape = self.grid_shape + extra
-                kw = {}
-                if shape and compression:
-                    kw = dict(chunks=chunk_shape(shape), compression=compression, shuffle=True)
-                    if compression == "gzip":
-                        kw["compression_opts"] = 1
-                ds = f.create_dataset(prefix + name, shape=shape, dtype=dtype,
-                                      fillvalue=np.nan, **kw)
-                for i, s in enumerate(scales):
-                    ds.dims[i].attach_scale(s)
-                if extra:
-                    ds.dims[len(scales)].attach_scale(cl)
-                ds.attrs["units"] = OUTPUT_UNITS[name]
-                ds.attrs["long_name"] = LONG_NAMES[name] + (" (per cluster)" if extra else "")
-                self.datasets[prefix + name] = ds
+            self._output(name, (), dtype, compression, OUTPUT_UNITS[name], LONG_NAMES[name])
+            self._output("cluster_" + name, (self.cluster_scale,), dtype, compression,
+                         OUTPUT_UNITS[name], LONG_NAMES[name] + " (per cluster)")
+
+    def _labels(self, name, labels):
+        import h5py
+
+        ds = self.f.create_dataset(name, data=np.array(labels, dtype=object),
+                                   dtype=h5py.string_dtype())
+        ds.make_scale(name)
+        return ds
+
+    def _output(self, name, extra_scales, dtype, compression, units, long_name):
+        shape = self.grid_shape + tuple(len(s) for s in extra_scales)
+        kw = {}
+        if shape and compression:
+            kw = dict(chunks=chunk_shape(shape), compression=compression, shuffle=True)
+            if compression == "gzip":
+                kw["compression_opts"] = 1
+        ds = self.f.create_dataset(name, shape=shape, dtype=dtype, fillvalue=np.nan, **kw)
+        for i, s in enumerate(list(self.scales) + list(extra_scales)):
+            ds.dims[i].attach_scale(s)
+        ds.attrs["units"] = units
+        ds.attrs["long_name"] = long_name
+        self.datasets[name] = ds
+
+    def _sensitivity_layout(self, axes, dtype, compression):
+        from .kernels.params import PARAM_NAMES
+
+        par = self._labels("parameter", list(PARAM_NAMES))
+        ax = self._labels("axis", [a.name for a in axes])
+        cl = self.cluster_scale
+        per_unit = "USD per unit of the parameter"
+        for name, units, what in (
+            ("grad_npv", per_unit, "portfolio NPV"),
+            ("grad_roi", "1 per unit of the parameter", "portfolio ROI"),
+            ("grad_irr", "per year per unit of the parameter", "portfolio IRR (implicit function theorem)"),
+            ("grad_cluster_npv", per_unit, "each cluster's own NPV"),
+        ):
+            self._output(name, (cl, par), dtype, compression, units,
+                         f"derivative of the {what} with respect to each cluster's parameter")
+        self._output("npv_per_pct", (cl, par), dtype, compression, "USD",
+                     "first-order change of the portfolio NPV for a +1 % relative move of the parameter")
+        self._output("grad_npv_discount_rate", (), dtype, compression, "USD per unit of discount_rate",
+                     "derivative of the portfolio NPV with respect to discount_rate")
+        self._output("grad_cluster_npv_discount_rate", (cl,), dtype, compression,
+                     "USD per unit of discount_rate",
+                     "derivative of each cluster's NPV with respect to discount_rate")
+        for name, units in (("npv", "USD"), ("roi", "1"), ("irr", "per year")):
+            self._output("slope_" + name, (ax,), dtype, compression, f"{units} per unit of the axis",
+                         f"derivative of the portfolio {name} along each axis (through the shocks)")
 
     def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
         """Store the outputs of the flat grid range [start, stop)."""

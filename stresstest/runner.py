@@ -54,7 +54,7 @@ def check_output(path: Path) -> None:
 
 def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
-             compression: str | None = "gzip") -> RunResult:
+             compression: str | None = "gzip", sensitivities: bool = False) -> RunResult:
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
@@ -63,7 +63,7 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     be = make_backend(backend, dtype)
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
-    run = prepare(pf, sc, be, chunk_size)
+    run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
     base = evaluate_base(pf, be.dtype)
     attrs = {
         "model_version": MODEL_VERSION,
@@ -81,7 +81,7 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
         "discount_rate": pf.discount_rate,
         "n_scenarios": sc.size,
     }
-    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression)
+    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
     extremes = Extremes()
     bar = Progress(sc.size, enabled=progress)
     # Compression and writing run in a second thread while the next chunk computes
