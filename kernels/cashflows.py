@@ -33,8 +33,10 @@ def _pow(xp, base, expo):
     infinite there): the derivative in base is taken as 0 at the bound.
     """
     pos = base > 0
-    safe = xp.where(pos, base, 1.0)
-    return xp.where(pos, xp.pow(safe, expo), xp.where(expo == 0, 1.0, 0.0))
+    # exp(expo * log base): the log is taken on the (small) parameter array, so the
+    # month-sized work is one exp forward and a multiply backward
+    log_base = xp.log(xp.where(pos, base, 1.0))
+    return xp.where(pos, xp.exp(expo * log_base), xp.where(expo == 0, 1.0, 0.0))
 
 
 def market_price(xp, p, t):

@@ -1,13 +1,13 @@
-"""The differentiable pieces behind sensitivities (pure array functions, no transforms).
+"""The pieces behind sensitivities (pure array functions; the JAX adapter differentiates).
 
-`core` maps shocked parameters to the outputs whose gradients the product reports;
-the JAX adapter differentiates it (reverse mode, one pass per output). The IRR is
+The JAX adapter pulls the weights of `flow_weights` back through the cash flows
+(one batched reverse pass) and assembles the gradients with these functions. The IRR is
 not differentiated through its solver: by the implicit function theorem,
 
     d i*/d theta = - (dNPV_m/d theta) / (dNPV_m/d i)   at the root i*,
 
-where NPV_m(i) = sum_t CF_t (1+i)^-t is the monthly-rate NPV. `core` returns NPV_m
-with the weights (1+i*)^-t held fixed, so its gradient is dNPV_m/d theta.
+where NPV_m(i) = sum_t CF_t (1+i)^-t is the monthly-rate NPV; dNPV_m/d theta is the
+flow gradient weighted by (1+i*)^-t (see flow_weights).
 """
 
 from __future__ import annotations
@@ -16,29 +16,53 @@ import math
 
 from array_api_compat import array_namespace
 
-from .cashflows import cash_flows
-from .metrics import npv
 
 
-def core(p: dict, discount_rate, cluster_rate, horizon: int, irr_monthly):
-    """Portfolio npv [S], roi [S], cluster npv [S, C], NPV_m at fixed weights [S], flows [S, T+1].
+def flow_weights(discount_rate, irr_monthly, n_months: int):
+    """Weights w_t [3, S, 1, T+1] of the three flow sums the gradients need.
 
-    p: name -> [S, C] (full shape); discount_rate: [S]; cluster_rate: the same rate as
-    [S, C], a separate input so that each cluster's NPV has its own rate derivative;
-    irr_monthly: [S] portfolio monthly IRR, a constant here.
+    Portfolio and cluster NPV, ROI and the IRR's NPV_m are each sum_t w_t CF_t for a
+    weight that does not depend on the parameters: the discount factors (1+r)^(-t/12),
+    ones (the undiscounted sum behind ROI) and (1+i*)^-t at the IRR's root. One
+    batched reverse pass through the flows with these three cotangents gives every
+    parameter gradient. NaN IRRs take the weights of i = 0 (their gradient is NaN).
     """
     xp = array_namespace(discount_rate)
-    fl = cash_flows(p, horizon)
-    S = discount_rate.shape[0]
-    cf = xp.broadcast_to(fl["cf"], (S,) + fl["cf"].shape[1:])
-    pcf = xp.sum(cf, axis=1)
-    capex = xp.sum(xp.broadcast_to(fl["capex"], (S, cf.shape[1])), axis=1)
-    safe_capex = xp.where(capex != 0, capex, 1.0)
-    roi = xp.where(capex != 0, xp.sum(pcf, axis=-1) / safe_capex, math.nan)
-    t = xp.arange(pcf.shape[-1], dtype=pcf.dtype)
+    t = xp.arange(n_months, dtype=discount_rate.dtype)[None, :]
     i = xp.where(xp.isfinite(irr_monthly), irr_monthly, 0.0)
-    w = xp.exp(-t[None, :] * xp.log1p(i)[:, None])
-    return (npv(pcf, discount_rate), roi, npv(cf, cluster_rate), xp.sum(pcf * w, axis=-1), pcf)
+    w_npv = xp.exp(-(t / 12.0) * xp.log1p(discount_rate)[:, None])
+    w_irr = xp.exp(-t * xp.log1p(i)[:, None])
+    return xp.stack([w_npv, xp.ones_like(w_npv), w_irr])[:, :, None, :]
+
+
+def npv_rate_derivative(cf, discount_rate):
+    """d NPV / d r of each row: sum_t CF_t (-t/12) (1+r)^(-t/12 - 1); cf [S, C, T+1], r [S]."""
+    xp = array_namespace(cf)
+    t = xp.arange(cf.shape[-1], dtype=cf.dtype)
+    lr = xp.log1p(discount_rate)[:, None, None]
+    return xp.sum(cf * (-t / 12.0) * xp.exp(-(t / 12.0 + 1.0) * lr), axis=-1)
+
+
+def capex_gradient(p: dict) -> dict:
+    """d Capex_c / d theta_c for every parameter (Capex = N K + K_f); p name -> [S, C]."""
+    xp = array_namespace(p["gpus"])
+    zero = xp.zeros_like(p["gpus"])
+    g = {k: zero for k in p}
+    g["gpus"] = p["capex_per_gpu"] + zero
+    g["capex_per_gpu"] = p["gpus"] + zero
+    g["capex_fixed"] = zero + 1.0
+    return g
+
+
+def roi_gradient(g_sum, d_capex, roi, total_capex):
+    """ROI = sum CF / sum Capex: (d sum CF - ROI d Capex) / sum Capex, NaN at zero capex.
+
+    g_sum, d_capex: [S, C, P]; roi, total_capex: [S].
+    """
+    xp = array_namespace(g_sum)
+    ok = total_capex != 0
+    inv = xp.where(ok, 1.0 / xp.where(ok, total_capex, 1.0), math.nan)[:, None, None]
+    return (g_sum - roi[:, None, None] * d_capex) * inv
 
 
 def npv_m_slope(pcf, irr_monthly):

@@ -47,17 +47,21 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
 
     Gradients are with respect to the parameters at each grid point (after shocks and
     clipping): grad_npv, grad_roi, grad_irr [S, C, P] for the portfolio outputs,
-    grad_cluster_npv [S, C, P] for each cluster's own NPV, their discount-rate
-    derivatives, npv_per_pct (NPV change for a +1 % relative move of each parameter)
-    and slope_<output> [S, A] along each axis (through the shocks, clipping included).
-    One reverse pass per output, sharing one forward pass.
+    grad_cluster_npv [S, C, P] for each cluster's own NPV (equal to grad_npv: a
+    cluster's parameters move only its own flows), their discount-rate derivatives,
+    npv_per_pct (NPV change for a +1 % relative move of each parameter) and
+    slope_<output> [S, A] along each axis (through the shocks, clipping included).
+    One batched reverse pass through the flows serves every output.
     """
+    from .kernels.cashflows import cash_flows
     from .kernels.metrics import evaluate
     from .kernels.params import PARAM_NAMES
-    from .kernels.sensitivity import core, irr_gradient, npv_m_slope
+    from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,
+                                      npv_rate_derivative, roi_gradient)
     from .kernels.shocks import apply_axis_values, axis_point_values
 
     C = n_clusters
+    T1 = horizon + 1
 
     def stack(g):
         return jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
@@ -74,32 +78,31 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
         (p, r), shock_pull = jax.vjp(shock, point)
         out = dict(evaluate(p, r, horizon, equity_clusters=equity_clusters))
         irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
-        r_c = jnp.broadcast_to(r[:, None], (chunk, C))
-        prim, pull = jax.vjp(lambda p, r, r_c: core(p, r, r_c, horizon, irr_m), p, r, r_c)
-
-        def grad_of(k):
-            cot = [jnp.zeros_like(x) for x in prim]
-            cot[k] = jnp.ones_like(prim[k])
-            return pull(tuple(cot))
-
-        g_npv, g_npv_r, _ = grad_of(0)
-        g_roi, g_roi_r, _ = grad_of(1)
-        g_cnpv, _, g_cnpv_rc = grad_of(2)
-        g_m, g_m_r, _ = grad_of(3)
-        slope_m = npv_m_slope(prim[4], irr_m)
+        cf, flow_pull = jax.vjp(lambda p: jnp.broadcast_to(cash_flows(p, horizon)["cf"], (chunk, C, T1)), p)
+        w = flow_weights(r, irr_m, T1)  # [3, S, 1, T+1]
+        g = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape))[0])(w)  # name -> [3, S, C]
+        g_npv = {k: v[0] for k, v in g.items()}
+        g_m = {k: v[2] for k, v in g.items()}
+        d_capex = capex_gradient(p)
+        total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
+        grad_roi = roi_gradient(stack({k: v[1] for k, v in g.items()}), stack(d_capex), out["roi"],
+                                total_capex)
+        slope_m = npv_m_slope(jnp.sum(cf, axis=1), irr_m)
         out["grad_npv"] = stack(g_npv)
-        out["grad_roi"] = stack(g_roi)
+        out["grad_cluster_npv"] = out["grad_npv"]
+        out["grad_roi"] = grad_roi
         out["grad_irr"] = irr_gradient(stack(g_m), slope_m, out["irr"])
-        out["grad_cluster_npv"] = stack(g_cnpv)
-        out["grad_npv_discount_rate"] = g_npv_r
-        out["grad_cluster_npv_discount_rate"] = g_cnpv_rc
+        out["grad_cluster_npv_discount_rate"] = npv_rate_derivative(cf, r)
+        out["grad_npv_discount_rate"] = jnp.sum(out["grad_cluster_npv_discount_rate"], axis=1)
         out["npv_per_pct"] = out["grad_npv"] * stack(p) * 0.01
         irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
-        for name, g, g_r, scale in (("npv", g_npv, g_npv_r, None), ("roi", g_roi, g_roi_r, None),
-                                    ("irr", g_m, g_m_r, irr_factor)):
-            slopes = shock_pull((g, g_r))[0]
-            s = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
-            out["slope_" + name] = s if scale is None else s * scale[:, None]
+        g_roi = {k: grad_roi[..., i] for i, k in enumerate(PARAM_NAMES)}
+        zero_r = jnp.zeros_like(r)
+        for name, gp, gr, scale in (("npv", g_npv, out["grad_npv_discount_rate"], None),
+                                    ("roi", g_roi, zero_r, None), ("irr", g_m, zero_r, irr_factor)):
+            slopes = shock_pull((gp, gr))[0]
+            sl = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
+            out["slope_" + name] = sl if scale is None else sl * scale[:, None]
         return out
 
     return jax.jit(fn)
