@@ -107,6 +107,37 @@ def validate(files, portfolio):
 
 
 @main.command()
+@click.argument("portfolio", required=False)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows per table.")
+@click.option("--cluster", "clusters", multiple=True, help="Only these clusters (and the portfolio).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every row) instead of tables.")
+def sensitivities(portfolio, top, clusters, as_json):
+    """Tornado at the base case: NPV change for a +-10 % move of each parameter."""
+    from .backends import jax_importable
+    from .config import load_portfolio
+    from .report import print_tornado
+    from .tornado import tornado
+
+    if not jax_importable():
+        _fail_input(BackendError("sensitivities need JAX (automatic differentiation): pip install jax"))
+    try:
+        pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+        for c in clusters:
+            if c not in pf.cluster_names:
+                raise ConfigError([f"--cluster: unknown cluster {c!r} (clusters: {', '.join(pf.cluster_names)})"])
+    except ConfigError as err:
+        _fail_input(err)
+    result = tornado(pf)
+    if clusters:
+        result["scopes"] = {k: v for k, v in result["scopes"].items() if k == "portfolio" or k in clusters}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_tornado(pf, result, top)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json):
     """Versions, backends and devices found."""
