@@ -138,6 +138,41 @@ def sensitivities(portfolio, top, clusters, as_json):
 
 
 @main.command()
+@click.argument("portfolio", required=False)
+@click.option("--param", "param", required=True,
+              help="A parameter (its value is set) or a named shock: utilization, price, energy, obsolescence.")
+@click.option("--target", default="npv=0", show_default=True, help="npv=V, irr=R or min_dscr=D.")
+@click.option("--cluster", default=None, help="Only this cluster: shock it alone, target its own output.")
+@click.option("--range", "bracket", type=(float, float), default=None,
+              help="Bracket to search [default: the parameter's range or the shock's usual span].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def breakeven(portfolio, param, target, cluster, bracket, as_json):
+    """Value of a parameter or shock at which an output meets a target, per cluster and portfolio."""
+    from .backends import jax_importable
+    from .breakeven import breakeven as solve_breakeven
+    from .config import load_portfolio
+
+    if not jax_importable():
+        _fail_input(BackendError("breakeven needs JAX (automatic differentiation): pip install jax"))
+    try:
+        pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+        rows = solve_breakeven(pf, param, target, cluster, bracket)
+    except ConfigError as err:
+        _fail_input(err)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    click.echo(f"{pf.name}: {param} such that {target}")
+    for r in rows:
+        if r.value is None:
+            click.echo(f"  {r.scope:<18} no breakeven in [{r.bracket[0]:g}, {r.bracket[1]:g}] "
+                       f"(base {r.base_value:g})")
+        else:
+            click.echo(f"  {r.scope:<18} {r.value:.6g}   (base {r.base_value:g}; "
+                       f"re-evaluated {target.split('=')[0]} = {r.achieved:.6g})")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json):
     """Versions, backends and devices found."""
