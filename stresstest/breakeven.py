@@ -169,3 +169,63 @@ def breakeven(portfolio: Portfolio, param: str, target_text: str, cluster: str |
     for c in scopes:
         out.append(solve(portfolio, param, target, level, scope_cluster=c, shocked=[c], bracket=bracket))
     return out
+
+
+def shifted_portfolio(portfolio: Portfolio, axis, value: float) -> Portfolio:
+    """The portfolio with one grid axis's shock applied at `value`, as a new base case."""
+    import dataclasses
+
+    from .kernels.shocks import apply_axis_values
+
+    p, r = apply_axis_values(portfolio.base_arrays(), np.asarray(portfolio.discount_rate),
+                             (axis.spec,), (np.asarray([value]),))
+    clusters = [{k: float(np.broadcast_to(v, (1, len(portfolio.clusters)))[0, c]) for k, v in p.items()}
+                for c in range(len(portfolio.clusters))]
+    return dataclasses.replace(portfolio, clusters=clusters, discount_rate=float(np.reshape(r, (-1,))[0]))
+
+
+def breakeven_curve(portfolio: Portfolio, scenario, over: str, param: str, target_text: str,
+                    cluster: str | None = None, bracket=None) -> dict:
+    """Breakevens at each value of one axis of a grid (the other axes neutral)."""
+    axes = {a.name: a for a in scenario.axes}
+    if over not in axes:
+        raise ConfigError([f"--over: {scenario.path} has no axis {over!r} (axes: {', '.join(axes) or 'none'})"])
+    axis = axes[over]
+    rows = [breakeven(shifted_portfolio(portfolio, axis, float(v)), param, target_text, cluster, bracket)
+            for v in axis.values]
+    scopes = [r.scope for r in rows[0]]
+    value = np.array([[np.nan if r.value is None else r.value for r in row] for row in rows])
+    achieved = np.array([[np.nan if r.achieved is None else r.achieved for r in row] for row in rows])
+    return {"axis": axis, "scopes": scopes, "value": value, "achieved": achieved}
+
+
+def write_curve(path, curve: dict, attrs: dict) -> None:
+    """HDF5 (atomic): breakeven [axis, scope] and achieved, with dimension scales."""
+    import os
+    from pathlib import Path
+
+    import h5py
+
+    from .h5io import temp_path
+
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            ax = f.create_dataset(curve["axis"].name, data=curve["axis"].values)
+            ax.make_scale(curve["axis"].name)
+            sc = f.create_dataset("scope", data=np.array(curve["scopes"], dtype=object),
+                                  dtype=h5py.string_dtype())
+            sc.make_scale("scope")
+            for name, long_name in (("breakeven", "value of the parameter or shock meeting the target"),
+                                    ("achieved", "target output re-evaluated at the breakeven")):
+                ds = f.create_dataset(name, data=curve[name if name != "breakeven" else "value"])
+                ds.dims[0].attach_scale(ax)
+                ds.dims[1].attach_scale(sc)
+                ds.attrs["long_name"] = long_name
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from .backends import BACKENDS, DTYPES, BackendError
@@ -145,20 +147,47 @@ def sensitivities(portfolio, top, clusters, as_json):
 @click.option("--cluster", default=None, help="Only this cluster: shock it alone, target its own output.")
 @click.option("--range", "bracket", type=(float, float), default=None,
               help="Bracket to search [default: the parameter's range or the shock's usual span].")
+@click.option("--over", default=None,
+              help="Trace the breakeven along this axis of the scenario grid (others neutral).")
+@click.option("--scenario", "-s", "scenario", default=None,
+              help=f"Scenario for --over [default: {DEFAULT_SCENARIO}].")
+@click.option("-o", "--output", default="breakeven.h5", show_default=True, type=click.Path(),
+              help="HDF5 file for the --over curve.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def breakeven(portfolio, param, target, cluster, bracket, as_json):
+def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output, as_json):
     """Value of a parameter or shock at which an output meets a target, per cluster and portfolio."""
     from .backends import jax_importable
     from .breakeven import breakeven as solve_breakeven
-    from .config import load_portfolio
+    from .breakeven import breakeven_curve, write_curve
+    from .config import load_portfolio, load_scenario
 
     if not jax_importable():
         _fail_input(BackendError("breakeven needs JAX (automatic differentiation): pip install jax"))
     try:
         pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
-        rows = solve_breakeven(pf, param, target, cluster, bracket)
+        if over is not None:
+            from .runner import check_output
+
+            check_output(Path(output))
+            sc = load_scenario(resolve(scenario, DEFAULT_SCENARIO), pf)
+            curve = breakeven_curve(pf, sc, over, param, target, cluster, bracket)
+        else:
+            rows = solve_breakeven(pf, param, target, cluster, bracket)
     except ConfigError as err:
         _fail_input(err)
+    if over is not None:
+        write_curve(output, curve, {"param": param, "target": target, "over": over,
+                                    "portfolio": pf.name, "stresstest_version": __version__})
+        if as_json:
+            click.echo(json.dumps({"over": over, "values": curve["axis"].values.tolist(),
+                                   "scopes": curve["scopes"],
+                                   "breakeven": [[None if np.isnan(x) else x for x in row]
+                                                 for row in curve["value"]]}, indent=2))
+        else:
+            click.echo(f"{pf.name}: {param} such that {target}, along {over}; wrote {output}")
+            for v, row in zip(curve["axis"].values, curve["value"]):
+                click.echo(f"  {over}={v:<10g} {curve['scopes'][0]} {row[0]:.6g}")
+        return
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return

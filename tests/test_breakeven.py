@@ -75,3 +75,30 @@ def test_cli_json_and_text():
     assert r.exit_code == 0 and "no breakeven in [0, 0.5]" in r.output
     r = CliRunner().invoke(main, ["breakeven", "--param", "price", "--target", "foo=1"])
     assert r.exit_code == 2 and "--target" in r.output
+
+
+def test_curve_over_an_axis_substitutes_back_in_the_reference(tmp_path, example):
+    import reference_model as ref
+    import xarray as xr
+
+    out = tmp_path / "curve.h5"
+    r = CliRunner().invoke(main, ["breakeven", "--param", "price", "--over", "utilization",
+                                  "-s", "smoke", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert ds["breakeven"].dims == ("utilization", "scope")
+        assert list(ds["scope"].values) == ["portfolio"] + example.cluster_names
+        curve = ds["breakeven"].sel(scope="portfolio")
+        for u, price in zip(ds["utilization"].values, curve.values):
+            moved = [ref.apply_shock(ref.apply_shock(c, "utilization", "shift", float(u)),
+                                     "price", "scale", float(price)) for c in example.clusters]
+            npv = ref.evaluate(moved, example.horizon_months, example.discount_rate)["portfolio"]["npv"]
+            assert abs(npv) <= 1e-8 * sum(c["gpus"] * c["capex_per_gpu"] for c in example.clusters)
+        assert curve.values[0] > curve.values[-1]  # lower utilization needs a higher price
+
+
+def test_curve_unknown_axis(tmp_path):
+    r = CliRunner().invoke(main, ["breakeven", "--param", "price", "--over", "nope", "-s", "smoke",
+                                  "-o", str(tmp_path / "c.h5")])
+    assert r.exit_code == 2 and "has no axis 'nope'" in r.output
+    assert not (tmp_path / "c.h5").exists()
