@@ -76,7 +76,11 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
             return p, jnp.broadcast_to(r, (chunk,))
 
         (p, r), shock_pull = jax.vjp(shock, point)
-        out = dict(evaluate(p, r, horizon, equity_clusters=equity_clusters))
+        # the forward outputs from the unbroadcast parameters: month factors of
+        # unshocked parameters stay [1, C, T] (computed once per chunk)
+        p_hoisted, r_hoisted = apply_axis_values(base, rate, specs, point)
+        out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (chunk,)), horizon,
+                            equity_clusters=equity_clusters))
         irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
         cf, flow_pull = jax.vjp(lambda p: jnp.broadcast_to(cash_flows(p, horizon)["cf"], (chunk, C, T1)), p)
         w = flow_weights(r, irr_m, T1)  # [3, S, 1, T+1]
