@@ -28,7 +28,9 @@ class Backend:
     _jit: Callable[[Callable], Callable] | None = None
 
     def asarray(self, x):
-        return self.xp.asarray(np.asarray(x), dtype=self.dtype if np.asarray(x).dtype.kind == "f" else None)
+        """Host data onto the backend; floating data in the run's dtype."""
+        a = np.asarray(x)
+        return self.xp.asarray(a, dtype=self.dtype if a.dtype.kind == "f" else None)
 
     def to_numpy(self, x) -> np.ndarray:
         if self.name == "cupy":
