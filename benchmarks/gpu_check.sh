@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for a machine with a CUDA GPU (about 5 minutes): device, GPU tests, GPU vs CPU
+# GPU check for a machine with a CUDA GPU (about 7 minutes on an H200): device, GPU tests, GPU vs CPU
 # results, and grid throughput on JAX and CuPy against numpy. Packages the GPU image lacks
 # can travel as wheels in .whl/ (installed to /tmp/site, no network needed).
 set -uo pipefail
