@@ -93,7 +93,7 @@ def measure(pf, sc, backend_name, repeats, limit=None, chunk_size=None):
     times, points = [], 0
     with PeakMemory() as mem:
         for _ in range(repeats):
-            _, secs, _, points = run_once_prepared(run, limit)
+            secs, points = timed_pass(run, limit)
             times.append(secs)
     med = statistics.median(times)
     scm = points * len(pf.clusters) * pf.horizon_months
@@ -101,7 +101,8 @@ def measure(pf, sc, backend_name, repeats, limit=None, chunk_size=None):
             "scm_per_s": scm / med, "peak_mib": mem.delta_mib, "chunk": run.chunk_size}
 
 
-def run_once_prepared(run, limit):
+def timed_pass(run, limit):
+    """Seconds for one pass over the grid (at most `limit` points) and the points done."""
     n_chunks = run.n_chunks if limit is None else max(1, min(run.n_chunks, -(-limit // run.chunk_size)))
     t0 = time.perf_counter()
     done = 0
@@ -109,7 +110,7 @@ def run_once_prepared(run, limit):
         done += c.stop - c.start
         if k + 1 >= n_chunks:
             break
-    return run, time.perf_counter() - t0, 0.0, done
+    return time.perf_counter() - t0, done
 
 
 def bench_h5(pf, n, backend_name):

@@ -101,7 +101,7 @@ def make_backend(name: str = "auto", dtype: str = "float64") -> Backend:
             raise BackendError("backend jax: jax is not installed (pip install 'stresstest[cuda]' or jax)")
         from . import jax_adapter
 
-        return Backend("jax", jax_adapter.device_name(), jax_adapter.namespace(dtype), np_dtype,
+        return Backend("jax", jax_adapter.device_name(), jax_adapter.namespace(), np_dtype,
                        jax_adapter.jit)
     if not cupy_available():
         raise BackendError("backend cupy: CuPy is not installed or finds no usable GPU")

@@ -60,7 +60,7 @@ class GridRun:
     scenario: Scenario
     backend: Backend
     chunk_size: int
-    with_equity: tuple[int, ...]
+    equity: tuple[int, ...]  # clusters whose equity IRR is solved
     _fn: Callable = field(repr=False, default=None)
     _args: tuple = field(repr=False, default=())
 
@@ -99,7 +99,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     dtype = backend.dtype
     horizon = portfolio.horizon_months
     specs = tuple(a.spec for a in scenario.axes)
-    with_equity = equity_clusters(portfolio, scenario)
+    equity = equity_clusters(portfolio, scenario)
 
     base = {k: backend.asarray(v.astype(dtype)) for k, v in portfolio.base_arrays().items()}
     rate = backend.asarray(np.asarray(portfolio.discount_rate, dtype=dtype))
@@ -108,9 +108,9 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     def chunk_fn(base, rate, values, start):
         flat = start + xp.arange(chunk, dtype=xp.int64)
         params, r = shocked_params(base, rate, specs, values, flat)
-        return evaluate(params, r, horizon, equity_clusters=with_equity)
+        return evaluate(params, r, horizon, equity_clusters=equity)
 
-    run = GridRun(portfolio, scenario, backend, chunk, with_equity)
+    run = GridRun(portfolio, scenario, backend, chunk, equity)
     if sensitivities:
         if backend.name != "jax":
             raise BackendError(
@@ -118,7 +118,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
                 "Use --backend jax or auto, with jax installed")
         from .jax_adapter import sensitivity_chunk_fn
 
-        run._fn = sensitivity_chunk_fn(horizon, specs, with_equity, chunk, len(portfolio.clusters))
+        run._fn = sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters))
     else:
         run._fn = backend.compile(chunk_fn)
     run._args = (base, rate, values)

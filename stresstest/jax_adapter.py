@@ -30,7 +30,7 @@ def device_name() -> str:
     return "cpu"
 
 
-def namespace(dtype: str):
+def namespace():
     return jnp
 
 
