@@ -39,11 +39,16 @@ def _pow(xp, base, expo):
     return xp.where(pos, xp.exp(expo * log_base), xp.where(expo == 0, 1.0, 0.0))
 
 
-def market_price(xp, p, t):
-    """m(t) = p0 (1-d)^(t/12) (1 - s_p g(t)); t may be fractional."""
+def market_price(xp, p, t, scale=None):
+    """m(t) = p0 (1-d)^(t/12) (1 - s_p g(t)) (times `scale` [S|1, C, 1]); t may be fractional.
+
+    Factors constant in t are multiplied together before the month-sized product (here
+    and below): the reverse pass then reduces one month array for all of them.
+    """
     g = _ramp(xp, (t - p["next_gen_month"]) / p["next_gen_ramp_months"])
     decay = _pow(xp, 1.0 - p["price_decline"], t / 12.0)
-    return p["on_demand_price"] * decay * (1.0 - p["next_gen_price_drop"] * g), g
+    p0 = p["on_demand_price"] if scale is None else p["on_demand_price"] * scale
+    return p0 * (decay * (1.0 - p["next_gen_price_drop"] * g)), g
 
 
 def debt_terms(xp, p, capex):
@@ -92,7 +97,8 @@ def cash_flows(p: dict, horizon: int) -> dict:
     D = P["delivery_months"]
     live = _ramp(xp, t - D)
 
-    m, g = market_price(xp, P, t)
+    premium = 1.0 + P["priority_share"] * P["priority_premium"]
+    m_premium, g = market_price(xp, P, t, premium)  # m(t) (1 + s_q q)
 
     # Contract cycles and the reserved book
     M = P["reserved_term_months"]
@@ -112,16 +118,13 @@ def cash_flows(p: dict, horizon: int) -> dict:
         - P["next_gen_utilization_drop"] * g,
     )
     od = 1.0 - res
-    premium = 1.0 + P["priority_share"] * P["priority_premium"]
 
-    revenue = live * N * H * (res * pr + od * u * m * premium)
+    revenue = (N * H) * (live * (res * pr + od * u * m_premium))
     busy = res * P["reserved_utilization"] + od * u
     phi = P["idle_power_fraction"]
     kw = N * P["kw_per_gpu"]
-    energy = (
-        live * kw * P["pue"] * H * P["energy_price"]
-        * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
-        * (phi + (1.0 - phi) * busy)
+    energy = (kw * P["pue"] * H * P["energy_price"]) * (
+        live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0) * (phi + (1.0 - phi) * busy)
     )
     esc = _pow(xp, 1.0 + P["opex_escalation"], t / 12.0)
     opex = esc * (

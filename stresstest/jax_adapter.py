@@ -42,7 +42,41 @@ def jit(fn):
 SENSITIVITY_OUTPUTS = ("npv", "roi", "irr")
 
 
-def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clusters: int):
+def _by_subchunks(f, sub: int, n: int, args):
+    """f over the leading axis of args in pieces of `sub` rows (lax.map), outputs re-joined.
+
+    f's outputs carry the scenario axis first, like its arguments. The rows are padded
+    to a multiple of `sub` with copies of the last row, then trimmed.
+    """
+    if sub >= n:
+        return f(*args)
+    pieces = -(-n // sub)
+    pad = pieces * sub - n
+
+    def split(x):
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)
+        return x.reshape((pieces, sub) + x.shape[1:])
+
+    outs = jax.lax.map(lambda a: f(*a), jax.tree_util.tree_map(split, args))
+    return jax.tree_util.tree_map(lambda y: y.reshape((pieces * sub,) + y.shape[2:])[:n], outs)
+
+
+# Scenario-cluster-months per reverse pass on the CPU: the pass keeps about 60 arrays
+# of [sub, clusters, months] alive, and this many keep them in the caches (on the
+# 2-core VM, 32 scenarios of the example portfolio ran 1.5x faster than 128, 4x faster
+# than 1024; benchmarks/README.md)
+CPU_SUBCHUNK_SCM = 12288
+
+
+def cpu_subchunk(n_clusters: int, n_months: int) -> int:
+    """Scenarios per reverse pass on the CPU: a power of two near CPU_SUBCHUNK_SCM."""
+    n = max(1, CPU_SUBCHUNK_SCM // (n_clusters * n_months))
+    return 1 << (n.bit_length() - 1)
+
+
+def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clusters: int,
+                         sub: int | None = None):
     """Chunk function: every output of the model plus its sensitivities (reverse mode).
 
     Gradients are with respect to the parameters at each grid point (after shocks and
@@ -62,9 +96,38 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
 
     C = n_clusters
     T1 = horizon + 1
+    if sub is None:
+        sub = chunk if gpu_devices() else cpu_subchunk(n_clusters, T1)
 
     def stack(g):
         return jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
+
+    def scenario_gradients(pb, pf, r, irr_m):
+        """One scenario: the three flow weights pulled back through its cash flows.
+
+        pb: shocked parameters [C] (this scenario's); pf: the others [1, C], shared by
+        every scenario, so vmap computes their month factors once. Returns the
+        gradients [3, C, P], dNPV_m/di at the IRR's root and dNPV/dr per cluster [C].
+        """
+        def flows(pb, pf):
+            return cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)["cf"][0]
+
+        cf, flow_pull = jax.vjp(flows, pb, pf)
+        w = flow_weights(r[None], irr_m[None], T1)[:, 0]  # [3, 1, T+1]
+        gb, gf = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape)))(w)
+        g = stack({**gb, **{k: v[:, 0] for k, v in gf.items()}})
+        return (g, npv_m_slope(jnp.sum(cf, axis=0)[None], irr_m[None])[0],
+                npv_rate_derivative(cf[None], r[None])[0])
+
+    def flow_gradients(p_hoisted, r, irr_m):
+        """Gradients [S, 3, C, P] of the three flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
+        pb = {k: v for k, v in p_hoisted.items() if v.shape[0] != 1}
+        pf = {k: v for k, v in p_hoisted.items() if v.shape[0] == 1}
+        per_scenario = jax.vmap(scenario_gradients, in_axes=(0, None, 0, 0))
+        # the reverse pass runs over sub-chunks of `sub` scenarios (a loop inside the
+        # compiled function): its residuals then stay in the CPU's caches
+        return _by_subchunks(lambda pb, r, irr_m: per_scenario(pb, pf, r, irr_m), sub, chunk,
+                             (pb, r, irr_m))
 
     def fn(base, rate, values, start):
         flat = start + jnp.arange(chunk, dtype=jnp.int64)
@@ -82,29 +145,22 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
         out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (chunk,)), horizon,
                             equity_clusters=equity_clusters))
         irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
-        cf, flow_pull = jax.vjp(lambda p: jnp.broadcast_to(cash_flows(p, horizon)["cf"], (chunk, C, T1)), p)
-        w = flow_weights(r, irr_m, T1)  # [3, S, 1, T+1]
-        g = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape))[0])(w)  # name -> [3, S, C]
-        g_npv = {k: v[0] for k, v in g.items()}
-        g_m = {k: v[2] for k, v in g.items()}
+        g, slope_m, d_rate = flow_gradients(p_hoisted, r, irr_m)
         d_capex = capex_gradient(p)
         total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
-        grad_roi = roi_gradient(stack({k: v[1] for k, v in g.items()}), stack(d_capex), out["roi"],
-                                total_capex)
-        slope_m = npv_m_slope(jnp.sum(cf, axis=1), irr_m)
-        out["grad_npv"] = stack(g_npv)
+        out["grad_npv"] = g[:, 0]
         out["grad_cluster_npv"] = out["grad_npv"]
-        out["grad_roi"] = grad_roi
-        out["grad_irr"] = irr_gradient(stack(g_m), slope_m, out["irr"])
-        out["grad_cluster_npv_discount_rate"] = npv_rate_derivative(cf, r)
-        out["grad_npv_discount_rate"] = jnp.sum(out["grad_cluster_npv_discount_rate"], axis=1)
+        out["grad_roi"] = roi_gradient(g[:, 1], stack(d_capex), out["roi"], total_capex)
+        out["grad_irr"] = irr_gradient(g[:, 2], slope_m, out["irr"])
+        out["grad_cluster_npv_discount_rate"] = d_rate
+        out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
         out["npv_per_pct"] = out["grad_npv"] * stack(p) * 0.01
         irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
-        g_roi = {k: grad_roi[..., i] for i, k in enumerate(PARAM_NAMES)}
+        unstack = lambda a: {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}  # noqa: E731
         zero_r = jnp.zeros_like(r)
-        for name, gp, gr, scale in (("npv", g_npv, out["grad_npv_discount_rate"], None),
-                                    ("roi", g_roi, zero_r, None), ("irr", g_m, zero_r, irr_factor)):
-            slopes = shock_pull((gp, gr))[0]
+        for name, gp, gr, scale in (("npv", g[:, 0], out["grad_npv_discount_rate"], None),
+                                    ("roi", out["grad_roi"], zero_r, None), ("irr", g[:, 2], zero_r, irr_factor)):
+            slopes = shock_pull((unstack(gp), gr))[0]
             sl = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
             out["slope_" + name] = sl if scale is None else sl * scale[:, None]
         return out

@@ -17,6 +17,7 @@ from conftest import _axis, random_portfolio
 
 pytest.importorskip("jax")
 
+from stresstest import jax_adapter  # noqa: E402
 from stresstest.backends import make_backend  # noqa: E402
 from stresstest.config import Scenario  # noqa: E402
 from stresstest.engine import prepare  # noqa: E402
@@ -76,7 +77,9 @@ CONFIGS = [("named", 3, 60), ("param", 2, 24)]
 
 
 @pytest.mark.parametrize("kind,n_clusters,horizon", CONFIGS)
-def test_gradients_match_finite_differences(kind, n_clusters, horizon):
+def test_gradients_match_finite_differences(kind, n_clusters, horizon, monkeypatch):
+    if kind == "param":  # the reverse pass in sub-chunks of one scenario (a lax.map loop)
+        monkeypatch.setattr(jax_adapter, "CPU_SUBCHUNK_SCM", 1)
     backend = make_backend("jax")
     counts = {"smooth": 0, "kink": 0, "points": 0}
     run = None
@@ -158,6 +161,30 @@ def test_slopes_along_axes_match_finite_differences():
                 f = [v[name][0] for v in vals]
                 if np.isfinite(f).all():
                     _check(out["slope_" + name][flat, a], *f, h, atol, f"slope {name} {axis.name}")
+
+
+def test_sensitivities_independent_of_subchunks(monkeypatch):
+    """The CPU's reverse pass runs in sub-chunks (padded): any size gives the same numbers."""
+    backend = make_backend("jax")
+    rng = np.random.default_rng(11)
+    pf = _portfolio(rng, 3, 30)
+    sc = Scenario("<test>", "grid", "named", [
+        _axis("utilization", ("utilization_training", "utilization_inference"), "shift",
+              np.linspace(-0.3, 0.1, 5), shock="utilization", names=pf.cluster_names),
+        _axis("price", ("on_demand_price",), "scale", np.array([0.5, 0.9, 1.3]), shock="price",
+              names=pf.cluster_names)])
+    results = []
+    for scm in (1, 2 * 3 * 31, 3 * 3 * 31, 10**9):  # sub-chunks of 1, 2, 2 (pow2), whole
+        monkeypatch.setattr(jax_adapter, "CPU_SUBCHUNK_SCM", scm)
+        run = prepare(pf, sc, backend, chunk_size=7, sensitivities=True)  # 7 + 7 + 1 (padded)
+        chunks = list(run.chunks())
+        results.append({k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs})
+    monkeypatch.undo()
+    assert jax_adapter.cpu_subchunk(3, 31) == 128  # the default: 12288 // 93 = 132, a power of two below
+    for other in results[1:]:
+        for k, v in results[0].items():
+            np.testing.assert_allclose(other[k], v, rtol=1e-12, atol=1e-9, err_msg=k)
+    assert results[0]["grad_npv"].shape == (15, 3, len(PARAM_NAMES))
 
 
 def test_gradients_finite_at_kinks():
