@@ -17,6 +17,17 @@ Conventions fixed by the project where MODEL.md leaves room:
 * level-payment debt, balance repaid at T when the term runs past the horizon;
 * DSCR over months with live_t == 1 exactly and t <= M_d;
 * payback interpolated linearly inside the month, 0 if CF_0 >= 0, inf if never.
+
+Monte Carlo path factors (MODEL.md, "Stochastic paths"), optional, for one path:
+
+* price factor P_t > 0: on-demand revenue uses m(t) P_t; a renewal locked at the
+  cycle start tau = D + 1 + n M (n >= 1) uses m(tau) (1 - delta) P_k with
+  k = clip(floor(tau), 1, T); the first cycle keeps p_R with no factor;
+* utilization shift U_t: u_t = clip((1-w) u_T + w u_I - s_u g(t) + U_t, 0, 1);
+* energy factor X_t > 0: the energy price is E (1+g_E)^(t/12) X_t;
+* each factor is a sequence of length T, element t-1 being month t; None means
+  no factor (P = X = 1, U = 0), and then the flows are the deterministic ones.
+  Factors 1 and 0 give bit-identical flows, since x*1.0 and x+0.0 are exact.
 """
 
 from __future__ import annotations
@@ -296,11 +307,38 @@ def debt_schedule(debt: float, annual_rate: float, term: float, horizon: int) ->
     return {"A": payment, "B": balances, "I": interest, "j": j}
 
 
-def cluster_monthly(p: dict, horizon_months: int) -> dict:
+def _factor_series(name: str, values, T: int, default: float) -> list[float]:
+    """A path factor as a list indexed t = 0..T (entry 0 unused), from a sequence of
+    length T whose element t-1 is month t; None gives the constant ``default``."""
+    out = [default] * (T + 1)
+    if values is None:
+        return out
+    vals = [float(x) for x in values]
+    if len(vals) != T:
+        raise ValueError(f"{name} factor must have length T = {T}, got {len(vals)}")
+    for t in range(1, T + 1):
+        out[t] = vals[t - 1]
+    return out
+
+
+def cluster_monthly(
+    p: dict,
+    horizon_months: int,
+    price_factor=None,
+    util_shift=None,
+    energy_factor=None,
+) -> dict:
     """All monthly series of one cluster, each a list indexed t = 0..T (t = 0 entries
-    of the operating series are 0), plus the scalars capex, debt, A, M_d."""
+    of the operating series are 0), plus the scalars capex, debt, A, M_d.
+
+    Optional Monte Carlo path factors (sequences of length T, element t-1 = month t):
+    ``price_factor`` P_t, ``util_shift`` U_t, ``energy_factor`` X_t, as in the module
+    docstring.  None means no factor."""
     T = int(horizon_months)
     H = HOURS_PER_MONTH
+    Pf = _factor_series("price", price_factor, T, 1.0)
+    Us = _factor_series("util", util_shift, T, 0.0)
+    Xf = _factor_series("energy", energy_factor, T, 1.0)
 
     N = float(p["gpus"])
     K = float(p["capex_per_gpu"])
@@ -375,7 +413,7 @@ def cluster_monthly(p: dict, horizon_months: int) -> dict:
     for t in range(1, T + 1):
         live = _clip(t - D, 0.0, 1.0)
         gt = g(t)
-        m_t = market(t)
+        m_t = market(t) * Pf[t]
 
         n = math.floor(max(t - 1 - D, 0.0) / M)
         lost = 1.0 if t >= tL else 0.0
@@ -383,14 +421,16 @@ def cluster_monthly(p: dict, horizon_months: int) -> dict:
         if n == 0:
             pr = pR
         else:
-            pr = market(D + 1.0 + n * M) * (1.0 - delta)
+            start = D + 1.0 + n * M
+            k_lock = int(_clip(float(math.floor(start)), 1.0, float(T)))
+            pr = market(start) * (1.0 - delta) * Pf[k_lock]
 
-        u = _clip((1.0 - w) * uT + w * uI - s_u * gt, 0.0, 1.0)
+        u = _clip((1.0 - w) * uT + w * uI - s_u * gt + Us[t], 0.0, 1.0)
         od = 1.0 - res
 
         revenue = live * N * H * (res * pr + od * u * m_t * (1.0 + q * pi))
         busy = res * uR + od * u
-        energy = live * N * P * pue * H * E * (1.0 + gE) ** (t / 12.0) * (phi + (1.0 - phi) * busy)
+        energy = live * N * P * pue * H * E * (1.0 + gE) ** (t / 12.0) * Xf[t] * (phi + (1.0 - phi) * busy)
         e_t = (1.0 + gO) ** (t / 12.0)
         opex = e_t * (live * (m_r * N * K / 12.0 + N * sw + N * P * c_k) + S / 12.0)
         ebitda = revenue - energy - opex
@@ -493,11 +533,33 @@ def _metrics(cf, cfe, capex, has_debt, min_dscr, totals, discount_rate) -> dict:
     }
 
 
-def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float) -> dict:
-    """Evaluate one scenario: per-cluster and portfolio outputs plus the flows."""
+def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, factors=None) -> dict:
+    """Evaluate one scenario: per-cluster and portfolio outputs plus the flows.
+
+    ``factors`` (one Monte Carlo path) is None or a list with one entry per cluster,
+    each None or a dict with optional keys "price", "util", "energy" (sequences of
+    length T, element t-1 = month t) passed to ``cluster_monthly``."""
     T = int(horizon_months)
     r = float(discount_rate)
-    monthly = [cluster_monthly(c, T) for c in clusters]
+    if factors is None:
+        factors = [None] * len(clusters)
+    if len(factors) != len(clusters):
+        raise ValueError(f"factors must have one entry per cluster ({len(clusters)}), got {len(factors)}")
+    monthly = []
+    for c, f in zip(clusters, factors):
+        f = {} if f is None else f
+        unknown = set(f) - {"price", "util", "energy"}
+        if unknown:
+            raise KeyError(f"unknown factor keys {sorted(unknown)}")
+        monthly.append(
+            cluster_monthly(
+                c,
+                T,
+                price_factor=f.get("price"),
+                util_shift=f.get("util"),
+                energy_factor=f.get("energy"),
+            )
+        )
 
     cluster_out = []
     for mo in monthly:

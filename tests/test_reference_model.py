@@ -625,3 +625,257 @@ def test_default_cluster_sanity():
         assert math.isfinite(c[k])
     assert c["revenue"] > c["ebitda"] > 0
     assert math.isnan(c["equity_irr"]) and math.isnan(c["min_dscr"])
+
+
+# ---------------------------------------------------------------------------
+# (h) Monte Carlo path factors (MODEL.md, "Stochastic paths")
+# ---------------------------------------------------------------------------
+
+import random  # noqa: E402
+
+
+def random_cluster(rng):
+    """A cluster with every feature switched on at random values inside the ranges
+    of MODEL.md: delivery, next generation, reserved cycles, client loss, priority,
+    opex, tax, resale and (half of the time) debt."""
+    return default_cluster(
+        gpus=float(rng.randint(1, 2048)),
+        capex_per_gpu=rng.uniform(5000.0, 40000.0),
+        capex_fixed=rng.uniform(0.0, 1e6),
+        delivery_months=rng.choice([0.0, 1.0, 2.5, rng.uniform(0.0, 8.0)]),
+        kw_per_gpu=rng.uniform(0.5, 2.0),
+        idle_power_fraction=rng.uniform(0.0, 0.5),
+        pue=rng.uniform(1.0, 1.6),
+        energy_price=rng.uniform(0.02, 0.2),
+        energy_escalation=rng.uniform(-0.05, 0.1),
+        on_demand_price=rng.uniform(0.5, 4.0),
+        price_decline=rng.uniform(-0.1, 0.4),
+        next_gen_month=rng.uniform(-5.0, 70.0),
+        next_gen_ramp_months=rng.uniform(1.0, 12.0),
+        next_gen_price_drop=rng.uniform(0.0, 0.5),
+        next_gen_utilization_drop=rng.uniform(0.0, 0.3),
+        next_gen_resale_drop=rng.uniform(0.0, 0.5),
+        reserved_share=rng.uniform(0.0, 1.0),
+        reserved_price=rng.uniform(0.5, 4.0),
+        reserved_term_months=rng.choice([6.0, 12.0, 17.5, 36.0]),
+        renewal_rate=rng.uniform(0.0, 1.0),
+        renewal_discount=rng.uniform(0.0, 0.3),
+        reserved_utilization=rng.uniform(0.5, 1.0),
+        top_client_share=rng.uniform(0.0, 0.6),
+        client_loss_month=rng.choice([math.inf, rng.uniform(0.0, 60.0)]),
+        utilization_training=rng.uniform(0.0, 1.0),
+        utilization_inference=rng.uniform(0.0, 1.0),
+        inference_share=rng.uniform(0.0, 1.0),
+        priority_share=rng.uniform(0.0, 0.5),
+        priority_premium=rng.uniform(0.0, 0.5),
+        opex_escalation=rng.uniform(0.0, 0.06),
+        staff_cost_per_year=rng.uniform(0.0, 5e5),
+        colocation_per_kw_month=rng.uniform(0.0, 150.0),
+        useful_life_years=rng.uniform(2.0, 7.0),
+        tax_rate=rng.uniform(0.0, 0.35),
+        resale_decline=rng.uniform(-0.1, 0.5),
+        debt_fraction=rng.choice([0.0, rng.uniform(0.1, 0.8)]),
+        interest_rate=rng.uniform(0.0, 0.15),
+        debt_term_months=float(rng.randint(6, 84)),
+    )
+
+
+def _same(x, y):
+    return (math.isnan(x) and math.isnan(y)) or x == y
+
+
+def assert_outputs_identical(a, b):
+    for k in OUTPUT_NAMES:
+        assert _same(a["portfolio"][k], b["portfolio"][k]), k
+        for ca, cb in zip(a["clusters"], b["clusters"]):
+            assert _same(ca[k], cb[k]), k
+    assert a["flows"] == b["flows"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_identity_factors_reproduce_deterministic_exactly(seed):
+    rng = random.Random(seed)
+    T = rng.choice([1, 13, 60, 97])
+    clusters = [random_cluster(rng) for _ in range(3)]
+    base = evaluate(clusters, T, 0.1)
+    ident = {"price": [1.0] * T, "util": [0.0] * T, "energy": [1.0] * T}
+    assert_outputs_identical(evaluate(clusters, T, 0.1, factors=[ident] * 3), base)
+    # None entries and partial dicts mean "no factor" too
+    assert_outputs_identical(evaluate(clusters, T, 0.1, factors=[None, {}, {"price": [1.0] * T}]), base)
+    for c in clusters:
+        mo = cluster_monthly(c, T)
+        mf = cluster_monthly(c, T, price_factor=ident["price"], util_shift=ident["util"],
+                             energy_factor=ident["energy"])
+        assert mf == mo
+
+
+@pytest.mark.parametrize("c", [0.3, 1.0, 1.7])
+def test_constant_price_factor_scales_on_demand_revenue(c):
+    # reserved_share = 0: all revenue is on demand, so it scales by exactly c;
+    # energy and opex do not depend on the price.
+    rng = random.Random(11)
+    T = 60
+    p = dict(random_cluster(rng), reserved_share=0.0)
+    base = cluster_monthly(p, T)
+    mo = cluster_monthly(p, T, price_factor=[c] * T)
+    for t in range(1, T + 1):
+        assert mo["revenue"][t] == approx(c * base["revenue"][t]), t
+        assert mo["energy_cost"][t] == base["energy_cost"][t]
+        assert mo["opex"][t] == base["opex"][t]
+    assert mo["resale"] == base["resale"]
+    # closed form on the plain cluster: constant revenue H p0 c per month
+    p0 = 2.5
+    pl = evaluate([plain(on_demand_price=p0)], T, 0.1, factors=[{"price": [c] * T}])["clusters"][0]
+    assert pl["revenue"] == approx(H * p0 * c * T)
+
+
+def test_time_varying_price_factor_month_by_month():
+    # each month's on-demand revenue carries its own P_t (element t-1 is month t)
+    rng = random.Random(5)
+    T = 36
+    p = dict(random_cluster(rng), reserved_share=0.0)
+    P = [rng.uniform(0.2, 3.0) for _ in range(T)]
+    base = cluster_monthly(p, T)
+    mo = cluster_monthly(p, T, price_factor=P)
+    for t in range(1, T + 1):
+        assert mo["revenue"][t] == approx(P[t - 1] * base["revenue"][t]), t
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.3])
+def test_energy_factor_scales_energy_cost(c):
+    rng = random.Random(7)
+    T = 48
+    p = random_cluster(rng)
+    base = evaluate([p], T, 0.1)["clusters"][0]
+    res = evaluate([p], T, 0.1, factors=[{"energy": [c] * T}])["clusters"][0]
+    assert res["energy_cost"] == approx(c * base["energy_cost"])
+    assert res["revenue"] == base["revenue"] and res["opex"] == base["opex"]
+    assert res["ebitda"] == approx(base["ebitda"] - (c - 1.0) * base["energy_cost"], rel=1e-10)
+    # month by month with a varying series, closed form on a flat energy price
+    X = [1.0 + 0.1 * t for t in range(T)]
+    N, P, pue, E, phi = 4.0, 1.2, 1.4, 0.1, 0.25
+    pl = plain(gpus=N, kw_per_gpu=P, pue=pue, energy_price=E, idle_power_fraction=phi)
+    mo = cluster_monthly(pl, T, energy_factor=X)
+    for t in range(1, T + 1):
+        assert mo["energy_cost"][t] == approx(N * P * pue * H * E * X[t - 1]), t  # busy = 1
+
+
+def test_util_shift_clips_at_one_and_zero():
+    rng = random.Random(3)
+    T = 40
+    p = random_cluster(rng)
+    full = dict(p, utilization_training=1.0, utilization_inference=1.0, next_gen_utilization_drop=0.0)
+    up = cluster_monthly(p, T, util_shift=[2.0] * T)
+    ref = cluster_monthly(full, T)
+    for key in ("revenue", "energy_cost"):
+        for t in range(1, T + 1):
+            assert up[key][t] == approx(ref[key][t]), (key, t)
+    # pushed below 0: u = 0, as with both utilizations at 0 and no next-gen drop
+    down = cluster_monthly(p, T, util_shift=[-2.0] * T)
+    idle = cluster_monthly(dict(p, utilization_training=0.0, utilization_inference=0.0,
+                                next_gen_utilization_drop=0.0), T)
+    for key in ("revenue", "energy_cost"):
+        for t in range(1, T + 1):
+            assert down[key][t] == approx(idle[key][t]), (key, t)
+
+
+def test_util_shift_hand_formula_inside_range():
+    uT, uI, w, s_u, t_ng, R = 0.6, 0.8, 0.25, 0.2, 5.0, 4.0
+    T = 12
+    U = [0.05 * ((-1) ** t) * (t % 4) for t in range(T)]
+    p = plain(utilization_training=uT, utilization_inference=uI, inference_share=w,
+              next_gen_utilization_drop=s_u, next_gen_month=t_ng, next_gen_ramp_months=R)
+    mo = cluster_monthly(p, T, util_shift=U)
+    for t in range(1, T + 1):
+        g = min(max((t - t_ng) / R, 0.0), 1.0)
+        u = min(max((1 - w) * uT + w * uI - s_u * g + U[t - 1], 0.0), 1.0)
+        assert mo["revenue"][t] == approx(H * u), t
+
+
+@pytest.mark.parametrize("D,k_lock", [(0.5, 13), (0.0, 13), (2.0, 15), (3.9, 16)])
+def test_renewal_locks_price_factor_at_floor_of_cycle_start(D, k_lock):
+    # one renewal inside the horizon: tau = D + 1 + M, M = 12, locked at P[floor(tau)].
+    # On-demand utilization 0, so the revenue is the reserved part alone.
+    M, pR, p0, d, delta, r0, rho, c = 12.0, 1.9, 2.0, 0.2, 0.1, 0.6, 0.5, 1.7
+    T = 24
+    p = plain(reserved_share=r0, reserved_price=pR, on_demand_price=p0, price_decline=d,
+              reserved_term_months=M, renewal_rate=rho, renewal_discount=delta, delivery_months=D,
+              utilization_training=0.0, utilization_inference=0.0)
+    tau = D + 1.0 + M
+    assert math.floor(tau) == k_lock and tau + M > T  # a single renewal
+    P = [1.0] * T
+    P[k_lock - 1] = c
+    P[k_lock] = 0.25  # the month after floor(tau) must not be used
+    base = cluster_monthly(p, T)
+    mo = cluster_monthly(p, T, price_factor=P)
+    for t in range(1, T + 1):
+        n = math.floor(max(t - 1 - D, 0.0) / M)
+        live = min(max(t - D, 0.0), 1.0)
+        if n == 0:
+            # first cycle: the signed price p_R, no factor
+            assert mo["revenue"][t] == base["revenue"][t], t
+            assert mo["revenue"][t] == approx(live * H * r0 * pR), t
+        else:
+            assert n == 1
+            pr = p0 * (1 - d) ** (tau / 12) * (1 - delta)
+            assert base["revenue"][t] == approx(H * r0 * rho * pr), t
+            assert mo["revenue"][t] == approx(c * base["revenue"][t]), t
+
+
+def test_renewal_factor_with_on_demand_and_two_renewals():
+    # D = 0.5, M = 12: cycles start at 13.5 and 25.5 -> P_13 and P_25.  Month 13 is still
+    # in the first cycle: only its on-demand part moves.
+    D, M, pR, p0, d, delta, r0, rho, u = 0.5, 12.0, 1.9, 2.0, 0.2, 0.1, 0.6, 0.5, 0.75
+    T = 36
+    p = plain(reserved_share=r0, reserved_price=pR, on_demand_price=p0, price_decline=d,
+              reserved_term_months=M, renewal_rate=rho, renewal_discount=delta, delivery_months=D,
+              utilization_training=u, utilization_inference=u)
+    rng = random.Random(2)
+    P = [rng.uniform(0.5, 1.5) for _ in range(T)]
+    mo = cluster_monthly(p, T, price_factor=P)
+
+    def m(t):
+        return p0 * (1 - d) ** (t / 12)
+
+    for t in range(1, T + 1):
+        n = math.floor(max(t - 1 - D, 0.0) / M)
+        res = r0 * rho**n
+        if n == 0:
+            pr = pR
+        else:
+            start = D + 1 + n * M
+            pr = m(start) * (1 - delta) * P[math.floor(start) - 1]
+        live = min(max(t - D, 0.0), 1.0)
+        expected = live * H * (res * pr + (1 - res) * u * m(t) * P[t - 1])
+        assert mo["revenue"][t] == approx(expected), t
+
+
+def test_factors_per_cluster_in_portfolio():
+    rng = random.Random(9)
+    T = 30
+    a, b = random_cluster(rng), random_cluster(rng)
+    fa = {"price": [rng.uniform(0.5, 1.5) for _ in range(T)],
+          "util": [rng.uniform(-0.2, 0.2) for _ in range(T)],
+          "energy": [rng.uniform(0.5, 1.5) for _ in range(T)]}
+    res = evaluate([a, b], T, 0.1, factors=[fa, None])
+    mo_a = cluster_monthly(a, T, price_factor=fa["price"], util_shift=fa["util"], energy_factor=fa["energy"])
+    assert res["flows"]["cf"][0] == mo_a["cf"]
+    assert res["flows"]["cfe"][0] == mo_a["cfe"]
+    assert res["flows"]["cf"][1] == cluster_monthly(b, T)["cf"]
+    alone = evaluate([a], T, 0.1, factors=[fa])
+    assert alone["clusters"][0]["npv"] == res["clusters"][0]["npv"]
+    assert res["portfolio"]["npv"] == approx(res["clusters"][0]["npv"] + res["clusters"][1]["npv"], rel=1e-11)
+    # the factors change the result
+    assert res["clusters"][0]["npv"] != evaluate([a], T, 0.1)["clusters"][0]["npv"]
+
+
+def test_factor_length_and_keys_checked():
+    p = plain()
+    with pytest.raises(ValueError):
+        cluster_monthly(p, 12, price_factor=[1.0] * 11)
+    with pytest.raises(ValueError):
+        cluster_monthly(p, 12, energy_factor=[1.0] * 13)
+    with pytest.raises(ValueError):
+        evaluate([p, p], 12, 0.1, factors=[None])
+    with pytest.raises(KeyError):
+        evaluate([p], 12, 0.1, factors=[{"prices": [1.0] * 12}])
