@@ -76,10 +76,13 @@ def balance(xp, debt, md, j, lj, growth_m1, t):
     return xp.where(t < md, xp.where(pos, b_pos, b_zero), 0.0)
 
 
-def cash_flows(p: dict, horizon: int) -> dict:
+def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
     """Cash flows of every cluster.
 
-    p: parameter name -> array [S|1, C]. Returns a dict of arrays:
+    p: parameter name -> array [S|1, C]. factors (Monte Carlo paths, MODEL.md
+    "Stochastic paths"): optional "price" P_t, "util" U_t, "energy" X_t, each
+    [S, C, T]; absent ones are P = X = 1, U = 0 (the deterministic flows exactly).
+    Returns a dict of arrays:
       cf, cfe [S, C, T+1] (project and equity flows, t = 0..T);
       ebitda_less_tax [S, C, T]; dscr_month [S, C, T] (bool: live and t <= M_d);
       A, debt, capex [S, C]; revenue, energy_cost, opex, ebitda [S, C] (totals).
@@ -97,8 +100,12 @@ def cash_flows(p: dict, horizon: int) -> dict:
     D = P["delivery_months"]
     live = _ramp(xp, t - D)
 
+    factors = factors or {}
+    price_f = factors.get("price")
     premium = 1.0 + P["priority_share"] * P["priority_premium"]
     m_premium, g = market_price(xp, P, t, premium)  # m(t) (1 + s_q q)
+    if price_f is not None:
+        m_premium = m_premium * price_f
 
     # Contract cycles and the reserved book
     M = P["reserved_term_months"]
@@ -107,25 +114,29 @@ def cash_flows(p: dict, horizon: int) -> dict:
     res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
     tau_renew = D + 1.0 + n * M
     m_renew, _ = market_price(xp, P, tau_renew)
+    if price_f is not None:  # a renewal locks P at its month, clamp(floor(tau), 1, T)
+        k = xp.astype(clip(xp, xp.floor(tau_renew), 1.0, T), xp.int64) - 1
+        k = xp.broadcast_to(k, price_f.shape[:1] + k.shape[1:])
+        m_renew = m_renew * xp.take_along_axis(price_f, k, axis=-1)
     pr = xp.where(n == 0, P["reserved_price"], m_renew * (1.0 - P["renewal_discount"]))
 
     # On-demand pool
     w = P["inference_share"]
-    u = _ramp(
-        xp,
-        (1.0 - w) * P["utilization_training"]
-        + w * P["utilization_inference"]
-        - P["next_gen_utilization_drop"] * g,
-    )
+    u_raw = ((1.0 - w) * P["utilization_training"] + w * P["utilization_inference"]
+             - P["next_gen_utilization_drop"] * g)
+    if factors.get("util") is not None:
+        u_raw = u_raw + factors["util"]
+    u = _ramp(xp, u_raw)
     od = 1.0 - res
 
     revenue = (N * H) * (live * (res * pr + od * u * m_premium))
     busy = res * P["reserved_utilization"] + od * u
     phi = P["idle_power_fraction"]
     kw = N * P["kw_per_gpu"]
-    energy = (kw * P["pue"] * H * P["energy_price"]) * (
-        live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0) * (phi + (1.0 - phi) * busy)
-    )
+    e_month = live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
+    if factors.get("energy") is not None:
+        e_month = e_month * factors["energy"]
+    energy = (kw * P["pue"] * H * P["energy_price"]) * (e_month * (phi + (1.0 - phi) * busy))
     esc = _pow(xp, 1.0 + P["opex_escalation"], t / 12.0)
     opex = esc * (
         live * (P["maintenance_rate"] * N * K / 12.0 + N * P["software_per_gpu_month"]

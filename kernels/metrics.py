@@ -54,17 +54,19 @@ def _safe_ratio(xp, num, den):
     return xp.where(ok, num / xp.where(ok, den, 1.0), math.nan)
 
 
-def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, ...] | None = None) -> dict:
+def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, ...] | None = None,
+             factors: dict | None = None, cumulative: bool = False) -> dict:
     """Every output of MODEL.md.
 
     p: cluster parameters, name -> [S|1, C]; discount_rate: [S|1]; horizon: T.
     Returns {name: [S] portfolio, "cluster_" + name: [S, C]} for every output.
     equity_clusters: the clusters that can carry debt (static); equity IRRs are solved
     only for them (and the portfolio, when any), the others are NaN as the model says.
-    None means every cluster.
+    None means every cluster. factors: Monte Carlo path factors (see cash_flows).
+    cumulative=True adds "cumulative_cf" [S, T+1], the portfolio's cumulative flow.
     """
     xp = array_namespace(p["gpus"])
-    fl = cash_flows(p, horizon)
+    fl = cash_flows(p, horizon, factors)
     cf, cfe = fl["cf"], fl["cfe"]
     S = max(cf.shape[0], discount_rate.shape[0])
     C = cf.shape[1]
@@ -130,4 +132,6 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     for name in OUTPUTS:
         out[name] = portfolio[name]
         out["cluster_" + name] = cluster[name]
+    if cumulative:
+        out["cumulative_cf"] = xp.cumulative_sum(pcf, axis=1)
     return out

@@ -439,11 +439,16 @@ class Scenario:
         return {"kind": self.kind, "name": self.name, "axes": [a.to_dict() for a in self.axes]}
 
 
-def load_scenario(path: str | Path, portfolio: Portfolio) -> Scenario:
+def load_scenario(path: str | Path, portfolio: Portfolio):
     path = Path(path)
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise ConfigError([f"{path}: (top level): must be a mapping with the key scenario"])
+    block = doc.get("scenario")
+    if isinstance(block, dict) and block.get("kind") == "montecarlo":
+        from .mc_config import load_montecarlo
+
+        return load_montecarlo(path, doc, portfolio)
     try:
         model = ScenarioFile.model_validate(doc)
     except ValidationError as err:
@@ -451,7 +456,7 @@ def load_scenario(path: str | Path, portfolio: Portfolio) -> Scenario:
     sb = model.scenario
     problems: list[str] = []
     if sb.kind != "grid":
-        problems.append(f"{path}: scenario.kind: unknown kind {sb.kind!r} (this version runs: grid)")
+        problems.append(f"{path}: scenario.kind: unknown kind {sb.kind!r} (this version runs: grid, montecarlo)")
     axes: list[Axis] = []
     names: dict[str, int] = {}
     for i, am in enumerate(sb.axes):

@@ -1,0 +1,225 @@
+"""Stochastic paths (MODEL.md, "Stochastic paths"): counter-based draws and the processes.
+
+Every random number is a pure function of (seed, path index, draw number): a 64-bit
+counter hashed by the splitmix64 finaliser, run twice. No generator state travels
+between chunks, so any chunk size, shard count or backend yields the same paths; the
+integer hashing is exact on every backend, so numpy, JAX and CuPy draw bit-identical
+uniforms (normals then agree to the last bits of log, sqrt and cos).
+
+Draw numbers of one path (T months, n series, E events, C clusters):
+  normal of series j, month t (1..T): uniforms 2 (j T + t - 1) and that + 1 (Box-Muller)
+  event e, cluster c:                 uniforms 2 (n T + e C + c) and that + 1
+Paths are limited to 2^40 and draws per path to 2^24 (checked by the configuration).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from array_api_compat import array_namespace
+
+DRAW_BITS = 24
+MAX_PATHS = 1 << 40
+MAX_DRAWS = 1 << DRAW_BITS
+
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+
+def seed_key(seed: int) -> int:
+    """The 64-bit key of a seed (a Python int, computed once on the host)."""
+    z = (seed * _GOLDEN + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * _M1) & _MASK
+    z = ((z ^ (z >> 27)) * _M2) & _MASK
+    return z ^ (z >> 31)
+
+
+def _mix(xp, z):
+    m1 = xp.asarray(_M1, dtype=xp.uint64)
+    m2 = xp.asarray(_M2, dtype=xp.uint64)
+    z = (z ^ (z >> 30)) * m1
+    z = (z ^ (z >> 27)) * m2
+    return z ^ (z >> 31)
+
+
+def uniforms(xp, key: int, paths, draws, dtype):
+    """Uniforms in (0, 1) for every (path, draw): paths [S] uint64, draws [K] -> [S, K].
+
+    The 53 top bits of the hash, offset by half a step: never 0, never 1.
+    """
+    counter = (paths[:, None] << DRAW_BITS) | draws[None, :]
+    z = _mix(xp, counter ^ xp.asarray(key, dtype=xp.uint64))
+    z = _mix(xp, z + xp.asarray(_GOLDEN, dtype=xp.uint64))
+    top = xp.astype(z >> 11, xp.float64)
+    return xp.astype((top + 0.5) * (2.0 ** -53), dtype)
+
+
+def normals(xp, key: int, paths, first: int, count: int, dtype):
+    """`count` standard normals per path from draw numbers first, first + 2, ... [S, count]."""
+    draws = xp.asarray(first, dtype=xp.uint64) + 2 * xp.arange(count, dtype=xp.uint64)
+    u1 = uniforms(xp, key, paths, draws, dtype)
+    u2 = uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)
+    return xp.sqrt(-2.0 * xp.log(u1)) * xp.cos((2.0 * math.pi) * u2)
+
+
+def ar1_scan(xp, b, phi):
+    """y_t = phi y_{t-1} + b_t along the last axis, y_0 = b_0 (so y_{-1} = 0).
+
+    phi broadcasts against b's leading axes ([..., 1]). A doubling scan: log2(T) array
+    steps, y_t = sum_k phi^(t-k) b_k without powers of 1/phi (stable for any phi).
+    """
+    T = b.shape[-1]
+    y = b
+    d = 1
+    while d < T:
+        zeros = xp.zeros(y.shape[:-1] + (d,), dtype=y.dtype)
+        shifted = xp.concat([zeros, y[..., : T - d]], axis=-1)
+        y = y + phi ** d * shifted
+        d *= 2
+    return y
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """Static description of the processes of a Monte Carlo scenario (numbers as tuples).
+
+    Series order: price per gpu_market, utilization per cluster, energy per power_market.
+    chol: lower-triangular factor of the innovations' correlation, n x n (row-major tuple
+    of tuples). price_of / energy_of: for each cluster, the index of its market's series.
+    """
+
+    horizon: int
+    n_price: int
+    n_energy: int
+    price_of: tuple[int, ...]
+    energy_of: tuple[int, ...]
+    price_vol: float
+    util_ar: float
+    util_sigma: tuple[float, ...]  # per cluster: (1 - w) sigma_T + w sigma_I
+    energy_vol: float
+    energy_kappa: float
+    chol: tuple[tuple[float, ...], ...]
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.price_of)
+
+    @property
+    def n_series(self) -> int:
+        return self.n_price + self.n_clusters + self.n_energy
+
+
+def innovations(xp, key: int, paths, spec: PathSpec, dtype):
+    """Correlated standard normal innovations [S, n_series, T]."""
+    n, T = spec.n_series, spec.horizon
+    z = normals(xp, key, paths, 0, n * T, dtype)
+    z = xp.reshape(z, (z.shape[0], n, T))
+    if all(spec.chol[i][j] == (1.0 if i == j else 0.0) for i in range(n) for j in range(n)):
+        return z
+    L = xp.asarray(spec.chol, dtype=dtype)
+    return xp.matmul(L, z)
+
+
+def path_factors(xp, key: int, paths, spec: PathSpec, dtype) -> dict:
+    """Monthly factors of every cluster: price P, utilization shift U, energy X, each [S, C, T]."""
+    eps = innovations(xp, key, paths, spec, dtype)
+    T = spec.horizon
+    ip, ic = spec.n_price, spec.n_price + spec.n_clusters
+    # price: log P_t = sum_{s<=t} (sigma/sqrt(12) eps_s - sigma^2/24), E[P_t] = 1
+    sp = spec.price_vol
+    log_p = ar1_scan(xp, (sp / math.sqrt(12.0)) * eps[:, :ip, :] - sp * sp / 24.0, 1.0)
+    price = xp.exp(log_p)
+    # utilization: AR(1) from U_0 = 0 with stationary deviation s
+    a = spec.util_ar
+    s = xp.reshape(xp.asarray(spec.util_sigma, dtype=dtype), (1, spec.n_clusters, 1))
+    util = ar1_scan(xp, s * math.sqrt(max(1.0 - a * a, 0.0)) * eps[:, ip:ic, :], a)
+    # energy: x_t = (1 - kappa) x_{t-1} + sigma/sqrt(12) eps_t, X_t = exp(x_t - Var[x_t]/2)
+    phi = 1.0 - spec.energy_kappa
+    se = spec.energy_vol / math.sqrt(12.0)
+    x = ar1_scan(xp, se * eps[:, ic:, :], phi)
+    t = xp.arange(1, T + 1, dtype=dtype)
+    var = se * se * _geometric_sum(xp, phi * phi, t)
+    energy = xp.exp(x - 0.5 * var)
+    return {
+        "price": xp.take(price, xp.asarray(spec.price_of), axis=1),
+        "util": util,
+        "energy": xp.take(energy, xp.asarray(spec.energy_of), axis=1),
+    }
+
+
+def _geometric_sum(xp, q: float, t):
+    """sum_{j=0}^{t-1} q^j for q in [0, 1] (t exact where q = 1)."""
+    if q == 1.0:
+        return t
+    return (1.0 - q ** t) / (1.0 - q)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """A parameter drawn per path: dist normal (a, b = mean, sd), uniform (low, high),
+    triangular (low, mode, high) or discrete (values, cumulative probabilities); op
+    applies the draw to the parameter (set, shift or scale); mask: clusters it touches;
+    per_cluster: one draw per cluster instead of one shared by them."""
+
+    param: str
+    dist: str
+    args: tuple[float, ...]
+    op: str
+    mask: tuple[bool, ...]
+    per_cluster: bool
+    values: tuple[float, ...] = ()
+
+
+def event_draws(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: int, horizon: int,
+                n_clusters: int, dtype) -> list:
+    """The drawn value of each event, [S, C] (one draw shared across clusters unless per_cluster)."""
+    out = []
+    base = 2 * n_series * horizon
+    for e, ev in enumerate(events):
+        first = base + 2 * e * n_clusters
+        k = n_clusters if ev.per_cluster else 1
+        draws = xp.asarray(first, dtype=xp.uint64) + 2 * xp.arange(k, dtype=xp.uint64)
+        u = uniforms(xp, key, paths, draws, dtype)  # [S, k]
+        if ev.dist == "uniform":
+            lo, hi = ev.args
+            v = lo + (hi - lo) * u
+        elif ev.dist == "triangular":
+            lo, mode, hi = ev.args
+            fc = (mode - lo) / (hi - lo) if hi > lo else 0.5
+            left = lo + xp.sqrt(u * (hi - lo) * (mode - lo))
+            right = hi - xp.sqrt((1.0 - u) * (hi - lo) * (hi - mode))
+            v = xp.where(u < fc, left, right)
+        elif ev.dist == "normal":
+            mean, sd = ev.args
+            u2 = uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)
+            v = mean + sd * xp.sqrt(-2.0 * xp.log(u)) * xp.cos((2.0 * math.pi) * u2)
+        elif ev.dist == "discrete":
+            cum = ev.args  # cumulative probabilities, last = 1
+            vals = xp.asarray(ev.values, dtype=dtype)
+            idx = xp.zeros(u.shape, dtype=xp.int64)
+            for c in cum[:-1]:
+                idx = idx + xp.astype(u > c, xp.int64)
+            v = xp.take(vals, xp.reshape(idx, (-1,)))
+            v = xp.reshape(v, u.shape)
+        else:  # pragma: no cover - the configuration refuses other names
+            raise ValueError(f"unknown distribution {ev.dist!r}")
+        out.append(xp.broadcast_to(v, (v.shape[0], n_clusters)))
+    return out
+
+
+def apply_events(base: dict, events: tuple[EventSpec, ...], draws: list) -> dict:
+    """Parameters [S, C] for the drawn events ([1, C] for the others), clipped to range."""
+    from .shocks import apply_op, clip_param
+
+    xp = array_namespace(draws[0]) if draws else None
+    params = {k: v[None, :] for k, v in base.items()}
+    for ev, v in zip(events, draws):
+        x = params[ev.param]
+        moved = clip_param(xp, ev.param, apply_op(xp, x, ev.op, v))
+        if not all(ev.mask):
+            moved = xp.where(xp.asarray(ev.mask)[None, :], moved, x)
+        params[ev.param] = moved
+    return params

@@ -1,0 +1,336 @@
+"""Monte Carlo runs: paths in chunks, streaming summaries, pathwise sensitivities, the file.
+
+A chunk is a range [start, start + n) of path indices; its paths are drawn on the
+device from (seed, path index) alone (kernels/paths.py), evaluated by the same
+kernels as a grid point, and only their outputs come back to the host, where the
+summaries (stresstest/summaries.py) absorb them. Nothing holds every path unless
+--save-paths streams them to the file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .backends import Backend, BackendError
+from .config import Portfolio, config_json
+from .engine import Chunk, default_chunk_size, equity_clusters
+from .kernels.metrics import evaluate
+from .kernels.params import MODEL_VERSION, OUTPUTS, PARAM_NAMES
+from .kernels.paths import apply_events, event_draws, path_factors, seed_key
+from .mc_config import QUANTILES, MonteCarlo
+from .summaries import FAN_ALPHA, Moments, Sketch, cvar_from
+
+STATISTICS = ("mean", "std", "stderr", "min", "max") + tuple(f"p{round(q * 100)}" for q in QUANTILES) + (
+    "nonfinite_fraction",)
+FAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+LEVELS = (0.95, 0.99)
+
+
+def path_outputs_fn(pf: Portfolio, mc: MonteCarlo, xp, dtype, chunk: int, equity):
+    """The pure chunk function: (base, rate, start) -> every output of every path."""
+    key = seed_key(mc.seed)
+    spec, events = mc.spec, mc.events
+    horizon, C = pf.horizon_months, len(pf.clusters)
+
+    def fn(base, rate, start):
+        paths = xp.astype(start + xp.arange(chunk, dtype=xp.int64), xp.uint64)
+        factors = path_factors(xp, key, paths, spec, dtype)
+        draws = event_draws(xp, key, paths, events, spec.n_series, horizon, C, dtype)
+        p = apply_events(base, events, draws)
+        r = xp.broadcast_to(xp.reshape(rate, (1,)), (chunk,))
+        return evaluate(p, r, horizon, equity_clusters=equity, factors=factors, cumulative=True)
+
+    return fn
+
+
+@dataclass
+class MonteCarloRun:
+    portfolio: Portfolio
+    scenario: MonteCarlo
+    backend: Backend
+    chunk_size: int
+    _fn: Callable = field(repr=False, default=None)
+    _args: tuple = field(repr=False, default=())
+
+    @property
+    def total(self) -> int:
+        return self.scenario.paths
+
+    def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+        b = self.backend
+        stop = self.total if stop is None else stop
+        for a in range(start, stop, self.chunk_size):
+            z = min(a + self.chunk_size, stop)
+            with np.errstate(all="ignore"):
+                out = self._fn(*self._args, b.xp.asarray(a))
+            yield Chunk(a, z, {k: b.to_numpy(v)[: z - a] for k, v in out.items()})
+
+
+def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
+    chunk = chunk_size or default_chunk_size(pf, mc.paths)
+    chunk = int(min(chunk, mc.paths))
+    xp, dtype = backend.xp, backend.dtype
+    fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf))
+    base = {k: backend.asarray(v.astype(dtype)) for k, v in pf.base_arrays().items()}
+    rate = backend.asarray(np.asarray(pf.discount_rate, dtype=dtype))
+    return MonteCarloRun(pf, mc, backend, chunk, backend.compile(fn), (base, rate))
+
+
+# ------------------------------------------------------------------ summaries
+
+
+class Summary:
+    """Everything the summary tables need, accumulated chunk by chunk (mergeable)."""
+
+    def __init__(self, n_clusters: int, horizon: int, hurdle: float | None, covenant: float | None):
+        self.C = n_clusters
+        self.hurdle, self.covenant = hurdle, covenant
+        self.moments = {o: Moments(1 + n_clusters) for o in OUTPUTS}
+        self.sketches = {o: [Sketch(extra=n_clusters if (o == "npv" and c == 0) else 0)
+                             for c in range(1 + n_clusters)] for o in OUTPUTS}
+        self.fan = [Sketch(FAN_ALPHA) for _ in range(horizon + 1)]
+        self.fan_moments = Moments(horizon + 1)
+        self.n = 0
+        # counts for probabilities: [portfolio, clusters...]
+        self.npv_negative = np.zeros(1 + n_clusters, dtype=np.int64)
+        self.irr_below = np.zeros(1 + n_clusters, dtype=np.int64)
+        self.irr_finite = np.zeros(1 + n_clusters, dtype=np.int64)
+        self.dscr_below = np.zeros(1 + n_clusters, dtype=np.int64)
+        self.dscr_finite = np.zeros(1 + n_clusters, dtype=np.int64)
+
+    @staticmethod
+    def columns(out: dict, name: str) -> np.ndarray:
+        return np.concatenate([out[name][:, None], out["cluster_" + name]], axis=1)
+
+    def add(self, out: dict) -> None:
+        self.n += out["npv"].shape[0]
+        for o in OUTPUTS:
+            x = self.columns(out, o)
+            self.moments[o].add(x)
+            for c, sk in enumerate(self.sketches[o]):
+                sk.add(x[:, c], out["cluster_npv"] if sk.n_extra else None)
+        cum = out["cumulative_cf"]
+        self.fan_moments.add(cum)
+        for t, sk in enumerate(self.fan):
+            sk.add(cum[:, t])
+        npv = self.columns(out, "npv")
+        self.npv_negative += (npv < 0).sum(axis=0)
+        irr = self.columns(out, "irr")
+        self.irr_finite += np.isfinite(irr).sum(axis=0)
+        if self.hurdle is not None:
+            self.irr_below += (irr < self.hurdle).sum(axis=0)
+        dscr = self.columns(out, "min_dscr")
+        self.dscr_finite += np.isfinite(dscr).sum(axis=0)
+        if self.covenant is not None:
+            self.dscr_below += (dscr < self.covenant).sum(axis=0)
+
+    def merge(self, other: "Summary") -> None:
+        self.n += other.n
+        for o in OUTPUTS:
+            self.moments[o].merge(other.moments[o])
+            for a, b in zip(self.sketches[o], other.sketches[o]):
+                a.merge(b)
+        self.fan_moments.merge(other.fan_moments)
+        for a, b in zip(self.fan, other.fan):
+            a.merge(b)
+        for name in ("npv_negative", "irr_below", "irr_finite", "dscr_below", "dscr_finite"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def table(self, o: str) -> np.ndarray:
+        """[1 + C, len(STATISTICS)]: the statistics of output o, portfolio first."""
+        m = self.moments[o]
+        rows = []
+        for c, sk in enumerate(self.sketches[o]):
+            q = [sk.quantile(x) for x in QUANTILES]
+            lo = sk.quantile(1.0 / max(sk.n, 1)) if sk.n else math.nan
+            hi = sk.quantile(1.0) if sk.n else math.nan
+            total = self.n
+            nonfinite = (m.nan[c] + m.inf[c]) / total if total else math.nan
+            rows.append([m.mean[c] if m.n[c] else math.nan, m.std[c], m.stderr[c], lo, hi, *q, nonfinite])
+        return np.array(rows)
+
+    def risk(self) -> dict:
+        """VaR, CVaR (with standard errors), probabilities, tail contributions."""
+        out: dict = {}
+        for level in LEVELS:
+            q = 1.0 - level
+            tag = f"{round(level * 100)}"
+            per = []
+            for c, sk in enumerate(self.sketches["npv"]):
+                var = -sk.quantile(q)
+                cvar, se = cvar_from(sk, q)
+                per.append((var, cvar, se))
+            arr = np.array(per)
+            out[f"var_{tag}"], out[f"cvar_{tag}"], out[f"cvar_{tag}_stderr"] = arr[0]
+            out[f"cluster_var_{tag}"], out[f"cluster_cvar_{tag}"] = arr[1:, 0], arr[1:, 1]
+            k, s, _, extra = self.sketches["npv"][0].lower_tail(q)
+            out[f"tail_contribution_{tag}"] = extra / k if k else extra * math.nan
+        n = self.n
+
+        def prob(count, base):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p = count / base
+                return p, np.sqrt(p * (1 - p) / base)
+
+        p, se = prob(self.npv_negative, n)
+        out["prob_npv_negative"], out["prob_npv_negative_stderr"] = p[0], se[0]
+        out["cluster_prob_npv_negative"] = p[1:]
+        if self.hurdle is not None:
+            p, se = prob(self.irr_below, self.irr_finite)
+            out["prob_irr_below_hurdle"], out["prob_irr_below_hurdle_stderr"] = p[0], se[0]
+            out["cluster_prob_irr_below_hurdle"] = p[1:]
+        if self.covenant is not None:
+            p, se = prob(self.dscr_below, self.dscr_finite)
+            out["prob_dscr_below_covenant"], out["prob_dscr_below_covenant_stderr"] = p[0], se[0]
+            out["cluster_prob_dscr_below_covenant"] = p[1:]
+        return out
+
+    def fan_table(self) -> np.ndarray:
+        """[T + 1, len(FAN_QUANTILES)] quantiles of the cumulative portfolio cash flow."""
+        return np.array([[sk.quantile(q) for q in FAN_QUANTILES] for sk in self.fan])
+
+
+def tail_thresholds(sk: Sketch, q: float) -> tuple[float, float, float] | None:
+    """(lower edge, upper edge, weight) of the boundary bin of the lower q-tail: a path
+    below the lower edge has weight 1, inside the bin the weight, above it 0."""
+    tw = sk.tail_weights(q)
+    if tw is None:
+        return None
+    b, f = tw
+    if b == 0:
+        lo, hi = -1e-9, 1e-9
+    else:
+        a = math.exp((abs(b) - 1) * sk.lg) * 1e-9
+        z = math.exp(abs(b) * sk.lg) * 1e-9
+        lo, hi = (a, z) if b > 0 else (-z, -a)
+    return lo, hi, f
+
+
+# ------------------------------------------------------- pathwise sensitivities
+
+
+def pathwise_gradients(run: MonteCarloRun, thresholds: dict) -> dict:
+    """Gradients of mean NPV and of CVaR at each level with respect to every parameter.
+
+    The pathwise method: d E[NPV]/d theta = E[d NPV/d theta] with the draws held fixed
+    (common random numbers), and d CVaR_q/d theta = -E[d NPV/d theta | NPV in the tail],
+    the tail fixed at the paths the summary's CVaR averages (boundary bin at its
+    weight). One reverse pass per chunk of sum_s w_s NPV_s, the weights computed from
+    the forward NPVs: a second pass over the paths, after the first found the tails.
+    """
+    if run.backend.name != "jax":
+        raise BackendError(f"Monte Carlo sensitivities need the JAX backend (automatic "
+                           f"differentiation); got {run.backend.name}")
+    import jax
+    import jax.numpy as jnp
+
+    pf, mc = run.portfolio, run.scenario
+    chunk, N = run.chunk_size, mc.paths
+    levels = [lv for lv in LEVELS if thresholds.get(lv) is not None]
+    fn = path_outputs_fn(pf, mc, jnp, run.backend.dtype, chunk, ())
+
+    def weighted(base, rate, start, cuts):
+        out = fn(base, rate, start)
+        npv = out["npv"]
+        idx = start + jnp.arange(chunk)
+        live = (idx < N).astype(npv.dtype)
+        ws = [live]
+        for (lo, hi, f) in cuts:
+            v = jax.lax.stop_gradient(npv)
+            ws.append(live * jnp.where(v < lo, 1.0, jnp.where(v <= hi, f, 0.0)))
+        w = jax.lax.stop_gradient(jnp.stack(ws))
+        return w @ npv, w.sum(axis=1)
+
+    grad = jax.jit(jax.jacrev(weighted, argnums=(0, 1), has_aux=True))
+    base, rate = run._args
+    cuts = tuple(jnp.asarray(thresholds[lv]) for lv in levels)
+    g_base = {k: np.zeros((1 + len(levels), len(pf.clusters))) for k in PARAM_NAMES}
+    g_rate = np.zeros(1 + len(levels))
+    weight = np.zeros(1 + len(levels))
+    for a in range(0, N, chunk):
+        (gb, gr), wsum = grad(base, rate, jnp.asarray(a), cuts)
+        for k in PARAM_NAMES:
+            g_base[k] += np.asarray(gb[k])
+        g_rate += np.asarray(gr)
+        weight += np.asarray(wsum)
+    stacked = np.stack([g_base[k] for k in PARAM_NAMES], axis=-1)  # [1 + L, C, P]
+    out = {"grad_mean_npv": stacked[0] / weight[0],
+           "grad_mean_npv_discount_rate": g_rate[0] / weight[0]}
+    for i, lv in enumerate(levels, start=1):
+        tag = f"{round(lv * 100)}"
+        out[f"grad_cvar_{tag}"] = -stacked[i] / weight[i]
+        out[f"grad_cvar_{tag}_discount_rate"] = -g_rate[i] / weight[i]
+    return out
+
+
+# ------------------------------------------------------------------- the run
+
+
+@dataclass
+class MonteCarloResult:
+    path: Path
+    portfolio: Portfolio
+    scenario: MonteCarlo
+    backend: str
+    summary: Summary
+    gradients: dict | None
+    seconds: float
+    chunk_size: int
+    config_sha256: str
+
+    @property
+    def scm(self) -> int:
+        return self.scenario.paths * len(self.portfolio.clusters) * self.portfolio.horizon_months
+
+
+def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chunk_size=None,
+                   progress=True, compression="gzip", sensitivities=False, save_paths=False,
+                   chunk_range: tuple[int, int] | None = None) -> MonteCarloResult:
+    from .mc_io import MonteCarloWriter
+    from .progress import Progress
+
+    if sensitivities and be.name != "jax":
+        raise BackendError(f"sensitivities need the JAX backend (automatic differentiation); got "
+                           f"{be.name}. Use --backend jax or auto, with jax installed")
+    cfg, sha = config_json(pf, mc)
+    t0 = time.perf_counter()
+    run = prepare(pf, mc, be, chunk_size)
+    attrs = {
+        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": cfg,
+        "config_sha256": sha, "backend": be.name, "device": be.device,
+        "dtype": np.dtype(be.dtype).name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "portfolio": pf.name, "scenario": mc.name, "currency": pf.currency,
+        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
+        "kind": "montecarlo", "paths": mc.paths, "seed": mc.seed,
+    }
+    writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
+    summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
+    bar = Progress(mc.paths, label="paths", enabled=progress)
+    try:
+        for chunk in run.chunks():
+            summary.add(chunk.outputs)
+            if save_paths:
+                writer.write_paths(chunk.start, chunk.stop, chunk.outputs)
+            bar.advance(chunk.stop - chunk.start)
+        gradients = None
+        if sensitivities:
+            cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
+            gradients = pathwise_gradients(run, cuts)
+        writer.write_summary(summary, gradients)
+        path = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return MonteCarloResult(path, pf, mc, be.describe(), summary, gradients, time.perf_counter() - t0,
+                            run.chunk_size, sha)

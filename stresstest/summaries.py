@@ -1,0 +1,233 @@
+"""Streaming summaries of Monte Carlo outputs: moments, quantiles, tail means.
+
+Nothing here holds the paths. Quantiles and tail means come from a log-binned
+histogram (the DDSketch idea): a value x with |x| > X_MIN falls in the bin
+i = sign(x) ceil(log(|x| / X_MIN) / log(gamma)), gamma = (1 + alpha) / (1 - alpha),
+each bin keeping its count, sum and sum of squares (and, for the portfolio NPV, the
+sum of every cluster's NPV over the paths in it). Bins depend only on the value, so
+sketches of chunks or shards merge exactly by adding counts: results do not depend
+on the chunk size beyond the round-off of the sums.
+
+Error bounds (docs/model.md, "Monte Carlo"):
+- a quantile (the order statistic of rank ceil(q n), as numpy's "inverted_cdf") is
+  returned as its bin's representative: within alpha |x| of the exact value, or
+  within X_MIN where |x| <= X_MIN;
+- a tail mean (CVaR, tail contributions) sums whole bins exactly and takes the
+  boundary bin's share at that bin's mean: within 2 alpha |VaR| + X_MIN of the exact.
+alpha = 1e-3 for outputs, 1e-2 for the monthly fan of cumulative cash flow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ALPHA = 1e-3
+FAN_ALPHA = 1e-2
+X_MIN = 1e-9
+
+
+class Moments:
+    """Count, mean and M2 of the finite values of each column (Chan's parallel merge)."""
+
+    def __init__(self, width: int):
+        self.n = np.zeros(width, dtype=np.int64)
+        self.mean = np.zeros(width)
+        self.m2 = np.zeros(width)
+        self.nan = np.zeros(width, dtype=np.int64)
+        self.inf = np.zeros(width, dtype=np.int64)
+
+    def add(self, x: np.ndarray) -> None:  # x [N, width]
+        fin = np.isfinite(x)
+        self.nan += np.isnan(x).sum(axis=0)
+        self.inf += np.isinf(x).sum(axis=0)
+        nb = fin.sum(axis=0)
+        xs = np.where(fin, x, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mb = np.where(nb > 0, xs.sum(axis=0) / np.maximum(nb, 1), 0.0)
+            m2b = np.where(fin, (xs - mb) ** 2, 0.0).sum(axis=0)
+        n = self.n + nb
+        delta = mb - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(n > 0, nb / np.maximum(n, 1), 0.0)
+        self.mean = self.mean + delta * w
+        self.m2 = self.m2 + m2b + delta ** 2 * self.n * w
+        self.n = n
+
+    def merge(self, other: "Moments") -> None:
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        w = np.where(n > 0, other.n / np.maximum(n, 1), 0.0)
+        self.mean = self.mean + delta * w
+        self.m2 = self.m2 + other.m2 + delta ** 2 * self.n * w
+        self.n = n
+        self.nan += other.nan
+        self.inf += other.inf
+
+    @property
+    def std(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n > 1, np.sqrt(self.m2 / np.maximum(self.n - 1, 1)), np.nan)
+
+    @property
+    def stderr(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.std / np.sqrt(self.n)
+
+
+class Sketch:
+    """Log-binned histogram of one series of values, mergeable, with per-bin sums.
+
+    extra: width of an optional companion value summed per bin (each cluster's NPV in
+    the bins of the portfolio's NPV). +inf and -inf go to end bins; NaN is counted apart.
+    """
+
+    def __init__(self, alpha: float = ALPHA, extra: int = 0):
+        self.alpha = alpha
+        self.gamma = (1 + alpha) / (1 - alpha)
+        self.lg = math.log(self.gamma)
+        self.lo = 0  # index of counts[0]
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.sums = np.zeros(0)
+        self.sqs = np.zeros(0)
+        self.extra = np.zeros((0, extra))
+        self.n_extra = extra
+        self.nan = 0
+        self.neg_inf = 0
+        self.pos_inf = 0
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        a = np.abs(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            i = np.ceil(np.log(np.maximum(a, X_MIN) / X_MIN) / self.lg)
+        return (np.sign(x) * np.where(a > X_MIN, i, 0.0)).astype(np.int64)
+
+    def representative(self, i: np.ndarray) -> np.ndarray:
+        i = np.asarray(i)
+        mag = X_MIN * np.exp(np.abs(i) * self.lg) * 2.0 / (self.gamma + 1.0)
+        return np.where(i == 0, 0.0, np.sign(i) * mag)
+
+    def _grow(self, lo: int, hi: int) -> None:
+        if self.counts.size == 0:
+            self.lo = lo
+            n = hi - lo + 1
+            self.counts = np.zeros(n, dtype=np.int64)
+            self.sums = np.zeros(n)
+            self.sqs = np.zeros(n)
+            self.extra = np.zeros((n, self.n_extra))
+            return
+        new_lo = min(lo, self.lo)
+        new_hi = max(hi, self.lo + self.counts.size - 1)
+        if new_lo == self.lo and new_hi == self.lo + self.counts.size - 1:
+            return
+        n = new_hi - new_lo + 1
+        off = self.lo - new_lo
+        for name in ("counts", "sums", "sqs", "extra"):
+            old = getattr(self, name)
+            new = np.zeros((n,) + old.shape[1:], dtype=old.dtype)
+            new[off:off + old.shape[0]] = old
+            setattr(self, name, new)
+        self.lo = new_lo
+
+    def add(self, x: np.ndarray, extra: np.ndarray | None = None) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        nan = np.isnan(x)
+        self.nan += int(nan.sum())
+        self.neg_inf += int(np.sum(x == -np.inf))
+        self.pos_inf += int(np.sum(x == np.inf))
+        fin = np.isfinite(x)
+        xf = x[fin]
+        if xf.size == 0:
+            return
+        i = self.index(xf)
+        self._grow(int(i.min()), int(i.max()))
+        j = i - self.lo
+        n = self.counts.size
+        self.counts += np.bincount(j, minlength=n)
+        self.sums += np.bincount(j, weights=xf, minlength=n)
+        self.sqs += np.bincount(j, weights=xf * xf, minlength=n)
+        if self.n_extra:
+            ef = np.asarray(extra, dtype=np.float64)[fin]
+            for c in range(self.n_extra):
+                self.extra[:, c] += np.bincount(j, weights=ef[:, c], minlength=n)
+
+    def merge(self, other: "Sketch") -> None:
+        self.nan += other.nan
+        self.neg_inf += other.neg_inf
+        self.pos_inf += other.pos_inf
+        if other.counts.size == 0:
+            return
+        self._grow(other.lo, other.lo + other.counts.size - 1)
+        off = other.lo - self.lo
+        sl = slice(off, off + other.counts.size)
+        self.counts[sl] += other.counts
+        self.sums[sl] += other.sums
+        self.sqs[sl] += other.sqs
+        self.extra[sl] += other.extra
+
+    @property
+    def n(self) -> int:
+        """Values ordered by the sketch: every one but NaN."""
+        return int(self.counts.sum()) + self.neg_inf + self.pos_inf
+
+    def quantile(self, q: float) -> float:
+        """The order statistic of rank ceil(q n) (q in (0, 1]), to within the bound."""
+        n = self.n
+        if n == 0:
+            return math.nan
+        k = max(1, math.ceil(q * n - 1e-9))
+        if k <= self.neg_inf:
+            return -math.inf
+        k -= self.neg_inf
+        cum = np.cumsum(self.counts)
+        if cum.size == 0 or k > cum[-1]:
+            return math.inf
+        b = int(np.searchsorted(cum, k))
+        return float(self.representative(self.lo + b))
+
+    def lower_tail(self, q: float):
+        """Sums over the k = ceil(q n) smallest values: (k, sum, sum of squares, extra sums).
+
+        Whole bins exactly; the boundary bin contributes its share at its mean.
+        """
+        n = self.n
+        k = max(1, math.ceil(q * n - 1e-9)) if n else 0
+        extra = np.zeros(self.n_extra)
+        if k == 0:
+            return 0, math.nan, math.nan, extra * math.nan
+        if self.neg_inf:
+            inf = -math.inf
+            return k, inf, math.inf, extra + inf
+        cum = np.cumsum(self.counts)
+        if k > cum[-1]:  # the tail reaches +inf
+            return k, math.inf, math.inf, extra + math.inf
+        b = int(np.searchsorted(cum, k))
+        below = int(cum[b - 1]) if b else 0
+        f = (k - below) / self.counts[b]
+        s = self.sums[:b].sum() + f * self.sums[b]
+        sq = self.sqs[:b].sum() + f * self.sqs[b]
+        ex = self.extra[:b].sum(axis=0) + f * self.extra[b]
+        return k, float(s), float(sq), ex
+
+    def tail_weights(self, q: float):
+        """(edge, f, upper): a path with value below the lower edge of the boundary bin is in
+        the lower q-tail with weight 1, inside that bin with weight f, above it with 0."""
+        n = self.n
+        k = max(1, math.ceil(q * n - 1e-9))
+        cum = np.cumsum(self.counts)
+        if self.neg_inf or cum.size == 0 or k > cum[-1]:
+            return None
+        b = int(np.searchsorted(cum, k))
+        below = int(cum[b - 1]) if b else 0
+        return self.lo + b, (k - below) / self.counts[b]
+
+
+def cvar_from(sk: Sketch, q: float) -> tuple[float, float]:
+    """CVaR at level 1 - q (minus the mean of the lower q-tail) and its standard error."""
+    k, s, sq, _ = sk.lower_tail(q)
+    if k == 0 or not math.isfinite(s):
+        return -s / k if k else math.nan, math.nan
+    mean = s / k
+    var = max(sq / k - mean * mean, 0.0)
+    return -mean, math.sqrt(var / k) if k > 1 else math.nan
