@@ -45,10 +45,14 @@ def main() -> None:
               show_default=True)
 @click.option("--sensitivities", is_flag=True,
               help="Also write gradients of NPV, ROI and IRR for every parameter (needs JAX).")
+@click.option("--save-paths", is_flag=True,
+              help="Monte Carlo: also write every path's outputs (group 'paths' of the file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
-def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, quiet):
-    """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks."""
-    from .report import print_run_summary
+def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, save_paths,
+        quiet):
+    """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
+    or a Monte Carlo set of paths (the scenario's kind)."""
+    from .report import print_mc_summary, print_run_summary
     from .runner import run_grid
 
     try:
@@ -62,6 +66,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
             progress=not quiet,
             compression=None if compression == "none" else compression,
             sensitivities=sensitivities,
+            save_paths=save_paths,
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)
@@ -69,7 +74,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         click.echo("interrupted: no result file written", err=True)
         sys.exit(130)
     if not quiet:
-        print_run_summary(result)
+        (print_mc_summary if result.scenario.kind == "montecarlo" else print_run_summary)(result)
     else:
         click.echo(str(result.path))
 
@@ -95,7 +100,8 @@ def validate(files, portfolio):
                 if pf is None:
                     pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
                 sc = load_scenario(path, pf)
-                click.echo(f"ok: {path}: scenario {sc.name!r}, {sc.size} grid points")
+                what = "paths" if sc.kind == "montecarlo" else "grid points"
+                click.echo(f"ok: {path}: scenario {sc.name!r}, {sc.size:,} {what}")
             else:
                 p = load_portfolio(path)
                 pf = pf or p

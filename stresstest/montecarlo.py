@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from .backends import Backend, BackendError
 from .config import Portfolio, config_json
-from .engine import Chunk, default_chunk_size, equity_clusters
+from .engine import EXPECTED_NONFINITE, Chunk, default_chunk_size, equity_clusters
 from .kernels.metrics import evaluate
 from .kernels.params import MODEL_VERSION, OUTPUTS, PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -105,15 +105,22 @@ class Summary:
         self.irr_finite = np.zeros(1 + n_clusters, dtype=np.int64)
         self.dscr_below = np.zeros(1 + n_clusters, dtype=np.int64)
         self.dscr_finite = np.zeros(1 + n_clusters, dtype=np.int64)
+        # outputs the model never leaves non-finite: name -> (count, first path index)
+        self.unexpected: dict[str, tuple[int, int]] = {}
 
     @staticmethod
     def columns(out: dict, name: str) -> np.ndarray:
         return np.concatenate([out[name][:, None], out["cluster_" + name]], axis=1)
 
-    def add(self, out: dict) -> None:
+    def add(self, out: dict, start: int = 0) -> None:
         self.n += out["npv"].shape[0]
         for o in OUTPUTS:
             x = self.columns(out, o)
+            if o not in EXPECTED_NONFINITE:
+                bad = ~np.isfinite(x).all(axis=1)
+                if bad.any():
+                    count, first = self.unexpected.get(o, (0, start + int(np.argmax(bad))))
+                    self.unexpected[o] = (count + int(bad.sum()), first)
             self.moments[o].add(x)
             for c, sk in enumerate(self.sketches[o]):
                 sk.add(x[:, c], out["cluster_npv"] if sk.n_extra else None)
@@ -143,6 +150,9 @@ class Summary:
             a.merge(b)
         for name in ("npv_negative", "irr_below", "irr_finite", "dscr_below", "dscr_finite"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for o, (count, first) in other.unexpected.items():
+            c0, f0 = self.unexpected.get(o, (0, first))
+            self.unexpected[o] = (c0 + count, min(f0, first))
 
     def table(self, o: str) -> np.ndarray:
         """[1 + C, len(STATISTICS)]: the statistics of output o, portfolio first."""
@@ -317,7 +327,7 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     bar = Progress(mc.paths, label="paths", enabled=progress)
     try:
         for chunk in run.chunks():
-            summary.add(chunk.outputs)
+            summary.add(chunk.outputs, chunk.start)
             if save_paths:
                 writer.write_paths(chunk.start, chunk.stop, chunk.outputs)
             bar.advance(chunk.stop - chunk.start)

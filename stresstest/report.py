@@ -69,6 +69,71 @@ def print_run_summary(result, console=None) -> None:
     )
 
 
+def mc_rows(result) -> dict:
+    """The Monte Carlo summary as plain data: statistics of NPV, IRR, ROI, then the risk block."""
+    from .mc_config import QUANTILES
+    from .montecarlo import STATISTICS
+
+    s = result.summary
+    rows = {}
+    for name in SUMMARY_OUTPUTS:
+        rows[name] = {k: float(v) for k, v in zip(STATISTICS, s.table(name)[0])}
+    risk = {k: (float(v) if v is not None and getattr(v, "ndim", 0) == 0 else [float(x) for x in v])
+            for k, v in s.risk().items()}
+    return {"paths": result.scenario.paths, "seed": result.scenario.seed, "statistics": rows,
+            "risk": risk, "quantiles": list(QUANTILES),
+            "unexpected_nonfinite": {k: {"count": c, "first_path": f} for k, (c, f) in s.unexpected.items()}}
+
+
+def print_mc_summary(result, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    pf, mc = result.portfolio, result.scenario
+    data = mc_rows(result)
+    console.print(
+        f"[bold]{pf.name}[/]: {len(pf.clusters)} clusters, {pf.horizon_months} months; Monte Carlo "
+        f"[bold]{mc.name}[/], {mc.paths:,} paths (seed {mc.seed}); {result.backend}"
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("output")
+    for col in ("mean", "± s.e.", "P5", "P50", "P95"):
+        table.add_column(col, justify="right")
+    for name in SUMMARY_OUTPUTS:
+        st = data["statistics"][name]
+        table.add_row(name.upper(), fmt(name, st["mean"]), fmt(name, st["stderr"]),
+                      fmt(name, st["p5"]), fmt(name, st["p50"]), fmt(name, st["p95"]))
+    console.print(table)
+    r = data["risk"]
+    risk = Table(show_header=True, header_style="bold")
+    risk.add_column("risk of the portfolio NPV")
+    risk.add_column("value", justify="right")
+    risk.add_column("± s.e.", justify="right")
+    for lvl in ("95", "99"):
+        risk.add_row(f"VaR {lvl} %", fmt("npv", r[f"var_{lvl}"]), "")
+        risk.add_row(f"CVaR {lvl} %", fmt("npv", r[f"cvar_{lvl}"]), fmt("npv", r[f"cvar_{lvl}_stderr"]))
+    probs = [("prob_npv_negative", "P(NPV < 0)")]
+    if mc.hurdle_irr is not None:
+        probs.append(("prob_irr_below_hurdle", f"P(IRR < {100 * mc.hurdle_irr:g} %)"))
+    if mc.covenant_dscr is not None:
+        probs.append(("prob_dscr_below_covenant", f"P(min DSCR < {mc.covenant_dscr:g})"))
+    for key, label in probs:
+        v, se = r[key], r[key + "_stderr"]
+        risk.add_row(label, f"{100 * v:.2f} %" if math.isfinite(v) else str(v),
+                     f"{100 * se:.2f} %" if math.isfinite(se) else "")
+    console.print(risk)
+    tail = r["tail_contribution_95"]
+    console.print("tail contribution (mean NPV in the portfolio's worst 5 %): " + ", ".join(
+        f"{n} {fmt('npv', v)}" for n, v in zip(pf.cluster_names, tail)))
+    for name, d in data["unexpected_nonfinite"].items():
+        console.print(f"[red]{name}: {d['count']:,} paths non-finite (UNEXPECTED), first at path "
+                      f"{d['first_path']}[/]")
+    rate = result.scm / result.seconds if result.seconds > 0 else float("nan")
+    console.print(f"wrote {result.path} in {result.seconds:.2f} s, compilation included "
+                  f"({rate:.3g} path-cluster-months/s, chunks of {result.chunk_size:,})")
+
+
 def print_tornado(portfolio, result, top: int, console=None) -> None:
     from rich.console import Console
     from rich.table import Table

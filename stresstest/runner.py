@@ -54,13 +54,23 @@ def check_output(path: Path) -> None:
 
 def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
-             compression: str | None = "gzip", sensitivities: bool = False) -> RunResult:
+             compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False):
+    """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo."""
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
     out = Path(output)
     check_output(out)
+    if save_paths and sc.kind != "montecarlo":
+        raise ConfigError([f"{scenario_path}: --save-paths applies to Monte Carlo scenarios "
+                           f"(this one is kind: {sc.kind})"])
     be = make_backend(backend, dtype)
+    if sc.kind == "montecarlo":
+        from .montecarlo import run_montecarlo
+
+        return run_montecarlo(pf, sc, out, be, chunk_size=chunk_size, progress=progress,
+                              compression=compression, sensitivities=sensitivities,
+                              save_paths=save_paths)
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
     run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)

@@ -43,10 +43,14 @@ class Moments:
         self.nan += np.isnan(x).sum(axis=0)
         self.inf += np.isinf(x).sum(axis=0)
         nb = fin.sum(axis=0)
-        xs = np.where(fin, x, 0.0)
+        # shifted by the first finite value of each column: equal values give their
+        # value exactly as the mean, and the sums stay small
+        first = np.where(fin.any(axis=0), x[np.argmax(fin, axis=0), np.arange(x.shape[1])], 0.0)
+        d = np.where(fin, x - first, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mb = np.where(nb > 0, xs.sum(axis=0) / np.maximum(nb, 1), 0.0)
-            m2b = np.where(fin, (xs - mb) ** 2, 0.0).sum(axis=0)
+            md = np.where(nb > 0, d.sum(axis=0) / np.maximum(nb, 1), 0.0)
+            m2b = np.where(fin, (d - md) ** 2, 0.0).sum(axis=0)
+            mb = first + md
         n = self.n + nb
         delta = mb - self.mean
         with np.errstate(invalid="ignore", divide="ignore"):
