@@ -114,11 +114,23 @@ CASES = [
     # the tool names the list and the value's index in the reason ("value 1 for ...")
     S("s_set_out_of_range.yaml",
       ("scenario.axes[0].values", "value 1 for reserved_share: must be <= 1, got 1.2")),
-    S("s_kind_not_grid.yaml", ("scenario.kind", "unknown kind 'montecarlo'")),
+    S("s_kind_not_grid.yaml", ("scenario.kind", "unknown kind 'sobol' (this version runs: grid, montecarlo)")),
     S("s_missing_kind.yaml", ("scenario.kind", "required key is missing")),
     # grids too large to hold: refused with the file named, whatever the wording
     S("s_linspace_huge_count.yaml", ("scenario.axes[0].linspace", "count must be at most 10,000,000, got 1e+16")),
     S("s_grid_size_overflow.yaml", ("scenario.axes", "the grid has 1e+24 points, more than the")),
+    # Monte Carlo scenario files
+    S("m_correlation_not_psd.yaml", ("scenario.correlation", "the correlation matrix is not positive semi-definite")),
+    S("m_paths_zero.yaml", ("scenario.paths", "must be a whole number from 1 to")),
+    S("m_paths_bool.yaml", ("scenario.paths", "must be a number, got the boolean true")),
+    S("m_paths_missing.yaml", ("scenario.paths", "required key is missing")),
+    S("m_unknown_process_key.yaml", ("scenario.price.drift", "unknown key")),
+    S("m_nan_volatility.yaml", ("scenario.energy.volatility", "must be a finite number, got nan")),
+    S("m_unknown_distribution.yaml", ("scenario.events[0].dist", "unknown distribution 'lognormal'")),
+    S("m_probs_not_one.yaml", ("scenario.events[0].probs", "must sum to 1, got 1.1")),
+    S("m_event_unknown_cluster.yaml", ("scenario.events[0].clusters", "unknown cluster 'zz'")),
+    S("m_unknown_series.yaml", ("scenario.correlation.pairs[0].b", "unknown series 'price/nowhere'")),
+    S("m_grid_key_in_montecarlo.yaml", ("scenario.axes", "unknown key")),
 ]
 
 
@@ -182,7 +194,7 @@ def test_bad_file_is_refused(portfolio, scenario, bad_file, expected, tmp_path):
 def test_corpus_is_complete():
     """Every bad file in the folder has a case, and the corpus has at least 24 files."""
     named = {c.values[2].name for c in CASES}
-    on_disk = {p.name for p in HERE.glob("[ps]_*.yaml")}
+    on_disk = {p.name for p in HERE.glob("[psm]_*.yaml")}
     assert on_disk == named
     assert len(on_disk) >= 24
 
