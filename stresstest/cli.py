@@ -45,15 +45,31 @@ def main() -> None:
               show_default=True)
 @click.option("--sensitivities", is_flag=True,
               help="Also write gradients of NPV, ROI and IRR for every parameter (needs JAX).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Evaluate only shard I of N (from 0) into the folder -o names; see merge.")
 @click.option("--save-paths", is_flag=True,
               help="Monte Carlo: also write every path's outputs (group 'paths' of the file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
-def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, save_paths,
-        quiet):
+def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, shard,
+        save_paths, quiet):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
     from .report import print_mc_summary, print_run_summary
-    from .runner import run_grid
+    from .runner import run_grid, run_one_shard
+
+    if shard is not None:
+        try:
+            path, computed = run_one_shard(resolve(portfolio, DEFAULT_PORTFOLIO),
+                                           resolve(scenario, DEFAULT_SCENARIO), output, shard,
+                                           backend=backend, dtype=dtype, chunk_size=chunk_size,
+                                           progress=not quiet, sensitivities=sensitivities)
+        except (ConfigError, BackendError) as err:
+            _fail_input(err)
+        except KeyboardInterrupt:
+            click.echo("interrupted: the shard file was not written", err=True)
+            sys.exit(130)
+        click.echo(f"{'wrote' if computed else 'complete already, kept'} {path}")
+        return
 
     try:
         result = run_grid(
@@ -77,6 +93,85 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         (print_mc_summary if result.scenario.kind == "montecarlo" else print_run_summary)(result)
     else:
         click.echo(str(result.path))
+
+
+@main.command()
+@click.argument("portfolio", required=False)
+@click.option("--scenario", "-s", "scenario", default=None,
+              help=f"Scenario file or preset [default: {DEFAULT_SCENARIO}].")
+@click.option("--shards", type=click.IntRange(min=1), required=True, help="Number of shards N.")
+@click.option("--output-dir", default="shards", show_default=True, type=click.Path(),
+              help="Folder for shard files, scripts and logs.")
+@click.option("-o", "--output", default="stress.h5", show_default=True, type=click.Path(),
+              help="The merged result file the merge job writes.")
+@click.option("--partition", default=None)
+@click.option("--time", "time_", default=None, help="Per task, e.g. 01:00:00.")
+@click.option("--mem", default=None, help="Per task, e.g. 8G.")
+@click.option("--gpus-per-task", type=click.IntRange(min=0), default=None)
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=None)
+@click.option("--account", default=None)
+@click.option("--array-limit", type=click.IntRange(min=1), default=None,
+              help="At most K array tasks at once (--array=...%K).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
+@click.option("--sensitivities", is_flag=True)
+@click.option("--only", default=None, help="Only these shard indices, e.g. 3,17 or 4-9 (reruns).")
+@click.option("--dry-run", is_flag=True, help="Print the sbatch scripts; submit nothing.")
+def submit(portfolio, scenario, shards, output_dir, output, partition, time_, mem, gpus_per_task,
+           cpus_per_task, account, array_limit, backend, sensitivities, only, dry_run):
+    """Run a grid as a Slurm job array of SHARDS tasks, then a merge job."""
+    from .runner import load_inputs
+    from .submit import SubmitSpec, parse_only
+    from .submit import submit as do_submit
+
+    try:
+        pf_path = resolve(portfolio, DEFAULT_PORTFOLIO).resolve()
+        sc_path = resolve(scenario, DEFAULT_SCENARIO).resolve()
+        pf, sc = load_inputs(pf_path, sc_path)
+        if sc.kind != "grid":
+            raise ConfigError([f"{sc_path}: submit shards grids (kind: grid); this one is {sc.kind}"])
+        if shards > sc.size:
+            raise ConfigError([f"--shards: at most the grid size ({sc.size:,}), got {shards}"])
+        indices = parse_only(only, shards)
+        spec = SubmitSpec(str(pf_path), str(sc_path), shards, str(Path(output_dir)), str(Path(output)),
+                          partition, time_, mem, gpus_per_task, cpus_per_task, account, array_limit,
+                          backend, sensitivities)
+        result = do_submit(spec, indices, dry_run)
+    except ConfigError as err:
+        _fail_input(err)
+    if dry_run:
+        for text in result["scripts"]:
+            click.echo(text)
+        return
+    click.echo(f"submitted {len(indices)} shard task(s) of {shards}: array job(s) "
+               f"{', '.join(result['arrays'])}; merge job {result['merge']} (after they succeed)")
+    click.echo(f"output folder: {result['output_dir']} (logs in logs/); merged file: {output}")
+    ids = ",".join(result["arrays"] + [result["merge"]])
+    click.echo(f"watch: squeue -j {ids}    details: scontrol show job {result['merge']}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="The merged result file.")
+@click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
+              show_default=True)
+def merge(directory, output, compression):
+    """Check a folder of shard files and merge them into one result file."""
+    from .runner import check_output
+    from .shards import ShardError
+    from .shards import merge as do_merge
+
+    try:
+        check_output(Path(output))
+        path = do_merge(Path(directory), Path(output), None if compression == "none" else compression)
+    except ConfigError as err:
+        _fail_input(err)
+    except ShardError as err:
+        for line in err.problems:
+            click.echo(f"error: {line}", err=True)
+        if err.rerun:
+            click.echo(f"rerun only these: {err.rerun}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"merged {directory} into {path}")
 
 
 @main.command()

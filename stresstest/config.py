@@ -573,3 +573,30 @@ def config_json(portfolio: Portfolio, scenario: Scenario) -> tuple[str, str]:
     doc = {"portfolio": portfolio.to_dict(), "scenario": scenario.to_dict()}
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def portfolio_from_dict(d: dict, path: str = "<config>") -> Portfolio:
+    """The resolved portfolio back from Portfolio.to_dict() (a result file's config)."""
+    clusters, names, labels, sources = [], [], [], []
+    for c in d["clusters"]:
+        names.append(c["name"])
+        labels.append({k: c[k] for k in LABELS if k in c})
+        sources.append(c.get("sources") or {})
+        clusters.append({p.name: (math.inf if c.get(p.name) is None else float(c[p.name]))
+                         for p in CLUSTER_PARAMS})
+    return Portfolio(path=path, name=d["name"], currency=d["currency"],
+                     horizon_months=int(d["horizon_months"]), discount_rate=float(d["discount_rate"]),
+                     clusters=clusters, cluster_names=names, labels=labels,
+                     sources=d.get("sources") or {}, cluster_sources=sources)
+
+
+def scenario_from_dict(d: dict, pf: Portfolio, path: str = "<config>") -> Scenario:
+    """A grid scenario back from Scenario.to_dict()."""
+    axes = []
+    for a in d["axes"]:
+        clusters = a.get("clusters")
+        mask = None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
+        spec = AxisSpec(name=a["name"], targets=tuple(a["targets"]), op=a["op"], cluster_mask=mask)
+        axes.append(Axis(a["name"], spec, np.asarray(a["values"], dtype=np.float64), a.get("shock"),
+                         a.get("param"), clusters))
+    return Scenario(path, d["kind"], d["name"], axes)

@@ -72,11 +72,12 @@ class GridRun:
     def n_chunks(self) -> int:
         return -(-self.total // self.chunk_size)
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
+        """The chunks of the flat range [first, last) (default: the whole grid)."""
         b = self.backend
-        for k in range(self.n_chunks):
-            start = k * self.chunk_size
-            stop = min(start + self.chunk_size, self.total)
+        last = self.total if last is None else last
+        for start in range(first, last, self.chunk_size):
+            stop = min(start + self.chunk_size, last)
             # overflow to inf or NaN is reported per grid point (Extremes), not warned
             with np.errstate(all="ignore"):
                 out = self._fn(*self._args, b.xp.asarray(start))

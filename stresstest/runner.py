@@ -131,3 +131,22 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
         bar.close()
     return RunResult(path, pf, sc, be.describe(), base, extremes, time.perf_counter() - t0,
                      run.chunk_size, sha)
+
+
+def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend="auto", dtype="float64",
+                  chunk_size=None, progress=True, sensitivities=False):
+    """`run --shard I/N`: one shard of a grid into the folder `output`."""
+    from .shards import parse_shard, run_shard
+
+    pf, sc = load_inputs(portfolio_path, scenario_path)
+    if sc.kind != "grid":
+        raise ConfigError([f"{scenario_path}: --shard splits grids (kind: grid); this one is {sc.kind}"])
+    i, n = parse_shard(shard, sc.size)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError([f"{out}: with --shard, -o names a folder for the shard files"])
+    be = make_backend(backend, dtype)
+    return run_shard(pf, sc, out, i, n, be, chunk_size=chunk_size, progress=progress,
+                     sensitivities=sensitivities,
+                     origin={"portfolio": str(Path(portfolio_path).resolve()),
+                             "scenario": str(Path(scenario_path).resolve())})

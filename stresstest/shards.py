@@ -1,0 +1,289 @@
+"""Shards of a grid for batch systems: run one slice, check the set, merge into one file.
+
+Shard i of N holds the flat grid range [i*S//N, (i+1)*S//N) (S grid points): the
+slices are disjoint and cover the grid for every N from 1 to S. A shard file holds
+that range's outputs as flat arrays, the range, the total, the model version, the
+config hash and a SHA-256 of its data; it is written under a temporary name and
+renamed when complete, so a file at a shard's name is complete or corrupt, never
+half-written. `merge` checks the set and writes the same file a single run writes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import ConfigError, config_json, portfolio_from_dict, scenario_from_dict
+from .h5io import temp_path
+from .kernels.params import MODEL_VERSION
+
+SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
+READ_BLOCK = 1 << 20  # rows per read when checking or merging
+
+
+class ShardError(Exception):
+    """A shard set that cannot be merged: the problems and the command that repairs it."""
+
+    def __init__(self, problems: list[str], rerun: str | None):
+        self.problems = problems
+        self.rerun = rerun
+        super().__init__("\n".join(problems + ([f"rerun the missing ones: {rerun}"] if rerun else [])))
+
+
+def parse_shard(text: str, total: int) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not m:
+        raise ConfigError([f"--shard: must be I/N (shard I of N, counting from 0), got {text!r}"])
+    i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or n > total:
+        raise ConfigError([f"--shard: N must be from 1 to the grid size ({total:,}), got {n}"])
+    if not 0 <= i < n:
+        raise ConfigError([f"--shard: I must be from 0 to {n - 1}, got {i}"])
+    return i, n
+
+
+def shard_range(total: int, i: int, n: int) -> tuple[int, int]:
+    return i * total // n, (i + 1) * total // n
+
+
+def shard_name(i: int, n: int) -> str:
+    return f"shard-{i:06d}-of-{n:06d}.h5"
+
+
+def _digest(datasets: dict) -> str:
+    """SHA-256 over the datasets in name order, each read in blocks of rows."""
+    h = hashlib.sha256()
+    for name in sorted(datasets):
+        ds = datasets[name]
+        h.update(name.encode() + b"\0" + str(ds.dtype).encode() + str(ds.shape).encode())
+        for a in range(0, ds.shape[0], READ_BLOCK):
+            h.update(np.ascontiguousarray(ds[a:a + READ_BLOCK]).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class ShardInfo:
+    path: Path
+    index: int
+    count: int
+    start: int
+    stop: int
+    total: int
+    sha: str
+
+
+def read_shard(path: Path) -> ShardInfo:
+    """Open a shard file and verify its data against its checksum (ValueError if not)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            a = f.attrs
+            if a.get("kind") != "shard":
+                raise ValueError("not a shard file")
+            info = ShardInfo(path, int(a["shard_index"]), int(a["shard_count"]), int(a["start"]),
+                             int(a["stop"]), int(a["total"]), str(a["config_sha256"]))
+            if int(a["model_version"]) != MODEL_VERSION:
+                raise ValueError(f"model version {a['model_version']}, this version reads {MODEL_VERSION}")
+            data = {k: v for k, v in f["data"].items()}
+            if any(v.shape[0] != info.stop - info.start for v in data.values()):
+                raise ValueError("data shorter than its range")
+            if _digest(data) != a["data_sha256"]:
+                raise ValueError("checksum mismatch")
+    except (OSError, KeyError) as exc:
+        raise ValueError(f"unreadable ({exc})") from None
+    return info
+
+
+def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=None, progress=True,
+              sensitivities=False, origin: dict | None = None) -> tuple[Path, bool]:
+    """Evaluate shard `index` of `count` into out_dir. Returns (path, computed): a complete,
+    valid file of the same config is kept (computed False); anything else is recomputed."""
+    import h5py
+
+    from .engine import prepare
+    from .progress import Progress
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / shard_name(index, count)
+    cfg, sha = config_json(pf, sc)
+    if path.exists():
+        try:
+            info = read_shard(path)
+            if info.sha == sha and (info.index, info.count) == (index, count):
+                return path, False
+        except ValueError:
+            pass
+    for stale in out_dir.glob(f".{path.name}.*.partial"):  # left by a killed task
+        stale.unlink(missing_ok=True)
+    start, stop = shard_range(sc.size, index, count)
+    run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
+    tmp = temp_path(path)
+    bar = Progress(stop - start, enabled=progress)
+    try:
+        with h5py.File(tmp, "w") as f:
+            attrs = {
+                "kind": "shard", "shard_index": index, "shard_count": count, "start": start,
+                "stop": stop, "total": sc.size, "model_version": MODEL_VERSION,
+                "stresstest_version": __version__, "config": cfg, "config_sha256": sha,
+                "backend": be.name, "device": be.device, "dtype": np.dtype(be.dtype).name,
+                "sensitivities": int(sensitivities), "chunk_size": run.chunk_size,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "origin": json.dumps(origin or {}),
+            }
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            g = f.create_group("data")
+            datasets = {}
+            for chunk in run.chunks(start, stop):
+                for name, v in chunk.outputs.items():
+                    if name not in datasets:
+                        datasets[name] = g.create_dataset(name, shape=(stop - start,) + v.shape[1:],
+                                                          dtype=v.dtype)
+                    datasets[name][chunk.start - start:chunk.stop - start] = v
+                bar.advance(chunk.stop - chunk.start)
+            f.attrs["data_sha256"] = _digest(datasets)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    return path, True
+
+
+def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
+    """Every shard of the set in `directory`, verified; ShardError naming what is wrong."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ShardError([f"{directory}: not a folder of shards"], None)
+    found = sorted(p for p in directory.iterdir() if SHARD_RE.match(p.name))
+    if not found:
+        raise ShardError([f"{directory}: no shard files (shard-IIIIII-of-NNNNNN.h5)"], None)
+    counts = {int(SHARD_RE.match(p.name).group(2)) for p in found}
+    problems: list[str] = []
+    if len(counts) > 1:
+        problems.append(f"{directory}: shards of different set sizes {sorted(counts)}; keep one set per folder")
+    n = max(counts)
+    good: dict[int, ShardInfo] = {}
+    bad: list[int] = []
+    shas: dict[str, list[int]] = {}
+    for p in found:
+        i = int(SHARD_RE.match(p.name).group(1))
+        if int(SHARD_RE.match(p.name).group(2)) != n:
+            continue
+        try:
+            info = read_shard(p)
+        except ValueError as exc:
+            problems.append(f"{p}: shard {i} of {n} is corrupt ({exc})")
+            bad.append(i)
+            continue
+        if (info.index, info.count) != (i, n):
+            problems.append(f"{p}: its contents say shard {info.index} of {info.count}")
+            bad.append(i)
+            continue
+        good[i] = info
+        shas.setdefault(info.sha, []).append(i)
+    if len(shas) > 1:
+        main_sha = max(shas, key=lambda s: len(shas[s]))
+        for sha, idx in shas.items():
+            if sha != main_sha:
+                problems.append(f"{directory}: shards {_ranges(idx)} come from a different configuration "
+                                f"(config_sha256 {sha[:12]}…, the others {main_sha[:12]}…)")
+                bad += idx
+    missing = [i for i in range(n) if i not in good and i not in bad]
+    for i in missing:
+        problems.append(f"{directory / shard_name(i, n)}: shard {i} of {n} is missing")
+    infos = [good[i] for i in sorted(good) if i not in bad]
+    if not problems:
+        total = infos[0].total
+        edge = 0
+        for info in infos:
+            if info.start != edge or info.total != total:
+                problems.append(f"{info.path}: covers [{info.start}, {info.stop}) but the set needs "
+                                f"[{edge}, …) of {total}")
+            edge = info.stop
+        if edge != total:
+            problems.append(f"{directory}: the shards end at {edge}, the grid has {total} points")
+    if problems:
+        redo = sorted(set(missing) | set(bad))
+        raise ShardError(problems, rerun_command(directory, n, redo) if redo else None)
+    import h5py
+
+    with h5py.File(infos[0].path, "r") as f:
+        meta = {k: f.attrs[k] for k in ("config", "config_sha256", "backend", "device", "dtype",
+                                        "sensitivities", "origin")}
+    return infos, meta
+
+
+def _ranges(idx: list[int]) -> str:
+    return ",".join(str(i) for i in sorted(idx))
+
+
+def rerun_command(directory: Path, n: int, indices: list[int]) -> str:
+    """The `stresstest submit` that recomputes only these shards (from the set's submit.json)."""
+    spec_path = Path(directory) / "submit.json"
+    args = ["stresstest", "submit"]
+    if spec_path.exists():
+        spec = json.loads(spec_path.read_text())
+        args += [spec["portfolio"], "--scenario", spec["scenario"]]
+        for key, flag in (("partition", "--partition"), ("time", "--time"), ("mem", "--mem"),
+                          ("gpus_per_task", "--gpus-per-task"), ("cpus_per_task", "--cpus-per-task"),
+                          ("account", "--account"), ("backend", "--backend")):
+            if spec.get(key) is not None:
+                args += [flag, str(spec[key])]
+        if spec.get("sensitivities"):
+            args.append("--sensitivities")
+    else:
+        args += ["PORTFOLIO", "--scenario", "SCENARIO"]
+    args += ["--shards", str(n), "--output-dir", str(directory), "--only", _ranges(indices)]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Path:
+    """Check the set and write the single result file (atomically)."""
+    import h5py
+
+    from .engine import evaluate_base
+    from .h5io import GridWriter
+
+    infos, meta = check_set(directory)
+    cfg = json.loads(meta["config"])
+    pf = portfolio_from_dict(cfg["portfolio"])
+    sc = scenario_from_dict(cfg["scenario"], pf)
+    if config_json(pf, sc)[1] != meta["config_sha256"]:
+        raise ShardError([f"{directory}: the shards' configuration does not round-trip "
+                          "(written by another version?)"], None)
+    dtype = np.dtype(meta["dtype"])
+    attrs = {
+        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": meta["config"],
+        "config_sha256": meta["config_sha256"], "backend": meta["backend"], "device": meta["device"],
+        "dtype": dtype.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "portfolio": pf.name, "scenario": sc.name, "currency": pf.currency,
+        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate, "n_scenarios": sc.size,
+        "merged_from": f"{len(infos)} shards",
+    }
+    writer = GridWriter(output, sc.axes, pf.cluster_names, attrs, dtype, compression,
+                        bool(meta["sensitivities"]))
+    try:
+        for info in infos:
+            with h5py.File(info.path, "r") as f:
+                data = f["data"]
+                for a in range(info.start, info.stop, READ_BLOCK):
+                    b = min(a + READ_BLOCK, info.stop)
+                    block = {k: v[a - info.start:b - info.start] for k, v in data.items()}
+                    writer.write(a, b, block)
+        writer.write_group("base", evaluate_base(pf, dtype))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
