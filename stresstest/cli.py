@@ -132,7 +132,7 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
         if shards > sc.size:
             raise ConfigError([f"--shards: at most the grid size ({sc.size:,}), got {shards}"])
         indices = parse_only(only, shards)
-        spec = SubmitSpec(str(pf_path), str(sc_path), shards, str(Path(output_dir)), str(Path(output)),
+        spec = SubmitSpec(str(pf_path), str(sc_path), shards, str(Path(output_dir).resolve()), str(Path(output).resolve()),
                           partition, time_, mem, gpus_per_task, cpus_per_task, account, array_limit,
                           backend, sensitivities)
         result = do_submit(spec, indices, dry_run)

@@ -243,6 +243,8 @@ def rerun_command(directory: Path, n: int, indices: list[int]) -> str:
                 args += [flag, str(spec[key])]
         if spec.get("sensitivities"):
             args.append("--sensitivities")
+        if spec.get("output"):
+            args += ["-o", spec["output"]]
     else:
         args += ["PORTFOLIO", "--scenario", "SCENARIO"]
     args += ["--shards", str(n), "--output-dir", str(directory), "--only", _ranges(indices)]
