@@ -58,6 +58,9 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
     from .runner import run_grid, run_one_shard
 
     if shard is not None:
+        if save_paths:
+            _fail_input(ConfigError(["--save-paths: not with --shard (a shard keeps its paths' "
+                                     "summaries); run the paths you want to keep in one process"]))
         try:
             path, computed = run_one_shard(resolve(portfolio, DEFAULT_PORTFOLIO),
                                            resolve(scenario, DEFAULT_SCENARIO), output, shard,
@@ -127,10 +130,12 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
         pf_path = resolve(portfolio, DEFAULT_PORTFOLIO).resolve()
         sc_path = resolve(scenario, DEFAULT_SCENARIO).resolve()
         pf, sc = load_inputs(pf_path, sc_path)
-        if sc.kind != "grid":
-            raise ConfigError([f"{sc_path}: submit shards grids (kind: grid); this one is {sc.kind}"])
+        if sc.kind == "montecarlo" and sensitivities:
+            raise ConfigError(["--sensitivities: Monte Carlo gradients need the whole set's tail "
+                               "first; run them in one process (without shards)"])
+        what = "paths" if sc.kind == "montecarlo" else "the grid size"
         if shards > sc.size:
-            raise ConfigError([f"--shards: at most the grid size ({sc.size:,}), got {shards}"])
+            raise ConfigError([f"--shards: at most {what} ({sc.size:,}), got {shards}"])
         indices = parse_only(only, shards)
         spec = SubmitSpec(str(pf_path), str(sc_path), shards, str(Path(output_dir).resolve()), str(Path(output).resolve()),
                           partition, time_, mem, gpus_per_task, cpus_per_task, account, array_limit,

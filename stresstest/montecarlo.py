@@ -154,6 +154,44 @@ class Summary:
             c0, f0 = self.unexpected.get(o, (0, first))
             self.unexpected[o] = (c0 + count, min(f0, first))
 
+    # --------------------------------------------------- state for shard files
+    _COUNTS = ("npv_negative", "irr_below", "irr_finite", "dscr_below", "dscr_finite")
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every number the summary holds, as flat named arrays (a shard file's data)."""
+        out = {"n": np.array([self.n]), "horizon": np.array([len(self.fan) - 1]),
+               "clusters": np.array([self.C])}
+        for name in self._COUNTS:
+            out[name] = getattr(self, name)
+        for o in OUTPUTS:
+            _moments_state(out, f"{o}.m", self.moments[o])
+            for c, sk in enumerate(self.sketches[o]):
+                _sketch_state(out, f"{o}.s{c}", sk)
+        _moments_state(out, "fan.m", self.fan_moments)
+        for t, sk in enumerate(self.fan):
+            _sketch_state(out, f"fan.s{t}", sk)
+        names = sorted(self.unexpected)
+        out["unexpected.names"] = np.array(names, dtype="S")
+        out["unexpected.values"] = np.array([self.unexpected[k] for k in names], dtype=np.int64).reshape(-1, 2)
+        return out
+
+    @classmethod
+    def from_state(cls, d: dict, hurdle, covenant) -> "Summary":
+        s = cls(int(d["clusters"][0]), int(d["horizon"][0]), hurdle, covenant)
+        s.n = int(d["n"][0])
+        for name in cls._COUNTS:
+            setattr(s, name, np.array(d[name]))
+        for o in OUTPUTS:
+            _moments_load(d, f"{o}.m", s.moments[o])
+            for c, sk in enumerate(s.sketches[o]):
+                _sketch_load(d, f"{o}.s{c}", sk)
+        _moments_load(d, "fan.m", s.fan_moments)
+        for t, sk in enumerate(s.fan):
+            _sketch_load(d, f"fan.s{t}", sk)
+        for k, (count, first) in zip(d["unexpected.names"], d["unexpected.values"]):
+            s.unexpected[k.decode() if isinstance(k, bytes) else str(k)] = (int(count), int(first))
+        return s
+
     def table(self, o: str) -> np.ndarray:
         """[1 + C, len(STATISTICS)]: the statistics of output o, portfolio first."""
         m = self.moments[o]
@@ -206,6 +244,28 @@ class Summary:
     def fan_table(self) -> np.ndarray:
         """[T + 1, len(FAN_QUANTILES)] quantiles of the cumulative portfolio cash flow."""
         return np.array([[sk.quantile(q) for q in FAN_QUANTILES] for sk in self.fan])
+
+
+def _moments_state(out: dict, key: str, m: Moments) -> None:
+    for f in ("n", "mean", "m2", "nan", "inf"):
+        out[f"{key}.{f}"] = getattr(m, f)
+
+
+def _moments_load(d: dict, key: str, m: Moments) -> None:
+    for f in ("n", "mean", "m2", "nan", "inf"):
+        setattr(m, f, np.array(d[f"{key}.{f}"]))
+
+
+def _sketch_state(out: dict, key: str, sk: Sketch) -> None:
+    out[f"{key}.meta"] = np.array([sk.lo, sk.nan, sk.neg_inf, sk.pos_inf], dtype=np.int64)
+    for f in ("counts", "sums", "sqs", "extra"):
+        out[f"{key}.{f}"] = getattr(sk, f)
+
+
+def _sketch_load(d: dict, key: str, sk: Sketch) -> None:
+    sk.lo, sk.nan, sk.neg_inf, sk.pos_inf = (int(x) for x in d[f"{key}.meta"])
+    for f in ("counts", "sums", "sqs", "extra"):
+        setattr(sk, f, np.array(d[f"{key}.{f}"]))
 
 
 def tail_thresholds(sk: Sketch, q: float) -> tuple[float, float, float] | None:

@@ -139,8 +139,6 @@ def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend=
     from .shards import parse_shard, run_shard
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
-    if sc.kind != "grid":
-        raise ConfigError([f"{scenario_path}: --shard splits grids (kind: grid); this one is {sc.kind}"])
     i, n = parse_shard(shard, sc.size)
     out = Path(output)
     if out.exists() and not out.is_dir():

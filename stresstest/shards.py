@@ -95,7 +95,8 @@ def read_shard(path: Path) -> ShardInfo:
             if int(a["model_version"]) != MODEL_VERSION:
                 raise ValueError(f"model version {a['model_version']}, this version reads {MODEL_VERSION}")
             data = {k: v for k, v in f["data"].items()}
-            if any(v.shape[0] != info.stop - info.start for v in data.values()):
+            grid = a.get("scenario_kind", "grid") == "grid"
+            if grid and any(v.shape[0] != info.stop - info.start for v in data.values()):
                 raise ValueError("data shorter than its range")
             if _digest(data) != a["data_sha256"]:
                 raise ValueError("checksum mismatch")
@@ -126,14 +127,24 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
     for stale in out_dir.glob(f".{path.name}.*.partial"):  # left by a killed task
         stale.unlink(missing_ok=True)
     start, stop = shard_range(sc.size, index, count)
-    run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
+    kind = sc.kind
+    if kind == "montecarlo":
+        from .montecarlo import Summary
+        from .montecarlo import prepare as mc_prepare
+
+        if sensitivities:
+            raise ConfigError(["--sensitivities: Monte Carlo gradients need the whole set's tail "
+                               "first; run them in one process (without --shard)"])
+        run = mc_prepare(pf, sc, be, chunk_size)
+    else:
+        run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
     tmp = temp_path(path)
-    bar = Progress(stop - start, enabled=progress)
+    bar = Progress(stop - start, label="paths" if kind == "montecarlo" else "grid points", enabled=progress)
     try:
         with h5py.File(tmp, "w") as f:
             attrs = {
-                "kind": "shard", "shard_index": index, "shard_count": count, "start": start,
-                "stop": stop, "total": sc.size, "model_version": MODEL_VERSION,
+                "kind": "shard", "scenario_kind": kind, "shard_index": index, "shard_count": count,
+                "start": start, "stop": stop, "total": sc.size, "model_version": MODEL_VERSION,
                 "stresstest_version": __version__, "config": cfg, "config_sha256": sha,
                 "backend": be.name, "device": be.device, "dtype": np.dtype(be.dtype).name,
                 "sensitivities": int(sensitivities), "chunk_size": run.chunk_size,
@@ -144,13 +155,21 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
                 f.attrs[k] = v
             g = f.create_group("data")
             datasets = {}
-            for chunk in run.chunks(start, stop):
-                for name, v in chunk.outputs.items():
-                    if name not in datasets:
-                        datasets[name] = g.create_dataset(name, shape=(stop - start,) + v.shape[1:],
-                                                          dtype=v.dtype)
-                    datasets[name][chunk.start - start:chunk.stop - start] = v
-                bar.advance(chunk.stop - chunk.start)
+            if kind == "montecarlo":
+                summary = Summary(len(pf.clusters), pf.horizon_months, sc.hurdle_irr, sc.covenant_dscr)
+                for chunk in run.chunks(start, stop):
+                    summary.add(chunk.outputs, chunk.start)
+                    bar.advance(chunk.stop - chunk.start)
+                for name, v in summary.state().items():
+                    datasets[name] = g.create_dataset(name, data=v)
+            else:
+                for chunk in run.chunks(start, stop):
+                    for name, v in chunk.outputs.items():
+                        if name not in datasets:
+                            datasets[name] = g.create_dataset(name, shape=(stop - start,) + v.shape[1:],
+                                                              dtype=v.dtype)
+                        datasets[name][chunk.start - start:chunk.stop - start] = v
+                    bar.advance(chunk.stop - chunk.start)
             f.attrs["data_sha256"] = _digest(datasets)
         os.replace(tmp, path)
     except BaseException:
@@ -221,7 +240,7 @@ def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
 
     with h5py.File(infos[0].path, "r") as f:
         meta = {k: f.attrs[k] for k in ("config", "config_sha256", "backend", "device", "dtype",
-                                        "sensitivities", "origin")}
+                                        "sensitivities", "origin", "scenario_kind")}
     return infos, meta
 
 
@@ -261,6 +280,8 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
     infos, meta = check_set(directory)
     cfg = json.loads(meta["config"])
     pf = portfolio_from_dict(cfg["portfolio"])
+    if meta["scenario_kind"] == "montecarlo":
+        return _merge_montecarlo(infos, meta, cfg, pf, output, compression)
     sc = scenario_from_dict(cfg["scenario"], pf)
     if config_json(pf, sc)[1] != meta["config_sha256"]:
         raise ShardError([f"{directory}: the shards' configuration does not round-trip "
@@ -285,6 +306,41 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
                     block = {k: v[a - info.start:b - info.start] for k, v in data.items()}
                     writer.write(a, b, block)
         writer.write_group("base", evaluate_base(pf, dtype))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _merge_montecarlo(infos, meta, cfg, pf, output: Path, compression) -> Path:
+    """Monte Carlo shards hold their paths' summaries; merged in shard order."""
+    from types import SimpleNamespace
+
+    import h5py
+
+    from .mc_io import MonteCarloWriter
+    from .montecarlo import Summary
+
+    scd = cfg["scenario"]
+    mc = SimpleNamespace(paths=int(scd["paths"]), hurdle_irr=scd["hurdle_irr"],
+                         covenant_dscr=scd["covenant_dscr"])
+    total = None
+    for info in infos:
+        with h5py.File(info.path, "r") as f:
+            part = Summary.from_state({k: v[()] for k, v in f["data"].items()}, mc.hurdle_irr,
+                                      mc.covenant_dscr)
+        total = part if total is None else (total.merge(part) or total)
+    attrs = {
+        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": meta["config"],
+        "config_sha256": meta["config_sha256"], "backend": meta["backend"], "device": meta["device"],
+        "dtype": str(meta["dtype"]), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "portfolio": pf.name, "scenario": scd["name"], "currency": pf.currency,
+        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate, "kind": "montecarlo",
+        "paths": mc.paths, "seed": int(scd["seed"]), "merged_from": f"{len(infos)} shards",
+    }
+    writer = MonteCarloWriter(output, pf, mc, attrs, np.dtype(str(meta["dtype"])), compression)
+    try:
+        writer.write_summary(total, None)
         return writer.commit()
     except BaseException:
         writer.abort()
