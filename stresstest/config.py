@@ -196,8 +196,13 @@ def _loc(loc: tuple) -> str:
 
 def _pydantic_problems(path: Path, err: ValidationError) -> list[str]:
     problems = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if p not in ("function-after", "list[float]", "str"))
+    errors = err.errors()
+    # a number field typed int | float (exact integers) reports each branch: keep the float one
+    float_locs = {tuple(p for p in e["loc"] if p != "float") for e in errors if "float" in e["loc"]}
+    for e in errors:
+        if "int" in e["loc"] and tuple(p for p in e["loc"] if p != "int") in float_locs:
+            continue
+        loc = tuple(p for p in e["loc"] if p not in ("function-after", "list[float]", "str", "float"))
         got = e.get("input")
         kind = e["type"]
         if kind == "extra_forbidden":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -80,8 +80,8 @@ class MonteCarloBlock(BaseModel):
     name: Optional[str] = None
     description: Optional[str] = None
     sources: Optional[dict[str, str]] = None
-    paths: float
-    seed: float = 0
+    paths: Union[int, float]
+    seed: Union[int, float] = 0
     price: PriceProcess = PriceProcess()
     utilization: UtilizationProcess = UtilizationProcess()
     energy: EnergyProcess = EnergyProcess()
@@ -142,8 +142,10 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
 
     if sb.paths != math.floor(sb.paths) or not 1 <= sb.paths <= MAX_PATHS:
         bad("paths", f"must be a whole number from 1 to {MAX_PATHS:.3g}, got {_num(sb.paths)}")
-    if sb.seed != math.floor(sb.seed) or not 0 <= sb.seed < 2**63:
-        bad("seed", f"must be a whole number >= 0, got {_num(sb.seed)}")
+    if (isinstance(sb.seed, float) and (sb.seed != math.floor(sb.seed) or sb.seed >= 2**53)) \
+            or not 0 <= sb.seed < 2**63:
+        bad("seed", f"must be a whole number from 0 to 2^63 - 1 (written as an integer above 2^53), "
+            f"got {_num(sb.seed) if isinstance(sb.seed, float) else sb.seed}")
     for key, lo, hi, value in (
         ("price.volatility", 0.0, 5.0, sb.price.volatility),
         ("utilization.ar", 0.0, 0.999, sb.utilization.ar),
@@ -277,6 +279,10 @@ def _resolve_event(path, where, ev: Event, pf: Portfolio):
     def bad(key, reason):
         problems.append(f"{path}: {where}{'.' + key if key else ''}: {reason}")
 
+    if ev.param == "inference_share":
+        bad("param", "inference_share sets the utilization process's volatility; it cannot be drawn "
+            "per path (give it per cluster in the portfolio)")
+        return None, problems
     if ev.param not in PARAMS:
         bad("param", f"unknown parameter {ev.param!r}" + (
             " (the portfolio's discount_rate and horizon cannot be drawn per path)"

@@ -198,8 +198,7 @@ class Summary:
         rows = []
         for c, sk in enumerate(self.sketches[o]):
             q = [sk.quantile(x) for x in QUANTILES]
-            lo = sk.quantile(1.0 / max(sk.n, 1)) if sk.n else math.nan
-            hi = sk.quantile(1.0) if sk.n else math.nan
+            lo, hi = sk.extreme(False), sk.extreme(True)
             total = self.n
             nonfinite = (m.nan[c] + m.inf[c]) / total if total else math.nan
             rows.append([m.mean[c] if m.n[c] else math.nan, m.std[c], m.stderr[c], lo, hi, *q, nonfinite])
@@ -258,30 +257,27 @@ def _moments_load(d: dict, key: str, m: Moments) -> None:
 
 def _sketch_state(out: dict, key: str, sk: Sketch) -> None:
     out[f"{key}.meta"] = np.array([sk.lo, sk.nan, sk.neg_inf, sk.pos_inf], dtype=np.int64)
-    for f in ("counts", "sums", "sqs", "extra"):
+    for f in ("counts", "sums", "sqs", "extra", "mins", "maxs"):
         out[f"{key}.{f}"] = getattr(sk, f)
 
 
 def _sketch_load(d: dict, key: str, sk: Sketch) -> None:
     sk.lo, sk.nan, sk.neg_inf, sk.pos_inf = (int(x) for x in d[f"{key}.meta"])
-    for f in ("counts", "sums", "sqs", "extra"):
+    for f in ("counts", "sums", "sqs", "extra", "mins", "maxs"):
         setattr(sk, f, np.array(d[f"{key}.{f}"]))
 
 
 def tail_thresholds(sk: Sketch, q: float) -> tuple[float, float, float] | None:
     """(lower edge, upper edge, weight) of the boundary bin of the lower q-tail: a path
-    below the lower edge has weight 1, inside the bin the weight, above it 0."""
+    below the lower edge has weight 1, inside the bin the weight, above it 0. The edges
+    are the bin's smallest and largest values seen, so every path lands as the sketch
+    binned it."""
     tw = sk.tail_weights(q)
     if tw is None:
         return None
     b, f = tw
-    if b == 0:
-        lo, hi = -1e-9, 1e-9
-    else:
-        a = math.exp((abs(b) - 1) * sk.lg) * 1e-9
-        z = math.exp(abs(b) * sk.lg) * 1e-9
-        lo, hi = (a, z) if b > 0 else (-z, -a)
-    return lo, hi, f
+    j = b - sk.lo
+    return float(sk.mins[j]), float(sk.maxs[j]), f
 
 
 # ------------------------------------------------------- pathwise sensitivities
@@ -315,7 +311,7 @@ def pathwise_gradients(run: MonteCarloRun, thresholds: dict) -> dict:
         ws = [live]
         for (lo, hi, f) in cuts:
             v = jax.lax.stop_gradient(npv)
-            ws.append(live * jnp.where(v < lo, 1.0, jnp.where(v <= hi, f, 0.0)))
+            ws.append(live * jnp.where(v < lo, 1.0, jnp.where(v <= hi, f, 0.0)))  # [lo, hi]: the bin
         w = jax.lax.stop_gradient(jnp.stack(ws))
         return w @ npv, w.sum(axis=1)
 
@@ -362,8 +358,8 @@ class MonteCarloResult:
 
 
 def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chunk_size=None,
-                   progress=True, compression="gzip", sensitivities=False, save_paths=False,
-                   chunk_range: tuple[int, int] | None = None) -> MonteCarloResult:
+                   progress=True, compression="gzip", sensitivities=False,
+                   save_paths=False) -> MonteCarloResult:
     from .mc_io import MonteCarloWriter
     from .progress import Progress
 

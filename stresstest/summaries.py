@@ -96,6 +96,8 @@ class Sketch:
         self.sums = np.zeros(0)
         self.sqs = np.zeros(0)
         self.extra = np.zeros((0, extra))
+        self.mins = np.zeros(0)  # per bin: the smallest and largest value seen (exact)
+        self.maxs = np.zeros(0)
         self.n_extra = extra
         self.nan = 0
         self.neg_inf = 0
@@ -120,6 +122,8 @@ class Sketch:
             self.sums = np.zeros(n)
             self.sqs = np.zeros(n)
             self.extra = np.zeros((n, self.n_extra))
+            self.mins = np.full(n, np.inf)
+            self.maxs = np.full(n, -np.inf)
             return
         new_lo = min(lo, self.lo)
         new_hi = max(hi, self.lo + self.counts.size - 1)
@@ -127,9 +131,10 @@ class Sketch:
             return
         n = new_hi - new_lo + 1
         off = self.lo - new_lo
-        for name in ("counts", "sums", "sqs", "extra"):
+        fills = {"mins": np.inf, "maxs": -np.inf}
+        for name in ("counts", "sums", "sqs", "extra", "mins", "maxs"):
             old = getattr(self, name)
-            new = np.zeros((n,) + old.shape[1:], dtype=old.dtype)
+            new = np.full((n,) + old.shape[1:], fills.get(name, 0), dtype=old.dtype)
             new[off:off + old.shape[0]] = old
             setattr(self, name, new)
         self.lo = new_lo
@@ -151,6 +156,8 @@ class Sketch:
         self.counts += np.bincount(j, minlength=n)
         self.sums += np.bincount(j, weights=xf, minlength=n)
         self.sqs += np.bincount(j, weights=xf * xf, minlength=n)
+        np.minimum.at(self.mins, j, xf)
+        np.maximum.at(self.maxs, j, xf)
         if self.n_extra:
             ef = np.asarray(extra, dtype=np.float64)[fin]
             for c in range(self.n_extra):
@@ -169,11 +176,24 @@ class Sketch:
         self.sums[sl] += other.sums
         self.sqs[sl] += other.sqs
         self.extra[sl] += other.extra
+        self.mins[sl] = np.minimum(self.mins[sl], other.mins)
+        self.maxs[sl] = np.maximum(self.maxs[sl], other.maxs)
 
     @property
     def n(self) -> int:
         """Values ordered by the sketch: every one but NaN."""
         return int(self.counts.sum()) + self.neg_inf + self.pos_inf
+
+    def extreme(self, largest: bool) -> float:
+        """The exact smallest or largest value (NaN when there is none)."""
+        if largest and self.pos_inf:
+            return math.inf
+        if not largest and self.neg_inf:
+            return -math.inf
+        nz = np.flatnonzero(self.counts)
+        if nz.size == 0:
+            return -math.inf if largest and self.neg_inf else (math.inf if self.pos_inf else math.nan)
+        return float(self.maxs[nz[-1]] if largest else self.mins[nz[0]])
 
     def quantile(self, q: float) -> float:
         """The order statistic of rank ceil(q n) (q in (0, 1]), to within the bound."""
@@ -188,7 +208,10 @@ class Sketch:
         if cum.size == 0 or k > cum[-1]:
             return math.inf
         b = int(np.searchsorted(cum, k))
-        return float(self.representative(self.lo + b))
+        # the bin's representative, kept inside the values the bin has seen: within the
+        # bound, and exact where the bin holds one distinct value (ties, a single path)
+        rep = float(self.representative(self.lo + b))
+        return float(min(max(rep, self.mins[b]), self.maxs[b]))
 
     def lower_tail(self, q: float):
         """Sums over the k = ceil(q n) smallest values: (k, sum, sum of squares, extra sums).
@@ -201,8 +224,7 @@ class Sketch:
         if k == 0:
             return 0, math.nan, math.nan, extra * math.nan
         if self.neg_inf:
-            inf = -math.inf
-            return k, inf, math.inf, extra + inf
+            return k, -math.inf, math.inf, extra * math.nan
         cum = np.cumsum(self.counts)
         if k > cum[-1]:  # the tail reaches +inf
             return k, math.inf, math.inf, extra + math.inf
@@ -215,8 +237,8 @@ class Sketch:
         return k, float(s), float(sq), ex
 
     def tail_weights(self, q: float):
-        """(edge, f, upper): a path with value below the lower edge of the boundary bin is in
-        the lower q-tail with weight 1, inside that bin with weight f, above it with 0."""
+        """(b, f): the boundary bin b of the lower q-tail and its weight f. A path in a lower
+        bin is in the tail with weight 1, in bin b with weight f, in a higher bin with 0."""
         n = self.n
         k = max(1, math.ceil(q * n - 1e-9))
         cum = np.cumsum(self.counts)
@@ -228,10 +250,16 @@ class Sketch:
 
 
 def cvar_from(sk: Sketch, q: float) -> tuple[float, float]:
-    """CVaR at level 1 - q (minus the mean of the lower q-tail) and its standard error."""
+    """CVaR at level 1 - q (minus the mean of the lower q-tail) and its standard error.
+
+    The standard error includes the uncertainty of the tail's edge (the VaR) itself:
+    asymptotically Var = [Var_tail + (1 - q)(mean_tail - quantile_q)^2] / k.
+    """
     k, s, sq, _ = sk.lower_tail(q)
     if k == 0 or not math.isfinite(s):
         return -s / k if k else math.nan, math.nan
     mean = s / k
-    var = max(sq / k - mean * mean, 0.0)
+    var_tail = max(sq / k - mean * mean, 0.0)
+    edge = sk.quantile(q)
+    var = var_tail + (1.0 - q) * (mean - edge) ** 2
     return -mean, math.sqrt(var / k) if k > 1 else math.nan
