@@ -72,15 +72,30 @@ class GridRun:
     def n_chunks(self) -> int:
         return -(-self.total // self.chunk_size)
 
-    def chunks(self, first: int = 0, last: int | None = None) -> Iterator[Chunk]:
-        """The chunks of the flat range [first, last) (default: the whole grid)."""
+    def devices(self) -> list:
+        """The devices this run can use at once: every local GPU (or forced CPU device)
+        under JAX, else one."""
+        if self.backend.name != "jax":
+            return [None]
+        from .jax_adapter import local_devices
+
+        return local_devices(self.backend.is_gpu) or [None]
+
+    def chunks(self, first: int = 0, last: int | None = None, device=None) -> Iterator[Chunk]:
+        """The chunks of the flat range [first, last) (default: the whole grid), on `device`
+        (JAX: the inputs are committed there, so the compiled function runs there)."""
         b = self.backend
         last = self.total if last is None else last
+        args = self._args
+        if device is not None:
+            from .jax_adapter import place
+
+            args = place(args, device)
         for start in range(first, last, self.chunk_size):
             stop = min(start + self.chunk_size, last)
             # overflow to inf or NaN is reported per grid point (Extremes), not warned
             with np.errstate(all="ignore"):
-                out = self._fn(*self._args, b.xp.asarray(start))
+                out = self._fn(*args, b.xp.asarray(start))
             host = {name: b.to_numpy(v)[: stop - start] for name, v in out.items()}
             yield Chunk(start, stop, host)
 

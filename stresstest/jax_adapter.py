@@ -30,6 +30,17 @@ def device_name() -> str:
     return "cpu"
 
 
+def local_devices(gpu: bool) -> list:
+    """The devices of this process on the platform in use (several GPUs, or CPU devices
+    where XLA was told to make several)."""
+    return gpu_devices() if gpu else jax.local_devices(backend="cpu")
+
+
+def place(tree, device):
+    """A copy of the arrays of `tree` committed to `device`: jitted calls run there."""
+    return jax.device_put(tree, device)
+
+
 def namespace():
     return jnp
 

@@ -150,6 +150,7 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
                 "sensitivities": int(sensitivities), "chunk_size": run.chunk_size,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "origin": json.dumps(origin or {}),
+                "devices": 1 if kind == "montecarlo" else len(run.devices()),
             }
             for k, v in attrs.items():
                 f.attrs[k] = v
@@ -163,13 +164,7 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
                 for name, v in summary.state().items():
                     datasets[name] = g.create_dataset(name, data=v)
             else:
-                for chunk in run.chunks(start, stop):
-                    for name, v in chunk.outputs.items():
-                        if name not in datasets:
-                            datasets[name] = g.create_dataset(name, shape=(stop - start,) + v.shape[1:],
-                                                              dtype=v.dtype)
-                        datasets[name][chunk.start - start:chunk.stop - start] = v
-                    bar.advance(chunk.stop - chunk.start)
+                _grid_shard(run, start, stop, g, datasets, bar)
             f.attrs["data_sha256"] = _digest(datasets)
         os.replace(tmp, path)
     except BaseException:
@@ -345,3 +340,36 @@ def _merge_montecarlo(infos, meta, cfg, pf, output: Path, compression) -> Path:
     except BaseException:
         writer.abort()
         raise
+
+
+def _grid_shard(run, start: int, stop: int, group, datasets: dict, bar) -> None:
+    """The shard's range, split over every device the task sees (one thread each; JAX
+    releases the GIL while it computes), written into `group` under a lock."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    devices = run.devices()
+    lock = threading.Lock()
+
+    def work(device, a: int, b: int) -> None:
+        for chunk in run.chunks(a, b, device):
+            with lock:
+                for name, v in chunk.outputs.items():
+                    if name not in datasets:
+                        datasets[name] = group.create_dataset(name, shape=(stop - start,) + v.shape[1:],
+                                                              dtype=v.dtype)
+                    datasets[name][chunk.start - start:chunk.stop - start] = v
+                bar.advance(chunk.stop - chunk.start)
+
+    if len(devices) == 1:
+        work(devices[0], start, stop)
+        return
+    n = len(devices)
+    # whole chunks per device, so each device evaluates the same chunks a single run would
+    step = run.chunk_size
+    n_chunks = -(-(stop - start) // step)
+    edges = [start + min(stop - start, (k * n_chunks // n) * step) for k in range(n)] + [stop]
+    with ThreadPoolExecutor(n, thread_name_prefix="stresstest-device") as pool:
+        futures = [pool.submit(work, d, a, b) for d, a, b in zip(devices, edges[:-1], edges[1:]) if b > a]
+        for f in futures:
+            f.result()

@@ -219,3 +219,33 @@ def test_monte_carlo_shards_merge_to_the_single_run(tmp_path):
     r = CliRunner().invoke(main, ["run", "-s", str(sc), "--shard", "0/2", "-o", str(tmp_path / "x"),
                                   "--sensitivities", "-q"])
     assert r.exit_code == 2 and "whole set's tail" in r.output
+
+
+def test_a_task_that_sees_several_devices_uses_all_of_them(tmp_path):
+    """Three CPU devices stand in for three GPUs (XLA's forced host device count): the
+    shard's chunks are spread over all three, and the data equal a one-device run's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    sc = _files(tmp_path)
+    code = (
+        "import sys; from stresstest.cli import main; "
+        f"sys.argv = ['stresstest', 'run', '-s', {str(sc)!r}, '--shard', '1/2', '-o', {str(tmp_path / 'md')!r}, "
+        "'--backend', 'jax', '--chunk-size', '3', '-q']; main()"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = _shard(sc, 1, 2, tmp_path / "one", "--chunk-size", "3")
+    assert r.exit_code == 0
+    r = CliRunner().invoke(main, ["run", "-s", str(sc), "--shard", "1/2", "-o", str(tmp_path / "onejax"),
+                                  "--backend", "jax", "--chunk-size", "3", "-q"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "md" / shard_name(1, 2)) as f, \
+            h5py.File(tmp_path / "onejax" / shard_name(1, 2)) as g:
+        assert f.attrs["devices"] == 3 and g.attrs["devices"] == 1
+        assert f.attrs["data_sha256"] == g.attrs["data_sha256"]  # bit for bit
+        assert json.loads(f.attrs["origin"])["scenario"] == str(sc.resolve())
