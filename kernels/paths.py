@@ -1,14 +1,15 @@
 """Stochastic paths (MODEL.md, "Stochastic paths"): counter-based draws and the processes.
 
-Every random number is a pure function of (seed, path index, draw number): a 64-bit
-counter hashed by the splitmix64 finaliser, run twice. No generator state travels
+Every random number is a pure function of (seed, path index, draw number): the
+splitmix64 generator's output at position (path << 24) | draw of the seed's stream. No generator state travels
 between chunks, so any chunk size, shard count or backend yields the same paths; the
 integer hashing is exact on every backend, so numpy, JAX and CuPy draw bit-identical
 uniforms (normals then agree to the last bits of log, sqrt and cos).
 
 Draw numbers of one path (T months, n series, E events, C clusters):
-  normal of series j, month t (1..T): uniforms 2 (j T + t - 1) and that + 1 (Box-Muller)
-  event e, cluster c:                 uniforms 2 (n T + e C + c) and that + 1
+  normal k = j T + t - 1 of series j, month t (1..T), with h = ceil(n T / 2): Box-Muller
+      on uniforms 2k and 2k + 1 (cosine) for k < h, on 2(k - h) and 2(k - h) + 1 (sine) after
+  event e, cluster c: uniforms 2 (n T + e C + c) and that + 1
 Paths are limited to 2^40 and draws per path to 2^24 (checked by the configuration).
 """
 
@@ -48,21 +49,28 @@ def _mix(xp, z):
 def uniforms(xp, key: int, paths, draws, dtype):
     """Uniforms in (0, 1) for every (path, draw): paths [S] uint64, draws [K] -> [S, K].
 
-    The 53 top bits of the hash, offset by half a step: never 0, never 1.
+    splitmix64 at position counter = (path << 24) | draw of the stream seeded by the key:
+    mix(key + counter * golden). The 53 top bits, offset by half a step: never 0, never 1.
     """
     counter = (paths[:, None] << DRAW_BITS) | draws[None, :]
-    z = _mix(xp, counter ^ xp.asarray(key, dtype=xp.uint64))
-    z = _mix(xp, z + xp.asarray(_GOLDEN, dtype=xp.uint64))
+    z = _mix(xp, xp.asarray(key, dtype=xp.uint64) + counter * xp.asarray(_GOLDEN, dtype=xp.uint64))
     top = xp.astype(z >> 11, xp.float64)
     return xp.astype((top + 0.5) * (2.0 ** -53), dtype)
 
 
 def normals(xp, key: int, paths, first: int, count: int, dtype):
-    """`count` standard normals per path from draw numbers first, first + 2, ... [S, count]."""
-    draws = xp.asarray(first, dtype=xp.uint64) + 2 * xp.arange(count, dtype=xp.uint64)
+    """`count` standard normals per path from uniforms first, first + 1, ... [S, count].
+
+    Box-Muller on pairs: with h = ceil(count / 2), uniforms 2k and 2k + 1 (from `first`)
+    give normal k (cosine) and normal h + k (sine), k < h; an odd count drops the last sine.
+    """
+    pairs = (count + 1) // 2
+    draws = xp.asarray(first, dtype=xp.uint64) + 2 * xp.arange(pairs, dtype=xp.uint64)
     u1 = uniforms(xp, key, paths, draws, dtype)
     u2 = uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)
-    return xp.sqrt(-2.0 * xp.log(u1)) * xp.cos((2.0 * math.pi) * u2)
+    r = xp.sqrt(-2.0 * xp.log(u1))
+    angle = (2.0 * math.pi) * u2
+    return xp.concat([r * xp.cos(angle), r * xp.sin(angle)], axis=1)[:, :count]
 
 
 def ar1_scan(xp, b, phi):

@@ -29,7 +29,7 @@ def _spec(n_price=2, n_clusters=3, n_energy=2, horizon=36, corr=None, **kw):
     return PathSpec(**args)
 
 
-def test_seed_key_and_uniforms_are_a_plain_splitmix64():
+def test_seed_key_and_uniforms_are_a_plain_splitmix64_and_box_muller():
     """Independent check of the hash: splitmix64's finaliser written with Python ints."""
     M = (1 << 64) - 1
 
@@ -45,9 +45,17 @@ def test_seed_key_and_uniforms_are_a_plain_splitmix64():
     u = kp.uniforms(np, key, paths, draws, np.float64)
     for i, p in enumerate(paths):
         for j, d in enumerate(draws):
-            z = mix(((int(p) << 24) | int(d)) ^ key)
-            z = mix((z + 0x9E3779B97F4A7C15) & M)
+            z = mix((key + ((int(p) << 24) | int(d)) * 0x9E3779B97F4A7C15) & M)
             assert u[i, j] == ((z >> 11) + 0.5) * 2.0 ** -53
+    # Box-Muller pairs: with h = 3 pairs, normal k < 3 the cosine of uniforms 2k, 2k + 1,
+    # normal 3 + k the sine of the same pair
+    z = kp.normals(np, key, paths, 10, 5, np.float64)
+    uu = kp.uniforms(np, key, paths, np.arange(10, 16, dtype=np.uint64), np.float64)
+    for k in range(5):
+        pair = k if k < 3 else k - 3
+        u1, u2 = uu[:, 10 - 10 + 2 * pair], uu[:, 2 * pair + 1]
+        trig = np.cos if k < 3 else np.sin
+        np.testing.assert_allclose(z[:, k], np.sqrt(-2 * np.log(u1)) * trig(2 * np.pi * u2), rtol=1e-15)
 
 
 def test_uniforms_bit_identical_on_jax_and_normals_to_round_off():
