@@ -113,7 +113,7 @@ def timed_pass(run, limit):
     return time.perf_counter() - t0, done
 
 
-def bench_h5(pf, n, backend_name):
+def bench_h5(pf, n, backend_name, compression="gzip"):
     from stresstest.runner import run_grid
     import yaml
 
@@ -125,7 +125,8 @@ def bench_h5(pf, n, backend_name):
         out = Path(tmp) / "big.h5"
         with PeakMemory() as mem:
             t0 = time.perf_counter()
-            res = run_grid(pf.path, s_file, out, backend=backend_name, progress=False)
+            res = run_grid(pf.path, s_file, out, backend=backend_name, progress=False,
+                           compression=compression)
             secs = time.perf_counter() - t0
         size = out.stat().st_size
     scm = sc.size * len(pf.clusters) * pf.horizon_months

@@ -174,8 +174,36 @@ class GridWriter:
             self._output("slope_" + name, (ax,), dtype, compression, f"{units} per unit of the axis",
                          f"derivative of the portfolio {name} along each axis (through the shocks)")
 
+    # Consecutive chunks are staged and written together: one HDF5 write costs about the
+    # same for 1,000 points as for 100,000 (selection and chunk bookkeeping), so small
+    # writes made the I/O, not the compression, the cost of a streamed grid.
+    STAGE_BYTES = 64 * 2**20
+
     def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
-        """Store the outputs of the flat grid range [start, stop)."""
+        """Store the outputs of the flat grid range [start, stop) (staged; see flush)."""
+        stage = getattr(self, "_stage", None)
+        if stage is not None and stage[1] != start:
+            self.flush()
+            stage = None
+        if stage is None:
+            self._stage = stage = [start, start, [], 0]
+        stage[1] = stop
+        part = {name: outputs[name][: stop - start] for name in self.datasets}
+        stage[2].append(part)
+        stage[3] += sum(v.nbytes for v in part.values())
+        if stage[3] >= self.STAGE_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        stage = getattr(self, "_stage", None)
+        self._stage = None
+        if stage is None:
+            return
+        start, stop, parts, _ = stage
+        if len(parts) == 1:
+            outputs = parts[0]
+        else:
+            outputs = {name: np.concatenate([p[name] for p in parts]) for name in self.datasets}
         for sel, box, off in flat_slabs(self.grid_shape, start, stop):
             n = math.prod(box)
             for name, ds in self.datasets.items():
@@ -188,6 +216,7 @@ class GridWriter:
             g.create_dataset(name, data=v)
 
     def commit(self) -> Path:
+        self.flush()
         self.f.close()
         os.replace(self.tmp, self.path)
         return self.path

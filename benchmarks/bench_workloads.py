@@ -1,0 +1,202 @@
+"""The four workloads of the performance issue, each against the plain numpy backend and
+the machine's roofline, in one run.
+
+    W1  the default four-shock grid on the example portfolio, every output
+    W2  a large grid streamed to HDF5 (--w2 points, default 10^7), the I/O included
+    W3  W1 with the full sensitivity set
+    W4  Monte Carlo paths with summaries (--w4 paths, default 10^6)
+
+A standalone script (never collected by pytest). Compile time is reported apart; every
+time is the median of --repeats synchronised runs; throughput is in scenario- (or path-)
+cluster-months per second; peak memory is the resident set above the level at entry.
+
+Roofline: XLA's cost analysis of the compiled chunk function gives its floating-point
+operations and the bytes it accesses per chunk; divided by the chunk's
+scenario-cluster-months they give the kernel's needs per scm. The machine's ceilings are
+measured here: a large matrix product (arithmetic) and a large copy (bandwidth). The
+limit is min(flops/s / flops-per-scm, bytes/s / bytes-per-scm), printed beside the
+achieved rate.
+
+    python benchmarks/bench_workloads.py                 # CPU, every workload
+    python benchmarks/bench_workloads.py --only W1,W3 --repeats 5
+    python benchmarks/bench_workloads.py --w2 1e6 --w4 1e5   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_grid import PeakMemory, bench_h5, grid_of_size, measure
+
+from stresstest.backends import make_backend
+from stresstest.config import load_portfolio, load_scenario
+from stresstest.engine import prepare
+from stresstest.presets import list_presets
+
+
+def ceilings(backend) -> tuple[float, float]:
+    """(flop/s of a 2048^2 float64 matrix product, bytes/s of a 256 MiB copy), medians."""
+    xp = backend.xp
+    a = backend.asarray(np.random.default_rng(0).random((2048, 2048)))
+    mm = backend.compile(lambda a: a @ a)
+    cp = backend.compile(lambda x: x * 1.0000001)
+    x = backend.asarray(np.ones(32 * 2**20))  # 256 MiB of float64
+    for f, arg in ((mm, a), (cp, x)):
+        backend.to_numpy(f(arg)[:1])
+    t_mm, t_cp = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        backend.to_numpy(mm(a)[:1])
+        t_mm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        backend.to_numpy(cp(x)[:1])
+        t_cp.append(time.perf_counter() - t0)
+    del xp
+    return 2 * 2048**3 / statistics.median(t_mm), 2 * x.nbytes / statistics.median(t_cp)
+
+
+def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float] | None:
+    """(flops, bytes XLA accesses, bytes that must move) per scenario-cluster-month.
+
+    The flops and accessed bytes come from XLA's cost analysis of the compiled chunk
+    function (JAX only); accessed bytes count every intermediate, much of which stays in
+    the caches. The bytes that must move are the chunk's inputs and outputs: the
+    compulsory traffic, the bandwidth roof's denominator.
+    """
+    fn = run._fn
+    if not hasattr(fn, "lower"):
+        return None
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        compiled = fn.lower(*run._args, jnp.asarray(0)).compile()
+        cost = compiled.cost_analysis()
+        if isinstance(cost, list):
+            cost = cost[0]
+        outs = jax.eval_shape(fn, *run._args, jnp.asarray(0))
+        io = sum(np.prod(o.shape) * o.dtype.itemsize for o in jax.tree_util.tree_leaves(outs))
+        io += sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(run._args))
+        return cost["flops"] / scm_per_chunk, cost["bytes accessed"] / scm_per_chunk, io / scm_per_chunk
+    except Exception:  # cost analysis is best effort across JAX versions
+        return None
+
+
+def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved) -> str:
+    c = cost_per_scm(run, scm_per_chunk)
+    if c is None:
+        return "roofline: no cost analysis on this backend"
+    flops, accessed, must = c
+    roof_c, roof_m = peak_flops / flops, peak_bw / must
+    limit = min(roof_c, roof_m)
+    bound = "compute" if roof_c < roof_m else "memory"
+    return (f"roofline: {flops:.0f} flop, {must:.1f} B to move per scm ({accessed:.0f} B accessed "
+            f"by XLA) -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
+            f"{100 * achieved / limit:.1f} %")
+
+
+def mc_measure(pf, paths, backend_name, repeats, chunk=None):
+    from stresstest.montecarlo import Summary
+    from stresstest.montecarlo import prepare as mc_prepare
+
+    mc = load_scenario(list_presets()["montecarlo"], pf)
+    mc.paths = paths
+    b = make_backend(backend_name)
+    t0 = time.perf_counter()
+    run = mc_prepare(pf, mc, b, chunk)
+    next(run.chunks(0, run.chunk_size))
+    compile_s = time.perf_counter() - t0
+    times = []
+    with PeakMemory() as mem:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            s = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
+            for c in run.chunks():
+                s.add(c.outputs, c.start)
+            s.risk()
+            times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    pcm = paths * len(pf.clusters) * pf.horizon_months
+    return {"backend": b.describe(), "compile_s": compile_s, "median_s": med, "scm_per_s": pcm / med,
+            "peak_mib": mem.delta_mib, "run": run, "chunk": run.chunk_size}
+
+
+def line(name, r, ratio=None):
+    rs = f"{ratio:.1f}x" if ratio else "-"
+    print(f"{name:<5}{r['backend']:<30}{r['compile_s']:>10.2f}{r['median_s']:>10.3f}{r['scm_per_s']:>11.3g}"
+          f"{rs:>9}{r['peak_mib']:>10.0f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="W1,W2,W3,W4")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backend", default="jax")
+    ap.add_argument("--w2", type=float, default=1e7)
+    ap.add_argument("--w4", type=float, default=1e6)
+    ap.add_argument("--compression", default="gzip", help="W2's HDF5 compression: gzip, lzf or none")
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+    pf = load_portfolio(list_presets()["example"])
+    b = make_backend(args.backend)
+    peak_flops, peak_bw = ceilings(b)
+    print(f"# stresstest workloads  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()} "
+          f"{os.cpu_count()} cpus  {b.describe()}")
+    print(f"# ceilings: {peak_flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {peak_bw / 1e9:.1f} GB/s (copy)")
+    print(f"{'':<5}{'backend':<30}{'compile s':>10}{'median s':>10}{'scm/s':>11}{'vs numpy':>9}{'peak MiB':>10}")
+    sc = load_scenario(list_presets()["default_grid"], pf)
+    scm_chunk = lambda run: run.chunk_size * len(pf.clusters) * pf.horizon_months  # noqa: E731
+    w1 = None
+    if only & {"W1", "W3"}:
+        w1 = measure(pf, sc, args.backend, args.repeats)
+        base = measure(pf, sc, "numpy", args.repeats)
+        line("W1", w1, w1["scm_per_s"] / base["scm_per_s"])
+        line("", base)
+        run = prepare(pf, sc, b)
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"]))
+    if "W3" in only:
+        from bench_sensitivities import compile_time, paired
+
+        fwd, sen = prepare(pf, sc, b), prepare(pf, sc, b, sensitivities=True)
+        c_s = compile_time(sen)
+        compile_time(fwd)
+        times, mem, ratios = paired(fwd, sen, args.repeats)
+        med = statistics.median(times["+gradients"])
+        scm = sc.size * len(pf.clusters) * pf.horizon_months
+        line("W3", {"backend": b.describe(), "compile_s": c_s, "median_s": med, "scm_per_s": scm / med,
+                    "peak_mib": mem["+gradients"]})
+        print(f"     W3 / W1 time: median of paired ratios {statistics.median(ratios):.2f}x (target <= 3x)")
+        print("     " + roofline(sen, scm_chunk(sen), peak_flops, peak_bw, scm / med))
+    if "W2" in only:
+        n = int(args.w2)
+        sc2 = grid_of_size(n, pf)
+        compute = measure(pf, sc2, args.backend, 1)
+        r = bench_h5(pf, n, args.backend, None if args.compression == "none" else args.compression)
+        # the streamed run compiles too: its compile time (measured apart) is taken off
+        over = (r["seconds"] - compute["compile_s"]) / compute["median_s"] - 1
+        line("W2", {"backend": r["backend"], "compile_s": compute["compile_s"], "median_s": r["seconds"],
+                    "scm_per_s": r["scm_per_s"], "peak_mib": r["peak_mib"]})
+        print(f"     W2: {r['points']:,} points; compute alone {compute['median_s']:.1f} s, with HDF5 "
+              f"{r['seconds']:.1f} s ({compute['compile_s']:.1f} s of it compiling): writing adds {100 * over:.0f} % (target <= 20 %); file "
+              f"{r['file_mib']:.0f} MiB ({args.compression}); peak {r['peak_mib']:.0f} MiB (target <= 2048)")
+    if "W4" in only:
+        n = int(args.w4)
+        w4 = mc_measure(pf, n, args.backend, args.repeats)
+        base = mc_measure(pf, max(1000, n // 20), "numpy", 1)
+        line("W4", w4, w4["scm_per_s"] / base["scm_per_s"])
+        line("", base)
+        run = w4["run"]
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"])
+              + f"  ({n:,} paths; numpy on {max(1000, n // 20):,})")
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        main()
