@@ -4,3 +4,10 @@ Import is light: numpy only. JAX, CuPy and h5py load when a command needs them.
 """
 
 __version__ = "0.1.0"
+
+
+def run(*args, **kwargs):
+    """stresstest.run(portfolio, scenario, ...) -> xarray.Dataset; see stresstest.api.run."""
+    from .api import run as _run
+
+    return _run(*args, **kwargs)

@@ -50,11 +50,12 @@ def main() -> None:
 @click.option("--save-paths", is_flag=True,
               help="Monte Carlo: also write every path's outputs (group 'paths' of the file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, shard,
-        save_paths, quiet):
+        save_paths, quiet, as_json):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
-    from .report import print_mc_summary, print_run_summary
+    from .report import print_mc_summary, print_named_summary, print_run_summary, run_json
     from .runner import run_grid, run_one_shard
 
     if shard is not None:
@@ -82,7 +83,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
             backend=backend,
             dtype=dtype,
             chunk_size=chunk_size,
-            progress=not quiet,
+            progress=not (quiet or as_json),
             compression=None if compression == "none" else compression,
             sensitivities=sensitivities,
             save_paths=save_paths,
@@ -92,8 +93,11 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
     except KeyboardInterrupt:
         click.echo("interrupted: no result file written", err=True)
         sys.exit(130)
-    if not quiet:
-        (print_mc_summary if result.scenario.kind == "montecarlo" else print_run_summary)(result)
+    if as_json:
+        click.echo(json.dumps(run_json(result), indent=2))
+    elif not quiet:
+        printer = {"montecarlo": print_mc_summary, "named": print_named_summary}
+        printer.get(result.scenario.kind, print_run_summary)(result)
     else:
         click.echo(str(result.path))
 
@@ -319,6 +323,118 @@ def info(as_json):
         return
     for key, value in data.items():
         click.echo(f"{key:>18}: {value}")
+
+
+@main.command()
+@click.argument("result", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(result, as_json):
+    """What a RESULT file holds: kind, axes and sizes, outputs, provenance, base, worst and best."""
+    from .inspection import describe, print_description
+
+    try:
+        info = describe(Path(result))
+    except ConfigError as err:
+        _fail_input(err)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        print_description(info)
+
+
+@main.command()
+@click.argument("portfolio", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(portfolio, as_json):
+    """Every resolved parameter of every cluster, marking values from defaults: or the model."""
+    from .config import load_portfolio
+    from .inspection import portfolio_table, print_portfolio_table
+
+    try:
+        pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+    except ConfigError as err:
+        _fail_input(err)
+    table = portfolio_table(pf)
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+    else:
+        print_portfolio_table(pf, table)
+
+
+@main.command()
+@click.argument("result", type=click.Path())
+@click.option("-o", "--output", "out_dir", default=None, type=click.Path(),
+              help="Folder for the PNGs and report.html [default: RESULT's name + _report].")
+@click.option("--x", "x", default=None, help="Axis across heatmaps [default: the first varying axis].")
+@click.option("--y", "y", default=None, help="Axis up heatmaps [default: the second varying axis].")
+@click.option("--at", "at", multiple=True, metavar="AXIS=VALUE",
+              help="Hold another axis at this value (default: its neutral value).")
+def report(result, out_dir, x, y, at):
+    """PNG figures and one HTML page from a RESULT file (grid, sensitivities, Monte Carlo)."""
+    from .figures import make_report
+
+    held = {}
+    try:
+        for item in at:
+            if "=" not in item:
+                raise ConfigError([f"--at: must be AXIS=VALUE, got {item!r}"])
+            k, v = item.split("=", 1)
+            try:
+                held[k.strip()] = float(v)
+            except ValueError:
+                raise ConfigError([f"--at: {k}: value must be a number, got {v!r}"]) from None
+        path = Path(result)
+        out = Path(out_dir) if out_dir else path.with_name(path.stem + "_report")
+        done = make_report(path, out, x=x, y=y, at=held)
+    except ConfigError as err:
+        _fail_input(err)
+    click.echo(f"wrote {done['html']} and {len(done['figures'])} figures")
+
+
+@main.group()
+def scenarios():
+    """The library of named, sourced shock sets (scenarios/named)."""
+
+
+@scenarios.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def scenarios_list(as_json):
+    """Every named shock set: name and title."""
+    from .named import list_library, load_shockset
+
+    sets = [load_shockset(p) for p in list_library().values()]
+    if as_json:
+        click.echo(json.dumps([{"name": s.name, "title": s.title, "path": s.path} for s in sets], indent=2))
+        return
+    for s in sets:
+        click.echo(f"{s.name:<28} {s.title}")
+    click.echo("run them side by side: stresstest run -s named")
+
+
+@scenarios.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def scenarios_show(name, as_json):
+    """One named shock set: its shocks and their sources."""
+    from .named import list_library, load_shockset
+
+    lib = list_library()
+    try:
+        if name not in lib:
+            raise ConfigError([f"{name}: no such named scenario (known: {', '.join(lib)})"])
+        s = load_shockset(lib[name])
+    except ConfigError as err:
+        _fail_input(err)
+    if as_json:
+        click.echo(json.dumps(s.to_dict(), indent=2))
+        return
+    click.echo(f"{s.name}: {s.title}")
+    if s.description:
+        click.echo(f"  {s.description}")
+    for sh in s.shocks:
+        where = f" on {', '.join(sh.clusters)}" if sh.clusters else ""
+        click.echo(f"  - {sh.word}: {sh.op} {sh.value:g}{where}")
+        click.echo(f"      source: {s.sources[sh.word]}")
 
 
 @main.command()

@@ -454,6 +454,10 @@ def load_scenario(path: str | Path, portfolio: Portfolio):
         from .mc_config import load_montecarlo
 
         return load_montecarlo(path, doc, portfolio)
+    if isinstance(block, dict) and block.get("kind") == "named":
+        from .named import load_named
+
+        return load_named(path, doc, portfolio)
     try:
         model = ScenarioFile.model_validate(doc)
     except ValidationError as err:
@@ -461,7 +465,7 @@ def load_scenario(path: str | Path, portfolio: Portfolio):
     sb = model.scenario
     problems: list[str] = []
     if sb.kind != "grid":
-        problems.append(f"{path}: scenario.kind: unknown kind {sb.kind!r} (this version runs: grid, montecarlo)")
+        problems.append(f"{path}: scenario.kind: unknown kind {sb.kind!r} (this version runs: grid, montecarlo, named)")
     axes: list[Axis] = []
     names: dict[str, int] = {}
     for i, am in enumerate(sb.axes):

@@ -110,6 +110,9 @@ class GridWriter:
             f.attrs[key] = value
         scales = []
         for a in axes:
+            if np.asarray(a.values).dtype.kind in "OUS":  # labels (named scenarios)
+                scales.append(self._labels(a.name, [str(v) for v in a.values]))
+                continue
             ds = f.create_dataset(a.name, data=np.asarray(a.values, dtype=np.float64))
             ds.attrs["op"] = a.spec.op
             ds.attrs["targets"] = ",".join(a.spec.targets)

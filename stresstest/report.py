@@ -134,6 +134,29 @@ def print_mc_summary(result, console=None) -> None:
                   f"({rate:.3g} path-cluster-months/s, chunks of {result.chunk_size:,})")
 
 
+def print_named_summary(result, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    pf, sc = result.portfolio, result.scenario
+    console.print(f"[bold]{pf.name}[/]: {len(pf.clusters)} clusters, {pf.horizon_months} months; "
+                  f"named scenarios [bold]{sc.name}[/], {sc.size} sets")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("scenario")
+    table.add_column(f"NPV ({pf.currency})", justify="right")
+    table.add_column("Δ NPV", justify="right")
+    table.add_column("IRR", justify="right")
+    table.add_column("ROI", justify="right")
+    table.add_column("min DSCR", justify="right")
+    for r in result.rows:
+        dscr = f"{r['min_dscr']:.2f}" if math.isfinite(r["min_dscr"]) else "-"
+        table.add_row(f"{r['scenario']}\n[dim]{r['title']}[/]", fmt("npv", r["npv"]), fmt("npv", r["npv_change"]),
+                      fmt("irr", r["irr"]), fmt("roi", r["roi"]), dscr)
+    console.print(table)
+    console.print(f"wrote {result.path} in {result.seconds:.2f} s")
+
+
 def print_tornado(portfolio, result, top: int, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -185,3 +208,30 @@ def environment_info() -> dict:
     except Exception as exc:  # pragma: no cover - reported, not raised
         data["auto backend"] = f"unavailable ({exc})"
     return data
+
+
+def run_json(result) -> dict:
+    """The printed summary of any run as plain data (`run --json`)."""
+    import math as _m
+
+    def clean(x):
+        if isinstance(x, float):
+            return x if _m.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if hasattr(x, "item"):
+            return clean(x.item())
+        return x
+
+    kind = result.scenario.kind
+    head = {"path": str(result.path), "kind": kind, "portfolio": result.portfolio.name,
+            "scenario": result.scenario.name, "backend": result.backend, "seconds": result.seconds,
+            "config_sha256": result.config_sha256}
+    if kind == "montecarlo":
+        return clean({**head, **mc_rows(result)})
+    if kind == "named":
+        return clean({**head, "rows": result.rows})
+    return clean({**head, "points": result.scenario.size, "rows": summary_rows(result),
+                  "nonfinite": {n: c for n, (c, _) in result.extremes.nonfinite.items()}})

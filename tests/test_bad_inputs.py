@@ -114,7 +114,7 @@ CASES = [
     # the tool names the list and the value's index in the reason ("value 1 for ...")
     S("s_set_out_of_range.yaml",
       ("scenario.axes[0].values", "value 1 for reserved_share: must be <= 1, got 1.2")),
-    S("s_kind_not_grid.yaml", ("scenario.kind", "unknown kind 'sobol' (this version runs: grid, montecarlo)")),
+    S("s_kind_not_grid.yaml", ("scenario.kind", "unknown kind 'sobol' (this version runs: grid, montecarlo, named)")),
     S("s_missing_kind.yaml", ("scenario.kind", "required key is missing")),
     # grids too large to hold: refused with the file named, whatever the wording
     S("s_linspace_huge_count.yaml", ("scenario.axes[0].linspace", "count must be at most 10,000,000, got 1e+16")),

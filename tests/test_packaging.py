@@ -19,7 +19,9 @@ def test_wheel_claims_only_the_stresstest_name(tmp_path):
     assert top == {"stresstest"}, top
     for required in ("stresstest/kernels/irr.py", "stresstest/kernels/cashflows.py",
                      "stresstest/scenarios/example.yaml", "stresstest/scenarios/default_grid.yaml",
-                     "stresstest/scenarios/smoke.yaml", "stresstest/cli.py"):
+                     "stresstest/scenarios/smoke.yaml", "stresstest/scenarios/montecarlo.yaml",
+                     "stresstest/scenarios/named.yaml",
+                     "stresstest/scenarios/named/h100-rental-collapse.yaml", "stresstest/cli.py"):
         assert required in names, required
     meta = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
