@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/stresstest run
+	$(VENV)/bin/stresstest run --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest

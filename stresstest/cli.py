@@ -18,6 +18,32 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 
 
+def _io_reason(err: OSError) -> str:
+    """The system's reason for a failed write; HDF5 wraps it in a long message with errno."""
+    import os
+    import re
+
+    if err.errno:
+        return os.strerror(err.errno)
+    if err.strerror and len(err.strerror) < 120:
+        return err.strerror
+    m = re.search(r"errno = (\d+)", str(err))
+    if m:
+        return os.strerror(int(m.group(1)))
+    return str(err)[:200]
+
+
+def _exit_after_io_failure() -> None:
+    """Exit 1 without the interpreter's teardown: after a write that failed (a full disk),
+    HDF5 keeps the half-closed file in its library state and its exit handler crashes
+    trying to flush it again. The temporary file is already removed; nothing else waits."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_FAILURE)
+
+
 def _fail_input(err: Exception) -> None:
     lines = err.problems if isinstance(err, ConfigError) else [str(err)]
     for line in lines:
@@ -51,8 +77,9 @@ def main() -> None:
               help="Monte Carlo: also write every path's outputs (group 'paths' of the file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, shard,
-        save_paths, quiet, as_json):
+        save_paths, quiet, as_json, overwrite):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
     from .report import print_mc_summary, print_named_summary, print_run_summary, run_json
@@ -87,12 +114,16 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
             compression=None if compression == "none" else compression,
             sensitivities=sensitivities,
             save_paths=save_paths,
+            overwrite=overwrite,
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)
     except KeyboardInterrupt:
         click.echo("interrupted: no result file written", err=True)
         sys.exit(130)
+    except OSError as err:  # the disk filled up, the folder went away, ...
+        click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no result file written", err=True)
+        _exit_after_io_failure()
     if as_json:
         click.echo(json.dumps(run_json(result), indent=2))
     elif not quiet:
@@ -163,14 +194,15 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
 @click.option("-o", "--output", required=True, type=click.Path(), help="The merged result file.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
               show_default=True)
-def merge(directory, output, compression):
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def merge(directory, output, compression, overwrite):
     """Check a folder of shard files and merge them into one result file."""
     from .runner import check_output
     from .shards import ShardError
     from .shards import merge as do_merge
 
     try:
-        check_output(Path(output))
+        check_output(Path(output), overwrite)
         path = do_merge(Path(directory), Path(output), None if compression == "none" else compression)
     except ConfigError as err:
         _fail_input(err)

@@ -84,6 +84,27 @@ def temp_path(path: Path) -> Path:
     return path.parent / f".{path.name}.{os.getpid()}.partial"
 
 
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Remove the temporary files of runs writing `path` whose process no longer exists
+    (a run killed with SIGKILL cannot clean up after itself)."""
+    removed = []
+    for p in Path(path).parent.glob(f".{Path(path).name}.*.partial"):
+        try:
+            pid = int(p.name[len(Path(path).name) + 2:-len(".partial")])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive: another run is writing it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 class GridWriter:
     """Write a grid's outputs chunk by chunk; `commit()` renames into place."""
 

@@ -43,24 +43,43 @@ def load_inputs(portfolio_path, scenario_path) -> tuple[Portfolio, Scenario]:
     return pf, sc
 
 
-def check_output(path: Path) -> None:
-    """Refuse, before any work, an output that cannot be written."""
+def check_output(path: Path, overwrite: bool = True) -> None:
+    """Refuse, before any work, an output that cannot or may not be written.
+
+    The folder must exist and take a new file (a probe file is made and removed: this
+    catches read-only file systems, which permission bits do not show to root). An
+    existing file is kept unless overwrite. Temporary files of killed runs (whose
+    process is gone) next to the output are removed.
+    """
+    import tempfile
+
+    from .h5io import remove_stale_partials
+
     if path.is_dir():
         raise ConfigError([f"{path}: the output is a directory"])
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError([f"{path}: the output folder {parent} does not exist"])
+    if path.exists() and not overwrite:
+        raise ConfigError([f"{path}: exists; give --overwrite to replace it"])
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stresstest-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot write in {parent} ({exc.strerror or exc})"]) from None
+    remove_stale_partials(path)
 
 
 def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
-             compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False):
+             compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False,
+             overwrite: bool = True):
     """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo."""
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
     out = Path(output)
-    check_output(out)
+    check_output(out, overwrite)
     if save_paths and sc.kind != "montecarlo":
         raise ConfigError([f"{scenario_path}: --save-paths applies to Monte Carlo scenarios "
                            f"(this one is kind: {sc.kind})"])
