@@ -78,8 +78,11 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--max-scenarios", type=click.IntRange(min=1), default=100_000_000, show_default=True,
+              help="Refuse larger grids (or path sets) unless --yes: a guard against typos in linspace counts.")
+@click.option("--yes", "-y", is_flag=True, help="Run a grid larger than --max-scenarios.")
 def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, shard,
-        save_paths, quiet, as_json, overwrite):
+        save_paths, quiet, as_json, overwrite, max_scenarios, yes):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
     from .report import print_mc_summary, print_named_summary, print_run_summary, run_json
@@ -115,6 +118,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
             sensitivities=sensitivities,
             save_paths=save_paths,
             overwrite=overwrite,
+            max_scenarios=None if yes else max_scenarios,
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)

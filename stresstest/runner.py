@@ -73,11 +73,15 @@ def check_output(path: Path, overwrite: bool = True) -> None:
 def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
              compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False,
-             overwrite: bool = True):
+             overwrite: bool = True, max_scenarios: int | None = None):
     """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo."""
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
+    if max_scenarios is not None and sc.size > max_scenarios:
+        what = "paths" if sc.kind == "montecarlo" else "grid points"
+        raise ConfigError([f"{scenario_path}: {sc.size:,} {what}, more than --max-scenarios "
+                           f"({max_scenarios:,}); give --yes to run it anyway, or raise the guard"])
     out = Path(output)
     check_output(out, overwrite)
     if save_paths and sc.kind != "montecarlo":

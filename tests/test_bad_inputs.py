@@ -119,6 +119,7 @@ CASES = [
     # grids too large to hold: refused with the file named, whatever the wording
     S("s_linspace_huge_count.yaml", ("scenario.axes[0].linspace", "count must be at most 10,000,000, got 1e+16")),
     S("s_grid_size_overflow.yaml", ("scenario.axes", "the grid has 1e+24 points, more than the")),
+    S("s_grid_over_guard.yaml", (None, "200,000,000 grid points, more than --max-scenarios (100,000,000); give --yes")),
     # Monte Carlo scenario files
     S("m_correlation_not_psd.yaml", ("scenario.correlation", "the correlation matrix is not positive semi-definite")),
     S("m_paths_zero.yaml", ("scenario.paths", "must be a whole number from 1 to")),
