@@ -145,10 +145,15 @@ class GridWriter:
         self.scales = scales
         self.cluster_scale = self._labels("cluster", cluster_names)
         self.datasets = {}
+        from .engine import EXPECTED_NONFINITE
+
         for name in OUTPUTS:
             self._output(name, (), dtype, compression, OUTPUT_UNITS[name], LONG_NAMES[name])
             self._output("cluster_" + name, (self.cluster_scale,), dtype, compression,
                          OUTPUT_UNITS[name], LONG_NAMES[name] + " (per cluster)")
+            if name in EXPECTED_NONFINITE:  # what a NaN (or inf) means, for readers of the file
+                for full in (name, "cluster_" + name):
+                    self.datasets[full].attrs["nonfinite_means"] = EXPECTED_NONFINITE[name]
 
     def _labels(self, name, labels):
         import h5py
