@@ -80,6 +80,23 @@ def chunk_shape(shape: tuple[int, ...], target: int = _TARGET_CHUNK_ELEMS) -> tu
     return tuple(out)
 
 
+def provenance(pf, scenario_name: str, config: str, sha: str, backend: str, device: str, dtype,
+               **extra) -> dict:
+    """The root attributes every result file carries (MODEL.md, "Result file"), plus extra."""
+    import datetime as _dt
+
+    from . import __version__
+    from .kernels.params import MODEL_VERSION
+
+    return {
+        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": config,
+        "config_sha256": sha, "backend": backend, "device": device, "dtype": np.dtype(dtype).name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "portfolio": pf.name, "scenario": scenario_name, "currency": pf.currency,
+        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate, **extra,
+    }
+
+
 def temp_path(path: Path) -> Path:
     return path.parent / f".{path.name}.{os.getpid()}.partial"
 
@@ -105,7 +122,31 @@ def remove_stale_partials(path: Path) -> list[Path]:
     return removed
 
 
-class GridWriter:
+class AtomicFile:
+    """An HDF5 file written under a temporary name: commit() renames it into place,
+    abort() removes it. Subclasses open self.f on self.tmp."""
+
+    def flush(self) -> None:
+        pass
+
+    def commit(self) -> Path:
+        self.flush()
+        self.f.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.f.close()
+        except Exception:
+            pass
+        try:
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class GridWriter(AtomicFile):
     """Write a grid's outputs chunk by chunk; `commit()` renames into place."""
 
     def __init__(self, path, axes, cluster_names, attrs: dict, dtype=np.float64,
@@ -244,18 +285,3 @@ class GridWriter:
         for name, v in values.items():
             g.create_dataset(name, data=v)
 
-    def commit(self) -> Path:
-        self.flush()
-        self.f.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        try:
-            self.f.close()
-        except Exception:
-            pass
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass

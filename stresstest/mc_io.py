@@ -20,18 +20,17 @@ Written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .h5io import LONG_NAMES, chunk_shape, temp_path
+from .h5io import LONG_NAMES, AtomicFile, chunk_shape, temp_path
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAM_NAMES
 
 RISK_UNITS = {"var": "USD", "cvar": "USD", "prob": "1", "tail": "USD"}
 
 
-class MonteCarloWriter:
+class MonteCarloWriter(AtomicFile):
     def __init__(self, path, pf, mc, attrs: dict, dtype=np.float64, compression="gzip",
                  save_paths: bool = False):
         import h5py
@@ -144,20 +143,6 @@ class MonteCarloWriter:
                               f"pathwise derivative of the portfolio {what} with respect to each "
                               "cluster's parameter")
 
-    def commit(self) -> Path:
-        self.f.close()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        try:
-            self.f.close()
-        except Exception:
-            pass
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def _risk_long_name(key: str) -> str:

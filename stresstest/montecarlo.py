@@ -9,7 +9,6 @@ summaries (stresstest/summaries.py) absorb them. Nothing holds every path unless
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,12 +17,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import __version__
 from .backends import Backend, BackendError
 from .config import Portfolio, config_json
 from .engine import EXPECTED_NONFINITE, Chunk, default_chunk_size, equity_clusters
 from .kernels.metrics import evaluate
-from .kernels.params import MODEL_VERSION, OUTPUTS, PARAM_NAMES
+from .kernels.params import OUTPUTS, PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
 from .mc_config import QUANTILES, MonteCarlo
 from .summaries import FAN_ALPHA, Moments, Sketch, cvar_from
@@ -360,6 +358,7 @@ class MonteCarloResult:
 def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chunk_size=None,
                    progress=True, compression="gzip", sensitivities=False,
                    save_paths=False) -> MonteCarloResult:
+    from .h5io import provenance
     from .mc_io import MonteCarloWriter
     from .progress import Progress
 
@@ -369,15 +368,8 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     cfg, sha = config_json(pf, mc)
     t0 = time.perf_counter()
     run = prepare(pf, mc, be, chunk_size)
-    attrs = {
-        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": cfg,
-        "config_sha256": sha, "backend": be.name, "device": be.device,
-        "dtype": np.dtype(be.dtype).name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "portfolio": pf.name, "scenario": mc.name, "currency": pf.currency,
-        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
-        "kind": "montecarlo", "paths": mc.paths, "seed": mc.seed,
-    }
+    attrs = provenance(pf, mc.name, cfg, sha, be.name, be.device, be.dtype, kind="montecarlo",
+                       paths=mc.paths, seed=mc.seed)
     writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
     summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
     bar = Progress(mc.paths, label="paths", enabled=progress)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import queue
 import threading
 import time
@@ -11,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .backends import make_backend
 from .config import ConfigError, Portfolio, Scenario, config_json, load_portfolio, load_scenario
 from .engine import Extremes, evaluate_base, prepare
-from .kernels.params import MODEL_VERSION
+from .h5io import provenance
 from .progress import Progress
 
 
@@ -100,22 +98,7 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     t0 = time.perf_counter()
     run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
     base = evaluate_base(pf, be.dtype)
-    attrs = {
-        "model_version": MODEL_VERSION,
-        "stresstest_version": __version__,
-        "config": cfg,
-        "config_sha256": sha,
-        "backend": be.name,
-        "device": be.device,
-        "dtype": np.dtype(be.dtype).name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "portfolio": pf.name,
-        "scenario": sc.name,
-        "currency": pf.currency,
-        "horizon_months": pf.horizon_months,
-        "discount_rate": pf.discount_rate,
-        "n_scenarios": sc.size,
-    }
+    attrs = provenance(pf, sc.name, cfg, sha, be.name, be.device, be.dtype, n_scenarios=sc.size)
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
     extremes = Extremes()
     bar = Progress(sc.size, enabled=progress)
@@ -193,14 +176,7 @@ def run_named(pf, sc, out: Path, be, compression="gzip") -> NamedResult:
     t0 = time.perf_counter()
     cfg, sha = config_json(pf, sc)
     outputs = evaluate_named(pf, sc)
-    attrs = {
-        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": cfg,
-        "config_sha256": sha, "backend": "numpy", "device": "cpu", "dtype": "float64",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "portfolio": pf.name, "scenario": sc.name, "currency": pf.currency,
-        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
-        "n_scenarios": sc.size, "kind": "named",
-    }
+    attrs = provenance(pf, sc.name, cfg, sha, "numpy", "cpu", np.float64, n_scenarios=sc.size, kind="named")
     path = write_named(out, pf, sc, outputs, attrs, compression)
     return NamedResult(path, pf, sc, "numpy on cpu, float64", rows(pf, sc, outputs),
                        time.perf_counter() - t0, sha)

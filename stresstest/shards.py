@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .config import ConfigError, config_json, portfolio_from_dict, scenario_from_dict
-from .h5io import temp_path
+from .h5io import provenance, temp_path
 from .kernels.params import MODEL_VERSION
 
 SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
@@ -282,14 +282,8 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
         raise ShardError([f"{directory}: the shards' configuration does not round-trip "
                           "(written by another version?)"], None)
     dtype = np.dtype(meta["dtype"])
-    attrs = {
-        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": meta["config"],
-        "config_sha256": meta["config_sha256"], "backend": meta["backend"], "device": meta["device"],
-        "dtype": dtype.name, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "portfolio": pf.name, "scenario": sc.name, "currency": pf.currency,
-        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate, "n_scenarios": sc.size,
-        "merged_from": f"{len(infos)} shards",
-    }
+    attrs = provenance(pf, sc.name, meta["config"], meta["config_sha256"], meta["backend"], meta["device"],
+                       dtype, n_scenarios=sc.size, merged_from=f"{len(infos)} shards")
     writer = GridWriter(output, sc.axes, pf.cluster_names, attrs, dtype, compression,
                         bool(meta["sensitivities"]))
     try:
@@ -325,14 +319,9 @@ def _merge_montecarlo(infos, meta, cfg, pf, output: Path, compression) -> Path:
             part = Summary.from_state({k: v[()] for k, v in f["data"].items()}, mc.hurdle_irr,
                                       mc.covenant_dscr)
         total = part if total is None else (total.merge(part) or total)
-    attrs = {
-        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": meta["config"],
-        "config_sha256": meta["config_sha256"], "backend": meta["backend"], "device": meta["device"],
-        "dtype": str(meta["dtype"]), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "portfolio": pf.name, "scenario": scd["name"], "currency": pf.currency,
-        "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate, "kind": "montecarlo",
-        "paths": mc.paths, "seed": int(scd["seed"]), "merged_from": f"{len(infos)} shards",
-    }
+    attrs = provenance(pf, scd["name"], meta["config"], meta["config_sha256"], meta["backend"], meta["device"],
+                       str(meta["dtype"]), kind="montecarlo", paths=mc.paths, seed=int(scd["seed"]),
+                       merged_from=f"{len(infos)} shards")
     writer = MonteCarloWriter(output, pf, mc, attrs, np.dtype(str(meta["dtype"])), compression)
     try:
         writer.write_summary(total, None)
