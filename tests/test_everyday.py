@@ -161,3 +161,26 @@ def test_named_scenario_files_are_validated(tmp_path):
     assert "no entry for 'energy' in shockset.sources" in r.output
     assert "no shock set 'atlantis'" in r.output
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_report_command_with_axes_chosen_and_held(tmp_path):
+    sc = tmp_path / "g.yaml"
+    sc.write_text("scenario:\n  kind: grid\n  axes:\n    - {shock: utilization, values: [-0.2, 0.0]}\n"
+                  "    - {shock: price, values: [0.6, 1.0, 1.2]}\n    - {shock: energy, values: [1.0, 2.0]}\n")
+    out = tmp_path / "g.h5"
+    _ok(["run", "-s", str(sc), "-o", str(out), "--backend", "numpy", "-q"])
+    text = _ok(["report", str(out), "-o", str(tmp_path / "rep"), "--x", "price", "--y", "energy",
+                "--at", "utilization=-0.2"])
+    assert "wrote" in text
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "utilization = -0.2" in html
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert pngs and all(p in html for p in pngs)
+    r = CliRunner().invoke(main, ["report", str(out), "--at", "utilization"])
+    assert r.exit_code == 2 and "--at: must be AXIS=VALUE" in r.output
+    r = CliRunner().invoke(main, ["report", str(out), "--x", "nope"])
+    assert r.exit_code == 2 and "nope" in r.output
+    listed = json.loads(_ok(["scenarios", "list", "--json"]))
+    assert {d["name"] for d in listed} == set(list_library())
+    assert _ok(["run", "-s", "smoke", "-o", str(tmp_path / "q.h5"), "--backend", "numpy", "-q"]).strip() \
+        == str(tmp_path / "q.h5")
