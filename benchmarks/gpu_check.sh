@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check for a machine with a CUDA GPU (about 7 minutes on an H200): device, GPU tests, GPU vs CPU
+# GPU check for a machine with a CUDA GPU (about 8 minutes on an H200; not yet run with the workloads): device, GPU tests, GPU vs CPU
 # results, and grid throughput on JAX and CuPy against numpy. Packages the GPU image lacks
 # can travel as wheels in .whl/ (installed to /tmp/site, no network needed).
 set -uo pipefail
@@ -25,5 +25,10 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO
 echo "== GPU vs CPU on random grids"
 timeout 90 python3 "$REPO/benchmarks/gpu_compare.py"
 echo "== throughput"
-timeout 200 python3 "$REPO/benchmarks/bench_grid.py" --backends jax,cupy,numpy --sizes default,1e6,1e7 \
+timeout 150 python3 "$REPO/benchmarks/bench_grid.py" --backends jax,cupy,numpy --sizes default,1e7 \
   --numpy-limit 50000 --repeats 3 2>&1 | tee "$OUT/bench.txt"
+echo "== workloads W1, W3, W4 at GPU sizes (JAX, then CuPy; W3 needs JAX)"
+timeout 150 python3 "$REPO/benchmarks/bench_workloads.py" --backend jax --only W1,W3,W4 --w4 1e7 --repeats 3 \
+  2>&1 | tee "$OUT/workloads_jax.txt"
+timeout 90 python3 "$REPO/benchmarks/bench_workloads.py" --backend cupy --only W1,W4 --w4 1e6 --repeats 3 \
+  2>&1 | tee "$OUT/workloads_cupy.txt"

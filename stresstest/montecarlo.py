@@ -73,7 +73,9 @@ class MonteCarloRun:
 
 
 def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
-    chunk = chunk_size or default_chunk_size(pf, mc.paths)
+    from .engine import _DEFAULT_BUDGET, _GPU_BUDGET
+
+    chunk = chunk_size or default_chunk_size(pf, mc.paths, _GPU_BUDGET if backend.is_gpu else _DEFAULT_BUDGET)
     chunk = int(min(chunk, mc.paths))
     xp, dtype = backend.xp, backend.dtype
     fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf))
