@@ -30,7 +30,6 @@ import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from bench_grid import PeakMemory, bench_h5, grid_of_size, measure
