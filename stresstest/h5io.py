@@ -124,7 +124,15 @@ def remove_stale_partials(path: Path) -> list[Path]:
 
 class AtomicFile:
     """An HDF5 file written under a temporary name: commit() renames it into place,
-    abort() removes it. Subclasses open self.f on self.tmp."""
+    abort() removes it. Subclasses open self.f on self.tmp. As a context manager it
+    aborts when the block raises (anything, KeyboardInterrupt included)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
 
     def flush(self) -> None:
         pass

@@ -157,19 +157,24 @@ class Summary:
     # --------------------------------------------------- state for shard files
     _COUNTS = ("npv_negative", "irr_below", "irr_finite", "dscr_below", "dscr_finite")
 
+    def _parts(self):
+        """(name, Moments or Sketch) of every accumulator, in a fixed order."""
+        for o in OUTPUTS:
+            yield f"{o}.m", self.moments[o]
+            for c, sk in enumerate(self.sketches[o]):
+                yield f"{o}.s{c}", sk
+        yield "fan.m", self.fan_moments
+        for t, sk in enumerate(self.fan):
+            yield f"fan.s{t}", sk
+
     def state(self) -> dict[str, np.ndarray]:
         """Every number the summary holds, as flat named arrays (a shard file's data)."""
         out = {"n": np.array([self.n]), "horizon": np.array([len(self.fan) - 1]),
                "clusters": np.array([self.C])}
         for name in self._COUNTS:
             out[name] = getattr(self, name)
-        for o in OUTPUTS:
-            _moments_state(out, f"{o}.m", self.moments[o])
-            for c, sk in enumerate(self.sketches[o]):
-                _sketch_state(out, f"{o}.s{c}", sk)
-        _moments_state(out, "fan.m", self.fan_moments)
-        for t, sk in enumerate(self.fan):
-            _sketch_state(out, f"fan.s{t}", sk)
+        for key, part in self._parts():
+            (_moments_state if isinstance(part, Moments) else _sketch_state)(out, key, part)
         names = sorted(self.unexpected)
         out["unexpected.names"] = np.array(names, dtype="S")
         out["unexpected.values"] = np.array([self.unexpected[k] for k in names], dtype=np.int64).reshape(-1, 2)
@@ -181,13 +186,8 @@ class Summary:
         s.n = int(d["n"][0])
         for name in cls._COUNTS:
             setattr(s, name, np.array(d[name]))
-        for o in OUTPUTS:
-            _moments_load(d, f"{o}.m", s.moments[o])
-            for c, sk in enumerate(s.sketches[o]):
-                _sketch_load(d, f"{o}.s{c}", sk)
-        _moments_load(d, "fan.m", s.fan_moments)
-        for t, sk in enumerate(s.fan):
-            _sketch_load(d, f"fan.s{t}", sk)
+        for key, part in s._parts():
+            (_moments_load if isinstance(part, Moments) else _sketch_load)(d, key, part)
         for k, (count, first) in zip(d["unexpected.names"], d["unexpected.values"]):
             s.unexpected[k.decode() if isinstance(k, bytes) else str(k)] = (int(count), int(first))
         return s
@@ -376,20 +376,18 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
     bar = Progress(mc.paths, label="paths", enabled=progress)
     try:
-        for chunk in run.chunks():
-            summary.add(chunk.outputs, chunk.start)
-            if save_paths:
-                writer.write_paths(chunk.start, chunk.stop, chunk.outputs)
-            bar.advance(chunk.stop - chunk.start)
-        gradients = None
-        if sensitivities:
-            cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
-            gradients = pathwise_gradients(run, cuts)
-        writer.write_summary(summary, gradients)
-        path = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+        with writer:
+            for chunk in run.chunks():
+                summary.add(chunk.outputs, chunk.start)
+                if save_paths:
+                    writer.write_paths(chunk.start, chunk.stop, chunk.outputs)
+                bar.advance(chunk.stop - chunk.start)
+            gradients = None
+            if sensitivities:
+                cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
+                gradients = pathwise_gradients(run, cuts)
+            writer.write_summary(summary, gradients)
+            path = writer.commit()
     finally:
         bar.close()
     return MonteCarloResult(path, pf, mc, be.describe(), summary, gradients, time.perf_counter() - t0,

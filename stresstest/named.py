@@ -247,12 +247,8 @@ def write_named(path: Path, pf: Portfolio, sc: NamedScenario, out: dict, attrs: 
 
     axis = _LabelAxis("scenario", np.array([s.name for s in sc.sets], dtype=object))
     writer = GridWriter(path, [axis], pf.cluster_names, attrs, np.float64, compression)
-    try:
+    with writer:
         writer.write(0, len(sc.sets), {k: np.asarray(v)[1:] for k, v in out.items()})
         writer.write_group("base", {k: np.asarray(v)[0] for k, v in out.items()})
-        ds = writer.f["scenario"]
-        ds.attrs["titles"] = "\n".join(s.title for s in sc.sets)
+        writer.f["scenario"].attrs["titles"] = "\n".join(s.title for s in sc.sets)
         return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise

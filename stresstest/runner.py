@@ -118,23 +118,21 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     thread = threading.Thread(target=drain, name="stresstest-writer", daemon=True)
     thread.start()
     try:
-        try:
-            for chunk in run.chunks():
-                if failure:
-                    break
-                pending.put(chunk)
-                extremes.update(chunk)
-                bar.advance(chunk.stop - chunk.start)
-        finally:
-            pending.put(None)
-            thread.join()
-        if failure:
-            raise failure[0]
-        writer.write_group("base", base)
-        path = writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+        with writer:
+            try:
+                for chunk in run.chunks():
+                    if failure:
+                        break
+                    pending.put(chunk)
+                    extremes.update(chunk)
+                    bar.advance(chunk.stop - chunk.start)
+            finally:
+                pending.put(None)
+                thread.join()
+            if failure:
+                raise failure[0]
+            writer.write_group("base", base)
+            path = writer.commit()
     finally:
         bar.close()
     return RunResult(path, pf, sc, be.describe(), base, extremes, time.perf_counter() - t0,

@@ -286,7 +286,7 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
                        dtype, n_scenarios=sc.size, merged_from=f"{len(infos)} shards")
     writer = GridWriter(output, sc.axes, pf.cluster_names, attrs, dtype, compression,
                         bool(meta["sensitivities"]))
-    try:
+    with writer:
         for info in infos:
             with h5py.File(info.path, "r") as f:
                 data = f["data"]
@@ -296,9 +296,6 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
                     writer.write(a, b, block)
         writer.write_group("base", evaluate_base(pf, dtype))
         return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def _merge_montecarlo(infos, meta, cfg, pf, output: Path, compression) -> Path:
@@ -323,12 +320,9 @@ def _merge_montecarlo(infos, meta, cfg, pf, output: Path, compression) -> Path:
                        str(meta["dtype"]), kind="montecarlo", paths=mc.paths, seed=int(scd["seed"]),
                        merged_from=f"{len(infos)} shards")
     writer = MonteCarloWriter(output, pf, mc, attrs, np.dtype(str(meta["dtype"])), compression)
-    try:
+    with writer:
         writer.write_summary(total, None)
         return writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def _grid_shard(run, start: int, stop: int, group, datasets: dict, bar) -> None:
