@@ -362,7 +362,7 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
                    save_paths=False) -> MonteCarloResult:
     from .h5io import provenance
     from .mc_io import MonteCarloWriter
-    from .progress import Progress
+    from .progress import Interrupts, Progress
 
     if sensitivities and be.name != "jax":
         raise BackendError(f"sensitivities need the JAX backend (automatic differentiation); got "
@@ -376,8 +376,9 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
     bar = Progress(mc.paths, label="paths", enabled=progress)
     try:
-        with writer:
+        with writer, Interrupts() as interrupts:
             for chunk in run.chunks():
+                interrupts.check()
                 summary.add(chunk.outputs, chunk.start)
                 if save_paths:
                     writer.write_paths(chunk.start, chunk.stop, chunk.outputs)

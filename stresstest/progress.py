@@ -56,3 +56,36 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) taken at chunk boundaries: the handler only records it, and
+    `check()` raises KeyboardInterrupt between chunks. An interrupt raised anywhere
+    else could land inside a queue's or a lock's bookkeeping (the writer thread's queue)
+    and leave it stuck. Only the main thread can set signal handlers; elsewhere this
+    does nothing. A second Ctrl-C before the next boundary interrupts at once."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.hit = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)

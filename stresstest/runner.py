@@ -14,7 +14,7 @@ from .backends import make_backend
 from .config import ConfigError, Portfolio, Scenario, config_json, load_portfolio, load_scenario
 from .engine import Extremes, evaluate_base, prepare
 from .h5io import provenance
-from .progress import Progress
+from .progress import Interrupts, Progress
 
 
 @dataclass
@@ -118,9 +118,10 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     thread = threading.Thread(target=drain, name="stresstest-writer", daemon=True)
     thread.start()
     try:
-        with writer:
+        with writer, Interrupts() as interrupts:
             try:
                 for chunk in run.chunks():
+                    interrupts.check()
                     if failure:
                         break
                     pending.put(chunk)
