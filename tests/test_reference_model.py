@@ -9,6 +9,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import numpy_financial as npf
 import pytest
 
@@ -879,3 +880,23 @@ def test_factor_length_and_keys_checked():
         evaluate([p, p], 12, 0.1, factors=[None])
     with pytest.raises(KeyError):
         evaluate([p], 12, 0.1, factors=[{"prices": [1.0] * 12}])
+
+
+def test_payback_kernel_matches_plain_loop(backend):
+    """The kernel's payback (a cumulative sum on numpy and CuPy, a month-by-month
+    recurrence under JAX) against the plain loop, on hand cases and random rows."""
+    from stresstest.kernels.metrics import payback_months as kernel_payback
+
+    rng = np.random.default_rng(42)
+    rows = [[-1000.0, 400.0, 400.0, 400.0, 0.0, 0.0], [-1000.0, 0.0, 200.0, 400.0, 400.0, 400.0],
+            [-1000.0, 100.0, 100.0, 0.0, 0.0, 0.0], [0.0, -5.0, 10.0, 0.0, 0.0, 0.0],
+            [-10.0, 40.0, -100.0, 0.0, 0.0, 0.0], [5.0, -50.0, 10.0, 60.0, 0.0, 0.0]]
+    rand = rng.normal(0.3, 1.0, (200, 6))
+    rand[:, 0] = -rng.uniform(0, 3, 200)
+    flows = np.concatenate([np.array(rows), rand]).reshape(-1, 2, 6)  # a batch axis as well
+    want = np.array([payback_months(list(r)) for r in flows.reshape(-1, 6)]).reshape(flows.shape[:-1])
+    got = backend.to_numpy(backend.compile(kernel_payback)(backend.asarray(flows)))
+    assert np.isinf(want).any() and (want == 0).any() and (np.isfinite(want) & (want > 0)).any()
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    fin = np.isfinite(want)
+    assert np.allclose(got[fin], want[fin], rtol=1e-12, atol=1e-12)
