@@ -132,3 +132,38 @@ def test_write_failure_in_writer_thread_leaves_no_file(tmp_path, monkeypatch):
         run_grid(list_presets()["example"], list_presets()["smoke"], tmp_path / "x.h5",
                  backend="numpy", chunk_size=1, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sensitivities", [False, True])
+def test_own_deflate_equals_hdf5_filters(tmp_path, monkeypatch, sensitivities):
+    """Whole chunks deflated by the writer's threads and stored with write_direct_chunk
+    read back (h5py, and xarray through h5netcdf) exactly as the plain uncompressed file,
+    with the gzip + shuffle filters declared, whatever the staging and chunk layout."""
+    import stresstest.h5io as h5io
+
+    calls = []
+    deflate = h5io._deflate_shuffled
+    monkeypatch.setattr(h5io, "_deflate_shuffled", lambda v, lv: calls.append(v.shape) or deflate(v, lv))
+    small = h5io.chunk_shape
+    # chunks of 40 elements: many whole chunks, edge chunks and points split over stages
+    monkeypatch.setattr(h5io, "chunk_shape", lambda shape: small(shape, 40))
+    files = {}
+    for comp, stage in (("gzip", 3000), ("gzip", 2**26), (None, 2**26)):
+        monkeypatch.setattr(h5io.GridWriter, "STAGE_BYTES", stage)
+        out = tmp_path / f"{comp}-{stage}.h5"
+        run_grid(list_presets()["example"], list_presets()["smoke"], out,
+                 backend="jax" if sensitivities else "numpy", chunk_size=2, compression=comp,
+                 sensitivities=sensitivities, progress=False)
+        files[(comp, stage)] = out
+    assert len(calls) > 10
+    plain = files[(None, 2**26)]
+    with h5py.File(plain) as f:
+        want = {k: f[k][()] for k in f if k in OUTPUTS or k.startswith(("cluster_", "grad_", "slope_", "npv_"))}
+    assert ("grad_npv" in want) == sensitivities
+    for key in (("gzip", 3000), ("gzip", 2**26)):
+        with h5py.File(files[key]) as f:
+            for k, v in want.items():
+                assert f[k].compression == "gzip" and f[k].shuffle, k
+                assert np.array_equal(f[k][()], v, equal_nan=True), (key, k)
+        with xr.open_dataset(files[key], engine="h5netcdf") as ds:
+            assert np.array_equal(ds["cluster_npv"].values, want["cluster_npv"], equal_nan=True)
