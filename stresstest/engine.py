@@ -91,13 +91,32 @@ class GridRun:
             from .jax_adapter import place
 
             args = place(args, device)
-        for start in range(first, last, self.chunk_size):
-            stop = min(start + self.chunk_size, last)
-            # overflow to inf or NaN is reported per grid point (Extremes), not warned
-            with np.errstate(all="ignore"):
-                out = self._fn(*args, b.xp.asarray(start))
-            host = {name: b.to_numpy(v)[: stop - start] for name, v in out.items()}
-            yield Chunk(start, stop, host)
+        yield from pipelined(self._fn, args, b, first, last, self.chunk_size)
+
+
+def pipelined(fn, args, backend: Backend, first: int, last: int, size: int) -> Iterator[Chunk]:
+    """Chunks of fn(*args, start) over [first, last), one computing ahead of the one
+    handed out.
+
+    JAX and CuPy return before the device has finished: the next chunk is launched
+    before the current one is copied to the host, so the device keeps computing while
+    the caller summarises and writes (and while a writer thread holds the GIL).
+    """
+    ahead = None
+    for start in range(first, last, size):
+        stop = min(start + size, last)
+        # overflow to inf or NaN is reported per grid point (Extremes), not warned
+        with np.errstate(all="ignore"):
+            out = fn(*args, backend.xp.asarray(start))
+        if ahead is not None:
+            yield _to_host(backend, *ahead)
+        ahead = (start, stop, out)
+    if ahead is not None:
+        yield _to_host(backend, *ahead)
+
+
+def _to_host(backend: Backend, start: int, stop: int, out: dict) -> Chunk:
+    return Chunk(start, stop, {name: backend.to_numpy(v)[: stop - start] for name, v in out.items()})
 
 
 def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None,

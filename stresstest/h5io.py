@@ -156,12 +156,23 @@ class AtomicFile:
 
 def _deflate_shuffled(values: np.ndarray, level: int) -> bytes:
     """One HDF5 chunk as the shuffle + deflate filter pipeline stores it: the bytes
-    regrouped by significance (byte 0 of every element, then byte 1, ...), then zlib."""
-    import zlib
+    regrouped by significance (byte 0 of every element, then byte 1, ...), then a zlib
+    stream.
 
+    The stream comes from ISA-L (the `isal` package) where it is installed: on the
+    example grid's outputs its level 2 deflates about 7x faster than zlib's level 1,
+    for files about 4 % larger. Any zlib inflates it, so readers see an ordinary gzip
+    dataset. Without isal, zlib at `level`.
+    """
     a = np.ascontiguousarray(values)
     shuffled = np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.dtype.itemsize).T)
-    return zlib.compress(shuffled, level)
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        import zlib
+
+        return zlib.compress(shuffled, level)
+    return isal_zlib.compress(shuffled, 2)
 
 
 def _gaps(start: int, stop: int, covered: list[tuple[int, int]]):
@@ -192,6 +203,7 @@ class _DirectChunks:
         self.k, self.part = k, part
         self.stride = math.prod(grid_shape[k + 1:])  # points per step along dim k
         self.row = grid_shape[k] * self.stride  # points per index of the dims before k
+        self.points = part * self.stride  # points per chunk
         self.extra_ndim = 0
 
     @classmethod
@@ -214,7 +226,7 @@ class _DirectChunks:
     def inside(self, start: int, stop: int) -> list[tuple[int, int]]:
         """Whole, non-edge chunks lying inside the flat point range [start, stop)."""
         out = []
-        size = self.part * self.stride
+        size = self.points
         n_k = self.grid_shape[self.k]
         full = n_k // self.part  # chunks per row that are not edge chunks
         for r in range(start // self.row, (stop - 1) // self.row + 1):
@@ -334,49 +346,60 @@ class GridWriter(AtomicFile):
 
     # Consecutive chunks are staged and written together: one HDF5 write costs about the
     # same for 1,000 points as for 100,000 (selection and chunk bookkeeping), so small
-    # writes made the I/O, not the compression, the cost of a streamed grid.
+    # writes made the I/O, not the compression, the cost of a streamed grid. A staged
+    # write stores the whole HDF5 chunks it holds and keeps each dataset's unfinished
+    # last chunk for the next one: a chunk written in two parts would be compressed,
+    # read back and compressed again by HDF5, under h5py's lock.
     STAGE_BYTES = 64 * 2**20
 
     def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
         """Store the outputs of the flat grid range [start, stop) (staged; see flush)."""
-        stage = getattr(self, "_stage", None)
-        if stage is not None and stage[1] != start:
+        if getattr(self, "_stage_end", None) is not None and self._stage_end != start:
             self.flush()
-            stage = None
-        if stage is None:
-            self._stage = stage = [start, start, [], 0]
-        stage[1] = stop
-        part = {name: outputs[name][: stop - start] for name in self.datasets}
-        stage[2].append(part)
-        stage[3] += sum(v.nbytes for v in part.values())
-        if stage[3] >= self.STAGE_BYTES:
-            self.flush()
+        pending = self.__dict__.setdefault("_pending", {})
+        for name in self.datasets:
+            pending.setdefault(name, [start, []])[1].append(outputs[name][: stop - start])
+        self._stage_end = stop
+        self._staged = getattr(self, "_staged", 0) + sum(outputs[n][: stop - start].nbytes for n in self.datasets)
+        if self._staged >= self.STAGE_BYTES:
+            self._write_staged(final=False)
 
     def flush(self) -> None:
-        stage = getattr(self, "_stage", None)
-        self._stage = None
-        if stage is None:
+        self._write_staged(final=True)
+
+    def _write_staged(self, final: bool) -> None:
+        stop = getattr(self, "_stage_end", None)
+        if stop is None:
             return
-        start, stop, parts, _ = stage
-        if len(parts) == 1:
-            outputs = parts[0]
-        else:
-            outputs = {name: np.concatenate([p[name] for p in parts]) for name in self.datasets}
         jobs = []  # (dataset, chunk offset, future of its compressed bytes)
+        kept = {}
         for name, ds in self.datasets.items():
+            first, parts = self._pending[name]
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
             plan = self._direct.get(name)
-            whole = plan.inside(start, stop) if plan is not None else []
+            whole = plan.inside(first, stop) if plan is not None else []
+            end = stop
+            if not final and plan is not None:
+                tail = whole[-1][1] if whole else first
+                if stop - tail < plan.points:  # the start of a chunk: finish it next time
+                    end = tail
             if whole:
                 pool = self._compressor()
                 for p0, p1 in whole:
-                    data = outputs[name][p0 - start:p1 - start]
-                    jobs.append((ds, plan.offset(p0), pool.submit(_deflate_shuffled, data, plan.level)))
-            for g0, g1 in _gaps(start, stop, whole):
+                    jobs.append((ds, plan.offset(p0),
+                                 pool.submit(_deflate_shuffled, values[p0 - first:p1 - first], plan.level)))
+            for g0, g1 in _gaps(first, end, whole):
                 for sel, box, off in flat_slabs(self.grid_shape, g0, g1):
-                    v = outputs[name][g0 - start + off:g0 - start + off + math.prod(box)]
+                    v = values[g0 - first + off:g0 - first + off + math.prod(box)]
                     ds[sel] = v.reshape(box + v.shape[1:])
+            if end < stop:
+                kept[name] = [end, [values[end - first:]]]
         for ds, offset, fut in jobs:
             ds.id.write_direct_chunk(offset, fut.result())
+        self._pending = kept
+        self._staged = sum(p[1][0].nbytes for p in kept.values())
+        if not kept:
+            self._stage_end = None
 
     def _compressor(self):
         """Threads that deflate whole HDF5 chunks: zlib releases the GIL, so they run

@@ -19,7 +19,7 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio, config_json
-from .engine import EXPECTED_NONFINITE, Chunk, default_chunk_size, equity_clusters
+from .engine import EXPECTED_NONFINITE, Chunk, default_chunk_size, equity_clusters, pipelined
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS, PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -63,13 +63,8 @@ class MonteCarloRun:
         return self.scenario.paths
 
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
-        b = self.backend
         stop = self.total if stop is None else stop
-        for a in range(start, stop, self.chunk_size):
-            z = min(a + self.chunk_size, stop)
-            with np.errstate(all="ignore"):
-                out = self._fn(*self._args, b.xp.asarray(a))
-            yield Chunk(a, z, {k: b.to_numpy(v)[: z - a] for k, v in out.items()})
+        yield from pipelined(self._fn, self._args, self.backend, start, stop, self.chunk_size)
 
 
 def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
