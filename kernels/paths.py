@@ -69,8 +69,40 @@ def normals(xp, key: int, paths, first: int, count: int, dtype):
     u1 = uniforms(xp, key, paths, draws, dtype)
     u2 = uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)
     r = xp.sqrt(-2.0 * xp.log(u1))
-    angle = (2.0 * math.pi) * u2
-    return xp.concat([r * xp.cos(angle), r * xp.sin(angle)], axis=1)[:, :count]
+    cos, sin = sincos_2pi(xp, u2)
+    return xp.concat([r * cos, r * sin], axis=1)[:, :count]
+
+
+# Taylor coefficients of sin(x)/x and cos(x) in x^2, highest first; on |x| <= pi/4 the
+# first omitted terms are below 7e-17 relative (x^17/17!, x^18/18!)
+_SIN = tuple((-1) ** j / math.factorial(2 * j + 1) for j in range(7, -1, -1))
+_COS = tuple((-1) ** j / math.factorial(2 * j) for j in range(8, -1, -1))
+
+
+def sincos_2pi(xp, u):
+    """(cos 2 pi u, sin 2 pi u) for u in [0, 1], to about 2e-16 absolute.
+
+    One exact reduction serves both: with k = round(4 u) (the nearest quarter turn),
+    w = u - k/4 is exact (Sterbenz) and in [-1/8, 1/8]; the polynomials on x = 2 pi w are
+    evaluated by Horner's rule and the quarter turns rotate them. Several times faster
+    than the two library calls on XLA's CPU backend, and more accurate near the zeros,
+    where cos(2 pi u) inherits the rounding of its argument.
+    """
+    k = xp.round(4.0 * u)
+    w = u - 0.25 * k
+    q = xp.astype(k, xp.int64) % 4
+    x = (2.0 * math.pi) * w
+    x2 = x * x
+    s = _SIN[0]
+    for c in _SIN[1:]:
+        s = s * x2 + c
+    s = s * x
+    c_ = _COS[0]
+    for c in _COS[1:]:
+        c_ = c_ * x2 + c
+    cos = xp.where(q == 0, c_, xp.where(q == 1, -s, xp.where(q == 2, -c_, s)))
+    sin = xp.where(q == 0, s, xp.where(q == 1, c_, xp.where(q == 2, -s, -c_)))
+    return cos, sin
 
 
 def ar1_scan(xp, b, phi):
@@ -203,7 +235,7 @@ def event_draws(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: in
         elif ev.dist == "normal":
             mean, sd = ev.args
             u2 = uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)
-            v = mean + sd * xp.sqrt(-2.0 * xp.log(u)) * xp.cos((2.0 * math.pi) * u2)
+            v = mean + sd * xp.sqrt(-2.0 * xp.log(u)) * sincos_2pi(xp, u2)[0]
         elif ev.dist == "discrete":
             cum = ev.args  # cumulative probabilities, last = 1
             vals = xp.asarray(ev.values, dtype=dtype)

@@ -19,7 +19,8 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio, config_json
-from .engine import EXPECTED_NONFINITE, Chunk, default_chunk_size, equity_clusters, pipelined
+from .engine import (_DEFAULT_BUDGET, _GPU_BUDGET, EXPECTED_NONFINITE, Chunk, default_chunk_size,
+                     equity_clusters, pipelined)
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS, PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -67,10 +68,15 @@ class MonteCarloRun:
         yield from pipelined(self._fn, self._args, self.backend, start, stop, self.chunk_size)
 
 
-def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
-    from .engine import _DEFAULT_BUDGET, _GPU_BUDGET
+# CPU chunks of paths are a quarter of a grid's: drawing a path adds arrays of [series,
+# months] per path (normals, the correlated innovations, the scans), and past about 256
+# paths of the example portfolio they leave the caches (1,024 ran 1.6x slower; 2-core VM)
+_MC_CPU_BUDGET = _DEFAULT_BUDGET // 4
 
-    chunk = chunk_size or default_chunk_size(pf, mc.paths, _GPU_BUDGET if backend.is_gpu else _DEFAULT_BUDGET)
+
+def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
+
+    chunk = chunk_size or default_chunk_size(pf, mc.paths, _GPU_BUDGET if backend.is_gpu else _MC_CPU_BUDGET)
     chunk = int(min(chunk, mc.paths))
     xp, dtype = backend.xp, backend.dtype
     fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf))
@@ -102,20 +108,43 @@ class Summary:
         self.dscr_finite = np.zeros(1 + n_clusters, dtype=np.int64)
         # outputs the model never leaves non-finite: name -> (count, first path index)
         self.unexpected: dict[str, tuple[int, int]] = {}
+        self._pending: list[dict] = []  # chunks not yet absorbed (see add)
+        self._pending_rows = 0
 
     @staticmethod
     def columns(out: dict, name: str) -> np.ndarray:
         return np.concatenate([out[name][:, None], out["cluster_" + name]], axis=1)
 
+    # Chunks are absorbed in batches of at least this many paths: the accumulators cost
+    # about 130 numpy calls per batch whatever its size, as much as computing 1,000 paths
+    BATCH = 16384
+    _SUMMARISED = tuple(OUTPUTS) + tuple("cluster_" + o for o in OUTPUTS) + ("cumulative_cf",)
+
     def add(self, out: dict, start: int = 0) -> None:
+        """Take one chunk's outputs (paths start, start + 1, ...). Non-finite values are
+        checked at once; the accumulators take the chunks in batches (flush)."""
         self.n += out["npv"].shape[0]
         for o in OUTPUTS:
-            x = self.columns(out, o)
             if o not in EXPECTED_NONFINITE:
-                bad = ~np.isfinite(x).all(axis=1)
+                bad = ~(np.isfinite(out[o]) & np.isfinite(out["cluster_" + o]).all(axis=1))
                 if bad.any():
                     count, first = self.unexpected.get(o, (0, start + int(np.argmax(bad))))
                     self.unexpected[o] = (count + int(bad.sum()), first)
+        self._pending.append({k: out[k] for k in self._SUMMARISED})
+        self._pending_rows += out["npv"].shape[0]
+        if self._pending_rows >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Absorb the chunks taken so far (every reader calls it first)."""
+        if not self._pending:
+            return
+        pending = self._pending
+        out = pending[0] if len(pending) == 1 else {
+            k: np.concatenate([p[k] for p in pending]) for k in self._SUMMARISED}
+        self._pending, self._pending_rows = [], 0
+        for o in OUTPUTS:
+            x = self.columns(out, o)
             self.moments[o].add(x)
             for c, sk in enumerate(self.sketches[o]):
                 sk.add(x[:, c], out["cluster_npv"] if sk.n_extra else None)
@@ -135,6 +164,8 @@ class Summary:
             self.dscr_below += (dscr < self.covenant).sum(axis=0)
 
     def merge(self, other: "Summary") -> None:
+        self.flush()
+        other.flush()
         self.n += other.n
         for o in OUTPUTS:
             self.moments[o].merge(other.moments[o])
@@ -154,6 +185,7 @@ class Summary:
 
     def _parts(self):
         """(name, Moments or Sketch) of every accumulator, in a fixed order."""
+        self.flush()
         for o in OUTPUTS:
             yield f"{o}.m", self.moments[o]
             for c, sk in enumerate(self.sketches[o]):
@@ -164,6 +196,7 @@ class Summary:
 
     def state(self) -> dict[str, np.ndarray]:
         """Every number the summary holds, as flat named arrays (a shard file's data)."""
+        self.flush()
         out = {"n": np.array([self.n]), "horizon": np.array([len(self.fan) - 1]),
                "clusters": np.array([self.C])}
         for name in self._COUNTS:
@@ -189,6 +222,7 @@ class Summary:
 
     def table(self, o: str) -> np.ndarray:
         """[1 + C, len(STATISTICS)]: the statistics of output o, portfolio first."""
+        self.flush()
         m = self.moments[o]
         rows = []
         for c, sk in enumerate(self.sketches[o]):
@@ -201,6 +235,7 @@ class Summary:
 
     def risk(self) -> dict:
         """VaR, CVaR (with standard errors), probabilities, tail contributions."""
+        self.flush()
         out: dict = {}
         for level in LEVELS:
             q = 1.0 - level
@@ -237,6 +272,7 @@ class Summary:
 
     def fan_table(self) -> np.ndarray:
         """[T + 1, len(FAN_QUANTILES)] quantiles of the cumulative portfolio cash flow."""
+        self.flush()
         return np.array([[sk.quantile(q) for q in FAN_QUANTILES] for sk in self.fan])
 
 
@@ -380,6 +416,7 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
                 bar.advance(chunk.stop - chunk.start)
             gradients = None
             if sensitivities:
+                summary.flush()
                 cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
                 gradients = pathwise_gradients(run, cuts)
             writer.write_summary(summary, gradients)

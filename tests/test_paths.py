@@ -55,7 +55,27 @@ def test_seed_key_and_uniforms_are_a_plain_splitmix64_and_box_muller():
         pair = k if k < 3 else k - 3
         u1, u2 = uu[:, 10 - 10 + 2 * pair], uu[:, 2 * pair + 1]
         trig = np.cos if k < 3 else np.sin
-        np.testing.assert_allclose(z[:, k], np.sqrt(-2 * np.log(u1)) * trig(2 * np.pi * u2), rtol=1e-15)
+        r = np.sqrt(-2 * np.log(u1))
+        # the library's trig inherits the rounding of 2 pi u (about 1e-16 absolute)
+        np.testing.assert_allclose(z[:, k], r * trig(2 * np.pi * u2), rtol=1e-15, atol=2e-15 * r.max())
+
+
+def test_sincos_2pi_against_the_library_and_exact_at_quarter_turns():
+    rng = np.random.default_rng(5)
+    u = np.concatenate([rng.random(200_000), np.linspace(0, 1, 4097), [1e-300, 0.5 - 2**-53, 0.75 + 2**-53]])
+    c, s = kp.sincos_2pi(np, u)
+    assert np.abs(c - np.cos(2 * np.pi * u)).max() < 1.5e-15
+    assert np.abs(s - np.sin(2 * np.pi * u)).max() < 1.5e-15
+    assert np.abs(c * c + s * s - 1).max() < 1e-15
+    quarter = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    c, s = kp.sincos_2pi(np, quarter)
+    assert np.array_equal(c, [1, 0, -1, 0, 1]) and np.array_equal(s, [0, 1, 0, -1, 0])
+    # odd about 1/2 and symmetric about each quarter, as the true functions are
+    v = rng.random(1000) * 0.25
+    c1, s1 = kp.sincos_2pi(np, v)
+    c2, s2 = kp.sincos_2pi(np, 0.5 - v)
+    np.testing.assert_allclose(c2, -c1, atol=4e-16)
+    np.testing.assert_allclose(s2, s1, atol=4e-16)
 
 
 def test_uniforms_bit_identical_on_jax_and_normals_to_round_off():
