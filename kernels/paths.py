@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from array_api_compat import array_namespace
 
 DRAW_BITS = 24
@@ -105,21 +106,18 @@ def sincos_2pi(xp, u):
     return cos, sin
 
 
-def ar1_scan(xp, b, phi):
+def ar1_scan(xp, b, phi: float):
     """y_t = phi y_{t-1} + b_t along the last axis, y_0 = b_0 (so y_{-1} = 0).
 
-    phi broadcasts against b's leading axes ([..., 1]). A doubling scan: log2(T) array
-    steps, y_t = sum_k phi^(t-k) b_k without powers of 1/phi (stable for any phi).
+    One matrix product with the lower-triangular Toeplitz matrix of phi^(t-k): no
+    powers of 1/phi (stable for any phi), and on the CPU several times faster than
+    log2(T) shifted passes over arrays that outgrow the caches.
     """
     T = b.shape[-1]
-    y = b
-    d = 1
-    while d < T:
-        zeros = xp.zeros(y.shape[:-1] + (d,), dtype=y.dtype)
-        shifted = xp.concat([zeros, y[..., : T - d]], axis=-1)
-        y = y + phi ** d * shifted
-        d *= 2
-    return y
+    k = np.arange(T)
+    lag = k[None, :] - k[:, None]  # [k, t]: t - k
+    m = np.where(lag >= 0, float(phi) ** np.maximum(lag, 0), 0.0)
+    return xp.matmul(b, xp.asarray(m, dtype=b.dtype))
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,9 @@ def innovations(xp, key: int, paths, spec: PathSpec, dtype):
     if all(spec.chol[i][j] == (1.0 if i == j else 0.0) for i in range(n) for j in range(n)):
         return z
     L = xp.asarray(spec.chol, dtype=dtype)
-    return xp.matmul(L, z)
+    # contract the series axis directly (a broadcast matmul of L over the paths is a
+    # batched product, three times slower on XLA's CPU backend)
+    return xp.permute_dims(xp.tensordot(z, L, axes=([1], [1])), (0, 2, 1))
 
 
 def path_factors(xp, key: int, paths, spec: PathSpec, dtype) -> dict:
