@@ -116,7 +116,9 @@ class Summary:
         return np.concatenate([out[name][:, None], out["cluster_" + name]], axis=1)
 
     # Chunks are absorbed in batches of at least this many paths: the accumulators cost
-    # about 130 numpy calls per batch whatever its size, as much as computing 1,000 paths
+    # about 130 numpy calls per batch whatever its size, as much as computing 1,000 paths.
+    # (Absorbing on a thread while the next chunks compute gained nothing measurable on
+    # 2 cores, and raised the peak memory.)
     BATCH = 16384
     _SUMMARISED = tuple(OUTPUTS) + tuple("cluster_" + o for o in OUTPUTS) + ("cumulative_cf",)
 
@@ -140,9 +142,12 @@ class Summary:
         if not self._pending:
             return
         pending = self._pending
+        self._pending, self._pending_rows = [], 0
+        self._absorb(pending)
+
+    def _absorb(self, pending: list[dict]) -> None:
         out = pending[0] if len(pending) == 1 else {
             k: np.concatenate([p[k] for p in pending]) for k in self._SUMMARISED}
-        self._pending, self._pending_rows = [], 0
         for o in OUTPUTS:
             x = self.columns(out, o)
             self.moments[o].add(x)

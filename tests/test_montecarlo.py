@@ -146,6 +146,24 @@ def test_same_seed_same_results_for_chunks_of_1000_and_65536_and_for_shards():
         np.testing.assert_allclose(other.fan_table(), first.fan_table(), rtol=1e-12)
 
 
+def test_summary_absorbed_in_batches_equals_absorbed_at_once(monkeypatch):
+    pf = _pf(6, n=2, horizon=24)
+    mc = _mc(pf, paths=5000, hurdle_irr=0.1)
+    run = prepare(pf, mc, make_backend("numpy"), 300)
+    chunks = list(run.chunks())
+    whole = Summary(2, 24, mc.hurdle_irr, None)
+    for c in chunks:
+        whole.add(c.outputs, c.start)
+    monkeypatch.setattr(Summary, "BATCH", 1000)  # 4 batches of 1,200 paths, a tail of 200
+    batched = Summary(2, 24, mc.hurdle_irr, None)
+    for c in chunks:
+        batched.add(c.outputs, c.start)
+    for o in OUTPUTS:
+        np.testing.assert_allclose(batched.table(o), whole.table(o), rtol=1e-12, atol=1e-9, err_msg=o)
+    assert batched.moments["npv"].n[0] == whole.moments["npv"].n[0] == 5000
+    np.testing.assert_allclose(batched.fan_table(), whole.fan_table(), rtol=1e-12)
+
+
 def _exact_quantile(x, q):
     return np.quantile(x, q, method="inverted_cdf")
 
