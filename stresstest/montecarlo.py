@@ -75,7 +75,6 @@ _MC_CPU_BUDGET = _DEFAULT_BUDGET // 4
 
 
 def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
-
     chunk = chunk_size or default_chunk_size(pf, mc.paths, _GPU_BUDGET if backend.is_gpu else _MC_CPU_BUDGET)
     chunk = int(min(chunk, mc.paths))
     xp, dtype = backend.xp, backend.dtype
