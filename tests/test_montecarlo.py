@@ -19,7 +19,7 @@ from stresstest.kernels.params import OUTPUTS, PARAM_NAMES
 from stresstest.kernels.paths import apply_events, event_draws, path_factors, seed_key
 from stresstest.mc_config import load_montecarlo
 from stresstest.montecarlo import STATISTICS, Summary, prepare, run_montecarlo
-from stresstest.summaries import ALPHA, X_MIN, Sketch, cvar_from
+from stresstest.summaries import ALPHA, X_MIN, Moments, Sketch, cvar_from
 
 needs_jax = pytest.mark.skipif(not jax_importable(), reason="jax is not installed")
 
@@ -173,6 +173,34 @@ def _exact_cvar(x, q):
     return -np.sort(x)[:k].mean()
 
 
+def test_moments_match_numpy_over_the_finite_values_in_any_batches():
+    rng = np.random.default_rng(9)
+    x = rng.normal(3.0, 2.0, size=(3000, 4)) * 1e6
+    x[rng.random(3000) < 0.1, 1] = np.nan
+    x[rng.random(3000) < 0.05, 1] = np.inf
+    x[rng.random(3000) < 0.05, 1] = -np.inf
+    x[:, 2] = np.nan
+    x[:1000, 3] = 7.25  # a constant stretch, then finite noise
+    cases = ((0, 3000), (0, 1000, 1001, 3000), (0, 500, 1700, 3000))
+    # with non-finite columns, and all finite (columns 0 and 3 alone)
+    for data, cuts in [(x, c) for c in cases] + [(x[:, [0, 3]], c) for c in cases]:
+        m = Moments(data.shape[1])
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            m.add(data[a:b])
+        for j in range(data.shape[1]):
+            f = data[np.isfinite(data[:, j]), j]
+            assert m.n[j] == f.size
+            assert m.nan[j] == np.isnan(data[:, j]).sum() and m.inf[j] == np.isinf(data[:, j]).sum()
+            if f.size:
+                assert m.mean[j] == pytest.approx(f.mean(), rel=1e-13)
+                assert m.std[j] == pytest.approx(f.std(ddof=1), rel=1e-11)
+            else:
+                assert np.isnan(m.std[j])
+    first = Moments(1)
+    first.add(np.full((10, 1), 7.25))
+    assert first.mean[0] == 7.25 and first.m2[0] == 0.0
+
+
 def test_streaming_quantiles_and_cvar_within_the_bound_on_a_million_values():
     rng = np.random.default_rng(8)
     n = 1_000_000
@@ -202,6 +230,22 @@ def test_streaming_quantiles_and_cvar_within_the_bound_on_a_million_values():
     k, s, _, extra = sk2.lower_tail(0.05)
     assert extra.sum() == pytest.approx(s, rel=1e-12)
     assert extra[0] / s == pytest.approx(0.3, rel=1e-9)
+
+
+def test_sketch_counts_nonfinite_values_apart_and_orders_the_infinities():
+    rng = np.random.default_rng(12)
+    finite = rng.normal(1e6, 1e5, 1000)
+    mixed = np.concatenate([rng.normal(1e6, 1e5, 100), [np.nan] * 7, [np.inf] * 3, [-np.inf] * 2])
+    sk = Sketch()
+    sk.add(finite)  # all finite
+    sk.add(mixed)
+    assert (sk.nan, sk.pos_inf, sk.neg_inf) == (7, 3, 2)
+    assert sk.n == 1100 + 5 and int(sk.counts.sum()) == 1100
+    assert sk.extreme(False) == -np.inf and sk.extreme(True) == np.inf
+    assert sk.quantile(1 / sk.n) == -np.inf and sk.quantile(1.0) == np.inf
+    both = np.concatenate([finite, mixed[:100]])
+    exact = _exact_quantile(both, 0.5)  # 2 values below on the left, 3 above: the same rank
+    assert abs(sk.quantile((math.ceil(0.5 * 1100) + 2) / sk.n) - exact) <= ALPHA * abs(exact)
 
 
 def test_summaries_of_a_run_agree_with_its_saved_paths(tmp_path):
