@@ -108,7 +108,6 @@ class Summary:
         # outputs the model never leaves non-finite: name -> (count, first path index)
         self.unexpected: dict[str, tuple[int, int]] = {}
         self._pending: list[dict] = []  # chunks not yet absorbed (see add)
-        self._pending_rows = 0
 
     @staticmethod
     def columns(out: dict, name: str) -> np.ndarray:
@@ -132,19 +131,14 @@ class Summary:
                     count, first = self.unexpected.get(o, (0, start + int(np.argmax(bad))))
                     self.unexpected[o] = (count + int(bad.sum()), first)
         self._pending.append({k: out[k] for k in self._SUMMARISED})
-        self._pending_rows += out["npv"].shape[0]
-        if self._pending_rows >= self.BATCH:
+        if sum(p["npv"].shape[0] for p in self._pending) >= self.BATCH:
             self.flush()
 
     def flush(self) -> None:
         """Absorb the chunks taken so far (every reader calls it first)."""
         if not self._pending:
             return
-        pending = self._pending
-        self._pending, self._pending_rows = [], 0
-        self._absorb(pending)
-
-    def _absorb(self, pending: list[dict]) -> None:
+        pending, self._pending = self._pending, []
         out = pending[0] if len(pending) == 1 else {
             k: np.concatenate([p[k] for p in pending]) for k in self._SUMMARISED}
         for o in OUTPUTS:

@@ -40,25 +40,18 @@ class Moments:
 
     def add(self, x: np.ndarray) -> None:  # x [N, width]
         fin = np.isfinite(x)
-        if fin.all():  # the common case, without the masks (same numbers)
-            nb = np.full(x.shape[1], x.shape[0], dtype=np.int64)
-            first = x[0] if x.shape[0] else np.zeros(x.shape[1])
-            d = x - first
-            md = d.sum(axis=0) / max(x.shape[0], 1)
-            m2b = ((d - md) ** 2).sum(axis=0)
-            mb = first + md
-        else:
+        if not fin.all():
             self.nan += np.isnan(x).sum(axis=0)
             self.inf += np.isinf(x).sum(axis=0)
-            nb = fin.sum(axis=0)
-            # shifted by the first finite value of each column: equal values give their
-            # value exactly as the mean, and the sums stay small
-            first = np.where(fin.any(axis=0), x[np.argmax(fin, axis=0), np.arange(x.shape[1])], 0.0)
-            d = np.where(fin, x - first, 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                md = np.where(nb > 0, d.sum(axis=0) / np.maximum(nb, 1), 0.0)
-                m2b = np.where(fin, (d - md) ** 2, 0.0).sum(axis=0)
-                mb = first + md
+        nb = fin.sum(axis=0)
+        # shifted by the first finite value of each column: equal values give their
+        # value exactly as the mean, and the sums stay small
+        first = np.where(fin.any(axis=0), x[np.argmax(fin, axis=0), np.arange(x.shape[1])], 0.0)
+        d = np.where(fin, x - first, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            md = np.where(nb > 0, d.sum(axis=0) / np.maximum(nb, 1), 0.0)
+            m2b = np.where(fin, (d - md) ** 2, 0.0).sum(axis=0)
+            mb = first + md
         n = self.n + nb
         delta = mb - self.mean
         with np.errstate(invalid="ignore", divide="ignore"):
