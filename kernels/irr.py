@@ -147,12 +147,34 @@ def _device(x):
         return None
 
 
+def ladder_values(flows):
+    """The polynomials of each row of `flows` [..., T+1] on the ladder's nodes, [..., 2G].
+
+    Linear in the flows (one matrix product): a stress grid whose flows are affine in
+    some axes takes these values at the axes' end points and interpolates them
+    (kernels/factored.py), and solve_irr_from_ladder finishes the solve.
+    """
+    xp = array_namespace(flows)
+    n_months = flows.shape[-1]
+    F = xp.where(xp.isfinite(flows), flows, 0.0)
+    return xp.matmul(F, _ladder(xp, n_months, flows.dtype, _device(flows)))
+
+
 def solve_irr(flows, n_iter: int | None = None):
     """Monthly IRR of each row of `flows` [..., T+1] (t = 0..T), shape [...].
 
     The root closest to 0 among real i > -1; NaN where there is none or any flow in
-    the row is not finite. Both sides are refined in one stacked pass: measured on
-    the CPU, that is faster than refining one side and rechecking the other.
+    the row is not finite.
+    """
+    return solve_irr_from_ladder(flows, ladder_values(flows), n_iter)
+
+
+def solve_irr_from_ladder(flows, vals, n_iter: int | None = None):
+    """solve_irr given the rows' ladder values `vals` [..., 2G] (ladder_values(flows),
+    or their exact interpolation between flows that differ linearly).
+
+    Both sides are refined in one stacked pass: measured on the CPU, that is faster
+    than refining one side and rechecking the other.
     """
     xp = array_namespace(flows)
     dtype = flows.dtype
@@ -163,12 +185,14 @@ def solve_irr(flows, n_iter: int | None = None):
     finite = xp.all(xp.isfinite(F), axis=1)
     F = xp.where(finite[:, None], F, 0.0)
     scale = xp.max(xp.abs(F), axis=1)
-    F = F / xp.where(scale > 0, scale, 1.0)[:, None]
+    inv = 1.0 / xp.where(scale > 0, scale, 1.0)
+    F = F * inv[:, None]
 
     if n_iter is None:
         n_iter = newton_steps(n_months)
     G = len(POS_NODES)
-    vals = xp.matmul(F, _ladder(xp, n_months, dtype, dev))  # [n, 2G]
+    vals = xp.reshape(vals, (-1, 2 * G))
+    vals = xp.where(finite[:, None], vals, 0.0) * inv[:, None]  # [n, 2G]
     pos_nodes = xp.asarray(POS_NODES, dtype=dtype, device=dev)
     neg_nodes = xp.asarray(NEG_NODES, dtype=dtype, device=dev)
     zero_at_0 = vals[:, 0] == 0

@@ -11,7 +11,7 @@ import math
 from array_api_compat import array_namespace, is_jax_namespace
 
 from .cashflows import cash_flows
-from .irr import annualise, solve_irr
+from .irr import annualise, ladder_values, solve_irr_from_ladder
 from .params import OUTPUTS
 
 
@@ -88,8 +88,29 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     None means every cluster. factors: Monte Carlo path factors (see cash_flows).
     cumulative=True adds "cumulative_cf" [S, T+1], the portfolio's cumulative flow.
     """
-    xp = array_namespace(p["gpus"])
     fl = cash_flows(p, horizon, factors)
+    C = fl["cf"].shape[1]
+    eq = tuple(range(C)) if equity_clusters is None else tuple(equity_clusters)
+    return finish(linear_parts(fl, discount_rate, eq), C, eq, cumulative)
+
+
+# What linear_parts returns: every entry but these is linear in the cash flows.
+NOT_LINEAR = ("dscr_month",)
+
+
+def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
+    """The quantities of every output that are linear in the cash flows, per scenario.
+
+    fl: cash_flows' dict; discount_rate [S|1]; eq: the clusters whose equity IRR is
+    solved. Every entry has the scenario axis first: the IRR series (each cluster's
+    flows, the portfolio's, the equity flows of `eq` and the portfolio's equity flows)
+    [S, Q, T+1] with their ladder values [S, Q, 2G], EBITDA less tax [S, C, T], and the
+    per-cluster NPV, flow sum, capex, debt, level payment and totals [S, C]. Where the
+    flows are affine in some grid axes, each of these is the same affine function of
+    them (kernels/factored.py interpolates them); "dscr_month" (live and in the loan
+    term, [S|1, C, T]) is not, and no such axis moves it.
+    """
+    xp = array_namespace(fl["cf"])
     cf, cfe = fl["cf"], fl["cfe"]
     S = max(cf.shape[0], discount_rate.shape[0])
     C = cf.shape[1]
@@ -100,23 +121,36 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     def full(x):
         return xp.broadcast_to(x, (S, C))
 
-    capex = full(fl["capex"])
-    debt = full(fl["debt"])
-    A = full(fl["A"])
-    has_debt = debt != 0
+    series = [cf, xp.sum(cf, axis=1)[:, None, :]]
+    if eq:
+        series += [cfe[:, list(eq), :] if len(eq) < C else cfe, xp.sum(cfe, axis=1)[:, None, :]]
+    series = xp.concat(series, axis=1)
+    out = {
+        "series": series,
+        "ladder": ladder_values(series),
+        "elt": xp.broadcast_to(fl["ebitda_less_tax"], (S,) + fl["ebitda_less_tax"].shape[1:]),
+        "dscr_month": fl["dscr_month"],
+        "npv": npv(cf, r[:, None]),
+        "cf_sum": xp.sum(cf, axis=-1),
+    }
+    for name in ("capex", "debt", "A", "revenue", "energy_cost", "opex", "ebitda"):
+        out[name] = full(fl[name])
+    return out
 
-    pcf = xp.sum(cf, axis=1)  # [S, T+1]
-    pcfe = xp.sum(cfe, axis=1)
-    out = {}
+
+def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> dict:
+    """Every output from linear_parts' quantities (see evaluate)."""
+    series = lin["series"]
+    xp = array_namespace(series)
+    S = series.shape[0]
+    capex, debt, A = lin["capex"], lin["debt"], lin["A"]
+    has_debt = debt != 0
+    cf, pcf = series[:, :C], series[:, C]
 
     # IRRs: one stacked solve for every series of the chunk
-    eq = tuple(range(C)) if equity_clusters is None else tuple(equity_clusters)
-    series = [cf, pcf[:, None, :]]
-    if eq:
-        series += [cfe[:, list(eq), :] if len(eq) < C else cfe, pcfe[:, None, :]]
-    irr = annualise(solve_irr(xp.concat(series, axis=1)))
+    irr = annualise(solve_irr_from_ladder(series, lin["ladder"]))
     c_irr, p_irr = irr[:, :C], irr[:, C]
-    nan_c = xp.full((S,), math.nan, dtype=cf.dtype)
+    nan_c = xp.full((S,), math.nan, dtype=series.dtype)
     solved = {c: irr[:, C + 1 + k] for k, c in enumerate(eq)}
     c_eirr = xp.stack([solved.get(c, nan_c) for c in range(C)], axis=1)
     c_eirr = xp.where(has_debt, c_eirr, math.nan)
@@ -124,8 +158,8 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     p_eirr = xp.where(xp.any(has_debt, axis=1), p_eirr, math.nan)
 
     # Debt service cover
-    elt = xp.broadcast_to(fl["ebitda_less_tax"], (S,) + fl["ebitda_less_tax"].shape[1:])
-    month_ok = xp.broadcast_to(fl["dscr_month"], elt.shape)
+    elt = lin["elt"]
+    month_ok = xp.broadcast_to(lin["dscr_month"], elt.shape)
     safe_A = xp.where(has_debt, A, 1.0)[..., None]
     c_dscr = _masked_min(xp, elt / safe_A, month_ok & has_debt[..., None])
     window = xp.all(month_ok | ~has_debt[..., None], axis=1)  # [S, T]
@@ -133,24 +167,26 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     p_ratio = xp.sum(elt, axis=1) / xp.where(den != 0, den, 1.0)[:, None]
     p_dscr = _masked_min(xp, p_ratio, window & (den != 0)[:, None])
 
+    payback = payback_months(series[:, :C + 1])
     cluster = {
-        "npv": npv(cf, r[:, None]),
-        "roi": _safe_ratio(xp, xp.sum(cf, axis=-1), capex),
+        "npv": lin["npv"],
+        "roi": _safe_ratio(xp, lin["cf_sum"], capex),
         "irr": c_irr,
-        "payback_months": payback_months(cf),
+        "payback_months": payback[:, :C],
         "equity_irr": c_eirr,
         "min_dscr": c_dscr,
     }
     portfolio = {
-        "npv": npv(pcf, r),
-        "roi": _safe_ratio(xp, xp.sum(pcf, axis=-1), xp.sum(capex, axis=1)),
+        "npv": xp.sum(lin["npv"], axis=1),
+        "roi": _safe_ratio(xp, xp.sum(lin["cf_sum"], axis=1), xp.sum(capex, axis=1)),
         "irr": p_irr,
-        "payback_months": payback_months(pcf),
+        "payback_months": payback[:, C],
         "equity_irr": p_eirr,
         "min_dscr": p_dscr,
     }
+    out = {}
     for name in ("revenue", "energy_cost", "opex", "ebitda"):
-        cluster[name] = full(fl[name])
+        cluster[name] = lin[name]
         portfolio[name] = xp.sum(cluster[name], axis=1)
     for name in OUTPUTS:
         out[name] = portfolio[name]
