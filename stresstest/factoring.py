@@ -1,0 +1,107 @@
+"""Which axes of a stress grid are evaluated at their end points and interpolated.
+
+A grid is laid out in C order: a "slab" is the block of the innermost axes from some
+axis k on, and consecutive slabs step through the outer axes. Inside a slab, an axis
+that moves only parameters in which the flows are affine (params.AFFINE_PARAMS), and
+never pushes them out of their ranges, is evaluated at its two end values and
+interpolated (kernels/factored.py). The plan depends on the grid alone, never on the
+chunk size, the shard or the backend, so every grid point is computed the same way
+in every run: results do not depend on how the grid is cut.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Portfolio, Scenario
+from .kernels.params import AFFINE_PARAMS
+from .kernels.shocks import param_range
+
+# At most this many interpolated axes (2^k corners per point of the other axes).
+MAX_AFFINE_AXES = 3
+
+
+@dataclass(frozen=True)
+class Factoring:
+    """k: the first axis of the slab; shape: the slab's axis sizes; affine: positions in
+    the slab of the interpolated axes; weights: (w0, w1) per interpolated axis, float64."""
+
+    k: int
+    shape: tuple[int, ...]
+    affine: tuple[int, ...]
+    weights: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @property
+    def slab(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def corners(self) -> int:
+        """Rows evaluated per slab."""
+        return self.slab // math.prod(self.shape[d] for d in self.affine) * 2 ** len(self.affine)
+
+    def reduced_values(self, scenario: Scenario) -> list[np.ndarray]:
+        """Each slab axis's values in the corner rows: an interpolated axis has its end values."""
+        out = []
+        for j, a in enumerate(scenario.axes[self.k:]):
+            v = np.asarray(a.values, dtype=np.float64)
+            out.append(np.array([v.min(), v.max()]) if j in self.affine else v)
+        return out
+
+    def describe(self, scenario: Scenario) -> str:
+        names = [scenario.axes[self.k + d].name for d in self.affine]
+        return (f"{', '.join(names)} interpolated between end points "
+                f"({self.slab / self.corners:.0f}x fewer flow evaluations)")
+
+
+def interpolable(portfolio: Portfolio, scenario: Scenario, i: int) -> bool:
+    """Axis i moves only affine parameters, alone, and never out of their ranges."""
+    axis = scenario.axes[i]
+    spec = axis.spec
+    if len(axis.values) < 3 or not all(t in AFFINE_PARAMS for t in spec.targets):
+        return False
+    others = {t for j, a in enumerate(scenario.axes) if j != i for t in a.spec.targets}
+    if others & set(spec.targets):
+        return False  # another axis moves the same parameter
+    v = np.asarray(axis.values, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or v.min() == v.max():
+        return False
+    for c, cluster in enumerate(portfolio.clusters):
+        if spec.cluster_mask is not None and not spec.cluster_mask[c]:
+            continue
+        for name in spec.targets:
+            lo, hi = param_range(name)
+            x = cluster[name]
+            moved = v if spec.op == "set" else (x * v if spec.op == "scale" else x + v)
+            if not np.all(np.isfinite(moved)) or moved.min() < lo or moved.max() > hi:
+                return False  # clipped somewhere: not affine there
+    return True
+
+
+def plan(portfolio: Portfolio, scenario: Scenario, max_slab: int) -> Factoring | None:
+    """The factoring of a grid, or None where nothing would be saved.
+
+    The slab starts at the outermost axis that keeps it within max_slab points; its
+    interpolable axes (the largest MAX_AFFINE_AXES of them) are interpolated.
+    """
+    shape = scenario.shape
+    for k in range(len(shape)):
+        if math.prod(shape[k:]) <= max_slab:
+            break
+    else:
+        return None
+    cand = [j - k for j in range(k, len(shape)) if interpolable(portfolio, scenario, j)]
+    cand = sorted(sorted(cand, key=lambda d: -shape[k + d])[:MAX_AFFINE_AXES])
+    if not cand:
+        return None
+    weights = []
+    for d in cand:
+        v = np.asarray(scenario.axes[k + d].values, dtype=np.float64)
+        lo, hi = v.min(), v.max()
+        w1 = (v - lo) / (hi - lo)
+        weights.append((1.0 - w1, w1))
+    f = Factoring(k, tuple(shape[k:]), tuple(cand), tuple(weights))
+    return f if f.corners * 2 <= f.slab else None

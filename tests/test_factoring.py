@@ -1,0 +1,192 @@
+"""Factored grids (axes in which the flows are affine, interpolated between end points).
+
+The claim behind them, that every flow is affine in each parameter of AFFINE_PARAMS, is
+checked on the plain loop reference (not the kernels); the factored engine is checked
+against the reference at every grid point and against the plain engine on every
+backend; and its results do not depend on the chunk size or the range a shard starts at.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import reference_model as ref
+from conftest import _axis, random_cluster, random_portfolio
+from test_model_vs_reference import _compare
+
+from stresstest.backends import make_backend
+from stresstest.config import Scenario
+from stresstest.engine import prepare
+from stresstest.factoring import plan
+from stresstest.kernels.factored import interpolate
+from stresstest.kernels.params import AFFINE_PARAMS, NAMED_SHOCKS, PARAMS
+
+FLOW_KEYS = ("cf", "cfe", "revenue", "energy_cost", "opex", "ebitda", "tax", "interest")
+SCALARS = ("capex", "debt", "A")
+
+
+def _affine_defect(cluster, name, lo, hi, horizon=60):
+    """Largest |f(mid) - (f(lo) + f(hi)) / 2| over the reference's flows, relative to their scale."""
+    vals = [ref.cluster_monthly({**cluster, name: v}, horizon) for v in (lo, 0.5 * (lo + hi), hi)]
+    worst = 0.0
+    for key in FLOW_KEYS + SCALARS:
+        a, m, b = (np.atleast_1d(np.asarray(v[key], dtype=float)) for v in vals)
+        scale = max(np.max(np.abs(a)), np.max(np.abs(b)), 1.0)
+        worst = max(worst, float(np.max(np.abs(m - 0.5 * (a + b)))) / scale)
+    return worst
+
+
+def _span(name, rng):
+    spec = PARAMS[name]
+    lo = spec.lo if math.isfinite(spec.lo) else -10.0
+    hi = spec.hi if math.isfinite(spec.hi) else lo + 10.0
+    a, b = sorted(rng.uniform(lo, hi, 2))
+    return a, b
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_affine_params_are_affine_in_the_reference(seed):
+    rng = np.random.default_rng(seed)
+    cluster = random_cluster(rng)
+    for name in sorted(AFFINE_PARAMS):
+        lo, hi = _span(name, rng)
+        assert _affine_defect(cluster, name, lo, hi) < 1e-9, name
+
+
+def test_the_affinity_check_can_fail():
+    # parameters that enter through powers, floors or clips are not affine
+    rng = np.random.default_rng(7)
+    cluster = {**random_cluster(rng), "delivery_months": 2.0, "renewal_rate": 0.5, "reserved_share": 0.5,
+               "reserved_term_months": 6.0, "debt_fraction": 0.5}
+    for name, lo, hi in (("delivery_months", 0.5, 7.3), ("price_decline", -0.3, 0.6),
+                         ("renewal_rate", 0.1, 0.9), ("interest_rate", 0.0, 0.3)):
+        assert _affine_defect(cluster, name, lo, hi) > 1e-6, name
+
+
+def _named(name, values, names, clusters=None):
+    targets, op, _ = NAMED_SHOCKS[name]
+    return _axis(name, targets, op, values, clusters=clusters, shock=name, names=names)
+
+
+def _param(name, op, values, names, clusters=None, label=None):
+    return _axis(label or name, [name], op, values, clusters=clusters, param=name, names=names)
+
+
+def _portfolio(seed, n=3, horizon=48):
+    pf = random_portfolio(np.random.default_rng(seed), n_clusters=n, horizon=horizon)
+    for c in pf.clusters:  # every cluster carries debt: equity IRR and DSCR are exercised
+        c["debt_fraction"] = max(c["debt_fraction"], 0.3)
+    return pf
+
+
+def test_plan_picks_unclipped_affine_axes():
+    pf = _portfolio(1)
+    names = pf.cluster_names
+    sc = Scenario("<t>", "grid", "t", [
+        _named("utilization", np.linspace(-0.2, 0.1, 4), names),
+        _named("price", np.linspace(0.3, 1.4, 6), names),
+        _named("energy", np.linspace(0.5, 3.0, 5), names),
+        _named("obsolescence", [-6.0, 0.0, 6.0], names)])
+    f = plan(pf, sc, 10**6)
+    assert f is not None and f.k == 0 and f.affine == (1, 2)  # price and energy, not utilization
+    assert f.corners == 4 * 3 * 4 and f.slab == sc.size
+    # the slab keeps within the limit: then only the inner axes can be interpolated
+    f = plan(pf, sc, 5 * 3)
+    assert f is not None and f.k == 2 and f.affine == (0,)
+    # an axis that clips somewhere (a scale below 1 of pue) is evaluated in full
+    clipped = Scenario("<t>", "grid", "t", [_param("pue", "scale", [0.5, 1.0, 1.5, 2.0], names)])
+    assert plan(pf, clipped, 10**6) is None
+    # two axes moving the same parameter are evaluated in full
+    twice = Scenario("<t>", "grid", "t", [_named("price", [0.5, 1.0, 1.5, 2.0], names),
+                                         _param("on_demand_price", "shift", [0.0, 0.1, 0.2, 0.3], names)])
+    assert plan(pf, twice, 10**6) is None
+    # too few values to save anything
+    assert plan(pf, Scenario("<t>", "grid", "t", [_named("price", [0.5, 1.5], names)]), 10**6) is None
+
+
+def _grids(pf):
+    names = pf.cluster_names
+    yield Scenario("<t>", "grid", "t", [
+        _named("utilization", [-0.1, 0.0, 0.05], names),
+        _named("price", np.linspace(0.3, 1.4, 5), names),
+        _named("energy", [0.5, 1.0, 2.0, 3.0], names),
+        _named("obsolescence", [-6.0, 6.0], names)])
+    yield Scenario("<t>", "grid", "t", [
+        _param("delivery_months", "set", [0.0, 4.5], names),
+        _param("gpus", "scale", [0.0, 0.5, 1.0, 2.0], names, clusters=[names[0]]),
+        _param("debt_fraction", "set", [0.0, 0.2, 0.5, 0.8], names),  # 0: no debt, NaN equity IRR
+        _param("tax_rate", "set", [0.0, 0.1, 0.35], names, clusters=names[1:])])
+    yield Scenario("<t>", "grid", "t", [
+        _param("discount_rate", "set", [0.05, 0.15], names),
+        _param("reserved_share", "set", [0.0, 0.3, 0.6, 1.0], names),
+        _param("staff_cost_per_year", "shift", [0.0, 1e6, 5e6], names),
+        _param("priority_premium", "set", [0.0, 0.3, 0.6, 0.9], names)])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_factored_grid_matches_the_reference_everywhere(seed):
+    pf = _portfolio(100 + seed)
+    for sc in _grids(pf):
+        run = prepare(pf, sc, make_backend("numpy"), slab_limit=10**6)
+        assert run.factoring is not None, sc.axes
+        chunks = list(run.chunks())
+        outputs = {k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs}
+        assert _compare(pf, sc, outputs, range(sc.size)) == sc.size
+
+
+def _all(run, first=0, last=None):
+    chunks = list(run.chunks(first, last))
+    return {k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs}, chunks
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_factored_equals_plain_on_every_backend(seed, backend):
+    from test_engine import assert_same
+
+    pf = _portfolio(200 + seed)
+    for sc in _grids(pf):
+        fac, _ = _all(prepare(pf, sc, backend, slab_limit=10**6))
+        plain, _ = _all(prepare(pf, sc, backend, factor=False))
+        assert_same(fac, plain, rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "jax"])
+def test_factored_results_do_not_depend_on_chunks_or_ranges(backend_name):
+    pf = _portfolio(300)
+    sc = next(_grids(pf))
+    be = make_backend(backend_name)
+    runs = [prepare(pf, sc, be, chunk_size=cs, slab_limit=40) for cs in (1, 40, 97, sc.size)]
+    slab = runs[0].factoring.slab
+    assert slab == 40 and [r.chunk_size for r in runs] == [40, 40, 80, sc.size]
+    whole, _ = _all(runs[0])
+    for r in runs[1:]:
+        got, chunks = _all(r)
+        assert [c.start for c in chunks] == list(range(0, sc.size, r.chunk_size))
+        if backend_name == "numpy":
+            for k in whole:
+                np.testing.assert_array_equal(got[k], whole[k], err_msg=k)
+        else:  # another chunk shape is another compiled program: round-off may differ
+            from test_engine import assert_same
+
+            assert_same(got, whole, rtol=1e-13)
+    # a range that starts inside a slab (a shard) gives the same rows
+    for first, last in ((7, 93), (41, 42), (0, 1), (sc.size - 3, sc.size)):
+        got, chunks = _all(runs[2], first, last)
+        assert chunks[0].start == first and chunks[-1].stop == last
+        for k in whole:
+            np.testing.assert_array_equal(got[k], whole[k][first:last], err_msg=k)
+
+
+def test_interpolation_returns_end_values_exactly():
+    import array_api_compat.numpy as xp
+
+    lo = np.array([[1.0, np.inf], [3.0, 0.1]])
+    hi = np.array([[2.0, 5.0], [np.nan, 0.3]])
+    corners = np.stack([lo, hi])  # [2, 2, 2]: lead 1, one axis of 2 end values
+    w1 = np.array([0.0, 0.25, 1.0])
+    out = interpolate(xp.asarray(corners), 1, (3,), ((0, 1.0 - w1, w1),))
+    np.testing.assert_array_equal(out[0], lo)
+    np.testing.assert_array_equal(out[2], hi)
+    assert out[1, 0, 0] == 0.75 * 1.0 + 0.25 * 2.0
