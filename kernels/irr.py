@@ -10,9 +10,15 @@ Method. The rates are split at i = 0 and each half is mapped onto [0, 1]:
 Both are polynomials evaluated on [0, 1] only, where powers never overflow. Both
 are evaluated on a fixed ladder of nodes with one matrix product (cheap at BLAS or
 tensor-core speed); on each side the first cell, walking away from i = 0, whose
-ends differ in sign brackets the root closest to 0 on that side. Each bracket is
-refined by safeguarded Newton steps (a step that leaves the bracket is replaced by
-bisection) from a false-position start; the closer of the two roots wins.
+ends differ in sign brackets the root closest to 0 on that side. Where one side's
+cell lies wholly closer to i = 0 than the other's, only its root can win, and only it
+is refined, by safeguarded Newton steps (a step that leaves the bracket is replaced by
+bisection) from a false-position start; where the two cells overlap in |i|, both are
+refined and the closer root wins (ties in |i| to the positive root).
+
+The ladder values are linear in the flows: ladder_values computes them, and a grid
+whose flows are affine in some axes interpolates them (kernels/factored.py) before
+solve_irr_from_ladder finishes.
 
 A root of even multiplicity (a touch without a sign change), or two roots inside
 one cell, is not seen: the same roots are near-degenerate for an eigenvalue solver

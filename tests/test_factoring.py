@@ -141,11 +141,10 @@ def _all(run, first=0, last=None):
     return {k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs}, chunks
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_factored_equals_plain_on_every_backend(seed, backend):
+def test_factored_equals_plain_on_every_backend(backend):
     from test_engine import assert_same
 
-    pf = _portfolio(200 + seed)
+    pf = _portfolio(200)
     for sc in _grids(pf):
         fac, _ = _all(prepare(pf, sc, backend, slab_limit=10**6))
         plain, _ = _all(prepare(pf, sc, backend, factor=False))
@@ -157,9 +156,10 @@ def test_factored_results_do_not_depend_on_chunks_or_ranges(backend_name):
     pf = _portfolio(300)
     sc = next(_grids(pf))
     be = make_backend(backend_name)
-    runs = [prepare(pf, sc, be, chunk_size=cs, slab_limit=40) for cs in (1, 40, 97, sc.size)]
+    sizes = (1, 40, 97, sc.size) if backend_name == "numpy" else (1, 97)  # a JAX compile each
+    runs = [prepare(pf, sc, be, chunk_size=cs, slab_limit=40) for cs in sizes]
     slab = runs[0].factoring.slab
-    assert slab == 40 and [r.chunk_size for r in runs] == [40, 40, 80, sc.size]
+    assert slab == 40 and [r.chunk_size for r in runs] == [{1: 40, 40: 40, 97: 80}.get(s, s) for s in sizes]
     whole, _ = _all(runs[0])
     for r in runs[1:]:
         got, chunks = _all(r)
@@ -173,7 +173,7 @@ def test_factored_results_do_not_depend_on_chunks_or_ranges(backend_name):
             assert_same(got, whole, rtol=1e-13)
     # a range that starts inside a slab (a shard) gives the same rows
     for first, last in ((7, 93), (41, 42), (0, 1), (sc.size - 3, sc.size)):
-        got, chunks = _all(runs[2], first, last)
+        got, chunks = _all(runs[-1 if backend_name == "jax" else 2], first, last)
         assert chunks[0].start == first and chunks[-1].stop == last
         for k in whole:
             np.testing.assert_array_equal(got[k], whole[k][first:last], err_msg=k)
@@ -186,7 +186,8 @@ def test_interpolation_returns_end_values_exactly():
     hi = np.array([[2.0, 5.0], [np.nan, 0.3]])
     corners = np.stack([lo, hi])  # [2, 2, 2]: lead 1, one axis of 2 end values
     w1 = np.array([0.0, 0.25, 1.0])
-    out = interpolate(xp.asarray(corners), 1, (3,), ((0, 1.0 - w1, w1),))
+    with np.errstate(invalid="ignore"):  # inf * 0 in the mixed value that is not taken
+        out = interpolate(xp.asarray(corners), 1, (3,), ((0, 1.0 - w1, w1),))
     np.testing.assert_array_equal(out[0], lo)
     np.testing.assert_array_equal(out[2], hi)
     assert out[1, 0, 0] == 0.75 * 1.0 + 0.25 * 2.0

@@ -108,3 +108,29 @@ def test_batch_shape_and_jax_agrees(compiled_backend):
     assert got.shape == (3, 5)
     _agree(got, want, tol=1e-12)
     assert math.isfinite(float(np.nanmax(np.abs(want))))
+
+
+def _two_roots(i1, i2, T=2):
+    """Flows whose only roots are the monthly rates i1 and i2 (times v^(T-2) padding)."""
+    v1, v2 = 1 / (1 + i1), 1 / (1 + i2)
+    row = np.zeros(T + 1)
+    row[:3] = [v1 * v2, -(v1 + v2), 1.0]
+    return row
+
+
+@pytest.mark.parametrize("name", ["numpy", "jax"])
+def test_roots_in_overlapping_cells_on_both_sides(name):
+    """A positive and a negative root whose ladder cells overlap in |i| (the same cell,
+    [1 %, 1.25 %] a month): both sides are refined, the one closer to 0 wins; other rows
+    of the batch are left as a one-sided refinement gives them."""
+    from stresstest.backends import make_backend
+
+    be = make_backend(name)
+    rows = np.array([_two_roots(0.011, -0.0105), _two_roots(0.0105, -0.011), _two_roots(0.0112, -0.0118),
+                     [-100.0, 60.0, 60.0], _two_roots(0.02, -0.3)])
+    got = be.to_numpy(be.compile(solve_irr)(be.xp.asarray(rows)))
+    np.testing.assert_allclose(got, [-0.0105, 0.0105, 0.0112, npf.irr(rows[3]), 0.02], rtol=0, atol=1e-13)
+    _agree(got, _npf(rows), tol=1e-12)
+    # without any overlapping row the second pass is skipped, with the same answers
+    alone = be.to_numpy(be.compile(solve_irr)(be.xp.asarray(rows[3:])))
+    np.testing.assert_array_equal(alone, got[3:])
