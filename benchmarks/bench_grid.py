@@ -83,11 +83,13 @@ def grid_of_size(n: int, pf) -> Scenario:
     return Scenario("<generated>", "grid", f"grid-{n:.0e}", axes)
 
 
-def measure(pf, sc, backend_name, repeats, limit=None, chunk_size=None):
+def measure(pf, sc, backend_name, repeats, limit=None, chunk_size=None, factor=True):
+    """factor=False: every grid point evaluated in full (the plain baseline); True: the
+    engine's default, axes in which the flows are affine interpolated (docs/model.md)."""
     b = make_backend(backend_name)
     # compile (JAX) or warm-up, apart from the timed runs
     t0 = time.perf_counter()
-    run = prepare(pf, sc, b, chunk_size)
+    run = prepare(pf, sc, b, chunk_size, factor=factor)
     next(run.chunks())
     compile_s = time.perf_counter() - t0
     times, points = [], 0
@@ -97,7 +99,8 @@ def measure(pf, sc, backend_name, repeats, limit=None, chunk_size=None):
             times.append(secs)
     med = statistics.median(times)
     scm = points * len(pf.clusters) * pf.horizon_months
-    return {"backend": b.describe(), "points": points, "compile_s": compile_s, "median_s": med,
+    label = b.describe() + ("" if run.factoring is not None else ", plain")
+    return {"backend": label, "points": points, "compile_s": compile_s, "median_s": med,
             "scm_per_s": scm / med, "peak_mib": mem.delta_mib, "chunk": run.chunk_size}
 
 
@@ -160,7 +163,8 @@ def main(argv=None):
         for bname in args.backends.split(","):
             limit = int(args.numpy_limit) if bname == "numpy" else None
             try:
-                rows[bname] = measure(pf, sc, bname, args.repeats, limit, args.chunk_size)
+                rows[bname] = measure(pf, sc, bname, args.repeats, limit, args.chunk_size,
+                                      factor=bname != "numpy")
             except Exception as exc:  # a backend missing here is reported, not fatal
                 print(f"{sc.name[:15]:<16}{bname:<34} unavailable: {exc}")
         base = rows.get("numpy", {}).get("scm_per_s")

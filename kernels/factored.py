@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from array_api_compat import array_namespace
 
-from .metrics import NOT_LINEAR
+from .cashflows import cash_flows
+from .metrics import NOT_LINEAR, finish, linear_parts
+from .shocks import axis_point_values
 
 
 def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
@@ -78,3 +80,27 @@ def expand(lin: dict, lead: int, shape: tuple[int, ...], axes: tuple) -> dict:
     """metrics.linear_parts of the corners -> the same for every grid point of the slabs."""
     return {k: (_constant if k in NOT_LINEAR else interpolate)(v, lead, shape, axes)
             for k, v in lin.items()}
+
+
+def corner_points(values, k: int, corner_values, start, slab: int, lead: int) -> tuple:
+    """Each axis's value in the corner rows of `lead` slabs, the first at flat index `start`.
+
+    values: every axis's values (the outer ones, values[:k], are taken at the slabs'
+    outer indices); corner_values: the slab axes' values over one slab's corner rows
+    (C order, an interpolated axis at its two end values), each [R].
+    """
+    xp = array_namespace(start)
+    R = corner_values[0].shape[0]
+    outer = start // slab + xp.arange(lead, dtype=xp.int64)
+    outer_vals = axis_point_values(values[:k], outer) if k else ()
+    point = tuple(xp.reshape(xp.broadcast_to(v[:, None], (lead, R)), (-1,)) for v in outer_vals)
+    return point + tuple(xp.reshape(xp.broadcast_to(v[None, :], (lead, R)), (-1,)) for v in corner_values)
+
+
+def evaluate_corners(p: dict, discount_rate, horizon: int, eq: tuple[int, ...], lead: int,
+                     shape: tuple[int, ...], axes: tuple) -> dict:
+    """Every output at every point of `lead` slabs from their corner rows' parameters
+    (metrics.evaluate for a factored grid)."""
+    C = p["gpus"].shape[1]
+    lin = linear_parts(cash_flows(p, horizon), discount_rate, eq)
+    return finish(expand(lin, lead, shape, axes), C, eq)

@@ -16,11 +16,10 @@ from .backends import Backend, BackendError
 from .config import Portfolio, Scenario
 from .factoring import Factoring
 from .factoring import plan as plan_factoring
-from .kernels.cashflows import cash_flows
-from .kernels.factored import expand
-from .kernels.metrics import evaluate, finish, linear_parts
+from .kernels.factored import corner_points, evaluate_corners
+from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS
-from .kernels.shocks import apply_axis_values, axis_point_values, shocked_params
+from .kernels.shocks import apply_axis_values, shocked_params
 
 # Bytes of working memory per scenario-cluster-month, measured roughly (about 60
 # float64 temporaries live at once, more in the IRR solve); sets the default chunk.
@@ -157,7 +156,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     if chunk < 1:
         raise ValueError("chunk size must be at least 1")
     limit = max_slab(portfolio) if slab_limit is None else slab_limit
-    fact = plan_factoring(portfolio, scenario, limit) if factor and not sensitivities else None
+    fact = plan_factoring(portfolio, scenario, limit) if factor else None
     if fact is not None:
         chunk = max(1, chunk // fact.slab) * fact.slab
     xp = backend.xp
@@ -176,14 +175,14 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         return evaluate(params, r, horizon, equity_clusters=equity)
 
     run = GridRun(portfolio, scenario, backend, chunk, equity, fact)
+    if sensitivities and backend.name != "jax":
+        raise BackendError(
+            f"sensitivities need the JAX backend (automatic differentiation); got {backend.name}. "
+            "Use --backend jax or auto, with jax installed")
     if fact is not None:
-        run._fn, run._args = _factored(portfolio, scenario, backend, chunk, equity, fact)
+        run._fn, run._args = _factored(portfolio, scenario, backend, chunk, equity, fact, sensitivities)
         return run
     if sensitivities:
-        if backend.name != "jax":
-            raise BackendError(
-                f"sensitivities need the JAX backend (automatic differentiation); got {backend.name}. "
-                "Use --backend jax or auto, with jax installed")
         from .jax_adapter import sensitivity_chunk_fn
 
         run._fn = sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters))
@@ -194,39 +193,36 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
 
 
 def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk: int,
-              equity: tuple[int, ...], fact: Factoring):
-    """The chunk function of a factored grid and its arguments: a chunk is `chunk //
-    slab` whole slabs, starting at a multiple of the slab."""
-    xp = backend.xp
+              equity: tuple[int, ...], fact: Factoring, sensitivities: bool):
+    """The chunk function of a factored grid and its arguments (base, rate, values,
+    corner values, weights): a chunk is `chunk // slab` whole slabs, starting at a
+    multiple of the slab."""
     dtype = backend.dtype
     horizon = portfolio.horizon_months
-    C = len(portfolio.clusters)
     specs = tuple(a.spec for a in scenario.axes)
-    k, lead = fact.k, chunk // fact.slab
-    R = fact.corners
+    k, lead, slab = fact.k, chunk // fact.slab, fact.slab
     # the corner rows of one slab: C order over the slab's axes, interpolated ones at their ends
-    reduced = fact.reduced_values(scenario)
-    grids = np.meshgrid(*reduced, indexing="ij") if reduced else []
-    corner_points = tuple(backend.asarray(g.reshape(-1).astype(dtype)) for g in grids)
+    grids = np.meshgrid(*fact.reduced_values(scenario), indexing="ij")
+    corner_values = tuple(backend.asarray(g.reshape(-1).astype(dtype)) for g in grids)
     weights = tuple((backend.asarray(w0.astype(dtype)), backend.asarray(w1.astype(dtype)))
                     for w0, w1 in fact.weights)
-
     base = {kk: backend.asarray(v.astype(dtype)) for kk, v in portfolio.base_arrays().items()}
     rate = backend.asarray(np.asarray(portfolio.discount_rate, dtype=dtype))
-    values = tuple(backend.asarray(a.values.astype(dtype)) for a in scenario.axes[:k])
-    shape = fact.shape
+    values = tuple(backend.asarray(a.values.astype(dtype)) for a in scenario.axes)
+    args = (base, rate, values, corner_values, weights)
+    if sensitivities:
+        from .jax_adapter import sensitivity_chunk_fn
 
-    def chunk_fn(base, rate, values, corner_points, weights, start):
-        outer = start // fact.slab + xp.arange(lead, dtype=xp.int64)
-        outer_vals = axis_point_values(values, outer) if k else ()
-        point = tuple(xp.reshape(xp.broadcast_to(v[:, None], (lead, R)), (-1,)) for v in outer_vals)
-        point += tuple(xp.reshape(xp.broadcast_to(v[None, :], (lead, R)), (-1,)) for v in corner_points)
+        return sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
+                                    factoring=fact), args
+
+    def chunk_fn(base, rate, values, corner_values, weights, start):
+        point = corner_points(values, k, corner_values, start, slab, lead)
         params, r = apply_axis_values(base, rate, specs, point)
-        lin = linear_parts(cash_flows(params, horizon), r, equity)
         axes = tuple((d, w0, w1) for d, (w0, w1) in zip(fact.affine, weights))
-        return finish(expand(lin, lead, shape, axes), C, equity)
+        return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes)
 
-    return backend.compile(chunk_fn), (base, rate, values, corner_points, weights)
+    return backend.compile(chunk_fn), args
 
 
 def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarray]:

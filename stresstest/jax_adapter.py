@@ -87,7 +87,7 @@ def cpu_subchunk(n_clusters: int, n_months: int) -> int:
 
 
 def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clusters: int,
-                         sub: int | None = None):
+                         sub: int | None = None, factoring=None):
     """Chunk function: every output of the model plus its sensitivities (reverse mode).
 
     Gradients are with respect to the parameters at each grid point (after shocks and
@@ -97,8 +97,17 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     npv_per_pct (NPV change for a +1 % relative move of each parameter) and
     slope_<output> [S, A] along each axis (through the shocks, clipping included).
     One batched reverse pass through the flows serves every output.
+
+    factoring (a factoring.Factoring, chunks of whole slabs): the outputs come from the
+    slabs' corners (kernels/factored.py), and so do the NPV and ROI gradients: their
+    weights (discount factors, ones) do not depend on the point, and the gradient of a
+    multi-affine flow is multi-affine too, so the corners' gradients interpolate
+    exactly. Only the IRR's weight, (1+i*)^-t at each point's own root, is pulled back
+    through each grid point's flows. The function then takes (base, rate, values,
+    corner_points, weights, start), start a multiple of the slab.
     """
     from .kernels.cashflows import cash_flows
+    from .kernels.factored import corner_points, evaluate_corners, interpolate
     from .kernels.metrics import evaluate
     from .kernels.params import PARAM_NAMES
     from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,
@@ -113,34 +122,51 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     def stack(g):
         return jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
 
-    def scenario_gradients(pb, pf, r, irr_m):
-        """One scenario: the three flow weights pulled back through its cash flows.
+    def pull_back(pb, pf, w):
+        """One scenario's cash flows and the weights w [K, C, T+1] pulled back through
+        them: (gradients [K, C, P], the flows [C, T+1]).
 
         pb: shocked parameters [C] (this scenario's); pf: the others [1, C], shared by
-        every scenario, so vmap computes their month factors once. Returns the
-        gradients [3, C, P], dNPV_m/di at the IRR's root and dNPV/dr per cluster [C].
+        every scenario, so vmap computes their month factors once.
         """
         def flows(pb, pf):
             return cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)["cf"][0]
 
         cf, flow_pull = jax.vjp(flows, pb, pf)
-        w = flow_weights(r[None], irr_m[None], T1)[:, 0]  # [3, 1, T+1]
         gb, gf = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape)))(w)
-        g = stack({**gb, **{k: v[:, 0] for k, v in gf.items()}})
+        return stack({**gb, **{k: v[:, 0] for k, v in gf.items()}}), cf
+
+    def scenario_gradients(pb, pf, r, irr_m, kinds):
+        """The weights `kinds` (of npv, roi, irr: flow_weights' order) for one scenario;
+        returns the gradients [K, C, P], dNPV_m/di at the IRR's root and dNPV/dr [C]."""
+        w = flow_weights(r[None], irr_m[None], T1)[list(kinds), 0]  # [K, 1, T+1]
+        g, cf = pull_back(pb, pf, w)
         return (g, npv_m_slope(jnp.sum(cf, axis=0)[None], irr_m[None])[0],
                 npv_rate_derivative(cf[None], r[None])[0])
 
-    def flow_gradients(p_hoisted, r, irr_m):
-        """Gradients [S, 3, C, P] of the three flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
+    def flow_gradients(p_hoisted, r, irr_m, kinds):
+        """Gradients [S, K, C, P] of the weighted flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
         pb = {k: v for k, v in p_hoisted.items() if v.shape[0] != 1}
         pf = {k: v for k, v in p_hoisted.items() if v.shape[0] == 1}
-        per_scenario = jax.vmap(scenario_gradients, in_axes=(0, None, 0, 0))
+        n = r.shape[0]
+        per_scenario = jax.vmap(lambda pb, r, irr_m: scenario_gradients(pb, pf, r, irr_m, kinds))
         # the reverse pass runs over sub-chunks of `sub` scenarios (a loop inside the
         # compiled function): its residuals then stay in the CPU's caches
-        return _by_subchunks(lambda pb, r, irr_m: per_scenario(pb, pf, r, irr_m), sub, chunk,
-                             (pb, r, irr_m))
+        return _by_subchunks(per_scenario, sub, n, (pb, r, irr_m))
 
-    def fn(base, rate, values, start):
+    def corners_part(base, rate, values, corner_values, weights, start):
+        """Factored grids: the outputs and the NPV and ROI gradients from the corners."""
+        lead = chunk // factoring.slab
+        point = corner_points(values, factoring.k, corner_values, start, factoring.slab, lead)
+        pc, rc = apply_axis_values(base, rate, specs, point)
+        rc = jnp.broadcast_to(rc, (point[0].shape[0],))
+        axes = tuple((d, w0, w1) for d, (w0, w1) in zip(factoring.affine, weights))
+        out = dict(evaluate_corners(pc, rc, horizon, equity_clusters, lead, factoring.shape, axes))
+        g = flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, P]
+        return out, interpolate(g, lead, factoring.shape, axes)
+
+    def fn(base, rate, values, *rest):
+        *extra, start = rest
         flat = start + jnp.arange(chunk, dtype=jnp.int64)
         point = axis_point_values(values, flat)
 
@@ -153,24 +179,31 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
         # the forward outputs from the unbroadcast parameters: month factors of
         # unshocked parameters stay [1, C, T] (computed once per chunk)
         p_hoisted, r_hoisted = apply_axis_values(base, rate, specs, point)
-        out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (chunk,)), horizon,
-                            equity_clusters=equity_clusters))
-        irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
-        g, slope_m, d_rate = flow_gradients(p_hoisted, r, irr_m)
+        if factoring is None:
+            out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (chunk,)), horizon,
+                                equity_clusters=equity_clusters))
+            irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
+            g, slope_m, d_rate = flow_gradients(p_hoisted, r, irr_m, (0, 1, 2))
+            g_npv, g_sum, g_npv_m = g[:, 0], g[:, 1], g[:, 2]
+        else:
+            out, g2 = corners_part(base, rate, values, *extra, start)
+            irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
+            g, slope_m, d_rate = flow_gradients(p_hoisted, r, irr_m, (2,))
+            g_npv, g_sum, g_npv_m = g2[:, 0], g2[:, 1], g[:, 0]
         d_capex = capex_gradient(p)
         total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
-        out["grad_npv"] = g[:, 0]
+        out["grad_npv"] = g_npv
         out["grad_cluster_npv"] = out["grad_npv"]
-        out["grad_roi"] = roi_gradient(g[:, 1], stack(d_capex), out["roi"], total_capex)
-        out["grad_irr"] = irr_gradient(g[:, 2], slope_m, out["irr"])
+        out["grad_roi"] = roi_gradient(g_sum, stack(d_capex), out["roi"], total_capex)
+        out["grad_irr"] = irr_gradient(g_npv_m, slope_m, out["irr"])
         out["grad_cluster_npv_discount_rate"] = d_rate
         out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
         out["npv_per_pct"] = out["grad_npv"] * stack(p) * 0.01
         irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
         unstack = lambda a: {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}  # noqa: E731
         zero_r = jnp.zeros_like(r)
-        for name, gp, gr, scale in (("npv", g[:, 0], out["grad_npv_discount_rate"], None),
-                                    ("roi", out["grad_roi"], zero_r, None), ("irr", g[:, 2], zero_r, irr_factor)):
+        for name, gp, gr, scale in (("npv", g_npv, out["grad_npv_discount_rate"], None),
+                                    ("roi", out["grad_roi"], zero_r, None), ("irr", g_npv_m, zero_r, irr_factor)):
             slopes = shock_pull((unstack(gp), gr))[0]
             sl = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
             out["slope_" + name] = sl if scale is None else sl * scale[:, None]
