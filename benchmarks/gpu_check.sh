@@ -20,7 +20,7 @@ echo "== device"; nvidia-smi --query-gpu=name,memory.total,driver_version --form
 python3 -m stresstest.cli info
 echo "== GPU tests (jax and cupy on the GPU against numpy and the reference)"
 timeout 150 python3 -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml" \
-  "$REPO/tests/test_engine.py" "$REPO/tests/test_irr.py" \
+  "$REPO/tests/test_engine.py" "$REPO/tests/test_irr.py" "$REPO/tests/test_factoring.py" \
   "$REPO/tests/test_model_vs_reference.py::test_random_portfolios_match_reference_compiled" 2>&1 | tail -15
 echo "== GPU vs CPU on random grids"
 timeout 90 python3 "$REPO/benchmarks/gpu_compare.py"
