@@ -136,8 +136,8 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
             path = writer.commit()
     finally:
         bar.close()
-    return RunResult(path, pf, sc, be.describe(), base, extremes, time.perf_counter() - t0,
-                     run.chunk_size, sha)
+    how = be.describe() + (f"; {run.factoring.describe(sc)}" if run.factoring is not None else "")
+    return RunResult(path, pf, sc, how, base, extremes, time.perf_counter() - t0, run.chunk_size, sha)
 
 
 def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend="auto", dtype="float64",
