@@ -225,3 +225,28 @@ def test_factored_sensitivities_equal_the_plain_ones_and_finite_differences():
         for out, scale in (("npv", 1e-6 * abs(f[0]["npv"]) / h + 1e-3), ("roi", 1e-7 / h)):
             fd = (f[1][out] - f[0][out]) / (2 * h)
             assert abs(fac["grad_" + out][flat, c, p] - fd) <= scale + 1e-5 * abs(fd), (out, name)
+
+
+def test_run_names_the_interpolated_axes_and_writes_the_plain_numbers(tmp_path):
+    import xarray as xr
+    from click.testing import CliRunner
+
+    from stresstest.cli import main
+    from stresstest.config import load_portfolio, load_scenario
+    from stresstest.presets import list_presets
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("scenario:\n  kind: grid\n  axes:\n"
+                    "    - {shock: obsolescence, values: [-6, 0]}\n"
+                    "    - {shock: price, linspace: [0.4, 1.2, 5]}\n"
+                    "    - {shock: energy, values: [0.5, 1.0, 2.0]}\n")
+    out = tmp_path / "g.h5"
+    r = CliRunner().invoke(main, ["run", "-s", str(grid), "-o", str(out), "--backend", "numpy"])
+    assert r.exit_code == 0, r.output
+    assert "price, energy interpolated between end points" in r.output
+    pf = load_portfolio(list_presets()["example"])
+    plain, _ = _all(prepare(pf, load_scenario(grid, pf), make_backend("numpy"), factor=False))
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        for name in ("npv", "irr", "cluster_equity_irr", "min_dscr", "payback_months"):
+            got = ds[name].values.reshape(plain[name].shape)
+            np.testing.assert_allclose(got, plain[name], rtol=1e-10, atol=1e-9, err_msg=name)
