@@ -96,9 +96,9 @@ def _first_sign_change(xp, vals, nodes):
     k = xp.min(xp.where(cell, iota[None, :], G), axis=1)
     k = xp.minimum(k, xp.where(last, G - 2, G))
     has = k < G
-    k = xp.where(has, k, 0)
+    k = xp.astype(xp.where(has, k, 0), xp.int64)  # flat indices below may pass 2^31
     flat = xp.reshape(vals, (-1,))
-    row = xp.arange(n, dtype=k.dtype) * G
+    row = xp.arange(n, dtype=xp.int64) * G
     b = xp.take(nodes, k)
     a = xp.take(nodes, k + 1)
     fb = xp.take(flat, row + k)
