@@ -66,7 +66,8 @@ def main() -> None:
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float64", show_default=True)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="Grid points per chunk [default: sized to keep memory near 256 MiB].")
+              help="Grid points per chunk [default: sized to keep memory near 128 MiB on a CPU]; "
+                   "on a grid with interpolated axes, rounded down to whole slabs (at least one).")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
               show_default=True)
 @click.option("--sensitivities", is_flag=True,
