@@ -250,3 +250,43 @@ def test_run_names_the_interpolated_axes_and_writes_the_plain_numbers(tmp_path):
         for name in ("npv", "irr", "cluster_equity_irr", "min_dscr", "payback_months"):
             got = ds[name].values.reshape(plain[name].shape)
             np.testing.assert_allclose(got, plain[name], rtol=1e-10, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_interpolable_grids_equal_plain_evaluation(seed):
+    """Random portfolios, one to three random interpolable axes (any affine parameter, op
+    and cluster subset, values kept in range) beside a random other axis."""
+    from test_engine import assert_same
+
+    rng = np.random.default_rng(900 + seed)
+    pf = random_portfolio(rng, n_clusters=int(rng.integers(1, 4)), horizon=int(rng.choice([12, 37, 60])))
+    names = pf.cluster_names
+    axes = [_param("delivery_months", "shift", [0.0, 2.5], names)] if rng.random() < 0.5 else []
+    for j, name in enumerate(rng.choice(sorted(AFFINE_PARAMS), int(rng.integers(1, 4)), replace=False)):
+        spec = PARAMS[name]
+        base = np.array([c[name] for c in pf.clusters])
+        n = int(rng.integers(4, 7))
+        lo = spec.lo if math.isfinite(spec.lo) else 0.0
+        hi = spec.hi if math.isfinite(spec.hi) else lo + 3 * max(base.max(), 1.0)
+        room = (lo - base.min(), hi - base.max())  # shifts that keep every cluster in range
+        op = str(rng.choice(["scale", "shift", "set"]))
+        if op == "shift" and room[1] <= room[0]:
+            op = "set"
+        if op == "set":
+            values = rng.uniform(lo, hi, n)
+        elif op == "scale":  # keep base * v in [lo, hi]
+            top = min(2.0, hi / base.max()) if base.max() > 0 else 2.0
+            bottom = lo / base.min() if lo > 0 else 0.0
+            values = rng.uniform(bottom, max(bottom, top), n)
+        else:
+            values = rng.uniform(*room, n)
+        clusters = [names[0]] if len(names) > 1 and rng.random() < 0.3 else None
+        axes.append(_param(str(name), op, values, names, clusters=clusters, label=f"a{j}"))
+    rng.shuffle(axes)
+    sc = Scenario("<t>", "grid", "t", axes)
+    be = make_backend("numpy")
+    run = prepare(pf, sc, be, slab_limit=10**6)
+    assert run.factoring is not None  # every generated axis but delivery_months is interpolable
+    fac, _ = _all(run)
+    plain, _ = _all(prepare(pf, sc, be, factor=False))
+    assert_same(fac, plain, rtol=1e-10)
