@@ -25,6 +25,19 @@ from .metrics import NOT_LINEAR, finish, linear_parts
 from .shocks import axis_point_values
 
 
+def _layout(x, lead: int, shape: tuple[int, ...], axes: tuple):
+    """x's corner rows as [lead, *reduced shape, *rest], and the slabs' point count."""
+    xp = array_namespace(x)
+    rest = tuple(x.shape[1:])
+    reduced = list(shape)
+    for d, _, _ in axes:
+        reduced[d] = 2
+    rows, points = lead, 1
+    for r, s in zip(reduced, shape):
+        rows, points = rows * r, points * s
+    return xp.reshape(xp.broadcast_to(x, (rows, *rest)), (lead, *reduced, *rest)), points
+
+
 def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
     """x [lead * prod(reduced shape), *rest] -> [lead * prod(shape), *rest].
 
@@ -33,13 +46,7 @@ def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
     """
     xp = array_namespace(x)
     rest = tuple(x.shape[1:])
-    reduced = list(shape)
-    for d, _, _ in axes:
-        reduced[d] = 2
-    rows = lead
-    for s in reduced:
-        rows *= s
-    y = xp.reshape(xp.broadcast_to(x, (rows, *rest)), (lead, *reduced, *rest))
+    y, n = _layout(x, lead, shape, axes)
     for d, w0, w1 in axes:
         ax = 1 + d
         lo = y[(slice(None),) * ax + (slice(0, 1),)]
@@ -51,9 +58,6 @@ def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
         mixed = a * lo + b * hi
         # the end values exactly, even where the other end is not finite
         y = xp.where(b == 0, lo, xp.where(a == 0, hi, mixed))
-    n = 1
-    for s in shape:
-        n *= s
     return xp.reshape(y, (lead * n, *rest))
 
 
@@ -63,17 +67,10 @@ def _constant(x, lead: int, shape: tuple[int, ...], axes: tuple):
     if x.shape[0] == 1:
         return x
     rest = tuple(x.shape[1:])
-    reduced = list(shape)
-    for d, _, _ in axes:
-        reduced[d] = 2
-    y = xp.reshape(x, (lead, *reduced, *rest))
+    y, n = _layout(x, lead, shape, axes)
     for d, _, _ in axes:
         y = y[(slice(None),) * (1 + d) + (slice(0, 1),)]
-    full = (lead, *shape, *rest)
-    n = 1
-    for s in shape:
-        n *= s
-    return xp.reshape(xp.broadcast_to(y, full), (lead * n, *rest))
+    return xp.reshape(xp.broadcast_to(y, (lead, *shape, *rest)), (lead * n, *rest))
 
 
 def expand(lin: dict, lead: int, shape: tuple[int, ...], axes: tuple) -> dict:
