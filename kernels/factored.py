@@ -79,6 +79,11 @@ def expand(lin: dict, lead: int, shape: tuple[int, ...], axes: tuple) -> dict:
             for k, v in lin.items()}
 
 
+def interpolated_axes(affine: tuple[int, ...], weights: tuple) -> tuple:
+    """The `axes` argument of interpolate: (position in the slab, w0, w1) per axis."""
+    return tuple((d, w0, w1) for d, (w0, w1) in zip(affine, weights))
+
+
 def corner_points(values, k: int, corner_values, start, slab: int, lead: int) -> tuple:
     """Each axis's value in the corner rows of `lead` slabs, the first at flat index `start`.
 

@@ -16,7 +16,7 @@ from .backends import Backend, BackendError
 from .config import Portfolio, Scenario
 from .factoring import Factoring
 from .factoring import plan as plan_factoring
-from .kernels.factored import corner_points, evaluate_corners
+from .kernels.factored import corner_points, evaluate_corners, interpolated_axes
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS
 from .kernels.shocks import apply_axis_values, shocked_params
@@ -180,7 +180,8 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
             f"sensitivities need the JAX backend (automatic differentiation); got {backend.name}. "
             "Use --backend jax or auto, with jax installed")
     if fact is not None:
-        run._fn, run._args = _factored(portfolio, scenario, backend, chunk, equity, fact, sensitivities)
+        run._fn, run._args = _factored(portfolio, scenario, backend, chunk, equity, fact, sensitivities,
+                                       (base, rate, values))
         return run
     if sensitivities:
         from .jax_adapter import sensitivity_chunk_fn
@@ -193,10 +194,10 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
 
 
 def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk: int,
-              equity: tuple[int, ...], fact: Factoring, sensitivities: bool):
-    """The chunk function of a factored grid and its arguments (base, rate, values,
-    corner values, weights): a chunk is `chunk // slab` whole slabs, starting at a
-    multiple of the slab."""
+              equity: tuple[int, ...], fact: Factoring, sensitivities: bool, inputs: tuple):
+    """The chunk function of a factored grid and its arguments (inputs = base, rate,
+    values on the backend; then corner values, weights): a chunk is `chunk // slab`
+    whole slabs, starting at a multiple of the slab."""
     dtype = backend.dtype
     horizon = portfolio.horizon_months
     specs = tuple(a.spec for a in scenario.axes)
@@ -206,10 +207,7 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
     corner_values = tuple(backend.asarray(g.reshape(-1).astype(dtype)) for g in grids)
     weights = tuple((backend.asarray(w0.astype(dtype)), backend.asarray(w1.astype(dtype)))
                     for w0, w1 in fact.weights)
-    base = {kk: backend.asarray(v.astype(dtype)) for kk, v in portfolio.base_arrays().items()}
-    rate = backend.asarray(np.asarray(portfolio.discount_rate, dtype=dtype))
-    values = tuple(backend.asarray(a.values.astype(dtype)) for a in scenario.axes)
-    args = (base, rate, values, corner_values, weights)
+    args = (*inputs, corner_values, weights)
     if sensitivities:
         from .jax_adapter import sensitivity_chunk_fn
 
@@ -219,8 +217,8 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
     def chunk_fn(base, rate, values, corner_values, weights, start):
         point = corner_points(values, k, corner_values, start, slab, lead)
         params, r = apply_axis_values(base, rate, specs, point)
-        axes = tuple((d, w0, w1) for d, (w0, w1) in zip(fact.affine, weights))
-        return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes)
+        return evaluate_corners(params, r, horizon, equity, lead, fact.shape,
+                                interpolated_axes(fact.affine, weights))
 
     return backend.compile(chunk_fn), args
 

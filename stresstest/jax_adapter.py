@@ -107,7 +107,7 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     corner_points, weights, start), start a multiple of the slab.
     """
     from .kernels.cashflows import cash_flows
-    from .kernels.factored import corner_points, evaluate_corners, interpolate
+    from .kernels.factored import corner_points, evaluate_corners, interpolate, interpolated_axes
     from .kernels.metrics import evaluate
     from .kernels.params import PARAM_NAMES
     from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,
@@ -160,7 +160,7 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
         point = corner_points(values, factoring.k, corner_values, start, factoring.slab, lead)
         pc, rc = apply_axis_values(base, rate, specs, point)
         rc = jnp.broadcast_to(rc, (point[0].shape[0],))
-        axes = tuple((d, w0, w1) for d, (w0, w1) in zip(factoring.affine, weights))
+        axes = interpolated_axes(factoring.affine, weights)
         out = dict(evaluate_corners(pc, rc, horizon, equity_clusters, lead, factoring.shape, axes))
         g = flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, P]
         return out, interpolate(g, lead, factoring.shape, axes)
