@@ -23,6 +23,7 @@ from array_api_compat import array_namespace
 from .cashflows import cash_flows
 from .metrics import NOT_LINEAR, finish, linear_parts
 from .shocks import axis_point_values
+from .staging import stage
 
 
 def _layout(x, lead: int, shape: tuple[int, ...], axes: tuple):
@@ -105,4 +106,12 @@ def evaluate_corners(p: dict, discount_rate, horizon: int, eq: tuple[int, ...], 
     (metrics.evaluate for a factored grid)."""
     C = p["gpus"].shape[1]
     lin = linear_parts(cash_flows(p, horizon), discount_rate, eq)
-    return finish(expand(lin, lead, shape, axes), C, eq)
+    xp = array_namespace(lin["series"])
+    positions = tuple(d for d, _, _ in axes)
+
+    def points(lin, weights):
+        return expand(lin, lead, shape, tuple((d, *w) for d, w in zip(positions, weights)))
+
+    # the interpolation as a stage of its own (staging.py): fused into the finish it
+    # ran 1.3x slower on the CPU
+    return finish(stage(xp, points, lin, tuple((w0, w1) for _, w0, w1 in axes)), C, eq)
