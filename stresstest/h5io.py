@@ -192,8 +192,10 @@ class _DirectChunks:
 
     chunk_shape gives chunks of 1 along the leading grid dimensions, `part` along
     dimension k and everything after it: in flat point order each chunk is one
-    contiguous run of part * stride points, and runs that would cross the end of
-    dimension k are the dataset's edge chunks (left to HDF5: stored padded).
+    contiguous run of part * stride points. The last chunk of each run along dimension
+    k is an edge chunk where part does not divide it: fewer points, which HDF5 stores
+    padded to the full chunk (its in-bounds points first, in C order), so it is
+    compressed here too, padded with zeros (readers never see the padding).
     """
 
     level = 1
@@ -234,6 +236,9 @@ class _DirectChunks:
             lo = max(0, -(-(start - base) // size))
             hi = min(full, (stop - base) // size)
             out.extend((base + j * size, base + (j + 1) * size) for j in range(lo, hi))
+            edge = base + full * size
+            if edge < base + self.row and start <= edge and base + self.row <= stop:
+                out.append((edge, base + self.row))
         return out
 
     def offset(self, point: int) -> tuple[int, ...]:
@@ -386,8 +391,10 @@ class GridWriter(AtomicFile):
             if whole:
                 pool = self._compressor()
                 for p0, p1 in whole:
-                    jobs.append((ds, plan.offset(p0),
-                                 pool.submit(_deflate_shuffled, values[p0 - first:p1 - first], plan.level)))
+                    v = values[p0 - first:p1 - first]
+                    if p1 - p0 < plan.points:  # an edge chunk, stored padded
+                        v = np.concatenate([v, np.zeros((plan.points - (p1 - p0),) + v.shape[1:], v.dtype)])
+                    jobs.append((ds, plan.offset(p0), pool.submit(_deflate_shuffled, v, plan.level)))
             for g0, g1 in _gaps(first, end, whole):
                 for sel, box, off in flat_slabs(self.grid_shape, g0, g1):
                     v = values[g0 - first + off:g0 - first + off + math.prod(box)]

@@ -35,6 +35,38 @@ def test_flat_slabs_cover_every_range_exactly_once(shape):
         assert len(list(flat_slabs(shape, a, b))) <= max(1, 2 * len(shape) - 1)
 
 
+@pytest.mark.parametrize("grid,extra,target", [((32, 32, 32, 31), (6,), 65536), ((5, 7, 3), (), 40),
+                                                ((4, 9), (2,), 40), ((7,), (), 3)])
+def test_direct_chunks_cover_the_grid_with_edge_chunks(grid, extra, target):
+    """Every HDF5 chunk, edge chunks included, is one run of points: the runs of any
+    range are whole chunks inside it, and over the whole grid they cover every point
+    once, so every chunk is compressed by our threads and none by HDF5 under its lock."""
+    from stresstest.h5io import _DirectChunks
+
+    shape = grid + extra
+    chunks = chunk_shape(shape, target)
+    plan = _DirectChunks.plan(grid, shape, chunks)
+    assert plan is not None
+    total = int(np.prod(grid))
+    runs = plan.inside(0, total)
+    covered = np.zeros(total, int)
+    for p0, p1 in runs:
+        covered[p0:p1] += 1
+        # each run starts at a chunk's origin and holds at most a chunk's points
+        origin = np.array(plan.offset(p0)[:len(grid)])
+        assert origin[plan.k] % plan.part == 0 and all(origin[plan.k + 1:] == 0)
+        assert 0 < p1 - p0 <= plan.points
+    assert np.all(covered == 1)
+    edges = [r for r in runs if r[1] - r[0] < plan.points]
+    assert bool(edges) == (grid[plan.k] % plan.part != 0)
+    # a range gets only the chunks wholly inside it
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = sorted(rng.integers(0, total + 1, 2))
+        got = plan.inside(a, b) if b > a else []
+        assert got == [r for r in runs if a <= r[0] and r[1] <= b]
+
+
 def test_chunk_shape_is_bounded():
     # whole trailing dims (21*11*7*6 = 9702 elements), then 65536 // 9702 = 6 of the first
     assert chunk_shape((21, 21, 11, 7, 6)) == (6, 21, 11, 7, 6)
