@@ -267,11 +267,13 @@ class Extremes:
     def update(self, chunk: Chunk) -> None:
         """Fold one chunk in: (value, flat index, the summary outputs there) per extreme."""
         for name in SUMMARY_OUTPUTS:
-            v = np.where(np.isfinite(chunk.outputs[name]), chunk.outputs[name], np.nan)
-            if np.isnan(v).all():
+            v = chunk.outputs[name]
+            finite = np.isfinite(v)
+            if not finite.any():
                 continue
-            for table, k, better in ((self.worst, int(np.nanargmin(v)), np.less),
-                                     (self.best, int(np.nanargmax(v)), np.greater)):
+            # the first finite minimum and maximum (non-finite values never win)
+            for table, k, better in ((self.worst, int(np.argmin(np.where(finite, v, np.inf))), np.less),
+                                     (self.best, int(np.argmax(np.where(finite, v, -np.inf))), np.greater)):
                 if name not in table or better(v[k], table[name][0]):
                     at = {o: float(chunk.outputs[o][k]) for o in SUMMARY_OUTPUTS}
                     table[name] = (float(v[k]), chunk.start + k, at)
