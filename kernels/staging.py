@@ -41,11 +41,16 @@ def stage(xp, fn, *operands):
 
     The conditional's predicate is a comparison of one float element of the first
     operand with itself, which XLA cannot fold (NaN != NaN); both branches are fn, so
-    the result is fn's whichever way it goes.
+    the result is fn's whichever way it goes. Only where JAX's default backend is the
+    CPU: the stages were measured there, and on a GPU a conditional may read its predicate
+    back to the host.
     """
     if not is_jax_namespace(xp):
         return fn(*operands)
     import jax
+
+    if jax.default_backend() != "cpu":
+        return fn(*operands)
 
     leaves = [x for x in jax.tree_util.tree_leaves(operands) if _traced(x)]
     floats = [x for x in leaves if xp.isdtype(x.dtype, "real floating")]
