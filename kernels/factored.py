@@ -42,8 +42,9 @@ def _layout(x, lead: int, shape: tuple[int, ...], axes: tuple):
 def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
     """x [lead * prod(reduced shape), *rest] -> [lead * prod(shape), *rest].
 
-    shape: the slab's axis sizes; axes: (position in shape, w0 [n], w1 [n]) for each
-    interpolated axis, whose reduced size is 2. Other axes keep their size.
+    shape: the slab's axis sizes; axes: (position in shape, w0, w1) for each
+    interpolated axis, whose reduced size is 2, with weights [n] shared by the slabs or
+    [lead, n] per slab (slab_weights). Other axes keep their size.
     """
     xp = array_namespace(x)
     rest = tuple(x.shape[1:])
@@ -54,6 +55,8 @@ def interpolate(x, lead: int, shape: tuple[int, ...], axes: tuple) -> object:
         hi = y[(slice(None),) * ax + (slice(1, 2),)]
         wshape = [1] * y.ndim
         wshape[ax] = shape[d]
+        if w0.ndim == 2:  # a block of the axis per slab
+            wshape[0] = lead
         a = xp.reshape(w0, tuple(wshape))
         b = xp.reshape(w1, tuple(wshape))
         mixed = a * lo + b * hi
@@ -85,16 +88,32 @@ def interpolated_axes(affine: tuple[int, ...], weights: tuple) -> tuple:
     return tuple((d, w0, w1) for d, (w0, w1) in zip(affine, weights))
 
 
-def corner_points(values, k: int, corner_values, start, slab: int, lead: int) -> tuple:
+def slab_weights(axes: tuple, start, slab: int, lead: int, blocks: int) -> tuple:
+    """interpolate's `axes` for `lead` slabs from flat index `start`: where the slab's
+    first axis is cut into `blocks` blocks (factoring.Factoring.blocks), its weights
+    over the whole axis become each slab's block of them, [lead, n]."""
+    if blocks == 1:
+        return axes
+    xp = array_namespace(start)
+    (d, w0, w1), rest = axes[0], axes[1:]
+    n = w0.shape[0] // blocks
+    block = (start // slab + xp.arange(lead, dtype=xp.int64)) % blocks
+    at = xp.reshape(block[:, None] * n + xp.arange(n, dtype=xp.int64)[None, :], (-1,))
+    return ((d, xp.reshape(xp.take(w0, at), (lead, n)), xp.reshape(xp.take(w1, at), (lead, n))),
+            *rest)
+
+
+def corner_points(values, k: int, corner_values, start, slab: int, lead: int, blocks: int = 1) -> tuple:
     """Each axis's value in the corner rows of `lead` slabs, the first at flat index `start`.
 
     values: every axis's values (the outer ones, values[:k], are taken at the slabs'
     outer indices); corner_values: the slab axes' values over one slab's corner rows
-    (C order, an interpolated axis at its two end values), each [R].
+    (C order, an interpolated axis at its two end values), each [R]. blocks > 1: the
+    first slab axis is cut into that many slabs (the same corners for each).
     """
     xp = array_namespace(start)
     R = corner_values[0].shape[0]
-    outer = start // slab + xp.arange(lead, dtype=xp.int64)
+    outer = (start // slab + xp.arange(lead, dtype=xp.int64)) // blocks
     outer_vals = axis_point_values(values[:k], outer) if k else ()
     point = tuple(xp.reshape(xp.broadcast_to(v[:, None], (lead, R)), (-1,)) for v in outer_vals)
     return point + tuple(xp.reshape(xp.broadcast_to(v[None, :], (lead, R)), (-1,)) for v in corner_values)

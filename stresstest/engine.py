@@ -16,7 +16,7 @@ from .backends import Backend, BackendError
 from .config import Portfolio, Scenario
 from .factoring import Factoring
 from .factoring import plan as plan_factoring
-from .kernels.factored import corner_points, evaluate_corners, interpolated_axes
+from .kernels.factored import corner_points, evaluate_corners, interpolated_axes, slab_weights
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS
 from .kernels.shocks import apply_axis_values, shocked_params
@@ -217,10 +217,10 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
                                     factoring=fact), args
 
     def chunk_fn(base, rate, values, corner_values, weights, start):
-        point = corner_points(values, k, corner_values, start, slab, lead)
+        point = corner_points(values, k, corner_values, start, slab, lead, fact.blocks)
         params, r = apply_axis_values(base, rate, specs, point)
-        return evaluate_corners(params, r, horizon, equity, lead, fact.shape,
-                                interpolated_axes(fact.affine, weights))
+        axes = slab_weights(interpolated_axes(fact.affine, weights), start, slab, lead, fact.blocks)
+        return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes)
 
     return backend.compile(chunk_fn), args
 

@@ -27,12 +27,20 @@ MAX_AFFINE_AXES = 3
 @dataclass(frozen=True)
 class Factoring:
     """k: the first axis of the slab; shape: the slab's axis sizes; affine: positions in
-    the slab of the interpolated axes; weights: (w0, w1) per interpolated axis, float64."""
+    the slab of the interpolated axes; weights: (w0, w1) per interpolated axis, float64.
+
+    blocks > 1: axis k is longer than the slab allows and is interpolated in blocks:
+    each slab holds shape[0] of its values (the slabs of one outer point take its
+    blocks in turn), all of them interpolated between the axis's two end values, so
+    the results are those of one slab over the whole axis. Its weights then have
+    shape[0] * blocks entries (the whole axis); slab_weights picks a slab's block.
+    """
 
     k: int
     shape: tuple[int, ...]
     affine: tuple[int, ...]
     weights: tuple[tuple[np.ndarray, np.ndarray], ...]
+    blocks: int = 1
 
     @property
     def slab(self) -> int:
@@ -53,8 +61,9 @@ class Factoring:
 
     def describe(self, scenario: Scenario) -> str:
         names = [scenario.axes[self.k + d].name for d in self.affine]
+        blocks = f", {names[0]} in blocks of {self.shape[0]}" if self.blocks > 1 else ""
         return (f"{', '.join(names)} interpolated between end points "
-                f"({self.slab / self.corners:.0f}x fewer flow evaluations)")
+                f"({self.slab / self.corners:.0f}x fewer flow evaluations{blocks})")
 
 
 def interpolable(portfolio: Portfolio, scenario: Scenario, i: int) -> bool:
@@ -85,7 +94,10 @@ def plan(portfolio: Portfolio, scenario: Scenario, max_slab: int) -> Factoring |
     """The factoring of a grid, or None where nothing would be saved.
 
     The slab starts at the outermost axis that keeps it within max_slab points; its
-    interpolable axes (the largest MAX_AFFINE_AXES of them) are interpolated.
+    interpolable axes (the largest MAX_AFFINE_AXES of them) are interpolated. Where none
+    is, but the axis just outside the slab is, that axis is interpolated in blocks
+    (Factoring.blocks): a slab is then a block of its values, the longest one whose
+    length divides the axis and keeps the slab within max_slab points.
     """
     shape = scenario.shape
     for k in range(len(shape)):
@@ -95,13 +107,20 @@ def plan(portfolio: Portfolio, scenario: Scenario, max_slab: int) -> Factoring |
         return None
     cand = [j - k for j in range(k, len(shape)) if interpolable(portfolio, scenario, j)]
     cand = sorted(sorted(cand, key=lambda d: -shape[k + d])[:MAX_AFFINE_AXES])
+    blocks = 1
     if not cand:
-        return None
+        inner = math.prod(shape[k:])
+        if k == 0 or not interpolable(portfolio, scenario, k - 1):
+            return None
+        n = shape[k - 1]
+        length = max(d for d in range(1, n + 1) if n % d == 0 and d * inner <= max_slab)
+        k, blocks, cand = k - 1, n // length, [0]
     weights = []
     for d in cand:
         v = np.asarray(scenario.axes[k + d].values, dtype=np.float64)
         lo, hi = v.min(), v.max()
         w1 = (v - lo) / (hi - lo)
         weights.append((1.0 - w1, w1))
-    f = Factoring(k, tuple(shape[k:]), tuple(cand), tuple(weights))
+    slab_shape = (shape[k] // blocks,) + tuple(shape[k + 1:])
+    f = Factoring(k, slab_shape, tuple(cand), tuple(weights), blocks)
     return f if f.corners * 2 <= f.slab else None

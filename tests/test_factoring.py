@@ -106,6 +106,33 @@ def test_plan_picks_unclipped_affine_axes():
     assert plan(pf, Scenario("<t>", "grid", "t", [_named("price", [0.5, 1.5], names)]), 10**6) is None
 
 
+def _blocked_grid(pf, n_energy=8):
+    names = pf.cluster_names
+    return Scenario("<t>", "grid", "t", [
+        _named("utilization", [-0.1, 0.0, 0.05], names),
+        _named("energy", np.linspace(0.5, 3.0, n_energy), names),
+        _named("obsolescence", [-6.0, 0.0, 3.0, 6.0, 12.0], names)])
+
+
+def test_plan_cuts_an_affine_axis_outside_the_slab_into_blocks():
+    pf = _portfolio(2)
+    sc = _blocked_grid(pf)
+    # a slab of 20 points holds only obsolescence (5), which is not affine: energy (8), the
+    # next axis out, goes in blocks of 4 values (the longest divisor of 8 that fits)
+    f = plan(pf, sc, 20)
+    assert f is not None and (f.k, f.shape, f.affine, f.blocks) == (1, (4, 5), (0,), 2)
+    assert f.slab == 20 and f.corners == 10 and len(f.weights[0][0]) == 8
+    assert "energy in blocks of 4" in f.describe(sc)
+    assert plan(pf, sc, 40).blocks == 1  # the whole axis fits: no blocks
+    # 7 values: no divisor but 1 fits beside 5 points in 20, and a block of 1 saves nothing
+    assert plan(pf, _blocked_grid(pf, 7), 20) is None
+    # the axis outside the slab is not affine either
+    names = pf.cluster_names
+    sc = Scenario("<t>", "grid", "t", [_named("obsolescence", [-6.0, 0.0, 6.0, 9.0], names),
+                                      _param("delivery_months", "set", [0.0, 1.0, 2.0, 3.0, 4.0], names)])
+    assert plan(pf, sc, 5) is None
+
+
 def _grids(pf):
     names = pf.cluster_names
     yield Scenario("<t>", "grid", "t", [
@@ -179,6 +206,29 @@ def test_factored_results_do_not_depend_on_chunks_or_ranges(backend_name):
             np.testing.assert_array_equal(got[k], whole[k][first:last], err_msg=k)
 
 
+def test_blocked_axis_matches_the_reference_and_plain_in_any_chunks(backend):
+    """An axis interpolated in blocks (Factoring.blocks): every point as the plain
+    evaluation and (numpy) the reference, whatever the chunk size or the range's start."""
+    from test_engine import assert_same
+
+    pf = _portfolio(310)
+    sc = _blocked_grid(pf)
+    plain, _ = _all(prepare(pf, sc, backend, factor=False))
+    sizes = (20, 60) if backend.name == "numpy" else (40,)
+    for cs in sizes:
+        run = prepare(pf, sc, backend, chunk_size=cs, slab_limit=20)
+        assert run.factoring.blocks == 2 and run.chunk_size == cs
+        got, _ = _all(run)
+        assert_same(got, plain, rtol=1e-10)
+        for first, last in ((13, 97), (41, 42), (sc.size - 7, sc.size)):
+            part, chunks = _all(run, first, last)
+            assert chunks[0].start == first and chunks[-1].stop == last
+            for k in got:
+                np.testing.assert_array_equal(part[k], got[k][first:last], err_msg=k)
+    if backend.name == "numpy":
+        assert _compare(pf, sc, got, range(sc.size)) == sc.size
+
+
 def test_interpolation_returns_end_values_exactly():
     import array_api_compat.numpy as xp
 
@@ -205,9 +255,9 @@ def test_factored_sensitivities_equal_the_plain_ones_and_finite_differences():
     pf = _portfolio(400, n=2, horizon=36)
     grids = list(_grids(pf))
     results = []
-    for sc in grids[:2]:
-        run = prepare(pf, sc, be, sensitivities=True, slab_limit=10**6)
-        assert run.factoring is not None
+    for sc, limit in ((grids[0], 10**6), (grids[1], 10**6), (_blocked_grid(pf), 20)):
+        run = prepare(pf, sc, be, sensitivities=True, slab_limit=limit)
+        assert run.factoring is not None and run.factoring.blocks == (2 if limit == 20 else 1)
         results.append(_all(run)[0])
         plain, _ = _all(prepare(pf, sc, be, sensitivities=True, factor=False))
         assert_same(results[-1], plain, rtol=1e-10)
