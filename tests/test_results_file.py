@@ -186,7 +186,10 @@ def test_own_deflate_equals_hdf5_filters(tmp_path, monkeypatch, sensitivities, i
     # chunks of 40 elements: many whole chunks, edge chunks and points split over stages
     monkeypatch.setattr(h5io, "chunk_shape", lambda shape: small(shape, 40))
     files = {}
-    for comp, stage in (("gzip", 3000), ("gzip", 2**26), (None, 2**26)):
+    # with sensitivities (a JAX compile per run) the large-stage gzip run is left out:
+    # the small stages already carry unfinished chunks between writes
+    runs = (("gzip", 3000), ("gzip", 2**26), (None, 2**26))
+    for comp, stage in runs[::2] if sensitivities else runs:
         monkeypatch.setattr(h5io.GridWriter, "STAGE_BYTES", stage)
         out = tmp_path / f"{comp}-{stage}.h5"
         run_grid(list_presets()["example"], list_presets()["smoke"], out,
@@ -198,7 +201,7 @@ def test_own_deflate_equals_hdf5_filters(tmp_path, monkeypatch, sensitivities, i
     with h5py.File(plain) as f:
         want = {k: f[k][()] for k in f if k in OUTPUTS or k.startswith(("cluster_", "grad_", "slope_", "npv_"))}
     assert ("grad_npv" in want) == sensitivities
-    for key in (("gzip", 3000), ("gzip", 2**26)):
+    for key in sorted(k for k in files if k[0] == "gzip"):
         with h5py.File(files[key]) as f:
             for k, v in want.items():
                 assert f[k].compression == "gzip" and f[k].shuffle, k
