@@ -61,13 +61,17 @@ def ceilings(backend) -> tuple[float, float]:
     return 2 * 2048**3 / statistics.median(t_mm), 2 * x.nbytes / statistics.median(t_cp)
 
 
-def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float] | None:
-    """(flops, bytes XLA accesses, bytes that must move) per scenario-cluster-month.
+def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] | None:
+    """(flops, bytes XLA accesses, bytes that must move) per scenario-cluster-month, and
+    the chunk function's scratch memory (bytes).
 
     The flops and accessed bytes come from XLA's cost analysis of the compiled chunk
     function (JAX only); accessed bytes count every intermediate, much of which stays in
     the caches. The bytes that must move are the chunk's inputs and outputs: the
-    compulsory traffic, the bandwidth roof's denominator.
+    compulsory traffic, the bandwidth roof's denominator. The scratch is XLA's temporary
+    buffer: above 32 MiB (glibc's largest mmap threshold) the CPU runtime's allocation
+    of it is a fresh mapping on every call, and every page of it faults once per chunk
+    (benchmarks/README.md).
     """
     fn = run._fn
     if not hasattr(fn, "lower"):
@@ -83,7 +87,12 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float] | None:
         outs = jax.eval_shape(fn, *run._args, jnp.asarray(0))
         io = sum(np.prod(o.shape) * o.dtype.itemsize for o in jax.tree_util.tree_leaves(outs))
         io += sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(run._args))
-        return cost["flops"] / scm_per_chunk, cost["bytes accessed"] / scm_per_chunk, io / scm_per_chunk
+        try:
+            temp = float(compiled.memory_analysis().temp_size_in_bytes)
+        except Exception:  # not every backend reports it
+            temp = float("nan")
+        return (cost["flops"] / scm_per_chunk, cost["bytes accessed"] / scm_per_chunk, io / scm_per_chunk,
+                temp)
     except Exception:  # cost analysis is best effort across JAX versions
         return None
 
@@ -92,13 +101,13 @@ def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved) -> str:
     c = cost_per_scm(run, scm_per_chunk)
     if c is None:
         return "roofline: no cost analysis on this backend"
-    flops, accessed, must = c
+    flops, accessed, must, temp = c
     roof_c, roof_m = peak_flops / flops, peak_bw / must
     limit = min(roof_c, roof_m)
     bound = "compute" if roof_c < roof_m else "memory"
     return (f"roofline: {flops:.0f} flop, {must:.1f} B to move per scm ({accessed:.0f} B accessed "
             f"by XLA) -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
-            f"{100 * achieved / limit:.1f} %")
+            f"{100 * achieved / limit:.1f} %; XLA scratch {temp / 2**20:.1f} MiB a chunk")
 
 
 def mc_measure(pf, paths, backend_name, repeats, chunk=None):
