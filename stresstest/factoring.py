@@ -4,9 +4,11 @@ A grid is laid out in C order: a "slab" is the block of the innermost axes from 
 axis k on, and consecutive slabs step through the outer axes. Inside a slab, an axis
 that moves only parameters in which the flows are affine (params.AFFINE_PARAMS), and
 never pushes them out of their ranges, is evaluated at its two end values and
-interpolated (kernels/factored.py). The plan depends on the grid alone, never on the
-chunk size, the shard or the backend, so every grid point is computed the same way
-in every run: results do not depend on how the grid is cut.
+interpolated (kernels/factored.py). A slab may also hold only a block of axis k's
+values (Factoring.blocks), where that axis is the one to interpolate and too long to
+fit whole; consecutive slabs then take its blocks in turn. The plan depends on the
+grid alone, never on the chunk size, the shard or the backend, so every grid point is
+computed the same way in every run: results do not depend on how the grid is cut.
 """
 
 from __future__ import annotations
