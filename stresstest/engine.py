@@ -28,6 +28,11 @@ _BYTES_PER_SCM = 8 * 80
 # 1,024 example scenarios (256 MiB) ran 2.2x slower than 512 (benchmarks/README.md)
 _DEFAULT_BUDGET = 128 * 2**20
 _GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy
+# CPU: XLA's scratch buffer for a chunk stays within this. Above 32 MiB (glibc's largest
+# mmap threshold) the runtime maps it afresh on every call and each of its pages faults
+# once: a 12-month portfolio's default chunks (34 MiB of scratch) ran 2.2x slower than
+# half as many points (benchmarks/README.md). A slab of two chunks stays near 28 MiB.
+_CPU_SCRATCH = 12 * 2**20
 
 
 def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> tuple[int, ...]:
@@ -43,9 +48,25 @@ def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> t
     return tuple(out)
 
 
-def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_BUDGET) -> int:
+def scratch_per_point(portfolio: Portfolio) -> int:
+    """XLA's CPU scratch per grid point (bytes), estimated: about one float64 per IRR row
+    and month plus 1,640 bytes per row (the IRR ladder's values and the solve's
+    temporaries), fitted within 2 % on horizons of 12-60 months, 1-6 clusters, with and
+    without debt. The rows: every cluster, the portfolio and, with debt, each indebted
+    cluster's equity flows and the portfolio's."""
+    debt = sum(1 for c in portfolio.clusters if c["debt_fraction"] > 0)
+    rows = len(portfolio.clusters) + 1 + debt + (1 if debt else 0)
+    return rows * (8 * (portfolio.horizon_months + 1) + 1640)
+
+
+def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_BUDGET,
+                       scratch: int | None = None) -> int:
+    """Scenarios per chunk: a power of two within the memory budget and, where `scratch`
+    is given (the CPU), within that much of XLA's scratch (scratch_per_point)."""
     per_scenario = len(portfolio.clusters) * (portfolio.horizon_months + 1) * _BYTES_PER_SCM
     n = max(1, budget // per_scenario)
+    if scratch is not None:
+        n = max(1, min(n, scratch // scratch_per_point(portfolio)))
     n = 1 << (n.bit_length() - 1)  # a power of two
     return int(max(1, min(n, total)))
 
@@ -134,11 +155,11 @@ def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) ->
 
 def max_slab(portfolio: Portfolio) -> int:
     """Largest slab a factored grid is cut into (points): two CPU chunks' worth, so that
-    a CPU chunk of one slab stays near the caches (W2's 10^6-point grid, slabs of 992
-    points: 1.5x faster than evaluating every point; at 1,617 points a chunk ran 2x
-    slower than at 462). It depends on the portfolio alone, so every backend and device
-    factors a grid alike."""
-    return 2 * default_chunk_size(portfolio, 2**62)
+    a CPU chunk of one slab keeps its scratch under glibc's 32 MiB mmap ceiling (W2's
+    10^6-point grid, slabs of 992 points: 1.5x faster than evaluating every point; a
+    1,617-point slab, 40 MB of scratch, ran 2x slower than 462 points). It depends on
+    the portfolio alone, so every backend and device factors a grid alike."""
+    return 2 * default_chunk_size(portfolio, 2**62, scratch=_CPU_SCRATCH)
 
 
 def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None,
@@ -151,8 +172,10 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     """
     total = scenario.size
     if chunk_size is None:
-        budget = _GPU_BUDGET if backend.is_gpu else _DEFAULT_BUDGET
-        chunk = default_chunk_size(portfolio, total, budget)
+        if backend.is_gpu:
+            chunk = default_chunk_size(portfolio, total, _GPU_BUDGET)
+        else:
+            chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH)
     else:
         chunk = int(min(chunk_size, total))
     if chunk < 1:

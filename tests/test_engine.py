@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_portfolio, random_scenario
+from conftest import _axis, random_portfolio, random_scenario
 
 from stresstest.backends import make_backend
 from stresstest.engine import default_chunk_size, prepare
@@ -71,6 +71,36 @@ def test_default_chunk_bounds_memory():
     c = default_chunk_size(pf, 10**9)
     assert 1 <= c and c * 6 * 601 * 8 * 80 <= 256 * 2**20
     assert default_chunk_size(pf, 5) == 5
+
+
+@pytest.mark.parametrize("horizon,n_clusters,debt", [(12, 6, 0.3), (60, 1, 0.5)])
+def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters, debt):
+    """XLA's scratch for a default CPU chunk, factored (a slab of up to two chunks) or
+    not, stays below 32 MiB, above which every call maps it afresh and faults on each
+    page (before: 34 MiB and 54 MiB for these two portfolios)."""
+    jax = pytest.importorskip("jax")
+    from stresstest.engine import scratch_per_point
+
+    rng = np.random.default_rng(3)
+    pf = random_portfolio(rng, n_clusters=n_clusters, horizon=horizon)
+    for c in pf.clusters:
+        c["debt_fraction"] = debt
+    from stresstest.config import Scenario
+    from stresstest.kernels.params import NAMED_SHOCKS
+
+    names = pf.cluster_names
+    axes = []
+    for shock, values in (("energy", np.linspace(0.5, 3.0, 40)), ("obsolescence", np.arange(-30.0, 32.0))):
+        targets, op, _ = NAMED_SHOCKS[shock]
+        axes.append(_axis(shock, targets, op, values, shock=shock, names=names))
+    sc = Scenario("<t>", "grid", "t", axes)
+    for factor in (True, False):
+        run = prepare(pf, sc, make_backend("jax"), factor=factor)
+        assert (run.factoring is not None) == factor
+        temp = run._fn.lower(*run._args, jax.numpy.asarray(0)).compile().memory_analysis().temp_size_in_bytes
+        assert temp < 32 * 2**20, (factor, run.chunk_size, temp)
+        # and the estimate behind the chunk size is within 25 % of XLA's figure
+        assert abs(run.chunk_size * scratch_per_point(pf) / temp - 1) < 0.25, (factor, run.chunk_size, temp)
 
 
 def test_named_shock_moves_both_utilizations_and_clips():
