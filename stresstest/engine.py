@@ -51,9 +51,10 @@ def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> t
 def scratch_per_point(portfolio: Portfolio) -> int:
     """XLA's CPU scratch per grid point (bytes), estimated: about one float64 per IRR row
     and month plus 1,640 bytes per row (the IRR ladder's values and the solve's
-    temporaries), fitted within 2 % on horizons of 12-60 months, 1-6 clusters, with and
-    without debt. The rows: every cluster, the portfolio and, with debt, each indebted
-    cluster's equity flows and the portfolio's."""
+    temporaries), fitted within 2 % on plain chunks for horizons of 12-60 months, 1-6
+    clusters, with and without debt (a factored slab's is up to 20 % more). The rows:
+    every cluster, the portfolio and, with debt, each indebted cluster's equity flows
+    and the portfolio's."""
     debt = sum(1 for c in portfolio.clusters if c["debt_fraction"] > 0)
     rows = len(portfolio.clusters) + 1 + debt + (1 if debt else 0)
     return rows * (8 * (portfolio.horizon_months + 1) + 1640)
