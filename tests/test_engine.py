@@ -73,11 +73,12 @@ def test_default_chunk_bounds_memory():
     assert default_chunk_size(pf, 5) == 5
 
 
-@pytest.mark.parametrize("horizon,n_clusters,debt", [(12, 6, 0.3), (60, 1, 0.5)])
-def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters, debt):
+@pytest.mark.parametrize("horizon,n_clusters,debt,factor", [(12, 6, 0.3, True), (12, 1, 0.5, False),
+                                                           (12, 1, 0.5, True)])
+def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters, debt, factor):
     """XLA's scratch for a default CPU chunk, factored (a slab of up to two chunks) or
     not, stays below 32 MiB, above which every call maps it afresh and faults on each
-    page (before: 34 MiB and 54 MiB for these two portfolios)."""
+    page (57 to 70 MB for these portfolios with the cap at 64 MiB)."""
     jax = pytest.importorskip("jax")
     from stresstest.engine import scratch_per_point
 
@@ -90,17 +91,16 @@ def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters,
 
     names = pf.cluster_names
     axes = []
-    for shock, values in (("energy", np.linspace(0.5, 3.0, 40)), ("obsolescence", np.arange(-30.0, 32.0))):
+    for shock, values in (("energy", np.linspace(0.5, 3.0, 160)), ("obsolescence", np.arange(-30.0, 32.0))):
         targets, op, _ = NAMED_SHOCKS[shock]
         axes.append(_axis(shock, targets, op, values, shock=shock, names=names))
     sc = Scenario("<t>", "grid", "t", axes)
-    for factor in (True, False):
-        run = prepare(pf, sc, make_backend("jax"), factor=factor)
-        assert (run.factoring is not None) == factor
-        temp = run._fn.lower(*run._args, jax.numpy.asarray(0)).compile().memory_analysis().temp_size_in_bytes
-        assert temp < 32 * 2**20, (factor, run.chunk_size, temp)
-        # and the estimate behind the chunk size is within 25 % of XLA's figure
-        assert abs(run.chunk_size * scratch_per_point(pf) / temp - 1) < 0.25, (factor, run.chunk_size, temp)
+    run = prepare(pf, sc, make_backend("jax"), factor=factor)
+    assert (run.factoring is not None) == factor
+    temp = run._fn.lower(*run._args, jax.numpy.asarray(0)).compile().memory_analysis().temp_size_in_bytes
+    assert temp < 32 * 2**20, (run.chunk_size, temp)
+    # and the estimate behind the chunk size is within 25 % of XLA's figure
+    assert abs(run.chunk_size * scratch_per_point(pf) / temp - 1) < 0.25, (run.chunk_size, temp)
 
 
 def test_named_shock_moves_both_utilizations_and_clips():
