@@ -119,6 +119,14 @@ def corner_points(values, k: int, corner_values, start, slab: int, lead: int, bl
     return point + tuple(xp.reshape(xp.broadcast_to(v[None, :], (lead, R)), (-1,)) for v in corner_values)
 
 
+def slab_corners(values, corner_values, weights, start, lead: int, plan) -> tuple:
+    """(corner_points, interpolate's axes) for `lead` slabs of a factoring plan from flat
+    index `start` (plan: factoring.Factoring; its k, slab, affine and blocks are used)."""
+    point = corner_points(values, plan.k, corner_values, start, plan.slab, lead, plan.blocks)
+    axes = slab_weights(interpolated_axes(plan.affine, weights), start, plan.slab, lead, plan.blocks)
+    return point, axes
+
+
 def evaluate_corners(p: dict, discount_rate, horizon: int, eq: tuple[int, ...], lead: int,
                      shape: tuple[int, ...], axes: tuple) -> dict:
     """Every output at every point of `lead` slabs from their corner rows' parameters

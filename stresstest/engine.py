@@ -16,7 +16,7 @@ from .backends import Backend, BackendError
 from .config import Portfolio, Scenario
 from .factoring import Factoring
 from .factoring import plan as plan_factoring
-from .kernels.factored import corner_points, evaluate_corners, interpolated_axes, slab_weights
+from .kernels.factored import evaluate_corners, slab_corners
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS
 from .kernels.shocks import apply_axis_values, shocked_params
@@ -55,7 +55,7 @@ def scratch_per_point(portfolio: Portfolio) -> int:
     clusters, with and without debt (a factored slab's is up to 20 % more). The rows:
     every cluster, the portfolio and, with debt, each indebted cluster's equity flows
     and the portfolio's."""
-    debt = sum(1 for c in portfolio.clusters if c["debt_fraction"] > 0)
+    debt = len(equity_clusters(portfolio))
     rows = len(portfolio.clusters) + 1 + debt + (1 if debt else 0)
     return rows * (8 * (portfolio.horizon_months + 1) + 1640)
 
@@ -227,7 +227,7 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
     dtype = backend.dtype
     horizon = portfolio.horizon_months
     specs = tuple(a.spec for a in scenario.axes)
-    k, lead, slab = fact.k, chunk // fact.slab, fact.slab
+    lead = chunk // fact.slab
     # the corner rows of one slab: C order over the slab's axes, interpolated ones at their ends
     grids = np.meshgrid(*fact.reduced_values(scenario), indexing="ij")
     corner_values = tuple(backend.asarray(g.reshape(-1).astype(dtype)) for g in grids)
@@ -241,9 +241,8 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
                                     factoring=fact), args
 
     def chunk_fn(base, rate, values, corner_values, weights, start):
-        point = corner_points(values, k, corner_values, start, slab, lead, fact.blocks)
+        point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
         params, r = apply_axis_values(base, rate, specs, point)
-        axes = slab_weights(interpolated_axes(fact.affine, weights), start, slab, lead, fact.blocks)
         return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes)
 
     return backend.compile(chunk_fn), args

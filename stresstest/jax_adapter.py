@@ -107,8 +107,7 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     corner_points, weights, start), start a multiple of the slab.
     """
     from .kernels.cashflows import cash_flows
-    from .kernels.factored import (corner_points, evaluate_corners, interpolate, interpolated_axes,
-                                   slab_weights)
+    from .kernels.factored import evaluate_corners, interpolate, slab_corners
     from .kernels.metrics import evaluate
     from .kernels.params import PARAM_NAMES
     from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,
@@ -159,12 +158,9 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     def corners_part(base, rate, values, corner_values, weights, start):
         """Factored grids: the outputs and the NPV and ROI gradients from the corners."""
         lead = chunk // factoring.slab
-        point = corner_points(values, factoring.k, corner_values, start, factoring.slab, lead,
-                              factoring.blocks)
+        point, axes = slab_corners(values, corner_values, weights, start, lead, factoring)
         pc, rc = apply_axis_values(base, rate, specs, point)
         rc = jnp.broadcast_to(rc, (point[0].shape[0],))
-        axes = slab_weights(interpolated_axes(factoring.affine, weights), start, factoring.slab, lead,
-                            factoring.blocks)
         out = dict(evaluate_corners(pc, rc, horizon, equity_clusters, lead, factoring.shape, axes))
         g = flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, P]
         return out, interpolate(g, lead, factoring.shape, axes)

@@ -80,15 +80,14 @@ def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters,
     not, stays below 32 MiB, above which every call maps it afresh and faults on each
     page (57 to 70 MB for these portfolios with the cap at 64 MiB)."""
     jax = pytest.importorskip("jax")
+    from stresstest.config import Scenario
     from stresstest.engine import scratch_per_point
+    from stresstest.kernels.params import NAMED_SHOCKS
 
     rng = np.random.default_rng(3)
     pf = random_portfolio(rng, n_clusters=n_clusters, horizon=horizon)
     for c in pf.clusters:
         c["debt_fraction"] = debt
-    from stresstest.config import Scenario
-    from stresstest.kernels.params import NAMED_SHOCKS
-
     names = pf.cluster_names
     axes = []
     for shock, values in (("energy", np.linspace(0.5, 3.0, 160)), ("obsolescence", np.arange(-30.0, 32.0))):
