@@ -97,7 +97,9 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] |
         return None
 
 
-def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved) -> str:
+def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None) -> str:
+    """The roofline line; with `target` (scm/s), also how the target compares with the
+    limit: a target above it cannot be met on this machine at this flop count."""
     c = cost_per_scm(run, scm_per_chunk)
     if c is None:
         return "roofline: no cost analysis on this backend"
@@ -107,7 +109,8 @@ def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved) -> str:
     bound = "compute" if roof_c < roof_m else "memory"
     return (f"roofline: {flops:.0f} flop, {must:.1f} B to move per scm ({accessed:.0f} B accessed "
             f"by XLA) -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
-            f"{100 * achieved / limit:.1f} %; XLA scratch {temp / 2**20:.1f} MiB a chunk")
+            f"{100 * achieved / limit:.1f} %; XLA scratch {temp / 2**20:.1f} MiB a chunk"
+            + (f"; the target {target:.3g} is {100 * target / limit:.0f} % of the limit" if target else ""))
 
 
 def mc_measure(pf, paths, backend_name, repeats, chunk=None):
@@ -219,7 +222,7 @@ def main(argv=None):
         line("", base_f, base_f["scm_per_s"] / base["scm_per_s"])
         print(f"     W1 vs numpy with the same interpolation: {w1['scm_per_s'] / base_f['scm_per_s']:.1f}x")
         run = prepare(pf, sc, b)
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"]))
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"], 1.5e8))
     if "W3" in only:
         from bench_sensitivities import compile_time, paired
 
@@ -243,7 +246,7 @@ def main(argv=None):
         line("W4", w4, w4["scm_per_s"] / base["scm_per_s"])
         line("", base)
         run = w4["run"]
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"])
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"], 5e7)
               + f"  ({n:,} paths; numpy on {max(1000, n // 20):,})")
 
 
