@@ -48,26 +48,27 @@ def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> t
     return tuple(out)
 
 
-def scratch_per_point(portfolio: Portfolio) -> int:
+def scratch_per_point(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
     """XLA's CPU scratch per grid point (bytes), estimated: about one float64 per IRR row
     and month plus 1,640 bytes per row (the IRR ladder's values and the solve's
     temporaries), fitted within 2 % on plain chunks for horizons of 12-60 months, 1-6
     clusters, with and without debt (a factored slab's is up to 20 % more). The rows:
-    every cluster, the portfolio and, with debt, each indebted cluster's equity flows
-    and the portfolio's."""
-    debt = len(equity_clusters(portfolio))
+    every cluster, the portfolio and, with debt, the equity flows of each cluster that
+    carries debt at some grid point (equity_clusters) and the portfolio's."""
+    debt = len(equity_clusters(portfolio, scenario))
     rows = len(portfolio.clusters) + 1 + debt + (1 if debt else 0)
     return rows * (8 * (portfolio.horizon_months + 1) + 1640)
 
 
 def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_BUDGET,
-                       scratch: int | None = None) -> int:
+                       scratch: int | None = None, scenario: Scenario | None = None) -> int:
     """Scenarios per chunk: a power of two within the memory budget and, where `scratch`
-    is given (the CPU), within that much of XLA's scratch (scratch_per_point)."""
+    is given (the CPU), within that much of XLA's scratch (scratch_per_point for the
+    scenario's grid, whose axes may give debt to clusters that have none)."""
     per_scenario = len(portfolio.clusters) * (portfolio.horizon_months + 1) * _BYTES_PER_SCM
     n = max(1, budget // per_scenario)
     if scratch is not None:
-        n = max(1, min(n, scratch // scratch_per_point(portfolio)))
+        n = max(1, min(n, scratch // scratch_per_point(portfolio, scenario)))
     n = 1 << (n.bit_length() - 1)  # a power of two
     return int(max(1, min(n, total)))
 
@@ -154,13 +155,13 @@ def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) ->
     return Chunk(start, stop, {name: backend.to_numpy(v)[rows] for name, v in out.items()})
 
 
-def max_slab(portfolio: Portfolio) -> int:
+def max_slab(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
     """Largest slab a factored grid is cut into (points): two CPU chunks' worth, so that
     a CPU chunk of one slab keeps its scratch under glibc's 32 MiB mmap ceiling (W2's
     10^6-point grid, slabs of 992 points: 1.5x faster than evaluating every point; a
     1,617-point slab, 40 MB of scratch, ran 2x slower than 462 points). It depends on
-    the portfolio alone, so every backend and device factors a grid alike."""
-    return 2 * default_chunk_size(portfolio, 2**62, scratch=_CPU_SCRATCH)
+    the portfolio and the grid alone, so every backend and device factors a grid alike."""
+    return 2 * default_chunk_size(portfolio, 2**62, scratch=_CPU_SCRATCH, scenario=scenario)
 
 
 def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_size: int | None = None,
@@ -176,12 +177,12 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         if backend.is_gpu:
             chunk = default_chunk_size(portfolio, total, _GPU_BUDGET)
         else:
-            chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH)
+            chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH, scenario)
     else:
         chunk = int(min(chunk_size, total))
     if chunk < 1:
         raise ValueError("chunk size must be at least 1")
-    limit = max_slab(portfolio) if slab_limit is None else slab_limit
+    limit = max_slab(portfolio, scenario) if slab_limit is None else slab_limit
     fact = plan_factoring(portfolio, scenario, limit) if factor else None
     if fact is not None:
         chunk = max(1, chunk // fact.slab) * fact.slab
