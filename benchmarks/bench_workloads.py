@@ -61,6 +61,10 @@ def ceilings(backend) -> tuple[float, float]:
     return 2 * 2048**3 / statistics.median(t_mm), 2 * x.nbytes / statistics.median(t_cp)
 
 
+# the performance issue's CPU targets for W1 and W4 (scenario-cluster-months per second)
+W1_TARGET, W4_TARGET = 1.5e8, 5e7
+
+
 def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] | None:
     """(flops, bytes XLA accesses, bytes that must move) per scenario-cluster-month, and
     the chunk function's scratch memory (bytes).
@@ -222,7 +226,7 @@ def main(argv=None):
         line("", base_f, base_f["scm_per_s"] / base["scm_per_s"])
         print(f"     W1 vs numpy with the same interpolation: {w1['scm_per_s'] / base_f['scm_per_s']:.1f}x")
         run = prepare(pf, sc, b)
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"], 1.5e8))
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"], W1_TARGET))
     if "W3" in only:
         from bench_sensitivities import compile_time, paired
 
@@ -246,7 +250,7 @@ def main(argv=None):
         line("W4", w4, w4["scm_per_s"] / base["scm_per_s"])
         line("", base)
         run = w4["run"]
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"], 5e7)
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"], W4_TARGET)
               + f"  ({n:,} paths; numpy on {max(1000, n // 20):,})")
 
 
