@@ -17,6 +17,12 @@ measured here: a large matrix product (arithmetic) and a large copy (bandwidth).
 limit is min(flops/s / flops-per-scm, bytes/s / bytes-per-scm), printed beside the
 achieved rate.
 
+XLA counts a conditional at its costlier branch, taken or not. The IRR's second Newton
+pass (kernels/irr.py, `other_side`: rows whose two brackets overlap in |i|) is such a
+branch, rarely taken; the flops the limit divides by are those of the chunk function
+compiled without it when a numpy pass over the same workload finds no row that takes it
+(XLA's own count is printed beside them), and XLA's count otherwise.
+
     python benchmarks/bench_workloads.py                 # CPU, every workload
     python benchmarks/bench_workloads.py --only W1,W3 --repeats 5
     python benchmarks/bench_workloads.py --w2 1e6 --w4 1e5   # quicker
@@ -25,6 +31,7 @@ achieved rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -101,31 +108,93 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] |
         return None
 
 
-def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None) -> str:
+# kernels.irr's conditional branches that few rows take (the second side's Newton pass)
+RARE_BRANCHES = ("other_side",)
+
+
+@contextlib.contextmanager
+def rare_branches(mode: str):
+    """mode "skip": kernels.irr's rare branches fall through (for the cost analysis of a
+    chunk function prepared inside); mode "count": yields [rows that took one, rows],
+    counted on eager (numpy) runs inside."""
+    import stresstest.kernels.irr as irr
+
+    orig, tally = irr.when_any, [0, 0]
+
+    def patched(xp, pred, fn, otherwise, *operands):
+        if fn.__name__ not in RARE_BRANCHES:
+            return orig(xp, pred, fn, otherwise, *operands)
+        if mode == "skip":
+            return otherwise(*operands)
+        tally[0] += int(np.count_nonzero(np.asarray(pred)))
+        tally[1] += int(np.asarray(pred).size)
+        return orig(xp, pred, fn, otherwise, *operands)
+
+    irr.when_any = patched
+    try:
+        yield tally
+    finally:
+        irr.when_any = orig
+
+
+def rows_taking_rare_branches(numpy_run) -> tuple[int, int]:
+    """(rows that took one of RARE_BRANCHES, rows) in a pass over `numpy_run()`'s chunks."""
+    with rare_branches("count") as tally:
+        for _ in numpy_run().chunks():
+            pass
+    return tally[0], tally[1]
+
+
+def executed_flops(make_run, scm_of, taken) -> tuple[float | None, str]:
+    """Flops per scm that the chunk function executes on this workload, and a note:
+    `make_run()` prepares the JAX run, `scm_of(run)` gives its scm per chunk, and `taken`
+    is rows_taking_rare_branches of the workload (or a sample of it) on numpy."""
+    if taken[0]:
+        return None, f"; the IRR's second-side pass taken by {taken[0]:,} of {taken[1]:,} rows, counted in full"
+    with rare_branches("skip"):
+        run = make_run()
+        c = cost_per_scm(run, scm_of(run))
+    if c is None:
+        return None, ""
+    return c[0], f"; the IRR's second-side pass, taken by none of {taken[1]:,} rows on numpy, left out"
+
+
+def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None, executed=(None, "")) -> str:
     """The roofline line; with `target` (scm/s), also how the target compares with the
-    limit: a target above it cannot be met on this machine at this flop count."""
+    limit: a target above it cannot be met on this machine at this flop count.
+    `executed`: executed_flops(...), the flops the limit divides by when known."""
     c = cost_per_scm(run, scm_per_chunk)
     if c is None:
         return "roofline: no cost analysis on this backend"
-    flops, accessed, must, temp = c
+    counted, accessed, must, temp = c
+    flops = executed[0] or counted
     roof_c, roof_m = peak_flops / flops, peak_bw / must
     limit = min(roof_c, roof_m)
     bound = "compute" if roof_c < roof_m else "memory"
-    return (f"roofline: {flops:.0f} flop, {must:.1f} B to move per scm ({accessed:.0f} B accessed "
+    what = (f"{flops:.0f} flop executed ({counted:.0f} counted by XLA{executed[1]})" if executed[0]
+            else f"{flops:.0f} flop{executed[1]}")
+    return (f"roofline: {what}, {must:.1f} B to move per scm ({accessed:.0f} B accessed "
             f"by XLA) -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
             f"{100 * achieved / limit:.1f} %; XLA scratch {temp / 2**20:.1f} MiB a chunk"
             + (f"; the target {target:.3g} is {100 * target / limit:.0f} % of the limit" if target else ""))
 
 
-def mc_measure(pf, paths, backend_name, repeats, chunk=None):
-    from stresstest.montecarlo import Summary
+def mc_run(pf, paths, backend_name, chunk=None):
+    """The bundled Monte Carlo scenario with `paths` paths, prepared on a backend."""
     from stresstest.montecarlo import prepare as mc_prepare
 
     mc = load_scenario(list_presets()["montecarlo"], pf)
     mc.paths = paths
+    return mc_prepare(pf, mc, make_backend(backend_name), chunk)
+
+
+def mc_measure(pf, paths, backend_name, repeats, chunk=None):
+    from stresstest.montecarlo import Summary
+
+    mc = load_scenario(list_presets()["montecarlo"], pf)
     b = make_backend(backend_name)
     t0 = time.perf_counter()
-    run = mc_prepare(pf, mc, b, chunk)
+    run = mc_run(pf, paths, backend_name, chunk)
     next(run.chunks(0, run.chunk_size))
     compile_s = time.perf_counter() - t0
     times = []
@@ -226,7 +295,9 @@ def main(argv=None):
         line("", base_f, base_f["scm_per_s"] / base["scm_per_s"])
         print(f"     W1 vs numpy with the same interpolation: {w1['scm_per_s'] / base_f['scm_per_s']:.1f}x")
         run = prepare(pf, sc, b)
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"], W1_TARGET))
+        taken = rows_taking_rare_branches(lambda: prepare(pf, sc, make_backend("numpy")))
+        ex = executed_flops(lambda: prepare(pf, sc, b), scm_chunk, taken)
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"], W1_TARGET, ex))
     if "W3" in only:
         from bench_sensitivities import compile_time, paired
 
@@ -239,7 +310,8 @@ def main(argv=None):
         line("W3", {"backend": b.describe(), "compile_s": c_s, "median_s": med, "scm_per_s": scm / med,
                     "peak_mib": mem["+gradients"]})
         print(f"     W3 / W1 time: median of paired ratios {statistics.median(ratios):.2f}x (target <= 3x)")
-        print("     " + roofline(sen, scm_chunk(sen), peak_flops, peak_bw, scm / med))
+        ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), scm_chunk, taken)
+        print("     " + roofline(sen, scm_chunk(sen), peak_flops, peak_bw, scm / med, executed=ex))
     if "W2" in only:
         w2(pf, int(args.w2), args.backend, None if args.compression == "none" else args.compression,
            args.w2_pairs, args.compression)
@@ -250,7 +322,10 @@ def main(argv=None):
         line("W4", w4, w4["scm_per_s"] / base["scm_per_s"])
         line("", base)
         run = w4["run"]
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"], W4_TARGET)
+        sample = max(1000, n // 20)
+        taken = rows_taking_rare_branches(lambda: mc_run(pf, sample, "numpy"))
+        ex = executed_flops(lambda: mc_run(pf, n, args.backend), scm_chunk, taken)
+        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"], W4_TARGET, ex)
               + f"  ({n:,} paths; numpy on {max(1000, n // 20):,})")
 
 
