@@ -51,6 +51,13 @@ def _fail_input(err: Exception) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+BACKEND_HELP = "auto: JAX on a GPU, else CuPy on a GPU, else JAX on the CPU, else numpy."
+COMPRESSION_HELP = ("HDF5 filter of the result datasets. gzip: shuffle + deflate (grids are "
+                    "compressed in parallel threads); lzf: HDF5's own filter, in one thread (on a "
+                    "10^6-point grid slower to write than gzip, for files about as large); none: "
+                    "fastest to write, files about twice as large.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stresstest")
 def main() -> None:
@@ -63,13 +70,15 @@ def main() -> None:
               help=f"Scenario file or bundled preset name [default: {DEFAULT_SCENARIO}].")
 @click.option("-o", "--output", default="stress.h5", show_default=True, type=click.Path(),
               help="HDF5 result file.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float64", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help=BACKEND_HELP)
+@click.option("--dtype", type=click.Choice(tuple(DTYPES)), default="float64", show_default=True,
+              help="Floating-point precision of the whole evaluation; float32 is faster on most GPUs, "
+                   "its error against float64 is in docs/model.md.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
               help="Grid points per chunk [default: sized to keep memory near 128 MiB on a CPU]; "
                    "on a grid with interpolated axes, rounded down to whole slabs (at least one).")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
-              show_default=True)
+              show_default=True, help=COMPRESSION_HELP)
 @click.option("--sensitivities", is_flag=True,
               help="Also write gradients of NPV, ROI and IRR for every parameter (needs JAX).")
 @click.option("--shard", default=None, metavar="I/N",
@@ -147,16 +156,19 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
               help="Folder for shard files, scripts and logs.")
 @click.option("-o", "--output", default="stress.h5", show_default=True, type=click.Path(),
               help="The merged result file the merge job writes.")
-@click.option("--partition", default=None)
+@click.option("--partition", default=None, help="Slurm partition (sbatch --partition).")
 @click.option("--time", "time_", default=None, help="Per task, e.g. 01:00:00.")
 @click.option("--mem", default=None, help="Per task, e.g. 8G.")
-@click.option("--gpus-per-task", type=click.IntRange(min=0), default=None)
-@click.option("--cpus-per-task", type=click.IntRange(min=1), default=None)
-@click.option("--account", default=None)
+@click.option("--gpus-per-task", type=click.IntRange(min=0), default=None,
+              help="GPUs per array task (sbatch --gpus-per-task); a task uses every GPU it sees.")
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=None,
+              help="CPU cores per array task (sbatch --cpus-per-task).")
+@click.option("--account", default=None, help="Slurm account to charge (sbatch --account).")
 @click.option("--array-limit", type=click.IntRange(min=1), default=None,
               help="At most K array tasks at once (--array=...%K).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
-@click.option("--sensitivities", is_flag=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help=BACKEND_HELP)
+@click.option("--sensitivities", is_flag=True,
+              help="Each shard also writes the gradients (as run --sensitivities; needs JAX).")
 @click.option("--only", default=None, help="Only these shard indices, e.g. 3,17 or 4-9 (reruns).")
 @click.option("--dry-run", is_flag=True, help="Print the sbatch scripts; submit nothing.")
 def submit(portfolio, scenario, shards, output_dir, output, partition, time_, mem, gpus_per_task,
@@ -198,7 +210,7 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
 @click.argument("directory", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="The merged result file.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
-              show_default=True)
+              show_default=True, help=COMPRESSION_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def merge(directory, output, compression, overwrite):
     """Check a folder of shard files and merge them into one result file."""

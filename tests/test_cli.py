@@ -102,3 +102,22 @@ def test_unexpected_infinity_is_reported_with_its_grid_point(tmp_path):
     assert "npv:" in text and "first at energy_price=1e+308" in text and "UNEXPECTED" in text
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert np.isfinite(ds["npv"].values[0]) and not np.isfinite(ds["npv"].values[1])
+
+
+def test_every_option_of_every_command_has_help():
+    """`--help` explains every option: none is listed with its name alone."""
+    import click
+
+    def commands(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, path + (name,))
+        else:
+            yield path, cmd
+
+    bare = [(" ".join(path), p.opts[0]) for path, cmd in commands(main, ("stresstest",))
+            for p in cmd.params if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    assert bare == []
+    # and the help page of a command shows them
+    out = CliRunner().invoke(main, ["submit", "--help"]).output
+    assert "Slurm account" in out and "CPU cores per array task" in out
