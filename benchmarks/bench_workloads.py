@@ -13,9 +13,9 @@ cluster-months per second; peak memory is the resident set above the level at en
 Roofline: XLA's cost analysis of the compiled chunk function gives its floating-point
 operations and the bytes it accesses per chunk; divided by the chunk's
 scenario-cluster-months they give the kernel's needs per scm. The machine's ceilings are
-measured here: a large matrix product (arithmetic) and a large copy (bandwidth). The
-limit is min(flops/s / flops-per-scm, bytes/s / bytes-per-scm), printed beside the
-achieved rate.
+measured here, just before and after each workload's timed runs (the higher of the two
+counts): a large matrix product (arithmetic) and a large copy (bandwidth). The limit is
+min(flops/s / flops-per-scm, bytes/s / bytes-per-scm), printed beside the achieved rate.
 
 XLA counts a conditional at its costlier branch, taken or not. The IRR's second Newton
 pass (kernels/irr.py, `other_side`: rows whose two brackets overlap in |i|) is such a
@@ -106,6 +106,18 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] |
                 temp)
     except Exception:  # cost analysis is best effort across JAX versions
         return None
+
+
+def around(b, timed):
+    """(timed(), (flop/s, bytes/s), note): the ceilings measured just before and just after
+    the timed runs, and the higher of each pair. This VM's speed moves by up to 2x within
+    minutes; ceilings measured in another phase than the workload would misstate its share."""
+    c0 = ceilings(b)
+    out = timed()
+    c1 = ceilings(b)
+    note = (f"ceilings before/after: {c0[0] / 1e9:.1f}/{c1[0] / 1e9:.1f} GFLOP/s, "
+            f"{c0[1] / 1e9:.1f}/{c1[1] / 1e9:.1f} GB/s")
+    return out, (max(c0[0], c1[0]), max(c0[1], c1[1])), note
 
 
 # kernels.irr's conditional branches that few rows take (the second side's Newton pass)
@@ -277,7 +289,8 @@ def main(argv=None):
     peak_flops, peak_bw = ceilings(b)
     print(f"# stresstest workloads  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()} "
           f"{os.cpu_count()} cpus  {b.describe()}")
-    print(f"# ceilings: {peak_flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {peak_bw / 1e9:.1f} GB/s (copy)")
+    print(f"# ceilings: {peak_flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {peak_bw / 1e9:.1f} GB/s (copy); "
+          "measured again around each workload's timed runs")
     print(f"{'':<5}{'backend':<30}{'compile s':>10}{'median s':>10}{'scm/s':>11}{'vs numpy':>9}{'peak MiB':>10}")
     sc = load_scenario(list_presets()["default_grid"], pf)
     scm_chunk = lambda run: run.chunk_size * len(pf.clusters) * pf.horizon_months  # noqa: E731
@@ -285,7 +298,7 @@ def main(argv=None):
     if only & {"W1", "W3"}:
         # the engine's default (affine axes interpolated) on the backend, the same backend
         # evaluating every point in full, and the plain numpy backend as the baseline
-        w1 = measure(pf, sc, args.backend, args.repeats)
+        w1, peaks, note = around(b, lambda: measure(pf, sc, args.backend, args.repeats))
         w1_plain = measure(pf, sc, args.backend, args.repeats, factor=False)
         base = measure(pf, sc, "numpy", args.repeats, factor=False)
         base_f = measure(pf, sc, "numpy", args.repeats)
@@ -297,27 +310,27 @@ def main(argv=None):
         run = prepare(pf, sc, b)
         taken = rows_taking_rare_branches(lambda: prepare(pf, sc, make_backend("numpy")))
         ex = executed_flops(lambda: prepare(pf, sc, b), scm_chunk, taken)
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w1["scm_per_s"], W1_TARGET, ex))
+        print(f"     {note}\n     " + roofline(run, scm_chunk(run), *peaks, w1["scm_per_s"], W1_TARGET, ex))
     if "W3" in only:
         from bench_sensitivities import compile_time, paired
 
         fwd, sen = prepare(pf, sc, b), prepare(pf, sc, b, sensitivities=True)
         c_s = compile_time(sen)
         compile_time(fwd)
-        times, mem, ratios = paired(fwd, sen, args.repeats)
+        (times, mem, ratios), peaks, note = around(b, lambda: paired(fwd, sen, args.repeats))
         med = statistics.median(times["+gradients"])
         scm = sc.size * len(pf.clusters) * pf.horizon_months
         line("W3", {"backend": b.describe(), "compile_s": c_s, "median_s": med, "scm_per_s": scm / med,
                     "peak_mib": mem["+gradients"]})
         print(f"     W3 / W1 time: median of paired ratios {statistics.median(ratios):.2f}x (target <= 3x)")
         ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), scm_chunk, taken)
-        print("     " + roofline(sen, scm_chunk(sen), peak_flops, peak_bw, scm / med, executed=ex))
+        print(f"     {note}\n     " + roofline(sen, scm_chunk(sen), *peaks, scm / med, executed=ex))
     if "W2" in only:
         w2(pf, int(args.w2), args.backend, None if args.compression == "none" else args.compression,
            args.w2_pairs, args.compression)
     if "W4" in only:
         n = int(args.w4)
-        w4 = mc_measure(pf, n, args.backend, args.repeats)
+        w4, peaks, note = around(b, lambda: mc_measure(pf, n, args.backend, args.repeats))
         base = mc_measure(pf, max(1000, n // 20), "numpy", 1)
         line("W4", w4, w4["scm_per_s"] / base["scm_per_s"])
         line("", base)
@@ -325,7 +338,7 @@ def main(argv=None):
         sample = max(1000, n // 20)
         taken = rows_taking_rare_branches(lambda: mc_run(pf, sample, "numpy"))
         ex = executed_flops(lambda: mc_run(pf, n, args.backend), scm_chunk, taken)
-        print("     " + roofline(run, scm_chunk(run), peak_flops, peak_bw, w4["scm_per_s"], W4_TARGET, ex)
+        print(f"     {note}\n     " + roofline(run, scm_chunk(run), *peaks, w4["scm_per_s"], W4_TARGET, ex)
               + f"  ({n:,} paths; numpy on {max(1000, n // 20):,})")
 
 
