@@ -20,8 +20,8 @@ min(flops/s / flops-per-scm, bytes/s / bytes-per-scm), printed beside the achiev
 XLA counts a conditional at its costlier branch, taken or not. The IRR's second Newton
 pass (kernels/irr.py, `other_side`: rows whose two brackets overlap in |i|) is such a
 branch, rarely taken; the flops the limit divides by are those of the chunk function
-compiled without it when a numpy pass over the same workload finds no row that takes it
-(XLA's own count is printed beside them), and XLA's count otherwise.
+compiled without it when the numpy baseline (W4's on a sample of the paths) has no row
+that takes it (XLA's own count is printed beside them), and XLA's count otherwise.
 
     python benchmarks/bench_workloads.py                 # CPU, every workload
     python benchmarks/bench_workloads.py --only W1,W3 --repeats 5
