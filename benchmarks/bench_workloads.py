@@ -196,10 +196,9 @@ def mc_run(pf, paths, backend_name, chunk=None):
 def mc_measure(pf, paths, backend_name, repeats, chunk=None):
     from stresstest.montecarlo import Summary
 
-    mc = load_scenario(list_presets()["montecarlo"], pf)
-    b = make_backend(backend_name)
     t0 = time.perf_counter()
     run = mc_run(pf, paths, backend_name, chunk)
+    mc, b = run.scenario, run.backend
     next(run.chunks(0, run.chunk_size))
     compile_s = time.perf_counter() - t0
     times = []
