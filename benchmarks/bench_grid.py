@@ -134,7 +134,7 @@ def bench_h5(pf, n, backend_name, compression="gzip"):
         size = out.stat().st_size
     scm = sc.size * len(pf.clusters) * pf.horizon_months
     return {"points": sc.size, "seconds": secs, "scm_per_s": scm / secs, "peak_mib": mem.delta_mib,
-            "file_mib": size / 2**20, "backend": res.backend}
+            "file_mib": size / 2**20, "backend": res.backend, "writing_s": res.writing_s}
 
 
 def main(argv=None):

@@ -238,7 +238,7 @@ def w2(pf, n, backend_name, compression, pairs, label):
     run = shared_prepare(pf, sc2, b)
     next(run.chunks(0, run.chunk_size))
     compile_s = time.perf_counter() - t0
-    alone, streamed, ratios, last = [], [], [], None
+    alone, streamed, ratios, writer, last = [], [], [], [], None
     for _ in range(pairs):
         with PeakMemory():
             t0 = time.perf_counter()
@@ -249,6 +249,7 @@ def w2(pf, n, backend_name, compression, pairs, label):
         last = bench_h5(pf, n, backend_name, compression)
         streamed.append(last["seconds"])
         ratios.append(streamed[-1] / alone[-1])
+        writer.append(last["writing_s"] / (last["seconds"] - last["writing_s"]))
     med = statistics.median(streamed)
     over = statistics.median(ratios) - 1
     line("W2", {"backend": last["backend"], "compile_s": compile_s, "median_s": med,
@@ -256,6 +257,9 @@ def w2(pf, n, backend_name, compression, pairs, label):
     print(f"     W2: {sc2.size:,} points; compute alone {statistics.median(alone):.1f} s, streamed to HDF5 "
           f"{med:.1f} s: writing adds {100 * over:.0f} % (median of {pairs} paired ratios; target <= 20 %); "
           f"file {last['file_mib']:.0f} MiB ({label}); peak {last['peak_mib']:.0f} MiB (target <= 2048)")
+    how = "beside the computation" if b.is_gpu else "with the computation paused"
+    print(f"     W2: time in the writer ({how}) {100 * statistics.median(writer):.0f} % of the rest of the "
+          f"streamed run (median of {pairs}; per run: {', '.join(f'{100 * w:.0f}' for w in writer)} %)")
 
 
 def line(name, r, ratio=None):

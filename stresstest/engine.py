@@ -110,9 +110,11 @@ class GridRun:
 
         return local_devices(self.backend.is_gpu) or [None]
 
-    def chunks(self, first: int = 0, last: int | None = None, device=None) -> Iterator[Chunk]:
+    def chunks(self, first: int = 0, last: int | None = None, device=None,
+               pause: Callable[[], bool] | None = None) -> Iterator[Chunk]:
         """The chunks of the flat range [first, last) (default: the whole grid), on `device`
-        (JAX: the inputs are committed there, so the compiled function runs there)."""
+        (JAX: the inputs are committed there, so the compiled function runs there).
+        pause: see `pipelined`."""
         b = self.backend
         last = self.total if last is None else last
         args = self._args
@@ -121,11 +123,11 @@ class GridRun:
 
             args = place(args, device)
         yield from pipelined(self._fn, args, b, first, last, self.chunk_size,
-                             aligned=self.factoring is not None)
+                             aligned=self.factoring is not None, pause=pause)
 
 
 def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
-              aligned: bool = False) -> Iterator[Chunk]:
+              aligned: bool = False, pause: Callable[[], bool] | None = None) -> Iterator[Chunk]:
     """Chunks of fn(*args, start) over [first, last), one computing ahead of the one
     handed out.
 
@@ -135,11 +137,19 @@ def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
     JAX and CuPy return before the device has finished: the next chunk is launched
     before the current one is copied to the host, so the device keeps computing while
     the caller summarises and writes (and while a writer thread holds the GIL).
+
+    pause: asked before each launch; when it says True, the chunk computing is handed
+    out first and the next is launched only when the caller asks for it, so that nothing
+    computes while the caller works on that chunk (a CPU run's compression, which would
+    otherwise take cores from the computation).
     """
     ahead = None
     starts = range((first // size) * size, last, size) if aligned else range(first, last, size)
     for at in starts:
         start, stop = max(at, first), min(at + size, last)
+        if ahead is not None and pause is not None and pause():
+            yield _to_host(backend, *ahead)
+            ahead = None
         # overflow to inf or NaN is reported per grid point (Extremes), not warned
         with np.errstate(all="ignore"):
             out = fn(*args, backend.xp.asarray(at))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,6 +260,7 @@ class GridWriter(AtomicFile):
         self.f = h5py.File(self.tmp, "w")
         self._direct: dict[str, _DirectChunks] = {}
         self._pool = None
+        self.seconds = 0.0  # spent in write, flush and commit
         try:
             self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
             if sensitivities:
@@ -359,18 +361,31 @@ class GridWriter(AtomicFile):
 
     def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
         """Store the outputs of the flat grid range [start, stop) (staged; see flush)."""
+        t0 = time.perf_counter()
+        try:
+            self._write(start, stop, outputs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
         if getattr(self, "_stage_end", None) is not None and self._stage_end != start:
             self.flush()
         pending = self.__dict__.setdefault("_pending", {})
         for name in self.datasets:
             pending.setdefault(name, [start, []])[1].append(outputs[name][: stop - start])
         self._stage_end = stop
-        self._staged = getattr(self, "_staged", 0) + sum(outputs[n][: stop - start].nbytes for n in self.datasets)
+        self._last_bytes = sum(outputs[n][: stop - start].nbytes for n in self.datasets)
+        self._staged = getattr(self, "_staged", 0) + self._last_bytes
         if self._staged >= self.STAGE_BYTES:
             self._write_staged(final=False)
 
     def flush(self) -> None:
         self._write_staged(final=True)
+
+    def due(self) -> bool:
+        """Whether writing another chunk like the last one fills the stage (and so
+        compresses and stores it)."""
+        return getattr(self, "_staged", 0) + getattr(self, "_last_bytes", 0) >= self.STAGE_BYTES
 
     def _write_staged(self, final: bool) -> None:
         stop = getattr(self, "_stage_end", None)
@@ -424,9 +439,13 @@ class GridWriter(AtomicFile):
             self._pool = None
 
     def commit(self) -> Path:
-        self.flush()
-        self._close_pool()
-        return super().commit()
+        t0 = time.perf_counter()
+        try:
+            self.flush()
+            self._close_pool()
+            return super().commit()
+        finally:
+            self.seconds += time.perf_counter() - t0
 
     def abort(self) -> None:
         self._close_pool()

@@ -28,6 +28,7 @@ class RunResult:
     seconds: float
     chunk_size: int
     config_sha256: str
+    writing_s: float = 0.0  # in the writer: staging, compressing, storing, committing
 
     @property
     def scm(self) -> int:
@@ -71,8 +72,14 @@ def check_output(path: Path, overwrite: bool = True) -> None:
 def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
              compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False,
-             overwrite: bool = True, max_scenarios: int | None = None):
-    """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo."""
+             overwrite: bool = True, max_scenarios: int | None = None, overlap: bool | None = None):
+    """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo.
+
+    overlap: whether a grid's outputs are compressed and written in a second thread while
+    the next chunk computes. By default they are where the computation runs on a GPU. On
+    the CPU the two would share its cores, so there the computation pauses while each full
+    stage of outputs (h5io.GridWriter.STAGE_BYTES) is compressed and stored.
+    """
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
@@ -102,8 +109,35 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
     extremes = Extremes()
     bar = Progress(sc.size, enabled=progress)
-    # Compression and writing run in a second thread while the next chunk computes
-    # (HDF5 and the backends release the GIL); at most two chunks wait in the queue.
+    try:
+        with writer, Interrupts() as interrupts:
+            if be.is_gpu if overlap is None else overlap:
+                _write_beside(run, writer, extremes, bar, interrupts)
+            else:
+                _write_between(run, writer, extremes, bar, interrupts)
+            writer.write_group("base", base)
+            path = writer.commit()
+    finally:
+        bar.close()
+    how = be.describe() + (f"; {run.factoring.describe(sc)}" if run.factoring is not None else "")
+    return RunResult(path, pf, sc, how, base, extremes, time.perf_counter() - t0, run.chunk_size, sha,
+                     writer.seconds)
+
+
+def _write_between(run, writer, extremes, bar, interrupts) -> None:
+    """The chunks written by this thread; the next chunk is launched only after a write
+    that compresses and stores a full stage (the chunks in between still compute while
+    this thread summarises and stages the last one)."""
+    for chunk in run.chunks(pause=writer.due):
+        interrupts.check()
+        writer.write(chunk.start, chunk.stop, chunk.outputs)
+        extremes.update(chunk)
+        bar.advance(chunk.stop - chunk.start)
+
+
+def _write_beside(run, writer, extremes, bar, interrupts) -> None:
+    """The chunks written by a second thread while the next chunk computes (HDF5 and the
+    backends release the GIL); at most two chunks wait in the queue."""
     pending: queue.Queue = queue.Queue(maxsize=2)
     failure: list[BaseException] = []
 
@@ -118,26 +152,18 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     thread = threading.Thread(target=drain, name="stresstest-writer", daemon=True)
     thread.start()
     try:
-        with writer, Interrupts() as interrupts:
-            try:
-                for chunk in run.chunks():
-                    interrupts.check()
-                    if failure:
-                        break
-                    pending.put(chunk)
-                    extremes.update(chunk)
-                    bar.advance(chunk.stop - chunk.start)
-            finally:
-                pending.put(None)
-                thread.join()
+        for chunk in run.chunks():
+            interrupts.check()
             if failure:
-                raise failure[0]
-            writer.write_group("base", base)
-            path = writer.commit()
+                break
+            pending.put(chunk)
+            extremes.update(chunk)
+            bar.advance(chunk.stop - chunk.start)
     finally:
-        bar.close()
-    how = be.describe() + (f"; {run.factoring.describe(sc)}" if run.factoring is not None else "")
-    return RunResult(path, pf, sc, how, base, extremes, time.perf_counter() - t0, run.chunk_size, sha)
+        pending.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend="auto", dtype="float64",

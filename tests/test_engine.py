@@ -51,6 +51,38 @@ def test_chunk_size_does_not_change_results(backend_name):
         assert_same(other, results[0], rtol=1e-13)
 
 
+@pytest.mark.parametrize("pause_every", [None, 1, 3])
+def test_pipeline_computes_one_chunk_ahead_unless_paused(pause_every):
+    """Each chunk is launched before the one before it is handed out, except after a
+    chunk that `pause` asks for: then nothing is launched until the caller asks for more."""
+    from stresstest.engine import pipelined
+
+    launched, held = [], []
+
+    def fn(x, at):
+        launched.append(int(at))
+        return {"v": x + at}
+
+    asked = []
+
+    def pause():
+        asked.append(len(held))
+        return pause_every is not None and len(held) % pause_every == pause_every - 1
+
+    x = np.arange(4.0)
+    chunks = []
+    for c in pipelined(fn, (x,), make_backend("numpy"), 0, 22, 4,
+                       pause=None if pause_every is None else pause):
+        held.append(len(launched))  # chunks launched while the caller holds this one
+        chunks.append(c)
+    assert [(c.start, c.stop) for c in chunks] == [(a, min(a + 4, 22)) for a in range(0, 22, 4)]
+    for c in chunks:
+        assert np.array_equal(c.outputs["v"], (x + c.start)[: c.stop - c.start])
+    for i, n in enumerate(held):
+        paused = pause_every is not None and i % pause_every == pause_every - 1
+        assert n == min(i + (1 if paused else 2), len(chunks)), (i, held)
+
+
 def test_jax_compiles_once_per_run():
     import jax
 

@@ -111,7 +111,11 @@ def test_xarray_opens_with_labels(smoke_file):
     assert res.config_sha256 == attrs["config_sha256"]
 
 
-def test_streamed_file_independent_of_chunk_size(tmp_path):
+def test_streamed_file_independent_of_chunk_size(tmp_path, monkeypatch):
+    """...and of whether the writing overlaps the computation, and of how often the
+    writer's stage fills (a stage of 4 KiB: the run pauses to store it every few chunks)."""
+    from stresstest.h5io import GridWriter
+
     rng = np.random.default_rng(9)
     pf = random_portfolio(rng, n_clusters=2, horizon=24)
     sc = random_scenario(rng, pf, n_axes=3)
@@ -128,9 +132,13 @@ def test_streamed_file_independent_of_chunk_size(tmp_path):
          "values": a.values.tolist(), "name": a.name, **({"clusters": a.clusters} if a.clusters else {})}
         for a in sc.axes]}}))
     arrays = []
-    for cs in (1, 5, 10**6):
-        out = tmp_path / f"r{cs}.h5"
-        run_grid(p_file, s_file, out, backend="numpy", chunk_size=cs, progress=False)
+    for cs, overlap, stage in ((1, None, None), (5, None, None), (10**6, None, None),
+                               (5, True, 4096), (5, False, 4096), (3, False, 4096)):
+        if stage is not None:
+            monkeypatch.setattr(GridWriter, "STAGE_BYTES", stage)
+        out = tmp_path / f"r{cs}-{overlap}-{stage}.h5"
+        res = run_grid(p_file, s_file, out, backend="numpy", chunk_size=cs, progress=False, overlap=overlap)
+        assert 0 < res.writing_s < res.seconds
         with h5py.File(out) as f:
             arrays.append({k: f[k][()] for k in f if k.startswith("cluster_") or k in OUTPUTS})
     for other in arrays[1:]:
@@ -143,7 +151,7 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
 
     out = tmp_path / "x.h5"
 
-    def boom(self):
+    def boom(self, *args, **kwargs):
         yield from []
         raise RuntimeError("disk on fire")
 
