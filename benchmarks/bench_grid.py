@@ -101,7 +101,7 @@ def measure(pf, sc, backend_name, repeats, limit=None, chunk_size=None, factor=T
     scm = points * len(pf.clusters) * pf.horizon_months
     label = b.describe() + ("" if run.factoring is not None else ", plain")
     return {"backend": label, "points": points, "compile_s": compile_s, "median_s": med,
-            "scm_per_s": scm / med, "peak_mib": mem.delta_mib, "chunk": run.chunk_size}
+            "scm_per_s": scm / med, "peak_mib": mem.delta_mib, "chunk": run.chunk_size, "run": run}
 
 
 def timed_pass(run, limit):

@@ -23,9 +23,18 @@ branch, rarely taken; the flops the limit divides by are those of the chunk func
 compiled without it when the numpy baseline (W4's on a sample of the paths) has no row
 that takes it (XLA's own count is printed beside them), and XLA's count otherwise.
 
+On a GPU the roofline share is the target (>= 50 %); CuPy has no cost analysis, so its
+limit uses JAX's count of the same workload when JAX ran first in the same process.
+
+Workloads run one after another, each on every backend of --backend in turn (W1, W4,
+W3, W2), and a summary table closes the run, also when `timeout` stops it (SIGTERM);
+--budget skips the workloads that would start after that many seconds.
+
     python benchmarks/bench_workloads.py                 # CPU, every workload
     python benchmarks/bench_workloads.py --only W1,W3 --repeats 5
     python benchmarks/bench_workloads.py --w2 1e6 --w4 1e5   # quicker
+    python benchmarks/bench_workloads.py --backend jax,cupy --only W1,W3,W4 --w1 1e7 --w3 1e6 \
+        --w4 1e7 --numpy-repeats 1 --numpy-limit 20000 --no-plain --budget 100   # the GPU check's
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import argparse
 import contextlib
 import os
 import platform
+import signal
 import statistics
 import tempfile
 import time
@@ -41,7 +51,7 @@ import time
 import numpy as np
 from bench_grid import PeakMemory, bench_h5, grid_of_size, measure
 
-from stresstest.backends import make_backend
+from stresstest.backends import BackendError, make_backend
 from stresstest.config import load_portfolio, load_scenario
 from stresstest.engine import prepare
 from stresstest.presets import list_presets
@@ -164,24 +174,36 @@ def executed_flops(make_run, scm_of, taken) -> tuple[float | None, str]:
     return c[0], f"; the IRR's second-side pass, taken in none of {taken[1]:,} row solves on numpy, left out"
 
 
-def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None, executed=(None, "")) -> str:
-    """The roofline line; with `target` (scm/s), also how the target compares with the
-    limit: a target above it cannot be met on this machine at this flop count.
-    `executed`: executed_flops(...), the flops the limit divides by when known."""
+def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None, executed=(None, ""),
+             cost=None) -> tuple[str, float | None, tuple | None]:
+    """(the roofline line, achieved / limit, the cost used); with `target` (scm/s), the
+    line also says how the target compares with the limit: a target above it cannot be
+    met on this machine at this flop count. `executed`: executed_flops(...), the flops
+    the limit divides by when known. `cost`: the (flops, accessed, must move, scratch)
+    per scm of the same workload on JAX, for a backend without a cost analysis (CuPy runs
+    the same array program: the same flops and the same inputs and outputs)."""
     c = cost_per_scm(run, scm_per_chunk)
+    borrowed = c is None and cost is not None
     if c is None:
-        return "roofline: no cost analysis on this backend"
+        if cost is None:
+            return "roofline: no cost analysis on this backend", None, None
+        c, executed = cost, (cost[0], " (JAX's count of the same program)")
     counted, accessed, must, temp = c
     flops = executed[0] or counted
+    used = (flops, accessed, must, temp)
     roof_c, roof_m = peak_flops / flops, peak_bw / must
     limit = min(roof_c, roof_m)
     bound = "compute" if roof_c < roof_m else "memory"
-    what = (f"{flops:.0f} flop executed ({counted:.0f} counted by XLA{executed[1]})" if executed[0]
+    what = (f"{flops:.0f} flop{executed[1]}" if borrowed else
+            f"{flops:.0f} flop executed ({counted:.0f} counted by XLA{executed[1]})" if executed[0]
             else f"{flops:.0f} flop{executed[1]}")
-    return (f"roofline: {what}, {must:.1f} B to move per scm ({accessed:.0f} B accessed "
-            f"by XLA) -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
-            f"{100 * achieved / limit:.1f} %; XLA scratch {temp / 2**20:.1f} MiB a chunk"
+    scratch = "" if borrowed else f"; XLA scratch {temp / 2**20:.1f} MiB a chunk"
+    text = (f"roofline: {what}, {must:.1f} B to move per scm"
+            + ("" if borrowed else f" ({accessed:.0f} B accessed by XLA)")
+            + f" -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
+            f"{100 * achieved / limit:.1f} %{scratch}"
             + (f"; the target {target:.3g} is {100 * target / limit:.0f} % of the limit" if target else ""))
+    return text, achieved / limit, used
 
 
 def mc_run(pf, paths, backend_name, chunk=None):
@@ -260,6 +282,7 @@ def w2(pf, n, backend_name, compression, pairs, label):
     how = "beside the computation" if b.is_gpu else "with the computation paused"
     print(f"     W2: time in the writer ({how}) {100 * statistics.median(writer):.0f} % of the rest of the "
           f"streamed run (median of {pairs}; per run: {', '.join(f'{100 * w:.0f}' for w in writer)} %)")
+    return over, last["peak_mib"], sc2.size
 
 
 def line(name, r, ratio=None):
@@ -268,76 +291,226 @@ def line(name, r, ratio=None):
           f"{rs:>9}{r['peak_mib']:>10.0f}")
 
 
+# the performance issue's GPU targets: W1 on JAX, CuPy's W1 against JAX's, and the share
+# of the roofline limit every workload should reach on a GPU
+GPU_W1_TARGET, CUPY_WITHIN, GPU_ROOF_SHARE = 2e10, 3.0, 0.5
+
+
+class Table:
+    """One row per workload and backend, printed together at the end (the GPU check's table)."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, workload, backend, size, r=None, ratio=None, roof=None, verdict="", note=""):
+        self.rows.append((workload, backend, size, r, ratio, roof, verdict, note))
+
+    def print(self):
+        print("\n# summary")
+        print(f"| workload | backend | size | median s | scm/s | vs numpy | of roofline | target |")
+        print("|---|---|---|---|---|---|---|---|")
+        for w, be, size, r, ratio, roof, verdict, note in self.rows:
+            if r is None:
+                print(f"| {w} | {be} | {size} | - | - | - | - | {note} |")
+                continue
+            print(f"| {w} | {be} | {size} | {r['median_s']:.3f} | {r['scm_per_s']:.3g} | "
+                  f"{f'{ratio:.1f}x' if ratio else '-'} | {f'{100 * roof:.0f} %' if roof else '-'} | "
+                  f"{verdict}{'; ' + note if note else ''} |")
+
+
+def met(ok: bool, what: str) -> str:
+    return f"{what}: {'met' if ok else 'NOT met'}"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="W1,W2,W3,W4")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--backend", default="jax")
+    ap.add_argument("--backend", default="jax",
+                    help="a backend, or several separated by commas (jax,cupy): the numpy baselines "
+                         "run once and every backend goes in one table")
+    ap.add_argument("--w1", default="default",
+                    help="W1's grid: 'default' (the bundled default grid) or a number of points of "
+                         "the same four shocks (a GPU size: 1e7)")
+    ap.add_argument("--w3", default="default", help="W3's grid, as --w1")
     ap.add_argument("--w2", type=float, default=1e7)
     ap.add_argument("--w4", type=float, default=1e6)
     ap.add_argument("--compression", default="gzip", help="W2's HDF5 compression: gzip, lzf or none")
     ap.add_argument("--w2-pairs", type=int, default=1,
                     help="W2: pairs of (compute alone, streamed to HDF5) runs, alternated")
+    ap.add_argument("--numpy-limit", type=float, default=2e5,
+                    help="the numpy baselines of W1 run at most this many grid points")
+    ap.add_argument("--numpy-repeats", type=int, default=None, help="default: --repeats")
+    ap.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True,
+                    help="W1 also on the backend evaluating every point in full")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="seconds: a workload that would start after this is skipped (0: none)")
     args = ap.parse_args(argv)
+    t_start = time.perf_counter()
     only = set(args.only.split(","))
+    names = args.backend.split(",")
+    np_repeats = args.numpy_repeats or args.repeats
+    limit = int(args.numpy_limit)
     pf = load_portfolio(list_presets()["example"])
-    b = make_backend(args.backend)
-    peak_flops, peak_bw = ceilings(b)
-    print(f"# stresstest workloads  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()} "
-          f"{os.cpu_count()} cpus  {b.describe()}")
-    print(f"# ceilings: {peak_flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {peak_bw / 1e9:.1f} GB/s (copy); "
-          "measured again around each workload's timed runs")
-    print(f"{'':<5}{'backend':<30}{'compile s':>10}{'median s':>10}{'scm/s':>11}{'vs numpy':>9}{'peak MiB':>10}")
-    sc = load_scenario(list_presets()["default_grid"], pf)
     scm_chunk = lambda run: run.chunk_size * len(pf.clusters) * pf.horizon_months  # noqa: E731
-    w1 = None
-    if only & {"W1", "W3"}:
+
+    def grid(size):
+        return load_scenario(list_presets()["default_grid"], pf) if size == "default" else grid_of_size(
+            int(float(size)), pf)
+
+    table = Table()
+    base, jax_costs, jax_w1 = {}, {}, None
+
+    def numpy_baselines(sc, label):
+        """The plain numpy backend on W1's grid (a sample of at most --numpy-limit points),
+        and numpy interpolated alike, counting its IRR rows that take the rare branch."""
+        if label not in base:
+            lim = None if sc.size <= limit else limit
+            plain = measure(pf, sc, "numpy", np_repeats, limit=lim, factor=False)
+            with rare_branches("count") as taken:
+                factored = measure(pf, sc, "numpy", np_repeats, limit=lim)
+            base[label] = (plain, factored, taken)
+        return base[label]
+
+    def header(b):
+        print(f"\n# {b.describe()}")
+        print(f"{'':<5}{'backend':<30}{'compile s':>10}{'median s':>10}{'scm/s':>11}{'vs numpy':>9}"
+              f"{'peak MiB':>10}")
+
+    def run_w1(name, b):
         # the engine's default (affine axes interpolated) on the backend, the same backend
         # evaluating every point in full, and the plain numpy backend as the baseline
-        w1, peaks, note = around(b, lambda: measure(pf, sc, args.backend, args.repeats))
-        w1_plain = measure(pf, sc, args.backend, args.repeats, factor=False)
-        base = measure(pf, sc, "numpy", args.repeats, factor=False)
-        with rare_branches("count") as taken:  # the numpy run like W1's: its IRR rows
-            base_f = measure(pf, sc, "numpy", args.repeats)
-        line("W1", w1, w1["scm_per_s"] / base["scm_per_s"])
-        line("", w1_plain, w1_plain["scm_per_s"] / base["scm_per_s"])
-        line("", base)
-        line("", base_f, base_f["scm_per_s"] / base["scm_per_s"])
-        print(f"     W1 vs numpy with the same interpolation: {w1['scm_per_s'] / base_f['scm_per_s']:.1f}x")
-        run = prepare(pf, sc, b)
-        ex = executed_flops(lambda: prepare(pf, sc, b), scm_chunk, taken)
-        print(f"     {note}\n     " + roofline(run, scm_chunk(run), *peaks, w1["scm_per_s"], W1_TARGET, ex))
-    if "W3" in only:
+        nonlocal jax_w1
+        gpu = b.is_gpu
+        sc = grid(args.w1)
+        w1, peaks, note = around(b, lambda: measure(pf, sc, name, args.repeats))
+        np_plain, np_fact, taken = numpy_baselines(sc, args.w1)
+        ratio = w1["scm_per_s"] / np_plain["scm_per_s"]
+        line("W1", w1, ratio)
+        if args.plain:
+            w1_plain = measure(pf, sc, name, args.repeats, factor=False)
+            line("", w1_plain, w1_plain["scm_per_s"] / np_plain["scm_per_s"])
+        line("", np_plain)
+        line("", np_fact, np_fact["scm_per_s"] / np_plain["scm_per_s"])
+        print(f"     W1 vs numpy with the same interpolation: {w1['scm_per_s'] / np_fact['scm_per_s']:.1f}x"
+              + (f" (numpy on {np_plain['points']:,} of {sc.size:,} points)" if np_plain["points"] < sc.size
+                 else ""))
+        run = w1["run"]
+        ex = executed_flops(lambda: prepare(pf, sc, b), scm_chunk, taken) if name == "jax" else (None, "")
+        text, roof, used = roofline(run, scm_chunk(run), *peaks, w1["scm_per_s"],
+                                    None if gpu else W1_TARGET, ex, cost=jax_costs.get("W1"))
+        print(f"     {note}\n     {text}")
+        if name == "jax":
+            jax_costs["W1"], jax_w1 = used, w1
+        if gpu:
+            verdicts = [met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline")]
+            if name == "jax":
+                verdicts.insert(0, met(w1["scm_per_s"] >= GPU_W1_TARGET, ">= 2e10"))
+            elif jax_w1 is not None:
+                within = jax_w1["scm_per_s"] / w1["scm_per_s"]
+                verdicts.insert(0, met(within <= CUPY_WITHIN, f"within 3x of JAX ({within:.2f}x)"))
+        else:
+            verdicts = [met(w1["scm_per_s"] >= W1_TARGET, ">= 1.5e8"), met(ratio >= 10, ">= 10x numpy")]
+        table.add("W1", name, f"{sc.size:,} points", w1, ratio, roof, "; ".join(verdicts))
+
+    def run_w3(name, b):
         from bench_sensitivities import compile_time, paired
 
+        sc = grid(args.w3)
         fwd, sen = prepare(pf, sc, b), prepare(pf, sc, b, sensitivities=True)
         c_s = compile_time(sen)
         compile_time(fwd)
         (times, mem, ratios), peaks, note = around(b, lambda: paired(fwd, sen, args.repeats))
         med = statistics.median(times["+gradients"])
         scm = sc.size * len(pf.clusters) * pf.horizon_months
-        line("W3", {"backend": b.describe(), "compile_s": c_s, "median_s": med, "scm_per_s": scm / med,
-                    "peak_mib": mem["+gradients"]})
-        print(f"     W3 / W1 time: median of paired ratios {statistics.median(ratios):.2f}x (target <= 3x)")
+        w3 = {"backend": b.describe(), "compile_s": c_s, "median_s": med, "scm_per_s": scm / med,
+              "peak_mib": mem["+gradients"]}
+        line("W3", w3)
+        r3 = statistics.median(ratios)
+        print(f"     W3 / W1 time: median of paired ratios {r3:.2f}x (target <= 3x)")
+        if args.w3 in base:  # W1's grid: its numpy baseline counted the IRR rows
+            taken = base[args.w3][2]
+        else:
+            with rare_branches("count") as taken:
+                measure(pf, sc, "numpy", 1, limit=None if sc.size <= limit else limit)
         ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), scm_chunk, taken)
-        print(f"     {note}\n     " + roofline(sen, scm_chunk(sen), *peaks, scm / med, executed=ex))
-    if "W2" in only:
-        w2(pf, int(args.w2), args.backend, None if args.compression == "none" else args.compression,
-           args.w2_pairs, args.compression)
-    if "W4" in only:
+        text, roof, _ = roofline(sen, scm_chunk(sen), *peaks, scm / med, executed=ex)
+        print(f"     {note}\n     {text}")
+        verdicts = [met(r3 <= 3, f"<= 3x W1 ({r3:.2f}x)")]
+        if b.is_gpu:
+            verdicts.append(met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline"))
+        table.add("W3", name, f"{sc.size:,} points", w3, None, roof, "; ".join(verdicts))
+
+    def run_w2(name, b):
+        over, peak, points = w2(pf, int(args.w2), name, None if args.compression == "none" else args.compression,
+                        args.w2_pairs, args.compression)
+        table.add("W2", name, f"{points:,} points", None,
+                  note=f"{met(over <= 0.2, f'writing adds {100 * over:.0f} % <= 20 %')}; "
+                       f"{met(peak <= 2048, f'peak {peak:.0f} MiB <= 2 GiB')}")
+
+    def run_w4(name, b):
         n = int(args.w4)
-        w4, peaks, note = around(b, lambda: mc_measure(pf, n, args.backend, args.repeats))
-        # numpy on a sample: a twentieth of the paths, at most 50,000 (about 10 s; the GPU
-        # check's 10^7 paths would otherwise give numpy 500,000, past its time limit)
-        sample = min(max(1000, n // 20), 50_000)
-        with rare_branches("count") as taken:
-            base = mc_measure(pf, sample, "numpy", 1)
-        line("W4", w4, w4["scm_per_s"] / base["scm_per_s"])
-        line("", base)
+        w4, peaks, note = around(b, lambda: mc_measure(pf, n, name, args.repeats))
+        if "W4" not in base:
+            # numpy on a sample: a twentieth of the paths, at most 50,000 (about 10 s; the GPU
+            # check's 10^7 paths would otherwise give numpy 500,000, past its time limit)
+            sample = min(max(1000, n // 20), 50_000)
+            with rare_branches("count") as taken4:
+                base["W4"] = (mc_measure(pf, sample, "numpy", 1), taken4, sample)
+        np4, taken4, sample = base["W4"]
+        ratio = w4["scm_per_s"] / np4["scm_per_s"]
+        line("W4", w4, ratio)
+        line("", np4)
         run = w4["run"]
-        ex = executed_flops(lambda: mc_run(pf, n, args.backend), scm_chunk, taken)
-        print(f"     {note}\n     " + roofline(run, scm_chunk(run), *peaks, w4["scm_per_s"], W4_TARGET, ex)
-              + f"  ({n:,} paths; numpy on {sample:,})")
+        ex = executed_flops(lambda: mc_run(pf, n, name), scm_chunk, taken4) if name == "jax" else (None, "")
+        text, roof, used = roofline(run, scm_chunk(run), *peaks, w4["scm_per_s"],
+                                    None if b.is_gpu else W4_TARGET, ex, cost=jax_costs.get("W4"))
+        print(f"     {note}\n     {text}  ({n:,} paths; numpy on {sample:,})")
+        if name == "jax":
+            jax_costs["W4"] = used
+        verdict = (met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline") if b.is_gpu
+                   else met(w4["scm_per_s"] >= W4_TARGET, ">= 5e7"))
+        table.add("W4", name, f"{n:,} paths", w4, ratio, roof, verdict)
+
+    def stop(signum, frame):  # `timeout` ends the run: the table of what was measured still prints
+        raise SystemExit(f"stopped by signal {signum} after {time.perf_counter() - t_start:.0f} s")
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"# stresstest workloads  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()} "
+          f"{os.cpu_count()} cpus")
+    try:
+        backends = []
+        for name in names:
+            try:
+                b = make_backend(name)
+            except BackendError as exc:
+                table.add("-", name, "-", note=f"backend unavailable: {exc}")
+                continue
+            flops, bw = ceilings(b)
+            print(f"# {b.describe()}: ceilings {flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {bw / 1e9:.1f} GB/s "
+                  "(copy); measured again around each workload's timed runs")
+            backends.append((name, b))
+        # workload by workload, every backend in turn; W3 (the costliest to compile) and W2
+        # (the longest) last, so that a --budget keeps the cheaper rows
+        plan = [("W1", args.w1, run_w1, None), ("W4", f"{args.w4:.0e}", run_w4, None),
+                ("W3", args.w3, run_w3, "jax"), ("W2", f"{args.w2:.0e}", run_w2, "first")]
+        for workload, size, fn, which in plan:
+            if workload not in only:
+                continue
+            for k, (name, b) in enumerate(backends):
+                if which == "jax" and name != "jax":
+                    table.add(workload, name, size, note="gradients need JAX")
+                    continue
+                if which == "first" and k > 0:
+                    continue
+                if args.budget and time.perf_counter() - t_start > args.budget:
+                    table.add(workload, name, size, note=f"skipped: past the {args.budget:.0f} s budget")
+                    continue
+                header(b)
+                fn(name, b)
+    finally:
+        table.print()
+        print(f"# {time.perf_counter() - t_start:.0f} s in all")
 
 
 if __name__ == "__main__":
