@@ -26,8 +26,8 @@ that takes it (XLA's own count is printed beside them), and XLA's count otherwis
 On a GPU the roofline share is the target (>= 50 %); CuPy has no cost analysis, so its
 limit uses JAX's count of the same workload when JAX ran first in the same process.
 
-Workloads run one after another, each on every backend of --backend in turn (W1, W4,
-W3, W2), and a summary table closes the run, also when `timeout` stops it (SIGTERM);
+Workloads run one after another, each on every backend of --backend in turn (W1, W3,
+W4, W2), and a summary table closes the run, also when `timeout` stops it (SIGTERM);
 --budget skips the workloads that would start after that many seconds.
 
     python benchmarks/bench_workloads.py                 # CPU, every workload
@@ -490,10 +490,9 @@ def main(argv=None):
             print(f"# {b.describe()}: ceilings {flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {bw / 1e9:.1f} GB/s "
                   "(copy); measured again around each workload's timed runs")
             backends.append((name, b))
-        # workload by workload, every backend in turn; W3 (the costliest to compile) and W2
-        # (the longest) last, so that a --budget keeps the cheaper rows
-        plan = [("W1", args.w1, run_w1, None), ("W4", f"{args.w4:.0e}", run_w4, None),
-                ("W3", args.w3, run_w3, "jax"), ("W2", f"{args.w2:.0e}", run_w2, "first")]
+        # workload by workload, every backend in turn, W2 (the longest) last
+        plan = [("W1", args.w1, run_w1, None), ("W3", args.w3, run_w3, "jax"),
+                ("W4", f"{args.w4:.0e}", run_w4, None), ("W2", f"{args.w2:.0e}", run_w2, "first")]
         for workload, size, fn, which in plan:
             if workload not in only:
                 continue
