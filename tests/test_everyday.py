@@ -40,6 +40,7 @@ def test_run_json_is_parsed_back(tmp_path):
     out = _ok(["run", "-s", "smoke", "-o", str(tmp_path / "g.h5"), "--backend", "numpy", "--json"])
     data = json.loads(out)
     assert data["kind"] == "grid" and data["points"] == 6
+    assert 0 < data["writing_seconds"] < data["seconds"]  # the writer's share of the run
     base = next(r for r in data["rows"] if r["case"].startswith("base"))
     pf = load_portfolio(list_presets()["example"])
     want = ref.evaluate(pf.clusters, pf.horizon_months, pf.discount_rate)["portfolio"]["npv"]
