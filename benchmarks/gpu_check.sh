@@ -28,7 +28,7 @@ timeout 80 python3 -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/
   "$REPO/tests/test_factoring.py" "$REPO/tests/test_irr.py" "$REPO/tests/test_model_vs_reference.py" \
   "$REPO/tests/test_reference_model.py" 2>&1 | tail -8
 step "GPU vs CPU on random grids (1e-10 relative, float64)"
-timeout 45 python3 "$REPO/benchmarks/gpu_compare.py"
+timeout 45 python3 "$REPO/benchmarks/gpu_compare.py" 3   # three random grids (each a JAX compile)
 step "workloads W1, W3, W4 at GPU sizes, each on JAX then CuPy (W3 needs JAX), one table at the end"
 timeout -k 5 135 python3 "$REPO/benchmarks/bench_workloads.py" --backend jax,cupy --only W1,W3,W4 \
   --w1 "${W1:-1e7}" --w3 "${W3:-1e6}" --w4 "${W4:-1e7}" --repeats 3 --numpy-repeats 1 --numpy-limit 20000 --no-plain --budget 100 \

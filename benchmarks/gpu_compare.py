@@ -38,7 +38,7 @@ def max_rel_diff(a, b):
     return worst
 
 
-def main():
+def main(seeds: int = 6):
     tol = 1e-10
     failed = False
     gpu_backends = []
@@ -52,7 +52,7 @@ def main():
         except Exception as exc:
             print(f"{name}: unavailable ({exc})")
     cpu = make_backend("numpy")
-    for seed in range(6):
+    for seed in range(seeds):
         rng = np.random.default_rng(seed)
         pf = random_portfolio(rng, n_clusters=4, horizon=int(rng.choice([24, 60, 120])))
         sc = random_scenario(rng, pf, n_axes=3)
@@ -69,4 +69,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 6)  # the number of random grids
