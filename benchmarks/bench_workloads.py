@@ -307,15 +307,16 @@ class Table:
 
     def print(self):
         print("\n# summary")
-        print(f"| workload | backend | size | median s | scm/s | vs numpy | of roofline | target |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| workload | backend | size | compile s | median s | scm/s | vs numpy | peak MiB | of roofline "
+              "| target |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for w, be, size, r, ratio, roof, verdict, note in self.rows:
             if r is None:
-                print(f"| {w} | {be} | {size} | - | - | - | - | {note} |")
+                print(f"| {w} | {be} | {size} | - | - | - | - | - | - | {note} |")
                 continue
-            print(f"| {w} | {be} | {size} | {r['median_s']:.3f} | {r['scm_per_s']:.3g} | "
-                  f"{f'{ratio:.1f}x' if ratio else '-'} | {f'{100 * roof:.0f} %' if roof else '-'} | "
-                  f"{verdict}{'; ' + note if note else ''} |")
+            print(f"| {w} | {be} | {size} | {r['compile_s']:.1f} | {r['median_s']:.3f} | {r['scm_per_s']:.3g} | "
+                  f"{f'{ratio:.1f}x' if ratio else '-'} | {r['peak_mib']:.0f} | "
+                  f"{f'{100 * roof:.0f} %' if roof else '-'} | {verdict}{'; ' + note if note else ''} |")
 
 
 def met(ok: bool, what: str) -> str:
