@@ -194,9 +194,8 @@ def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None, exe
     roof_c, roof_m = peak_flops / flops, peak_bw / must
     limit = min(roof_c, roof_m)
     bound = "compute" if roof_c < roof_m else "memory"
-    what = (f"{flops:.0f} flop{executed[1]}" if borrowed else
-            f"{flops:.0f} flop executed ({counted:.0f} counted by XLA{executed[1]})" if executed[0]
-            else f"{flops:.0f} flop{executed[1]}")
+    what = (f"{flops:.0f} flop executed ({counted:.0f} counted by XLA{executed[1]})"
+            if executed[0] and not borrowed else f"{flops:.0f} flop{executed[1]}")
     scratch = "" if borrowed else f"; XLA scratch {temp / 2**20:.1f} MiB a chunk"
     text = (f"roofline: {what}, {must:.1f} B to move per scm"
             + ("" if borrowed else f" ({accessed:.0f} B accessed by XLA)")
@@ -323,6 +322,11 @@ def met(ok: bool, what: str) -> str:
     return f"{what}: {'met' if ok else 'NOT met'}"
 
 
+def roof_met(roof: float | None) -> str:
+    """The GPU target on the share of the roofline limit."""
+    return met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="W1,W2,W3,W4")
@@ -362,14 +366,17 @@ def main(argv=None):
     table = Table()
     base, jax_costs, jax_w1 = {}, {}, None
 
+    def numpy_sample(sc):
+        """The points the numpy baselines run on a grid: all, or the first --numpy-limit."""
+        return None if sc.size <= limit else limit
+
     def numpy_baselines(sc, label):
         """The plain numpy backend on W1's grid (a sample of at most --numpy-limit points),
         and numpy interpolated alike, counting its IRR rows that take the rare branch."""
         if label not in base:
-            lim = None if sc.size <= limit else limit
-            plain = measure(pf, sc, "numpy", np_repeats, limit=lim, factor=False)
+            plain = measure(pf, sc, "numpy", np_repeats, limit=numpy_sample(sc), factor=False)
             with rare_branches("count") as taken:
-                factored = measure(pf, sc, "numpy", np_repeats, limit=lim)
+                factored = measure(pf, sc, "numpy", np_repeats, limit=numpy_sample(sc))
             base[label] = (plain, factored, taken)
         return base[label]
 
@@ -398,11 +405,10 @@ def main(argv=None):
                  else ""))
         # the ratio again from alternated passes (backend, then numpy), the median of the pairs'
         # ratios: the runs above are minutes apart, and this machine's speed drifts
-        lim = None if sc.size <= limit else limit
         pairs, secs = [], []
         for _ in range(np_repeats):
             t_b, n_b = timed_pass(w1["run"], None)
-            t_n, n_n = timed_pass(np_plain["run"], lim)
+            t_n, n_n = timed_pass(np_plain["run"], numpy_sample(sc))
             pairs.append((n_b / t_b) / (n_n / t_n))
             secs.append(f"{t_b:.3f}/{t_n:.2f}")
         paired = statistics.median(pairs)
@@ -416,7 +422,7 @@ def main(argv=None):
         if name == "jax":
             jax_costs["W1"], jax_w1 = used, w1
         if gpu:
-            verdicts = [met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline")]
+            verdicts = [roof_met(roof)]
             if name == "jax":
                 verdicts.insert(0, met(w1["scm_per_s"] >= GPU_W1_TARGET, ">= 2e10"))
             elif jax_w1 is not None:
@@ -447,13 +453,13 @@ def main(argv=None):
             taken = base[args.w3][2]
         else:
             with rare_branches("count") as taken:
-                measure(pf, sc, "numpy", 1, limit=None if sc.size <= limit else limit)
+                measure(pf, sc, "numpy", 1, limit=numpy_sample(sc))
         ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), scm_chunk, taken)
         text, roof, _ = roofline(sen, scm_chunk(sen), *peaks, scm / med, executed=ex)
         print(f"     {note}\n     {text}")
         verdicts = [met(r3 <= 3, f"<= 3x W1 ({r3:.2f}x)")]
         if b.is_gpu:
-            verdicts.append(met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline"))
+            verdicts.append(roof_met(roof))
         table.add("W3", name, f"{sc.size:,} points", w3, None, roof, "; ".join(verdicts))
 
     def run_w2(name, b):
@@ -483,7 +489,7 @@ def main(argv=None):
         print(f"     {note}\n     {text}  ({n:,} paths; numpy on {sample:,})")
         if name == "jax":
             jax_costs["W4"] = used
-        verdict = (met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline") if b.is_gpu
+        verdict = (roof_met(roof) if b.is_gpu
                    else met(w4["scm_per_s"] >= W4_TARGET, ">= 5e7"))
         table.add("W4", name, f"{n:,} paths", w4, ratio, roof, verdict)
 
