@@ -63,10 +63,7 @@ def test_pipeline_computes_one_chunk_ahead_unless_paused(pause_every):
         launched.append(int(at))
         return {"v": x + at}
 
-    asked = []
-
     def pause():
-        asked.append(len(held))
         return pause_every is not None and len(held) % pause_every == pause_every - 1
 
     x = np.arange(4.0)
