@@ -215,26 +215,54 @@ def mc_run(pf, paths, backend_name, chunk=None):
 
 
 def mc_measure(pf, paths, backend_name, repeats, chunk=None):
-    from stresstest.montecarlo import Summary
+    """The run's median seconds, with the summaries as `stresstest run` keeps them (its
+    threads, Summary.workers); "summary_s" is the median host time spent in them."""
+    from stresstest.montecarlo import Summary, summary_workers
 
     t0 = time.perf_counter()
     run = mc_run(pf, paths, backend_name, chunk)
     mc, b = run.scenario, run.backend
     next(run.chunks(0, run.chunk_size))
     compile_s = time.perf_counter() - t0
-    times = []
+    times, summary_s = [], []
+    workers = summary_workers(b)
     with PeakMemory() as mem:
         for _ in range(repeats):
             t0 = time.perf_counter()
-            s = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
+            s = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr, workers)
+            host = 0.0
             for c in run.chunks():
+                t1 = time.perf_counter()
                 s.add(c.outputs, c.start)
+                host += time.perf_counter() - t1
+            t1 = time.perf_counter()
             s.risk()
+            summary_s.append(host + time.perf_counter() - t1)
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     pcm = paths * len(pf.clusters) * pf.horizon_months
     return {"backend": b.describe(), "compile_s": compile_s, "median_s": med, "scm_per_s": pcm / med,
-            "peak_mib": mem.delta_mib, "run": run, "chunk": run.chunk_size}
+            "peak_mib": mem.delta_mib, "run": run, "chunk": run.chunk_size,
+            "summary_s": statistics.median(summary_s), "workers": workers}
+
+
+def normal_draw_bound(pf, spec) -> tuple[float, float, float]:
+    """(normals per path-cluster-month, numpy's ziggurat normals/s on one core, the
+    path-cluster-months/s that its rate on every core would allow for the draws alone).
+
+    An independent ceiling for W4 on the CPU: each path needs one standard normal per
+    series and month (MODEL.md), whatever generator draws them."""
+    per_pcm = spec.n_series / len(pf.clusters)
+    g = np.random.default_rng(0)
+    buf = np.empty(4_000_000)
+    g.standard_normal(out=buf)
+    rates = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        g.standard_normal(out=buf)
+        rates.append(buf.size / (time.perf_counter() - t0))
+    rate = max(rates)
+    return per_pcm, rate, rate * (os.cpu_count() or 1) / per_pcm
 
 
 def w2(pf, n, backend_name, compression, pairs, label):
@@ -487,6 +515,14 @@ def main(argv=None):
         text, roof, used = roofline(run, scm_chunk(run), *peaks, w4["scm_per_s"],
                                     None if b.is_gpu else W4_TARGET, ex, cost=jax_costs.get("W4"))
         print(f"     {note}\n     {text}  ({n:,} paths; numpy on {sample:,})")
+        print(f"     summaries on the host: {w4['summary_s']:.3f} s of the {w4['median_s']:.3f} s "
+              f"({100 * w4['summary_s'] / w4['median_s']:.0f} %), {w4['workers']} thread(s)")
+        if not b.is_gpu:
+            per_pcm, rate, bound = normal_draw_bound(pf, run.scenario.spec)
+            print(f"     the draws alone: {per_pcm:.0f} standard normals per path-cluster-month; numpy's "
+                  f"ziggurat makes {rate:.3g}/s on one core, so {os.cpu_count()} cores of it allow at most "
+                  f"{bound:.3g} path-cluster-months/s before any cash flow (the target is "
+                  f"{100 * W4_TARGET / bound:.0f} % of that)")
         if name == "jax":
             jax_costs["W4"] = used
         verdict = (roof_met(roof) if b.is_gpu

@@ -31,6 +31,6 @@ step "GPU vs CPU on random grids (1e-10 relative, float64)"
 timeout 45 python3 "$REPO/benchmarks/gpu_compare.py" 3   # three random grids (each a JAX compile)
 step "workloads W1, W3, W4 at GPU sizes, each on JAX then CuPy (W3 needs JAX), one table at the end"
 timeout -k 5 135 python3 "$REPO/benchmarks/bench_workloads.py" --backend jax,cupy --only W1,W3,W4 \
-  --w1 "${W1:-1e7}" --w3 "${W3:-1e6}" --w4 "${W4:-1e7}" --repeats 3 --numpy-repeats 1 --numpy-limit 20000 --no-plain --budget 100 \
+  --w1 "${W1:-1e7}" --w3 "${W3:-1e6}" --w4 "${W4:-1e6}" --repeats 3 --numpy-repeats 1 --numpy-limit 20000 --no-plain --budget 100 \
   2>&1 | tee "$OUT/workloads.txt"
 echo "== done in $((SECONDS - T0)) s"

@@ -10,8 +10,11 @@ summaries (stresstest/summaries.py) absorb them. Nothing holds every path unless
 from __future__ import annotations
 
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -90,8 +93,10 @@ def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | N
 class Summary:
     """Everything the summary tables need, accumulated chunk by chunk (mergeable)."""
 
-    def __init__(self, n_clusters: int, horizon: int, hurdle: float | None, covenant: float | None):
+    def __init__(self, n_clusters: int, horizon: int, hurdle: float | None, covenant: float | None,
+                 workers: int = 1):
         self.C = n_clusters
+        self.workers = workers  # threads absorbing a batch (flush); the results do not depend on it
         self.hurdle, self.covenant = hurdle, covenant
         self.moments = {o: Moments(1 + n_clusters) for o in OUTPUTS}
         self.sketches = {o: [Sketch(extra=n_clusters if (o == "npv" and c == 0) else 0)
@@ -141,15 +146,25 @@ class Summary:
         pending, self._pending = self._pending, []
         out = pending[0] if len(pending) == 1 else {
             k: np.concatenate([p[k] for p in pending]) for k in self._SUMMARISED}
+        # every accumulator takes its own columns: independent jobs, each run whole by one
+        # thread, so the result does not depend on the number of workers
+        jobs = []
         for o in OUTPUTS:
             x = self.columns(out, o)
-            self.moments[o].add(x)
-            for c, sk in enumerate(self.sketches[o]):
-                sk.add(x[:, c], out["cluster_npv"] if sk.n_extra else None)
+            jobs.append(partial(self.moments[o].add, x))
+            jobs += [partial(sk.add, x[:, c], out["cluster_npv"] if sk.n_extra else None)
+                     for c, sk in enumerate(self.sketches[o])]
         cum = out["cumulative_cf"]
-        self.fan_moments.add(cum)
-        for t, sk in enumerate(self.fan):
-            sk.add(cum[:, t])
+        jobs.append(partial(self.fan_moments.add, cum))
+        jobs += [partial(sk.add, cum[:, t]) for t, sk in enumerate(self.fan)]
+        if self.workers > 1:
+            # numpy's log, bincount and sums release the GIL: the sketches absorb in parallel
+            with ThreadPoolExecutor(self.workers) as pool:
+                for f in [pool.submit(job) for job in jobs]:
+                    f.result()
+        else:
+            for job in jobs:
+                job()
         npv = self.columns(out, "npv")
         self.npv_negative += (npv < 0).sum(axis=0)
         irr = self.columns(out, "irr")
@@ -386,6 +401,13 @@ class MonteCarloResult:
         return self.scenario.paths * len(self.portfolio.clusters) * self.portfolio.horizon_months
 
 
+def summary_workers(be: Backend) -> int:
+    """Threads for the summaries (Summary.workers): several where the paths are evaluated
+    on a GPU, whose host cores are otherwise idle; one on the CPU, where they would take
+    cores from XLA's threads (no gain measured on 2 cores: benchmarks/README.md)."""
+    return max(1, min(8, (os.cpu_count() or 1) - 1)) if be.is_gpu else 1
+
+
 def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chunk_size=None,
                    progress=True, compression="gzip", sensitivities=False,
                    save_paths=False) -> MonteCarloResult:
@@ -402,7 +424,8 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     attrs = provenance(pf, mc.name, cfg, sha, be.name, be.device, be.dtype, kind="montecarlo",
                        paths=mc.paths, seed=mc.seed)
     writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
-    summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr)
+    summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr,
+                      summary_workers(be))
     bar = Progress(mc.paths, label="paths", enabled=progress)
     try:
         with writer, Interrupts() as interrupts:

@@ -129,7 +129,7 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
     start, stop = shard_range(sc.size, index, count)
     kind = sc.kind
     if kind == "montecarlo":
-        from .montecarlo import Summary
+        from .montecarlo import Summary, summary_workers
         from .montecarlo import prepare as mc_prepare
 
         if sensitivities:
@@ -157,7 +157,8 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
             g = f.create_group("data")
             datasets = {}
             if kind == "montecarlo":
-                summary = Summary(len(pf.clusters), pf.horizon_months, sc.hurdle_irr, sc.covenant_dscr)
+                summary = Summary(len(pf.clusters), pf.horizon_months, sc.hurdle_irr, sc.covenant_dscr,
+                                  summary_workers(run.backend))
                 for chunk in run.chunks(start, stop):
                     summary.add(chunk.outputs, chunk.start)
                     bar.advance(chunk.stop - chunk.start)
