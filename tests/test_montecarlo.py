@@ -271,6 +271,20 @@ def test_sketch_counts_nonfinite_values_apart_and_orders_the_infinities():
     assert abs(sk.quantile((math.ceil(0.5 * 1100) + 2) / sk.n) - exact) <= ALPHA * abs(exact)
 
 
+def test_sketch_orders_values_near_the_largest_floats():
+    """log|x| - log X_MIN: the bins of values past 1.8e299 are finite (log(|x| / X_MIN)
+    overflowed to an infinite bin)."""
+    x = np.array([5e300, -5e300, 1.7e308, 0.0, -1e-10, 3.0, 2e299, -7e305])
+    sk = Sketch()
+    with np.errstate(over="ignore"):  # the bins' sums of squares overflow
+        sk.add(x)
+    assert np.all(np.isfinite(sk.index(x))) and sk.n == x.size
+    assert sk.extreme(True) == 1.7e308 and sk.extreme(False) == -7e305
+    for k in range(1, x.size + 1):
+        exact = np.sort(x)[k - 1]
+        assert abs(sk.quantile(k / x.size) - exact) <= ALPHA * abs(exact) + X_MIN, k
+
+
 def _check_every_column(ds, dp):
     """Each output's quantiles, min and max, portfolio and every cluster, against the
     saved paths (the bins of each column are its own: a column given another's fails)."""
