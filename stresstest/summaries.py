@@ -40,6 +40,7 @@ class Moments:
         self.inf = np.zeros(width, dtype=np.int64)
 
     def add(self, x: np.ndarray) -> None:  # x [N, width]
+        x = np.asarray(x, dtype=np.float64)  # float32 runs: the sums in float64 (no copy otherwise)
         fin = np.isfinite(x)
         if fin.all() and x.shape[0]:
             # the common case: the same sums as below, without the masks and in place

@@ -196,6 +196,16 @@ def test_summary_the_same_on_any_number_of_threads(monkeypatch):
     assert _states_equal(summaries[2], summaries[3])
 
 
+def test_moments_of_float32_outputs_are_summed_in_float64():
+    x = np.random.default_rng(4).normal(1e7, 3e6, (3000, 3)).astype(np.float32)
+    m = Moments(3)
+    for a in range(0, 3000, 1000):
+        m.add(x[a:a + 1000])
+    exact = x.astype(np.float64)
+    assert np.allclose(m.mean, exact.mean(axis=0), rtol=1e-14, atol=0)
+    assert np.allclose(m.std, exact.std(axis=0, ddof=1), rtol=1e-12, atol=0)
+
+
 def test_moments_match_numpy_over_the_finite_values_in_any_batches():
     rng = np.random.default_rng(9)
     x = rng.normal(3.0, 2.0, size=(3000, 4)) * 1e6
@@ -287,7 +297,7 @@ def test_sketch_orders_values_near_the_largest_floats():
 
 def _check_every_column(ds, dp):
     """Each output's quantiles, min and max, portfolio and every cluster, against the
-    saved paths (the bins of each column are its own: a column given another's fails)."""
+    saved paths (a sketch fed another column's values fails)."""
     for o in OUTPUTS:
         for name, table, values in ((o, ds[o].values[None], dp[o].values[:, None]),
                                     ("cluster_" + o, ds["cluster_" + o].values, dp["cluster_" + o].values)):
@@ -309,8 +319,7 @@ def _check_every_column(ds, dp):
 
 @pytest.mark.parametrize("name", ["numpy", pytest.param("jax", marks=needs_jax)])
 def test_summaries_of_a_run_agree_with_its_saved_paths(name, tmp_path, monkeypatch):
-    """The bins come with the paths from the backend (XLA's log on JAX); on JAX the
-    summaries also absorb on three threads."""
+    """On numpy, and on JAX with the summaries absorbed on three threads (as on a GPU)."""
     import xarray as xr
 
     import stresstest.montecarlo as montecarlo
