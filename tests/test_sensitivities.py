@@ -49,15 +49,18 @@ def _portfolio(rng, n_clusters, horizon):
     return pf
 
 
-def _fd_outputs(params, rate, horizon, c, name, h):
-    """Outputs at theta - h, theta, theta + h for one parameter of cluster c."""
-    batch = {k: np.repeat(v, 3, axis=0) for k, v in params.items()}
-    batch[name] = batch[name].copy()
-    batch[name][0, c] -= h
-    batch[name][2, c] += h
-    r = np.repeat(rate, 3)
+def _fd_outputs(params, rate, horizon, c, steps):
+    """For each (name, h) of `steps`: the outputs at theta - h, theta, theta + h of that
+    parameter of cluster c (rows 3j .. 3j + 2 of one batch: each row is evaluated alone)."""
+    n = len(steps)
+    batch = {k: np.repeat(v, 3 * n, axis=0) for k, v in params.items()}
+    for j, (name, h) in enumerate(steps):
+        batch[name][3 * j, c] -= h
+        batch[name][3 * j + 2, c] += h
+    r = np.repeat(rate, 3 * n)
     with np.errstate(all="ignore"):
-        return evaluate(batch, r, horizon)
+        out = evaluate(batch, r, horizon)
+    return {name: {k: v[3 * j:3 * j + 3] for k, v in out.items()} for j, (name, _) in enumerate(steps)}
 
 
 def _check(g, f_lo, f_0, f_hi, h, atol, what):
@@ -104,12 +107,12 @@ def test_gradients_match_finite_differences(kind, n_clusters, horizon, monkeypat
             rate = np.broadcast_to(rate, (1,)).copy()
             counts["points"] += 1
             for c in range(n_clusters):
-                for k, name in enumerate(PARAM_NAMES):
-                    theta = params[name][0, c]
-                    if not math.isfinite(theta):
-                        continue  # client_loss_month = never
-                    h = REL_STEP * max(abs(theta), 1.0)
-                    f = _fd_outputs(params, rate, horizon, c, name, h)
+                # client_loss_month = never (not finite) is left out
+                steps = [(name, REL_STEP * max(abs(params[name][0, c]), 1.0)) for name in PARAM_NAMES
+                         if math.isfinite(params[name][0, c])]
+                moved = _fd_outputs(params, rate, horizon, c, steps)
+                for name, h in steps:
+                    k, theta, f = PARAM_NAMES.index(name), params[name][0, c], moved[name]
                     where = f"seed {seed} point {flat} cluster {c} {name}={theta:g}"
                     scale = abs(f["npv"][1]) + 1.0
                     atol_money = 1e-12 * scale / h
@@ -174,11 +177,13 @@ def test_sensitivities_independent_of_subchunks(monkeypatch):
         _axis("price", ("on_demand_price",), "scale", np.array([0.5, 0.9, 1.3]), shock="price",
               names=pf.cluster_names)])
     results = []
-    for scm in (1, 2 * 3 * 31, 3 * 3 * 31, 10**9):  # sub-chunks of 1, 2, 2 (pow2), whole
+    for scm in (1, 2 * 3 * 31, 10**9):  # sub-chunks of 1, 2 (7 padded to 8), whole
         monkeypatch.setattr(jax_adapter, "CPU_SUBCHUNK_SCM", scm)
         run = prepare(pf, sc, backend, chunk_size=7, sensitivities=True)  # 7 + 7 + 1 (padded)
         chunks = list(run.chunks())
         results.append({k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs})
+    monkeypatch.setattr(jax_adapter, "CPU_SUBCHUNK_SCM", 3 * 3 * 31)
+    assert jax_adapter.cpu_subchunk(3, 31) == 2  # 3 scenarios' worth: the power of two below
     monkeypatch.undo()
     assert jax_adapter.cpu_subchunk(3, 31) == 128  # the default: 12288 // 93 = 132, a power of two below
     for other in results[1:]:
