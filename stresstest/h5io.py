@@ -10,6 +10,7 @@ and renamed when complete, so a killed run never leaves a file at the output nam
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -359,13 +360,19 @@ class GridWriter(AtomicFile):
     # read back and compressed again by HDF5, under h5py's lock.
     STAGE_BYTES = 64 * 2**20
 
-    def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
-        """Store the outputs of the flat grid range [start, stop) (staged; see flush)."""
+    @contextlib.contextmanager
+    def _timed(self):
+        """Adds the block's seconds to self.seconds."""
         t0 = time.perf_counter()
         try:
-            self._write(start, stop, outputs)
+            yield
         finally:
             self.seconds += time.perf_counter() - t0
+
+    def write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
+        """Store the outputs of the flat grid range [start, stop) (staged; see flush)."""
+        with self._timed():
+            self._write(start, stop, outputs)
 
     def _write(self, start: int, stop: int, outputs: dict[str, np.ndarray]) -> None:
         if getattr(self, "_stage_end", None) is not None and self._stage_end != start:
@@ -439,13 +446,10 @@ class GridWriter(AtomicFile):
             self._pool = None
 
     def commit(self) -> Path:
-        t0 = time.perf_counter()
-        try:
+        with self._timed():
             self.flush()
             self._close_pool()
             return super().commit()
-        finally:
-            self.seconds += time.perf_counter() - t0
 
     def abort(self) -> None:
         self._close_pool()
