@@ -6,6 +6,7 @@ for, so `import stresstest` stays fast and works without jax or cupy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,6 +18,39 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 
 class BackendError(RuntimeError):
     """A backend that was asked for cannot run here."""
+
+
+COMPILE_CACHE_ENV = "STRESSTEST_COMPILE_CACHE"
+_OFF = ("0", "off", "no", "false", "none")
+_keep_compiled = False
+
+
+def compile_cache_dir(environ=os.environ) -> str | None:
+    """The folder where JAX keeps compiled programs between runs, or None for none.
+
+    STRESSTEST_COMPILE_CACHE names the folder, or turns the cache off (off, 0, no,
+    false); unset, it is $XDG_CACHE_HOME/stresstest/jax (~/.cache/stresstest/jax). A
+    folder that cannot be made or written gives None: the run compiles as without it.
+    """
+    value = environ.get(COMPILE_CACHE_ENV, "").strip()
+    if value.lower() in _OFF:
+        return None
+    if not value:
+        base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        value = os.path.join(base, "stresstest", "jax")
+    try:
+        os.makedirs(value, exist_ok=True)
+    except OSError:
+        return None
+    return value if os.access(value, os.W_OK | os.X_OK) else None
+
+
+def keep_compiled_programs() -> None:
+    """JAX backends made from now on keep their compiled programs (compile_cache_dir):
+    a later run of the same shapes skips the compile, whatever the parameter values, which
+    are arguments. The command line calls this; library callers choose."""
+    global _keep_compiled
+    _keep_compiled = True
 
 
 @dataclass
@@ -101,6 +135,8 @@ def make_backend(name: str = "auto", dtype: str = "float64") -> Backend:
             raise BackendError("backend jax: jax is not installed (pip install 'stresstest[cuda]' or jax)")
         from . import jax_adapter
 
+        if _keep_compiled:
+            jax_adapter.use_compile_cache(compile_cache_dir())
         return Backend("jax", jax_adapter.device_name(), jax_adapter.namespace(), np_dtype,
                        jax_adapter.jit)
     if not cupy_available():

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .backends import BACKENDS, DTYPES, BackendError
+from .backends import BACKENDS, DTYPES, BackendError, keep_compiled_programs
 from .config import ConfigError
 from .presets import DEFAULT_PORTFOLIO, DEFAULT_SCENARIO, list_presets, preset_kind, resolve
 
@@ -61,7 +61,12 @@ COMPRESSION_HELP = ("HDF5 filter of the result datasets. gzip: shuffle + deflate
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stresstest")
 def main() -> None:
-    """Stress-test the returns of a portfolio of GPU clusters."""
+    """Stress-test the returns of a portfolio of GPU clusters.
+
+    Compiled JAX programs are kept in ~/.cache/stresstest/jax, so a rerun of the same
+    shapes skips the compile; STRESSTEST_COMPILE_CACHE names another folder, or off.
+    """
+    keep_compiled_programs()
 
 
 @main.command()

@@ -45,6 +45,13 @@ def namespace():
     return jnp
 
 
+def use_compile_cache(path: str | None) -> None:
+    """JAX's persistent compilation cache in `path` (programs that took a second or more to
+    compile), unless JAX_COMPILATION_CACHE_DIR or an earlier call chose a folder already."""
+    if path and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", path)
+
+
 def jit(fn):
     """Compile a chunk function whose arguments are all arrays (shapes fixed per run)."""
     return jax.jit(fn)

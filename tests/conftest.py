@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the command line keeps compiled programs in ~/.cache: not from the tests, whose own
+# check of the cache (test_cli.py) names a folder of its own
+os.environ["STRESSTEST_COMPILE_CACHE"] = "off"
 
 from stresstest.backends import cupy_available, jax_importable, make_backend  # noqa: E402
 from stresstest.config import Axis, Portfolio, Scenario  # noqa: E402

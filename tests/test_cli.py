@@ -121,3 +121,60 @@ def test_every_option_of_every_command_has_help():
     # and the help page of a command shows them
     out = CliRunner().invoke(main, ["submit", "--help"]).output
     assert "Slurm account" in out and "CPU cores per array task" in out
+
+
+def test_compile_cache_folder_from_the_environment(tmp_path):
+    from stresstest.backends import compile_cache_dir
+
+    for off in ("off", "0", "No", " false "):
+        assert compile_cache_dir({"STRESSTEST_COMPILE_CACHE": off}) is None
+    named = tmp_path / "a" / "b"
+    assert compile_cache_dir({"STRESSTEST_COMPILE_CACHE": str(named)}) == str(named) and named.is_dir()
+    xdg = tmp_path / "xdg"
+    assert compile_cache_dir({"XDG_CACHE_HOME": str(xdg)}) == str(xdg / "stresstest" / "jax")
+    assert (xdg / "stresstest" / "jax").is_dir()
+    (tmp_path / "file").write_text("")
+    assert compile_cache_dir({"STRESSTEST_COMPILE_CACHE": str(tmp_path / "file" / "x")}) is None
+
+
+def test_a_rerun_takes_its_compiled_programs_from_the_cache(tmp_path):
+    """The first run writes the compiled programs to the named folder; the second (other
+    parameter values: they are arguments, not constants) reads every one back and writes
+    none; results equal those of a run without the cache, bit for bit."""
+    import os
+
+    import h5py
+    import yaml
+
+    cache = tmp_path / "cache"
+    pf = yaml.safe_load(open(list_presets()["example"]))
+    pf2 = tmp_path / "moved.yaml"
+    for c in pf["clusters"]:
+        c["energy_price"] = 0.123
+    pf2.write_text(yaml.safe_dump(pf))
+
+    def run(portfolio, out, cache_value):
+        env = dict(os.environ, STRESSTEST_COMPILE_CACHE=cache_value, JAX_LOG_COMPILES="1",
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+        r = subprocess.run([sys.executable, "-m", "stresstest.cli", "run", str(portfolio), "-s", "smoke",
+                            "--backend", "jax", "-o", str(tmp_path / out)],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stderr
+
+    first = run(list_presets()["example"], "a.h5", str(cache))
+    written = sorted(os.listdir(cache))
+    assert written, first
+    second = run(list_presets()["example"], "b.h5", str(cache))
+    assert "Persistent compilation cache hit" in second, second
+    assert sorted(os.listdir(cache)) == written
+    run(pf2, "c.h5", str(cache))
+    assert sorted(os.listdir(cache)) == written  # new values, the same programs
+    run(list_presets()["example"], "d.h5", "off")
+    assert sorted(os.listdir(cache)) == written
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b, \
+            h5py.File(tmp_path / "d.h5") as d, h5py.File(tmp_path / "c.h5") as c:
+        for k in ("npv", "irr", "cluster_npv", "min_dscr"):
+            assert np.array_equal(a[k][()], d[k][()], equal_nan=True), k
+            assert np.array_equal(b[k][()], d[k][()], equal_nan=True), k
+        assert not np.array_equal(c["npv"][()], d["npv"][()])  # the moved portfolio did run
