@@ -23,7 +23,10 @@ step() { echo "== $1 (at $((SECONDS - T0)) s)"; }
 step device; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout 20 python3 -m stresstest.cli info
 step "GPU tests: those marked gpu (the CuPy cases) and JAX's backend-agreement cases, on the GPU"
+# in one process: the suite's two xdist workers (pyproject's addopts) would each take JAX's
+# share of the GPU's memory, and the device machine may not have pytest-xdist
 timeout 80 python3 -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml" \
+  -o addopts="-ra --import-mode=importlib" \
   -k "gpu or (jax and (backends_agree or batch_shape))" "$REPO/tests/test_engine.py" \
   "$REPO/tests/test_factoring.py" "$REPO/tests/test_irr.py" "$REPO/tests/test_model_vs_reference.py" \
   "$REPO/tests/test_reference_model.py" 2>&1 | tail -8
