@@ -13,6 +13,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # the command line keeps compiled programs in ~/.cache: not from the tests, whose own
 # check of the cache (test_cli.py) names a folder of its own
 os.environ["STRESSTEST_COMPILE_CACHE"] = "off"
+# on a GPU, each xdist worker's JAX would take 75 % of the memory up front: the second
+# would find too little; allocate as needed instead (no effect on the CPU)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from stresstest.backends import cupy_available, jax_importable, make_backend  # noqa: E402
 from stresstest.config import Axis, Portfolio, Scenario  # noqa: E402
