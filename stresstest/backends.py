@@ -29,7 +29,7 @@ def compile_cache_dir(environ=os.environ) -> str | None:
     """The folder where JAX keeps compiled programs between runs, or None for none.
 
     STRESSTEST_COMPILE_CACHE names the folder, or turns the cache off (off, 0, no,
-    false); unset, it is $XDG_CACHE_HOME/stresstest/jax (~/.cache/stresstest/jax). A
+    false, none); unset, it is $XDG_CACHE_HOME/stresstest/jax (~/.cache/stresstest/jax). A
     folder that cannot be made or written gives None: the run compiles as without it.
     """
     value = environ.get(COMPILE_CACHE_ENV, "").strip()
