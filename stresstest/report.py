@@ -208,7 +208,22 @@ def environment_info() -> dict:
         data["auto backend"] = make_backend("auto").describe()
     except Exception as exc:  # pragma: no cover - reported, not raised
         data["auto backend"] = f"unavailable ({exc})"
+    data["compile cache"] = compile_cache_summary()
     return data
+
+
+def compile_cache_summary(environ=None) -> str:
+    """Where the command line keeps compiled programs, how many and their size, or off."""
+    import os
+
+    from .backends import compile_cache_dir
+
+    path = compile_cache_dir(os.environ if environ is None else environ)
+    if path is None:
+        return "off"
+    files = [e for e in os.scandir(path) if e.is_file()]
+    mib = sum(e.stat().st_size for e in files) / 2**20
+    return f"{path} ({len(files)} programs, {mib:.1f} MiB)"
 
 
 def run_json(result) -> dict:

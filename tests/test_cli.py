@@ -75,6 +75,18 @@ def test_info_json():
     data = json.loads(r.output)
     assert data["numpy"] == np.__version__
     assert "auto backend" in data and "jax devices" in data
+    assert data["compile cache"] == "off"  # the suite turns it off (conftest)
+
+
+def test_info_names_the_compile_cache_and_counts_its_programs(tmp_path):
+    from stresstest.report import compile_cache_summary
+
+    folder = tmp_path / "cc"
+    assert compile_cache_summary({"STRESSTEST_COMPILE_CACHE": str(folder)}) == f"{folder} (0 programs, 0.0 MiB)"
+    (folder / "jit_a-cache").write_bytes(b"x" * 2**20)
+    (folder / "jit_b-cache").write_bytes(b"x" * 2**19)
+    assert compile_cache_summary({"STRESSTEST_COMPILE_CACHE": str(folder)}) == f"{folder} (2 programs, 1.5 MiB)"
+    assert compile_cache_summary({"STRESSTEST_COMPILE_CACHE": "off"}) == "off"
 
 
 def test_import_is_light():
