@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 
 from .engine import SUMMARY_OUTPUTS, describe_nonfinite, grid_point, unexpected_nonfinite
@@ -212,13 +213,11 @@ def environment_info() -> dict:
     return data
 
 
-def compile_cache_summary(environ=None) -> str:
+def compile_cache_summary(environ=os.environ) -> str:
     """Where the command line keeps compiled programs, how many and their size, or off."""
-    import os
-
     from .backends import compile_cache_dir
 
-    path = compile_cache_dir(os.environ if environ is None else environ)
+    path = compile_cache_dir(environ)
     if path is None:
         return "off"
     files = [e for e in os.scandir(path) if e.is_file()]
