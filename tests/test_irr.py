@@ -8,7 +8,17 @@ import numpy as np
 import numpy_financial as npf
 import pytest
 
+import stresstest.kernels.irr as irr
 from stresstest.kernels.irr import annualise, solve_irr
+
+
+@pytest.fixture(autouse=True, params=["horner", "powers"])
+def polynomial_form(request, monkeypatch):
+    """Every test twice: Horner's rule (numpy, JAX) and the table of powers (CuPy's form,
+    which cannot run here without a GPU, forced on the same arrays)."""
+    if request.param == "powers":
+        monkeypatch.setattr(irr, "_powers_form", lambda xp: True)
+    return request.param
 
 
 def _npf(rows):
@@ -134,3 +144,29 @@ def test_roots_in_overlapping_cells_on_both_sides(name):
     # without any overlapping row the second pass is skipped, with the same answers
     alone = be.to_numpy(be.compile(solve_irr)(be.xp.asarray(rows[3:])))
     np.testing.assert_array_equal(alone, got[3:])
+
+
+@pytest.mark.parametrize("reverse", [False, True, "rows"])
+def test_powers_form_equals_horner(reverse):
+    """The table of powers gives Horner's sums to round-off, the slope too, at the ends
+    of [0, 1] and inside, each row read forwards or in reverse."""
+    import array_api_compat.numpy as xp
+
+    rng = np.random.default_rng(5)
+    n, T = 64, 60
+    coef = rng.normal(size=(n, T + 1)) * rng.uniform(1, 1e4, (n, 1))
+    x = np.concatenate([[0.0, 1.0, 1e-3], rng.uniform(0, 1, n - 3)])
+    rev = rng.random(n) < 0.5 if reverse == "rows" else reverse
+    p_h, dp_h = irr._poly_and_slope(xp, coef, x, rev)
+    p_p, dp_p = irr._poly_and_slope_powers(xp, coef, x, rev)
+    # by hand: sum_t c_t x^e_t and sum_t c_t e_t x^(e_t - 1), e_t = t or T - t
+    e = np.where(np.asarray(rev)[..., None] if reverse == "rows" else rev, T - np.arange(T + 1), np.arange(T + 1))
+    e = np.broadcast_to(e, coef.shape)
+    want_p = np.sum(coef * x[:, None] ** e, axis=1)
+    want_dp = np.sum(coef * e * np.where(e > 0, x[:, None] ** np.maximum(e - 1, 0), 0.0), axis=1)
+    scale = np.sum(np.abs(coef), axis=1) * (T + 1)
+    for got in (p_h, p_p):
+        assert np.max(np.abs(got - want_p) / scale) < 1e-14
+    for got in (dp_h, dp_p):
+        assert np.max(np.abs(got - want_dp) / (scale * T)) < 1e-14
+    assert p_p[0] == coef[0, T if reverse is True or (reverse == "rows" and rev[0]) else 0]
