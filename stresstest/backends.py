@@ -60,6 +60,15 @@ class Backend:
     xp: Any  # the array namespace
     dtype: Any  # numpy dtype of the computation
     _jit: Callable[[Callable], Callable] | None = None
+    _memory: Callable[[], tuple[int, int] | None] | None = None
+
+    def memory(self) -> tuple[int, int] | None:
+        """(free, total) bytes of the GPU's memory this backend allocates from, or None
+        (the CPU, or a device that does not say)."""
+        try:
+            return self._memory() if self._memory is not None else None
+        except Exception:  # a driver that cannot say: the engine falls back to a fixed budget
+            return None
 
     def asarray(self, x):
         """Host data onto the backend; floating data in the run's dtype."""
@@ -138,7 +147,7 @@ def make_backend(name: str = "auto", dtype: str = "float64") -> Backend:
         if _keep_compiled:
             jax_adapter.use_compile_cache(compile_cache_dir())
         return Backend("jax", jax_adapter.device_name(), jax_adapter.namespace(), np_dtype,
-                       jax_adapter.jit)
+                       jax_adapter.jit, jax_adapter.device_memory)
     if not cupy_available():
         raise BackendError("backend cupy: CuPy is not installed or finds no usable GPU")
     import array_api_compat.cupy as xp
@@ -147,4 +156,12 @@ def make_backend(name: str = "auto", dtype: str = "float64") -> Backend:
     dev = cupy.cuda.Device()
     props = cupy.cuda.runtime.getDeviceProperties(dev.id)
     gpu = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-    return Backend("cupy", f"cuda:{dev.id} ({gpu})", xp, np_dtype)
+    return Backend("cupy", f"cuda:{dev.id} ({gpu})", xp, np_dtype, _memory=_cupy_memory)
+
+
+def _cupy_memory() -> tuple[int, int]:
+    """(free, total) bytes of the current GPU, counting the blocks CuPy's pool holds free."""
+    import cupy
+
+    free, total = cupy.cuda.runtime.memGetInfo()
+    return int(free + cupy.get_default_memory_pool().free_bytes()), int(total)

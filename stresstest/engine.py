@@ -27,7 +27,19 @@ _BYTES_PER_SCM = 8 * 80
 # CPU: about the size of the caches' reach. On the 2-core EPYC VM of 2026-12-01, chunks of
 # 1,024 example scenarios (256 MiB) ran 2.2x slower than 512 (benchmarks/README.md)
 _DEFAULT_BUDGET = 128 * 2**20
-_GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy
+_GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy (where its memory is unknown)
+# GPU chunks of a grid fill a share of the device's memory, so that each chunk's fixed
+# costs (its launch, the copy of each output back, the conditionals' predicates; on CuPy
+# a kernel per array operation, 942 a W1 chunk: benchmarks/op_count.py) spread over
+# many points: an eighth of the device's memory, at most half of what is free.
+_GPU_SHARE = 8
+_GPU_MAX_POINTS = 2**20
+# A grid point's working memory on a GPU, in units of scratch_per_point (the estimate of
+# XLA's CPU scratch). CuPy runs each operation as it comes: its live arrays, measured with
+# tracemalloc on numpy running CuPy's forms of the same operations, were 1.2-4.3 times
+# scratch_per_point on 7 portfolios of 1-8 clusters and 12-600 months (tests check 5).
+# JAX: XLA's buffers on a GPU, not yet measured there; taken as 4 times its CPU scratch.
+GPU_FOOTPRINT = {"cupy": 5, "jax": 4}
 # CPU: XLA's scratch buffer for a chunk stays within this. Above 32 MiB (glibc's largest
 # mmap threshold) the runtime maps it afresh on every call and each of its pages faults
 # once: a 12-month portfolio's default chunks (34 MiB of scratch) ran 2.2x slower than
@@ -70,6 +82,22 @@ def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_
     if scratch is not None:
         n = max(1, min(n, scratch // scratch_per_point(portfolio, scenario)))
     n = 1 << (n.bit_length() - 1)  # a power of two
+    return int(max(1, min(n, total)))
+
+
+def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario: Scenario | None = None) -> int:
+    """Grid points per chunk on a GPU: a power of two whose working memory
+    (GPU_FOOTPRINT x scratch_per_point a point) fits in an eighth of the device's memory
+    and half of its free memory; the fixed 4 GiB budget where the device does not say."""
+    mem = backend.memory()
+    if mem is None:
+        return default_chunk_size(portfolio, total, _GPU_BUDGET)
+    free, size = mem
+    budget = min(size // _GPU_SHARE, free // 2)
+    per_point = GPU_FOOTPRINT.get(backend.name, max(GPU_FOOTPRINT.values())) * scratch_per_point(
+        portfolio, scenario)
+    n = max(1, min(_GPU_MAX_POINTS, budget // per_point))
+    n = 1 << (n.bit_length() - 1)
     return int(max(1, min(n, total)))
 
 
@@ -184,7 +212,9 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     """
     total = scenario.size
     if chunk_size is None:
-        if backend.is_gpu:
+        if backend.is_gpu and not sensitivities:
+            chunk = gpu_chunk_size(portfolio, total, backend, scenario)
+        elif backend.is_gpu:  # the reverse passes' memory: the fixed budget
             chunk = default_chunk_size(portfolio, total, _GPU_BUDGET)
         else:
             chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH, scenario)

@@ -30,6 +30,19 @@ def device_name() -> str:
     return "cpu"
 
 
+def device_memory() -> tuple[int, int] | None:
+    """(free, total) bytes of the first GPU's allocator (its limit, which preallocation
+    sets at a share of the card), or None on the CPU or where the device does not say."""
+    gpus = gpu_devices()
+    if not gpus:
+        return None
+    stats = gpus[0].memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    if not limit:
+        return None
+    return int(limit - stats.get("bytes_in_use", 0)), int(limit)
+
+
 def local_devices(gpu: bool) -> list:
     """The devices of this process on the platform in use (several GPUs, or CPU devices
     where XLA was told to make several)."""

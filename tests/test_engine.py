@@ -102,6 +102,98 @@ def test_default_chunk_bounds_memory():
     assert default_chunk_size(pf, 5) == 5
 
 
+def _named_grid(pf, sizes):
+    """The four named shocks, with sizes[k] values on the k-th."""
+    from stresstest.config import Scenario
+    from stresstest.kernels.params import NAMED_SHOCKS
+
+    spans = {"utilization": (-0.4, 0.1), "price": (0.3, 1.4), "energy": (0.5, 3.0), "obsolescence": (-18, 18)}
+    axes = [_axis(shock, targets, op, np.linspace(*spans[shock], k), shock=shock, names=pf.cluster_names)
+            for (shock, (targets, op, _)), k in zip(NAMED_SHOCKS.items(), sizes)]
+    return Scenario("<t>", "grid", "t", axes)
+
+
+def _fake_gpu(name, memory):
+    """A backend that says it is a GPU with `memory` (free, total bytes), computing with numpy."""
+    from stresstest.backends import Backend
+
+    np_backend = make_backend("numpy")
+    return Backend(name, "cuda:0 (a test's stand-in)", np_backend.xp, np.float64, _memory=memory)
+
+
+@pytest.mark.parametrize("name", ["jax", "cupy"])
+def test_gpu_chunks_fill_a_share_of_the_device_memory(name):
+    from stresstest.engine import _GPU_BUDGET, GPU_FOOTPRINT, gpu_chunk_size, scratch_per_point
+
+    rng = np.random.default_rng(1)
+    pf = random_portfolio(rng, n_clusters=6, horizon=60)
+    per_point = GPU_FOOTPRINT[name] * scratch_per_point(pf)
+    for free, total in ((140e9, 141e9), (10e9, 80e9), (20e9, 24e9), (1e6, 24e9)):
+        be = _fake_gpu(name, lambda f=free, t=total: (int(f), int(t)))
+        c = gpu_chunk_size(pf, 10**12, be)
+        budget = min(total / 8, free / 2)
+        assert c & (c - 1) == 0  # a power of two
+        assert c * per_point <= budget or c == 1
+        assert 2 * c * per_point > budget or c == 2**20  # the largest one within it, or the cap
+        assert gpu_chunk_size(pf, 1000, be) == min(c, 1000)
+    # a device that does not say, or whose driver fails to: the fixed budget
+    for memory in (lambda: None, lambda: 1 / 0):
+        assert gpu_chunk_size(pf, 10**12, _fake_gpu(name, memory)) == default_chunk_size(pf, 10**12, _GPU_BUDGET)
+
+
+def test_gpu_sized_chunks_give_the_cpu_results():
+    """A grid prepared for a (stand-in) GPU of 24 GB takes the memory's chunks, whole slabs
+    of its factored axes, and gives the numpy backend's numbers chunk for chunk."""
+    rng = np.random.default_rng(8)
+    pf = random_portfolio(rng, n_clusters=3, horizon=24)
+    sc = _named_grid(pf, (5, 6, 7, 8))
+    be = _fake_gpu("jax", lambda: (int(3e6), int(24e9)))
+    run = prepare(pf, sc, be)
+    from stresstest.engine import gpu_chunk_size
+
+    want_chunk = gpu_chunk_size(pf, sc.size, be, sc)
+    if run.factoring is not None:
+        want_chunk = max(1, want_chunk // run.factoring.slab) * run.factoring.slab
+    assert run.chunk_size == want_chunk < sc.size  # several chunks
+    got = run_all(pf, sc, be)
+    assert_same(got, run_all(pf, sc, make_backend("numpy"), chunk_size=7), rtol=1e-12)
+
+
+def test_cupy_forms_fit_the_gpu_footprint():
+    """CuPy evaluates each operation as it comes; its live arrays per grid point, measured
+    with tracemalloc on numpy running CuPy's forms of the same operations (the table of
+    powers), stay within the GPU_FOOTPRINT the chunk size plans for, short and long
+    horizons, factored or not."""
+    import tracemalloc
+
+    import stresstest.kernels.irr as irr
+    from stresstest.engine import GPU_FOOTPRINT, scratch_per_point
+
+    be = make_backend("numpy")
+    saved = irr._powers_form
+    irr._powers_form = lambda xp: True
+    try:
+        for seed, n_clusters, horizon, factor in ((0, 1, 12, True), (5, 6, 240, False), (6, 1, 600, False)):
+            rng = np.random.default_rng(seed)
+            pf = random_portfolio(rng, n_clusters=n_clusters, horizon=horizon)
+            sc = _named_grid(pf, (8, 8, 8, 10))
+            unit = prepare(pf, sc, be, chunk_size=1, factor=factor).chunk_size  # a slab where factored
+            peaks = []
+            for chunk in (max(1, 200 // unit) * unit, max(3, 800 // unit) * unit):
+                run = prepare(pf, sc, be, chunk_size=chunk, factor=factor)
+                tracemalloc.start()
+                at = tracemalloc.get_traced_memory()[0]
+                run._fn(*run._args, be.xp.asarray(0))
+                peaks.append((run.chunk_size, tracemalloc.get_traced_memory()[1] - at))
+                tracemalloc.stop()
+            (c0, p0), (c1, p1) = peaks
+            assert c1 > c0, (sc.size, peaks)
+            per_point = (p1 - p0) / (c1 - c0)
+            assert 0 < per_point <= GPU_FOOTPRINT["cupy"] * scratch_per_point(pf, sc), (seed, per_point)
+    finally:
+        irr._powers_form = saved
+
+
 @pytest.mark.parametrize("horizon,n_clusters,debt,factor", [(12, 6, 0.3, True), (12, 1, 0.5, False),
                                                            (12, 1, 0.5, True), (12, 6, 0.0, True)])
 def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters, debt, factor):
