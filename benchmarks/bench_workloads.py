@@ -16,6 +16,8 @@ scenario-cluster-months they give the kernel's needs per scm. The machine's ceil
 measured here, just before and after each workload's timed runs (the higher of the two
 counts): a large matrix product (arithmetic) and a large copy (bandwidth). The limit is
 min(flops/s / flops-per-scm, bytes/s / bytes-per-scm), printed beside the achieved rate.
+On a GPU every output of every chunk is also copied to the host: a third ceiling (a
+256 MiB array copied back) over the outputs' bytes per scm is a third roof.
 
 XLA counts a conditional at its costlier branch, taken or not. The IRR's second Newton
 pass (kernels/irr.py, `other_side`: rows whose two brackets overlap in |i|) is such a
@@ -57,8 +59,9 @@ from stresstest.engine import prepare
 from stresstest.presets import list_presets
 
 
-def ceilings(backend) -> tuple[float, float]:
-    """(flop/s of a 2048^2 float64 matrix product, bytes/s of a 256 MiB copy), medians."""
+def ceilings(backend) -> tuple[float, float, float | None]:
+    """(flop/s of a 2048^2 float64 matrix product, bytes/s of a 256 MiB copy, bytes/s of a
+    256 MiB array copied from a GPU to the host, None on the CPU), medians."""
     xp = backend.xp
     a = backend.asarray(np.random.default_rng(0).random((2048, 2048)))
     mm = backend.compile(lambda a: a @ a)
@@ -66,25 +69,32 @@ def ceilings(backend) -> tuple[float, float]:
     x = backend.asarray(np.ones(32 * 2**20))  # 256 MiB of float64
     for f, arg in ((mm, a), (cp, x)):
         backend.to_numpy(f(arg)[:1])
-    t_mm, t_cp = [], []
+    t_mm, t_cp, t_host = [], [], []
     for _ in range(5):
         t0 = time.perf_counter()
         backend.to_numpy(mm(a)[:1])
         t_mm.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        backend.to_numpy(cp(x)[:1])
+        y = cp(x)
+        backend.to_numpy(y[:1])
         t_cp.append(time.perf_counter() - t0)
+        if backend.is_gpu:  # a fresh array each time: JAX keeps an array's host copy
+            t0 = time.perf_counter()
+            backend.to_numpy(y)
+            t_host.append(time.perf_counter() - t0)
     del xp
-    return 2 * 2048**3 / statistics.median(t_mm), 2 * x.nbytes / statistics.median(t_cp)
+    host = x.nbytes / statistics.median(t_host) if t_host else None
+    return 2 * 2048**3 / statistics.median(t_mm), 2 * x.nbytes / statistics.median(t_cp), host
 
 
 # the performance issue's CPU targets for W1 and W4 (scenario-cluster-months per second)
 W1_TARGET, W4_TARGET = 1.5e8, 5e7
 
 
-def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] | None:
-    """(flops, bytes XLA accesses, bytes that must move) per scenario-cluster-month, and
-    the chunk function's scratch memory (bytes).
+def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float, float] | None:
+    """(flops, bytes XLA accesses, bytes that must move) per scenario-cluster-month, the
+    chunk function's scratch memory (bytes), and the bytes of its outputs per scm (on a
+    GPU they cross to the host: every output of every chunk is copied back).
 
     The flops and accessed bytes come from XLA's cost analysis of the compiled chunk
     function (JAX only); accessed bytes count every intermediate, much of which stays in
@@ -106,28 +116,32 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float] |
         if isinstance(cost, list):
             cost = cost[0]
         outs = jax.eval_shape(fn, *run._args, jnp.asarray(0))
-        io = sum(np.prod(o.shape) * o.dtype.itemsize for o in jax.tree_util.tree_leaves(outs))
-        io += sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(run._args))
+        out = sum(np.prod(o.shape) * o.dtype.itemsize for o in jax.tree_util.tree_leaves(outs))
+        io = out + sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(run._args))
         try:
             temp = float(compiled.memory_analysis().temp_size_in_bytes)
         except Exception:  # not every backend reports it
             temp = float("nan")
         return (cost["flops"] / scm_per_chunk, cost["bytes accessed"] / scm_per_chunk, io / scm_per_chunk,
-                temp)
+                temp, out / scm_per_chunk)
     except Exception:  # cost analysis is best effort across JAX versions
         return None
 
 
 def around(b, timed):
-    """(timed(), (flop/s, bytes/s), note): the ceilings measured just before and just after
-    the timed runs, and the higher of each pair. This VM's speed moves by up to 2x within
-    minutes; ceilings measured in another phase than the workload would misstate its share."""
+    """(timed(), (flop/s, bytes/s, host bytes/s or None), note): the ceilings measured just
+    before and just after the timed runs, and the higher of each pair. This VM's speed
+    moves by up to 2x within minutes; ceilings measured in another phase than the workload
+    would misstate its share."""
     c0 = ceilings(b)
     out = timed()
     c1 = ceilings(b)
     note = (f"ceilings before/after: {c0[0] / 1e9:.1f}/{c1[0] / 1e9:.1f} GFLOP/s, "
             f"{c0[1] / 1e9:.1f}/{c1[1] / 1e9:.1f} GB/s")
-    return out, (max(c0[0], c1[0]), max(c0[1], c1[1])), note
+    if c0[2] is not None:
+        note += f", to the host {c0[2] / 1e9:.1f}/{c1[2] / 1e9:.1f} GB/s"
+    host = max(c0[2], c1[2]) if c0[2] is not None else None
+    return out, (max(c0[0], c1[0]), max(c0[1], c1[1]), host), note
 
 
 # kernels.irr's conditional branches that few rows take (the second side's Newton pass)
@@ -174,31 +188,36 @@ def executed_flops(make_run, scm_of, taken) -> tuple[float | None, str]:
     return c[0], f"; the IRR's second-side pass, taken in none of {taken[1]:,} row solves on numpy, left out"
 
 
-def roofline(run, scm_per_chunk, peak_flops, peak_bw, achieved, target=None, executed=(None, ""),
+def roofline(run, scm_per_chunk, peaks, achieved, target=None, executed=(None, ""),
              cost=None) -> tuple[str, float | None, tuple | None]:
     """(the roofline line, achieved / limit, the cost used); with `target` (scm/s), the
     line also says how the target compares with the limit: a target above it cannot be
-    met on this machine at this flop count. `executed`: executed_flops(...), the flops
-    the limit divides by when known. `cost`: the (flops, accessed, must move, scratch)
-    per scm of the same workload on JAX, for a backend without a cost analysis (CuPy runs
-    the same array program: the same flops and the same inputs and outputs)."""
+    met on this machine at this flop count. `peaks`: the ceilings (around(...)); on a GPU
+    the copy of the outputs to the host is a third roof. `executed`: executed_flops(...),
+    the flops the limit divides by when known. `cost`: cost_per_scm of the same workload
+    on JAX, for a backend without a cost analysis (CuPy runs the same array program: the
+    same flops and the same inputs and outputs)."""
+    peak_flops, peak_bw, peak_host = peaks
     c = cost_per_scm(run, scm_per_chunk)
     borrowed = c is None and cost is not None
     if c is None:
         if cost is None:
             return "roofline: no cost analysis on this backend", None, None
         c, executed = cost, (cost[0], " (JAX's count of the same program)")
-    counted, accessed, must, temp = c
+    counted, accessed, must, temp, out = c
     flops = executed[0] or counted
-    used = (flops, accessed, must, temp)
-    roof_c, roof_m = peak_flops / flops, peak_bw / must
-    limit = min(roof_c, roof_m)
-    bound = "compute" if roof_c < roof_m else "memory"
+    used = (flops, accessed, must, temp, out)
+    roofs = {"compute": peak_flops / flops, "memory": peak_bw / must}
+    if peak_host is not None:
+        roofs["host-copy"] = peak_host / out
+    bound = min(roofs, key=roofs.get)
+    limit = roofs[bound]
     what = (f"{flops:.0f} flop executed ({counted:.0f} counted by XLA{executed[1]})"
             if executed[0] and not borrowed else f"{flops:.0f} flop{executed[1]}")
     scratch = "" if borrowed else f"; XLA scratch {temp / 2**20:.1f} MiB a chunk"
     text = (f"roofline: {what}, {must:.1f} B to move per scm"
             + ("" if borrowed else f" ({accessed:.0f} B accessed by XLA)")
+            + (f", {out:.2f} B of outputs to the host per scm" if peak_host is not None else "")
             + f" -> limit {limit:.3g} scm/s ({bound}-bound); achieved {achieved:.3g} = "
             f"{100 * achieved / limit:.1f} %{scratch}"
             + (f"; the target {target:.3g} is {100 * target / limit:.0f} % of the limit" if target else ""))
@@ -444,7 +463,7 @@ def main(argv=None):
               f"({', '.join(f'{p:.1f}' for p in pairs)}; s per pass {', '.join(secs)})")
         run = w1["run"]
         ex = executed_flops(lambda: prepare(pf, sc, b), scm_chunk, taken) if name == "jax" else (None, "")
-        text, roof, used = roofline(run, scm_chunk(run), *peaks, w1["scm_per_s"],
+        text, roof, used = roofline(run, scm_chunk(run), peaks, w1["scm_per_s"],
                                     None if gpu else W1_TARGET, ex, cost=jax_costs.get("W1"))
         print(f"     {note}\n     {text}")
         if name == "jax":
@@ -483,7 +502,7 @@ def main(argv=None):
             with rare_branches("count") as taken:
                 measure(pf, sc, "numpy", 1, limit=numpy_sample(sc))
         ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), scm_chunk, taken)
-        text, roof, _ = roofline(sen, scm_chunk(sen), *peaks, scm / med, executed=ex)
+        text, roof, _ = roofline(sen, scm_chunk(sen), peaks, scm / med, executed=ex)
         print(f"     {note}\n     {text}")
         verdicts = [met(r3 <= 3, f"<= 3x W1 ({r3:.2f}x)")]
         if b.is_gpu:
@@ -512,7 +531,7 @@ def main(argv=None):
         line("", np4)
         run = w4["run"]
         ex = executed_flops(lambda: mc_run(pf, n, name), scm_chunk, taken4) if name == "jax" else (None, "")
-        text, roof, used = roofline(run, scm_chunk(run), *peaks, w4["scm_per_s"],
+        text, roof, used = roofline(run, scm_chunk(run), peaks, w4["scm_per_s"],
                                     None if b.is_gpu else W4_TARGET, ex, cost=jax_costs.get("W4"))
         print(f"     {note}\n     {text}  ({n:,} paths; numpy on {sample:,})")
         print(f"     summaries on the host: {w4['summary_s']:.3f} s of the {w4['median_s']:.3f} s "
@@ -543,9 +562,10 @@ def main(argv=None):
             except BackendError as exc:
                 table.add("-", name, "-", note=f"backend unavailable: {exc}")
                 continue
-            flops, bw = ceilings(b)
+            flops, bw, host = ceilings(b)
             print(f"# {b.describe()}: ceilings {flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {bw / 1e9:.1f} GB/s "
-                  "(copy); measured again around each workload's timed runs")
+                  "(copy)" + (f", {host / 1e9:.1f} GB/s to the host" if host else "")
+                  + "; measured again around each workload's timed runs")
             backends.append((name, b))
         # workload by workload, every backend in turn, W2 (the longest) last
         plan = [("W1", args.w1, run_w1, None), ("W3", args.w3, run_w3, "jax"),
