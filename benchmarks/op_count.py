@@ -115,7 +115,7 @@ def main() -> None:
 
     def w1():
         run = prepare(pf, sc, be, chunk_size=grid_chunk)
-        return run._fn, (*run._args,), run.chunk_size
+        return run._fn, run._args, run.chunk_size
 
     def w4():
         run = mc_prepare(pf, mc, be, chunk_size=default_chunk_size(pf, mc.paths, _GPU_BUDGET))

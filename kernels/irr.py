@@ -111,7 +111,7 @@ def _first_sign_change(xp, vals, nodes):
 def _powers_form(xp) -> bool:
     """Whether the polynomials are evaluated from a table of powers (CuPy) rather than by
     Horner's rule. CuPy launches a kernel per array operation, and Horner's rule is a few
-    of them per month and Newton step: a W1 chunk launches 942 kernels with the table,
+    of them per month and Newton step: a W1 chunk launches 937 kernels with the table,
     2,382 with Horner's rule (benchmarks/op_count.py). Under XLA (JAX) Horner's rule
     fuses into one loop; on numpy the table ran 4.5x slower (cumulative product, wide
     temporaries)."""
@@ -156,7 +156,7 @@ def _poly_and_slope_powers(xp, coef, x, reverse=False):
     powers = xp.cumulative_prod(xp.broadcast_to(x[:, None], (n, n_months - 1)), axis=1)
     P = xp.concat([ones, powers], axis=1)  # x^k, k = 0 .. T
     k = xp.arange(1, n_months, dtype=dtype)
-    D = xp.concat([0.0 * ones, k * P[:, :-1]], axis=1)  # d/dx x^k = k x^(k-1)
+    D = xp.concat([xp.zeros((n, 1), dtype=dtype), k * P[:, :-1]], axis=1)  # d/dx x^k = k x^(k-1)
     if isinstance(reverse, bool):
         if reverse:
             P, D = xp.flip(P, axis=1), xp.flip(D, axis=1)

@@ -30,7 +30,7 @@ _DEFAULT_BUDGET = 128 * 2**20
 _GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy (where its memory is unknown)
 # GPU chunks of a grid fill a share of the device's memory, so that each chunk's fixed
 # costs (its launch, the copy of each output back, the conditionals' predicates; on CuPy
-# a kernel per array operation, 942 a W1 chunk: benchmarks/op_count.py) spread over
+# a kernel per array operation, 937 a W1 chunk: benchmarks/op_count.py) spread over
 # many points: an eighth of the device's memory, at most half of what is free.
 _GPU_SHARE = 8
 _GPU_MAX_POINTS = 2**20
@@ -81,8 +81,12 @@ def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_
     n = max(1, budget // per_scenario)
     if scratch is not None:
         n = max(1, min(n, scratch // scratch_per_point(portfolio, scenario)))
-    n = 1 << (n.bit_length() - 1)  # a power of two
-    return int(max(1, min(n, total)))
+    return _power_of_two(n, total)
+
+
+def _power_of_two(n: int, total: int) -> int:
+    """The largest power of two <= n, at most total (and at least 1)."""
+    return int(max(1, min(1 << (max(1, int(n)).bit_length() - 1), total)))
 
 
 def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario: Scenario | None = None) -> int:
@@ -96,9 +100,7 @@ def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario:
     budget = min(size // _GPU_SHARE, free // 2)
     per_point = GPU_FOOTPRINT.get(backend.name, max(GPU_FOOTPRINT.values())) * scratch_per_point(
         portfolio, scenario)
-    n = max(1, min(_GPU_MAX_POINTS, budget // per_point))
-    n = 1 << (n.bit_length() - 1)
-    return int(max(1, min(n, total)))
+    return _power_of_two(min(_GPU_MAX_POINTS, budget // per_point), total)
 
 
 @dataclass

@@ -144,13 +144,13 @@ def test_gpu_chunks_fill_a_share_of_the_device_memory(name):
 def test_gpu_sized_chunks_give_the_cpu_results():
     """A grid prepared for a (stand-in) GPU of 24 GB takes the memory's chunks, whole slabs
     of its factored axes, and gives the numpy backend's numbers chunk for chunk."""
+    from stresstest.engine import gpu_chunk_size
+
     rng = np.random.default_rng(8)
     pf = random_portfolio(rng, n_clusters=3, horizon=24)
     sc = _named_grid(pf, (5, 6, 7, 8))
     be = _fake_gpu("jax", lambda: (int(3e6), int(24e9)))
     run = prepare(pf, sc, be)
-    from stresstest.engine import gpu_chunk_size
-
     want_chunk = gpu_chunk_size(pf, sc.size, be, sc)
     if run.factoring is not None:
         want_chunk = max(1, want_chunk // run.factoring.slab) * run.factoring.slab
@@ -159,7 +159,7 @@ def test_gpu_sized_chunks_give_the_cpu_results():
     assert_same(got, run_all(pf, sc, make_backend("numpy"), chunk_size=7), rtol=1e-12)
 
 
-def test_cupy_forms_fit_the_gpu_footprint():
+def test_cupy_forms_fit_the_gpu_footprint(monkeypatch):
     """CuPy evaluates each operation as it comes; its live arrays per grid point, measured
     with tracemalloc on numpy running CuPy's forms of the same operations (the table of
     powers), stay within the GPU_FOOTPRINT the chunk size plans for, short and long
@@ -170,28 +170,24 @@ def test_cupy_forms_fit_the_gpu_footprint():
     from stresstest.engine import GPU_FOOTPRINT, scratch_per_point
 
     be = make_backend("numpy")
-    saved = irr._powers_form
-    irr._powers_form = lambda xp: True
-    try:
-        for seed, n_clusters, horizon, factor in ((0, 1, 12, True), (5, 6, 240, False), (6, 1, 600, False)):
-            rng = np.random.default_rng(seed)
-            pf = random_portfolio(rng, n_clusters=n_clusters, horizon=horizon)
-            sc = _named_grid(pf, (8, 8, 8, 10))
-            unit = prepare(pf, sc, be, chunk_size=1, factor=factor).chunk_size  # a slab where factored
-            peaks = []
-            for chunk in (max(1, 200 // unit) * unit, max(3, 800 // unit) * unit):
-                run = prepare(pf, sc, be, chunk_size=chunk, factor=factor)
-                tracemalloc.start()
-                at = tracemalloc.get_traced_memory()[0]
-                run._fn(*run._args, be.xp.asarray(0))
-                peaks.append((run.chunk_size, tracemalloc.get_traced_memory()[1] - at))
-                tracemalloc.stop()
-            (c0, p0), (c1, p1) = peaks
-            assert c1 > c0, (sc.size, peaks)
-            per_point = (p1 - p0) / (c1 - c0)
-            assert 0 < per_point <= GPU_FOOTPRINT["cupy"] * scratch_per_point(pf, sc), (seed, per_point)
-    finally:
-        irr._powers_form = saved
+    monkeypatch.setattr(irr, "_powers_form", lambda xp: True)
+    for seed, n_clusters, horizon, factor in ((0, 1, 12, True), (5, 6, 240, False), (6, 1, 600, False)):
+        rng = np.random.default_rng(seed)
+        pf = random_portfolio(rng, n_clusters=n_clusters, horizon=horizon)
+        sc = _named_grid(pf, (8, 8, 8, 10))
+        unit = prepare(pf, sc, be, chunk_size=1, factor=factor).chunk_size  # a slab where factored
+        peaks = []
+        for chunk in (max(1, 200 // unit) * unit, max(3, 800 // unit) * unit):
+            run = prepare(pf, sc, be, chunk_size=chunk, factor=factor)
+            tracemalloc.start()
+            at = tracemalloc.get_traced_memory()[0]
+            run._fn(*run._args, be.xp.asarray(0))
+            peaks.append((run.chunk_size, tracemalloc.get_traced_memory()[1] - at))
+            tracemalloc.stop()
+        (c0, p0), (c1, p1) = peaks
+        assert c1 > c0, (sc.size, peaks)
+        per_point = (p1 - p0) / (c1 - c0)
+        assert 0 < per_point <= GPU_FOOTPRINT["cupy"] * scratch_per_point(pf, sc), (seed, per_point)
 
 
 @pytest.mark.parametrize("horizon,n_clusters,debt,factor", [(12, 6, 0.3, True), (12, 1, 0.5, False),
