@@ -8,13 +8,15 @@ from pathlib import Path
 
 def run(portfolio: str | Path | None = None, scenario: str | Path | None = None, *, backend: str = "auto",
         dtype: str = "float64", chunk_size: int | None = None, sensitivities: bool = False,
-        output: str | Path | None = None):
+        output: str | Path | None = None, overwrite: bool = False):
     """Evaluate a portfolio (file or preset name; default the bundled example) on a scenario
     (grid, Monte Carlo or named; default the bundled grid) and return an xarray.Dataset.
 
     The Dataset is what `xarray.open_dataset(file, engine="h5netcdf")` reads from the file
     `stresstest run` writes for the same inputs, loaded into memory; the run goes through
-    that very file (kept at `output` when given, else a temporary one). Bad input raises
+    that very file (kept at `output` when given, else a temporary one). An existing file
+    at `output` is replaced only with overwrite=True; otherwise the run raises ConfigError
+    before any work, as `stresstest run` without --overwrite refuses. Bad input raises
     stresstest.config.ConfigError with the file, key and reason.
 
         import stresstest
@@ -31,5 +33,5 @@ def run(portfolio: str | Path | None = None, scenario: str | Path | None = None,
     with tempfile.TemporaryDirectory(prefix="stresstest-") as tmp:
         path = Path(output) if output is not None else Path(tmp) / "result.h5"
         run_grid(pf, sc, path, backend=backend, dtype=dtype, chunk_size=chunk_size, progress=False,
-                 sensitivities=sensitivities)
+                 sensitivities=sensitivities, overwrite=overwrite)
         return xr.load_dataset(path, engine="h5netcdf")

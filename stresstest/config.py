@@ -18,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from .h5io import CLUSTER_DIM, reserved_names
 from .kernels.params import (
     CLUSTER_PARAMS,
     NAMED_SHOCKS,
@@ -569,8 +570,12 @@ def _resolve_axis(path, where, am: AxisModel, pf: Portfolio):
     name = am.name if am.name is not None else word
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         bad("name", f"must be a non-empty word of letters, digits, _ or -, got {name!r}")
-    if name in ("cluster",) or name.startswith("cluster_"):
+    reserved = reserved_names()
+    if name == CLUSTER_DIM or name.startswith(CLUSTER_DIM + "_"):
         bad("name", f"{name!r} is reserved for the cluster dimension and per-cluster outputs")
+    elif name in reserved:
+        bad("name", f"{name!r} is reserved: in the result file it names {reserved[name]}; "
+                    "give the axis another name:")
     if problems:
         return None, problems
     spec = AxisSpec(name=name, targets=tuple(targets), op=op, cluster_mask=mask)

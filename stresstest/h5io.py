@@ -33,6 +33,47 @@ LONG_NAMES = {
     "ebitda": "total EBITDA over months 1..T",
 }
 
+# The root names of a grid file besides its axes (the axes' coordinates share the root,
+# so an axis may not take any of these: config.py refuses them, from reserved_names()).
+CLUSTER_DIM = "cluster"  # the cluster names; per-cluster outputs are "cluster_" + output
+BASE_GROUP = "base"  # the base case's outputs
+PARAMETER_DIM = "parameter"  # --sensitivities: the cluster parameters
+AXIS_DIM = "axis"  # --sensitivities: the grid's axes, for the slopes along them
+_PER_UNIT = "USD per unit of the parameter"
+# --sensitivities: (name, dims after the grid's, units, long name)
+SENSITIVITY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    *((name, (CLUSTER_DIM, PARAMETER_DIM), units,
+       f"derivative of the {what} with respect to each cluster's parameter") for name, units, what in (
+        ("grad_npv", _PER_UNIT, "portfolio NPV"),
+        ("grad_roi", "1 per unit of the parameter", "portfolio ROI"),
+        ("grad_irr", "per year per unit of the parameter", "portfolio IRR (implicit function theorem)"),
+        ("grad_cluster_npv", _PER_UNIT, "each cluster's own NPV"))),
+    ("npv_per_pct", (CLUSTER_DIM, PARAMETER_DIM), "USD",
+     "first-order change of the portfolio NPV for a +1 % relative move of the parameter"),
+    ("grad_npv_discount_rate", (), "USD per unit of discount_rate",
+     "derivative of the portfolio NPV with respect to discount_rate"),
+    ("grad_cluster_npv_discount_rate", (CLUSTER_DIM,), "USD per unit of discount_rate",
+     "derivative of each cluster's NPV with respect to discount_rate"),
+    *(("slope_" + name, (AXIS_DIM,), f"{units} per unit of the axis",
+       f"derivative of the portfolio {name} along each axis (through the shocks)")
+      for name, units in (("npv", "USD"), ("roi", "1"), ("irr", "per year"))),
+)
+
+
+def reserved_names() -> dict[str, str]:
+    """Every root name a grid result file may hold besides its axes' coordinates, with
+    what it holds there: the names GridWriter writes (one list, read by both)."""
+    names = {CLUSTER_DIM: "the cluster dimension", BASE_GROUP: "the group of base-case outputs"}
+    for name in OUTPUTS:
+        names[name] = "an output"
+        names[CLUSTER_DIM + "_" + name] = "a per-cluster output"
+    names[PARAMETER_DIM] = "the parameter dimension of --sensitivities"
+    names[AXIS_DIM] = "the axis dimension of --sensitivities"
+    for name, *_ in SENSITIVITY_VARIABLES:
+        names[name] = "an output of --sensitivities"
+    return names
+
+
 _TARGET_CHUNK_ELEMS = 1 << 16
 
 
@@ -288,16 +329,16 @@ class GridWriter(AtomicFile):
             ds.make_scale(a.name)
             scales.append(ds)
         self.scales = scales
-        self.cluster_scale = self._labels("cluster", cluster_names)
+        self.cluster_scale = self._labels(CLUSTER_DIM, cluster_names)
         self.datasets = {}
         from .engine import EXPECTED_NONFINITE
 
         for name in OUTPUTS:
             self._output(name, (), dtype, compression, OUTPUT_UNITS[name], LONG_NAMES[name])
-            self._output("cluster_" + name, (self.cluster_scale,), dtype, compression,
+            self._output(CLUSTER_DIM + "_" + name, (self.cluster_scale,), dtype, compression,
                          OUTPUT_UNITS[name], LONG_NAMES[name] + " (per cluster)")
             if name in EXPECTED_NONFINITE:  # what a NaN (or inf) means, for readers of the file
-                for full in (name, "cluster_" + name):
+                for full in (name, CLUSTER_DIM + "_" + name):
                     self.datasets[full].attrs["nonfinite_means"] = EXPECTED_NONFINITE[name]
 
     def _labels(self, name, labels):
@@ -329,28 +370,11 @@ class GridWriter(AtomicFile):
     def _sensitivity_layout(self, axes, dtype, compression):
         from .kernels.params import PARAM_NAMES
 
-        par = self._labels("parameter", list(PARAM_NAMES))
-        ax = self._labels("axis", [a.name for a in axes])
-        cl = self.cluster_scale
-        per_unit = "USD per unit of the parameter"
-        for name, units, what in (
-            ("grad_npv", per_unit, "portfolio NPV"),
-            ("grad_roi", "1 per unit of the parameter", "portfolio ROI"),
-            ("grad_irr", "per year per unit of the parameter", "portfolio IRR (implicit function theorem)"),
-            ("grad_cluster_npv", per_unit, "each cluster's own NPV"),
-        ):
-            self._output(name, (cl, par), dtype, compression, units,
-                         f"derivative of the {what} with respect to each cluster's parameter")
-        self._output("npv_per_pct", (cl, par), dtype, compression, "USD",
-                     "first-order change of the portfolio NPV for a +1 % relative move of the parameter")
-        self._output("grad_npv_discount_rate", (), dtype, compression, "USD per unit of discount_rate",
-                     "derivative of the portfolio NPV with respect to discount_rate")
-        self._output("grad_cluster_npv_discount_rate", (cl,), dtype, compression,
-                     "USD per unit of discount_rate",
-                     "derivative of each cluster's NPV with respect to discount_rate")
-        for name, units in (("npv", "USD"), ("roi", "1"), ("irr", "per year")):
-            self._output("slope_" + name, (ax,), dtype, compression, f"{units} per unit of the axis",
-                         f"derivative of the portfolio {name} along each axis (through the shocks)")
+        scales = {PARAMETER_DIM: self._labels(PARAMETER_DIM, list(PARAM_NAMES)),
+                  AXIS_DIM: self._labels(AXIS_DIM, [a.name for a in axes]),
+                  CLUSTER_DIM: self.cluster_scale}
+        for name, dims, units, long_name in SENSITIVITY_VARIABLES:
+            self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
 
     # Consecutive chunks are staged and written together: one HDF5 write costs about the
     # same for 1,000 points as for 100,000 (selection and chunk bookkeeping), so small
@@ -454,6 +478,10 @@ class GridWriter(AtomicFile):
     def abort(self) -> None:
         self._close_pool()
         super().abort()
+
+    def write_base(self, values: dict[str, np.ndarray]) -> None:
+        """The base case's outputs, in the group BASE_GROUP."""
+        self.write_group(BASE_GROUP, values)
 
     def write_group(self, group: str, values: dict[str, np.ndarray]) -> None:
         g = self.f.create_group(group)

@@ -249,6 +249,6 @@ def write_named(path: Path, pf: Portfolio, sc: NamedScenario, out: dict, attrs: 
     writer = GridWriter(path, [axis], pf.cluster_names, attrs, np.float64, compression)
     with writer:
         writer.write(0, len(sc.sets), {k: np.asarray(v)[1:] for k, v in out.items()})
-        writer.write_group("base", {k: np.asarray(v)[0] for k, v in out.items()})
+        writer.write_base({k: np.asarray(v)[0] for k, v in out.items()})
         writer.f["scenario"].attrs["titles"] = "\n".join(s.title for s in sc.sets)
         return writer.commit()

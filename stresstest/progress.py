@@ -27,7 +27,10 @@ class Progress:
         self._task = None
 
     def advance(self, n: int) -> None:
+        """Count n more done; a chunk boundary, where a recorded signal stops the run
+        (Interrupts)."""
         self.done += n
+        check_interrupts()
         if not self.enabled:
             return
         now = time.monotonic()
@@ -59,20 +62,33 @@ class Progress:
 
 
 class Interrupts:
-    """Ctrl-C (SIGINT) taken at chunk boundaries: the handler only records it, and
-    `check()` raises KeyboardInterrupt between chunks. An interrupt raised anywhere
-    else could land inside a queue's or a lock's bookkeeping (the writer thread's queue)
-    and leave it stuck. Only the main thread can set signal handlers; elsewhere this
-    does nothing. A second Ctrl-C before the next boundary interrupts at once."""
+    """Ctrl-C (SIGINT) and SIGTERM taken at chunk boundaries: the handler only records
+    the signal, and `check()` raises KeyboardInterrupt between chunks, so that the
+    writer's context removes its temporary file. An interrupt raised anywhere else could
+    land inside a queue's or a lock's bookkeeping (the writer thread's queue) and leave
+    it stuck. A second signal before the next boundary interrupts at once.
+
+    SIGTERM is what Slurm sends at a job's time limit and on scancel (then SIGKILL after
+    its KillWait, 30 s by default); it is handled as SIGINT is, and the CLI exits with
+    130 for both ("interrupted: ... not written").
+
+    Every Progress.advance is a chunk boundary too: it checks every active Interrupts,
+    so loops that only report their progress (a shard's, on any thread) stop there.
+    Only the main thread can set signal handlers; elsewhere this does nothing."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __enter__(self):
         import signal
         import threading
 
         self.hit = False
-        self._old = None
+        self._old = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for name in self.SIGNALS:
+                signum = getattr(signal, name)
+                self._old[signum] = signal.signal(signum, self._handle)
+        _ACTIVE.append(self)
         return self
 
     def _handle(self, signum, frame):
@@ -87,5 +103,17 @@ class Interrupts:
     def __exit__(self, *exc) -> None:
         import signal
 
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        for signum, old in self._old.items():
+            signal.signal(signum, old)
+        self._old = {}
+
+
+_ACTIVE: list[Interrupts] = []  # entered and not yet left, innermost last
+
+
+def check_interrupts() -> None:
+    """Raise KeyboardInterrupt where an active Interrupts has recorded a signal."""
+    for interrupts in list(_ACTIVE):
+        interrupts.check()

@@ -43,12 +43,14 @@ def load_inputs(portfolio_path, scenario_path) -> tuple[Portfolio, Scenario]:
 
 
 def check_output(path: Path, overwrite: bool = True) -> None:
-    """Refuse, before any work, an output that cannot or may not be written.
+    """Refuse, before any work, an output that cannot or may not be written: the one
+    rule for every writer (run, the API, merge, breakeven's curve).
 
     The folder must exist and take a new file (a probe file is made and removed: this
     catches read-only file systems, which permission bits do not show to root). An
-    existing file is kept unless overwrite. Temporary files of killed runs (whose
-    process is gone) next to the output are removed.
+    existing file is kept unless overwrite (callers pass it explicitly: the default,
+    True, is kept for callers written before the rule). Temporary files of killed runs
+    (whose process is gone) next to the output are removed.
     """
     import tempfile
 
@@ -72,8 +74,12 @@ def check_output(path: Path, overwrite: bool = True) -> None:
 def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
              compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False,
-             overwrite: bool = True, max_scenarios: int | None = None, overlap: bool | None = None):
+             overwrite: bool = False, max_scenarios: int | None = None, overlap: bool | None = None):
     """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo.
+
+    An existing output is refused (ConfigError, before any work) unless overwrite.
+    SIGINT and SIGTERM stop the run at the next chunk boundary with KeyboardInterrupt,
+    its temporary file removed (progress.Interrupts).
 
     overlap: whether a grid's outputs are compressed and written in a second thread while
     the next chunk computes. By default they are where the computation runs on a GPU. On
@@ -106,17 +112,19 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
     base = evaluate_base(pf, be.dtype)
     attrs = provenance(pf, sc.name, cfg, sha, be.name, be.device, be.dtype, n_scenarios=sc.size)
-    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
     extremes = Extremes()
     bar = Progress(sc.size, enabled=progress)
     try:
-        with writer, Interrupts() as interrupts:
-            if be.is_gpu if overlap is None else overlap:
-                _write_beside(run, writer, extremes, bar, interrupts)
-            else:
-                _write_between(run, writer, extremes, bar, interrupts)
-            writer.write_group("base", base)
-            path = writer.commit()
+        # signals held from before the temporary file exists until it is renamed or removed
+        with Interrupts() as interrupts:
+            writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
+            with writer:
+                if be.is_gpu if overlap is None else overlap:
+                    _write_beside(run, writer, extremes, bar, interrupts)
+                else:
+                    _write_between(run, writer, extremes, bar, interrupts)
+                writer.write_base(base)
+                path = writer.commit()
     finally:
         bar.close()
     how = be.describe() + (f"; {run.factoring.describe(sc)}" if run.factoring is not None else "")
@@ -168,7 +176,10 @@ def _write_beside(run, writer, extremes, bar, interrupts) -> None:
 
 def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend="auto", dtype="float64",
                   chunk_size=None, progress=True, sensitivities=False):
-    """`run --shard I/N`: one shard of a grid into the folder `output`."""
+    """`run --shard I/N`: one shard of a grid into the folder `output`.
+
+    SIGINT and SIGTERM stop it at the next chunk boundary (every Progress.advance is
+    one) with KeyboardInterrupt; run_shard then removes its temporary file."""
     from .shards import parse_shard, run_shard
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
@@ -177,10 +188,11 @@ def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend=
     if out.exists() and not out.is_dir():
         raise ConfigError([f"{out}: with --shard, -o names a folder for the shard files"])
     be = make_backend(backend, dtype)
-    return run_shard(pf, sc, out, i, n, be, chunk_size=chunk_size, progress=progress,
-                     sensitivities=sensitivities,
-                     origin={"portfolio": str(Path(portfolio_path).resolve()),
-                             "scenario": str(Path(scenario_path).resolve())})
+    with Interrupts():
+        return run_shard(pf, sc, out, i, n, be, chunk_size=chunk_size, progress=progress,
+                         sensitivities=sensitivities,
+                         origin={"portfolio": str(Path(portfolio_path).resolve()),
+                                 "scenario": str(Path(scenario_path).resolve())})
 
 
 @dataclass

@@ -104,6 +104,10 @@ CASES = [
     S("s_values_and_linspace.yaml", ("scenario.axes[0]", "give exactly one of values: or linspace:")),
     S("s_duplicate_axis_names.yaml", ("scenario.axes[1].name", "duplicate axis name 'price' (also scenario.axes[0])")),
     S("s_reserved_axis_name.yaml", ("scenario.axes[0].name", "'cluster' is reserved")),
+    # names the result file gives its datasets and groups (issue 23)
+    S("s_output_axis_name.yaml", ("scenario.axes[0].name", "'npv' is reserved")),
+    S("s_base_axis_name.yaml", ("scenario.axes[1].name", "'base' is reserved")),
+    S("s_sensitivity_axis_name.yaml", ("scenario.axes[0].name", "'grad_npv' is reserved")),
     S("s_unknown_cluster.yaml", ("scenario.axes[0].clusters", "unknown cluster 'zzz' (clusters: a, b)")),
     S("s_empty_cluster_list.yaml", ("scenario.axes[0].clusters", "must list at least one cluster name")),
     S("s_nan_value.yaml", ("scenario.axes[0].values[1]", "must be a finite number, got nan")),
@@ -290,3 +294,64 @@ def test_validate_grid_size_overflow():
     info = _describe(result)
     assert result.exit_code == 2, info
     assert f"error: {bad}: " in _stderr(result), info
+
+
+# ------------------------------------------------- axis names the result file uses
+
+
+def test_axis_named_like_an_output_is_refused_by_validate_and_run(tmp_path):
+    bad = HERE / "s_output_axis_name.yaml"
+    want = f"error: {bad}: scenario.axes[0].name: 'npv' is reserved"
+    result = CliRunner().invoke(main, ["validate", "--portfolio", str(VALID_P), str(bad)])
+    info = _describe(result)
+    assert result.exit_code == 2, info
+    assert want in _stderr(result) and "Traceback" not in result.output, info
+    out = tmp_path / "out.h5"
+    result = _run(VALID_P, bad, out)
+    _assert_refused(result, bad, [("scenario.axes[0].name", "'npv' is reserved")], tmp_path)
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def written_names(tmp_path_factory):
+    """Every root name of a grid result file as written, sensitivities included: the
+    writer's own output, independent of the list validation checks against."""
+    import h5py
+
+    pytest.importorskip("jax")
+    from stresstest.runner import run_grid
+
+    out = tmp_path_factory.mktemp("names") / "r.h5"
+    run_grid(VALID_P, VALID_S, out, backend="jax", sensitivities=True, progress=False)
+    with h5py.File(out) as f:
+        names = set(f.keys())
+        assert "base" in names and "grad_npv" in names and "cluster_npv" in names
+    return sorted(names - {"price"})  # less the grid's own axis
+
+
+def test_every_name_in_a_result_file_is_refused_as_an_axis_name(written_names, tmp_path):
+    """Validation, not the HDF5 writer, refuses each (the writer failed with 'name
+    already exists' after all the work), and the API raises the same ConfigError."""
+    from stresstest.config import ConfigError, load_portfolio, load_scenario
+
+    pf = load_portfolio(VALID_P)
+    for name in written_names:
+        sc = tmp_path / f"s_{name}.yaml"
+        sc.write_text("scenario:\n  kind: grid\n  axes:\n"
+                      f"    - {{shock: price, values: [0.8, 1.0], name: {name}}}\n")
+        with pytest.raises(ConfigError) as err:
+            load_scenario(sc, pf)
+        assert any(p.startswith(f"{sc}: scenario.axes[0].name: {name!r} is reserved")
+                   for p in err.value.problems), (name, err.value.problems)
+
+
+def test_api_refuses_an_axis_named_like_an_output(tmp_path):
+    import stresstest
+    from stresstest.config import ConfigError
+
+    bad = HERE / "s_output_axis_name.yaml"
+    out = tmp_path / "out.h5"
+    with pytest.raises(ConfigError) as err:
+        stresstest.run(VALID_P, bad, backend="numpy", output=out)
+    assert any(p.startswith(f"{bad}: scenario.axes[0].name: 'npv' is reserved") for p in err.value.problems)
+    assert list(tmp_path.iterdir()) == []

@@ -125,3 +125,42 @@ def test_existing_output_is_kept_without_overwrite(tmp_path):
     r = CliRunner().invoke(main, ["run", "-s", "smoke", "-o", str(out), "--backend", "numpy", "-q", "--overwrite"])
     assert r.exit_code == 0 and out.read_bytes()[:4] == b"\x89HDF"
     assert os.listdir(tmp_path) == ["r.h5"]
+
+
+# ------------------------------------------------------------------ SIGTERM (issue 23)
+# Slurm sends SIGTERM at a job's time limit and on scancel. It is taken as SIGINT is: the
+# run stops at the next chunk boundary, removes its temporary file and exits with 130
+# (the CLI's "interrupted" code for both signals).
+
+
+def test_sigterm_stops_cleanly_like_sigint(tmp_path):
+    out = tmp_path / "r.h5"
+    proc = _start(tmp_path, out)
+    _wait_for_partial(out, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "interrupted: no result file written" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    assert list(tmp_path.glob(".*.partial")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_sigterm_stops_a_shard_run_cleanly(tmp_path):
+    sc = tmp_path / "grid.yaml"
+    sc.write_text(GRID)
+    shards = tmp_path / "shards"
+    proc = subprocess.Popen([sys.executable, "-m", "stresstest.cli", "run", "-s", str(sc), "-o", str(shards),
+                             "--shard", "0/1", "--backend", "numpy", "--chunk-size", "256", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (shards.is_dir() and list(shards.glob(".*.partial"))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < 60, "the shard run never started writing"
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the run
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "interrupted: the shard file was not written" in stderr and "Traceback" not in stderr
+    assert list(shards.iterdir()) == []

@@ -216,3 +216,52 @@ def test_own_deflate_equals_hdf5_filters(tmp_path, monkeypatch, sensitivities, i
                 assert np.array_equal(f[k][()], v, equal_nan=True), (key, k)
         with xr.open_dataset(files[key], engine="h5netcdf") as ds:
             assert np.array_equal(ds["cluster_npv"].values, want["cluster_npv"], equal_nan=True)
+
+
+# ------------------------------------------------------------ existing outputs (issue 23)
+
+
+def _no_work(monkeypatch):
+    """Fail the test if a run gets as far as preparing the computation."""
+    from stresstest import engine, runner
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the run started working")
+
+    monkeypatch.setattr(engine, "prepare", forbidden)
+    monkeypatch.setattr(runner, "prepare", forbidden)
+
+
+@pytest.mark.parametrize("how", ["api", "run_grid"])
+def test_existing_output_is_refused_before_any_work(tmp_path, monkeypatch, how):
+    import stresstest
+    from stresstest.config import ConfigError
+
+    out = tmp_path / "r.h5"
+    out.write_bytes(b"precious")
+    _no_work(monkeypatch)
+    with pytest.raises(ConfigError) as err:
+        if how == "api":
+            stresstest.run("example", "smoke", backend="numpy", output=out)
+        else:
+            run_grid(list_presets()["example"], list_presets()["smoke"], out, backend="numpy", progress=False)
+    assert err.value.problems == [f"{out}: exists; give --overwrite to replace it"]  # as the CLI says
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+
+
+def test_api_overwrite_replaces_the_file(tmp_path):
+    import stresstest
+
+    out = tmp_path / "r.h5"
+    out.write_bytes(b"precious")
+    ds = stresstest.run("example", "smoke", backend="numpy", output=out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+    # the file now holds this run: the engine's numbers at every point
+    pf = load_portfolio(list_presets()["example"])
+    sc = load_scenario(list_presets()["smoke"], pf)
+    run = prepare(pf, sc, make_backend("numpy"))
+    npv = np.concatenate([c.outputs["npv"] for c in run.chunks()])
+    with h5py.File(out) as f:
+        assert np.array_equal(f["npv"][()].reshape(-1), npv)
+    assert np.array_equal(ds["npv"].values.reshape(-1), npv)
