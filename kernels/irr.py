@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import math
 
-from array_api_compat import array_namespace, is_cupy_namespace
+from array_api_compat import array_namespace, is_cupy_namespace, is_jax_namespace
 
-from .staging import when_any
+from .staging import month_blocks, scan_blocks, when_any
 
 # Monthly rate levels |i| of the ladder, from 0 outwards: dense where project
 # returns live (a few per cent a month) so that two roots rarely share a cell,
@@ -119,16 +119,30 @@ def _powers_form(xp) -> bool:
 
 
 def _poly_and_slope(xp, coef, x, reverse=False):
-    """p(x) = sum_t c_t x^t and p'(x) by Horner's rule; coef [n, T+1], x [n].
+    """p(x) = sum_t c_t x^t and p'(x); coef [n, T+1], x [n] (see _evaluator)."""
+    return _evaluator(xp, coef, reverse)(x)
+
+
+def _evaluator(xp, coef, reverse=False):
+    """A function x -> (p(x), p'(x)) for the rows of coef [n, T+1], x [n].
 
     reverse=True evaluates the reversed polynomial sum_t c_t x^(T-t) (the negative
-    side) from the same array; reverse may also be a boolean array [n], per row (the
-    rows' two reading orders hit the same cache lines). Rows stay in their natural
-    layout: a jit fuses the whole recurrence per row, which then reads its own
-    coefficients contiguously (a transposed or flipped copy costs more than it saves).
+    side) from the same array; reverse may also be a boolean array [n], per row.
+    Three forms of the same sums: a table of powers on CuPy (_powers_form); under JAX,
+    Horner's rule over blocks of months (_horner_blocks: a compiled program whose size
+    does not grow with the horizon); elsewhere Horner's rule month by month.
     """
     if _powers_form(xp):
-        return _poly_and_slope_powers(xp, coef, x, reverse)
+        return lambda x: _poly_and_slope_powers(xp, coef, x, reverse)
+    if is_jax_namespace(xp):
+        blocks = _descending_blocks(xp, coef, reverse)
+        return lambda x: _horner_blocks(xp, blocks, x)
+    return lambda x: _horner(xp, coef, x, reverse)
+
+
+def _horner(xp, coef, x, reverse=False):
+    """Horner's rule month by month (numpy). Rows stay in their natural layout: each
+    month reads one column of the coefficients."""
     n_months = coef.shape[1]
     T = n_months - 1
     if isinstance(reverse, bool):
@@ -143,6 +157,41 @@ def _poly_and_slope(xp, coef, x, reverse=False):
         dp = dp * x + p
         p = p * x + c(t)
     return p, dp
+
+
+def _descending_blocks(xp, coef, reverse):
+    """The coefficients of each row in descending degree, front-padded with zeros to whole
+    blocks of months and laid out [blocks, n, months per block] (one copy per solve).
+
+    Descending degree is coef reversed for p(x) = sum c_t x^t, and coef itself for the
+    reversed polynomial sum c_t x^(T-t). Leading zero coefficients leave Horner's
+    values exactly unchanged (0 x + 0 = 0 for finite x)."""
+    n, n_months = coef.shape
+    n_blocks, width = month_blocks(n_months)
+    if isinstance(reverse, bool):
+        desc = coef if reverse else xp.flip(coef, axis=1)
+    else:
+        desc = xp.where(reverse[:, None], coef, xp.flip(coef, axis=1))
+    pad = n_blocks * width - n_months
+    if pad:
+        desc = xp.concat([xp.zeros((n, pad), dtype=coef.dtype), desc], axis=1)
+    return xp.permute_dims(xp.reshape(desc, (n, n_blocks, width)), (1, 0, 2))
+
+
+def _horner_blocks(xp, blocks, x):
+    """Horner's rule from blocks [B, n, W] (_descending_blocks): W months unrolled per
+    block (one fused loop over the rows under XLA), the blocks scanned in order."""
+    width = blocks.shape[2]
+
+    def body(carry, blk, _):
+        p, dp = carry
+        for j in range(width):
+            dp = dp * x + p
+            p = p * x + blk[:, j]
+        return p, dp
+
+    zero = xp.zeros_like(x)
+    return scan_blocks(xp, body, (zero, zero), blocks)
 
 
 def _poly_and_slope_powers(xp, coef, x, reverse=False):
@@ -181,8 +230,9 @@ def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse=False):
     exact = fb == 0
     x = xp.where(exact, b, x)
     sa = xp.sign(fa)
+    poly = _evaluator(xp, coef, reverse)
     for _ in range(n_iter):
-        f, df = _poly_and_slope(xp, coef, x, reverse)
+        f, df = poly(x)
         same = xp.sign(f) == sa
         a = xp.where(same, x, a)  # a < b always: a starts at the far (smaller) node
         b = xp.where(same, b, x)

@@ -58,3 +58,39 @@ def stage(xp, fn, *operands):
         return fn(*operands)
     probe = xp.reshape(floats[0], (-1,))[0]
     return jax.lax.cond(probe == probe, fn, fn, *operands)
+
+
+def scan_blocks(xp, body, carry, blocks):
+    """Fold body(carry, block, index) over the leading axis of `blocks`, returning the
+    last carry: jax.lax.scan where the arrays are JAX's, a Python loop elsewhere.
+
+    Why: a recurrence over months written as a Python loop is unrolled by a JAX trace,
+    and XLA's compile time and memory grow much faster than the horizon (a 240-month
+    chunk compiled for minutes, 600 months ran out of memory; benchmarks/README.md).
+    Callers unroll a fixed block of months inside `body` (fusable, and cheap to compile)
+    and scan over the blocks, so the program's size no longer depends on the horizon.
+    `index` is the block's position (a traced integer under JAX).
+    """
+    if is_jax_namespace(xp):
+        import jax
+
+        n = blocks.shape[0]
+        if n == 1:  # one block: no loop at all (the program of an unrolled recurrence)
+            return body(carry, blocks[0], 0)
+        idx = xp.arange(n, dtype=xp.int32)
+
+        def step(c, xs):
+            blk, i = xs
+            return body(c, blk, i), None
+
+        return jax.lax.scan(step, carry, (blocks, idx))[0]
+    for i in range(blocks.shape[0]):
+        carry = body(carry, blocks[i], i)
+    return carry
+
+
+def month_blocks(n_months: int, max_block: int = 64) -> tuple[int, int]:
+    """(number of blocks, months per block) covering n_months with blocks of at most
+    max_block months, as even as possible (the last block is padded)."""
+    n_blocks = -(-n_months // max_block)
+    return n_blocks, -(-n_months // n_blocks)

@@ -53,3 +53,30 @@ def test_stage_and_when_any_under_jit_give_fn_and_compile_conditionals():
     # and differentiate like fn
     g = jax.grad(lambda x: jnp.sum(f(x)))(x)
     np.testing.assert_allclose(np.asarray(g), -np.sin(np.asarray(x)) + np.cos(np.asarray(x)), rtol=1e-13)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_scan_blocks_folds_in_order_on_numpy_and_under_jit(n_blocks):
+    """The fold over blocks against a plain loop: order matters (a running string of
+    digits, then a non-commutative recurrence), on numpy and as a lax.scan under jit."""
+    from stresstest.kernels.staging import month_blocks, scan_blocks
+
+    blocks = np.arange(n_blocks * 2 * 4, dtype=float).reshape(n_blocks, 2, 4)
+
+    def body(carry, blk, i):
+        for j in range(blk.shape[1]):
+            carry = carry * 0.5 + blk[:, j] * (i + 1)
+        return carry
+
+    want = np.zeros(2)
+    for i in range(n_blocks):
+        for j in range(4):
+            want = want * 0.5 + blocks[i, :, j] * (i + 1)
+    np.testing.assert_array_equal(scan_blocks(np, body, np.zeros(2), blocks), want)
+    jax = pytest.importorskip("jax")
+    import stresstest.jax_adapter  # noqa: F401
+
+    jnp = jax.numpy
+    got = jax.jit(lambda b: scan_blocks(jnp, body, jnp.zeros(2), b))(jnp.asarray(blocks))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-15)
+    assert month_blocks(61) == (1, 61) and month_blocks(601) == (10, 61) and month_blocks(65) == (2, 33)
