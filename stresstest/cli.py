@@ -282,8 +282,7 @@ def sensitivities(portfolio, top, clusters, as_json):
     """Tornado at the base case: NPV change for a +-10 % move of each parameter."""
     from .backends import jax_importable
     from .config import load_portfolio
-    from .report import print_tornado
-    from .tornado import tornado
+    from .tornado import print_tornado, tornado
 
     if not jax_importable():
         _fail_input(BackendError("sensitivities need JAX (automatic differentiation): pip install jax"))

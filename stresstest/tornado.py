@@ -29,16 +29,23 @@ def base_gradients(portfolio: Portfolio) -> dict[str, np.ndarray]:
 
 
 def _revalue(portfolio: Portfolio, moves: list[tuple[str, list[int], float]]) -> np.ndarray:
-    """Portfolio NPV after each move (parameter, clusters, factor), one scenario per move."""
+    """Portfolio NPV after each move (parameter, clusters, factor), one scenario per move.
+
+    A moved value is clipped (and rounded) exactly as a grid's `scale` axis clips it
+    (kernels.shocks.clip_param): a discount rate scaled below -1 becomes -1 + 1e-9, a
+    share scaled above 1 becomes 1, a debt term is rounded to whole months.
+    """
+    from .kernels.shocks import apply_op, clip_param
+
     base = portfolio.base_arrays()
     n = len(moves)
     p = {k: np.repeat(v[None, :], n, axis=0) for k, v in base.items()}
     rate = np.full(n, portfolio.discount_rate)
     for s, (name, clusters, factor) in enumerate(moves):
         if name == "discount_rate":
-            rate[s] *= factor
+            rate[s] = clip_param(np, name, apply_op(np, rate[s], "scale", factor))
         else:
-            p[name][s, clusters] *= factor
+            p[name][s, clusters] = clip_param(np, name, apply_op(np, p[name][s, clusters], "scale", factor))
     with np.errstate(all="ignore"):
         return evaluate(p, rate, portfolio.horizon_months)["npv"]
 
@@ -78,3 +85,74 @@ def tornado(portfolio: Portfolio, move: float = 0.10) -> dict:
         rows.sort(key=lambda r: -r["swing"] if math.isfinite(r["swing"]) else math.inf)
         result["scopes"][scope] = rows
     return result
+
+
+# The unit of a table's NPV changes: the largest power of 1000 not above its largest
+# change, so that no number needs more than 7 characters ("-999.99").
+_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
+_ROW_KEYS = ("linear_down", "exact_down", "linear_up", "exact_up")
+
+
+def table_unit(rows: list[dict]) -> tuple[float, str]:
+    """(divisor, label) for the NPV changes of `rows`: 1e6 and "M" when the largest is 1-999 M."""
+    biggest = max((abs(r[k]) for r in rows for k in _ROW_KEYS if math.isfinite(r[k])), default=0.0)
+    if biggest >= 1e15:
+        k = 3 * int(math.floor(math.log10(biggest) / 3))
+        return 10.0 ** k, f"1e{k}"
+    for div, label in _UNITS:
+        if biggest >= div:
+            return div, label
+    return 1.0, ""
+
+
+def change_text(value: float, unit: float) -> str:
+    """One NPV change in the table's unit, two decimals ("nan" where the revaluation failed)."""
+    return f"{value / unit:,.2f}" if math.isfinite(value) else str(value)
+
+
+def value_text(value: float | None) -> str:
+    """The parameter's value (all: moved in every cluster), in at most 9 characters."""
+    if value is None:
+        return "all"
+    text = f"{value:g}"
+    return text if len(text) <= 8 else f"{value:.3g}"
+
+
+def print_tornado(portfolio: Portfolio, result: dict, top: int, console=None) -> None:
+    """The tornado tables. No number is ever cut: the numeric columns are as wide as their
+    longest number, only the parameter names fold on a narrow terminal, and where even
+    that cannot fit, each row is one plain line. Each table gives its NPV changes in one unit (k, M, B, T), named in its title."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    pct = f"{100 * result['move']:g} %"
+    console.print(f"[bold]{portfolio.name}[/]: base NPV {result['base_npv'] / 1e6:,.2f} M "
+                  f"{portfolio.currency}; NPV change for -/+{pct} moves (linear from the gradient | "
+                  "exact revaluation)")
+    headers = ("parameter", "value", f"-{pct}\nlinear", f"-{pct}\nexact", f"+{pct}\nlinear", f"+{pct}\nexact")
+    for scope, rows in result["scopes"].items():
+        rows = rows[:top]
+        unit, label = table_unit(rows)
+        cells = [[row["parameter"], value_text(row["value"])]
+                 + [change_text(row[k], unit) for k in _ROW_KEYS] for row in rows]
+        where = scope if scope == "portfolio" else f"cluster {scope}"
+        table = Table(title=f"{where}: NPV change, {portfolio.currency} {label}".rstrip(),
+                      show_header=True, header_style="bold")
+        for i, col in enumerate(headers):
+            if i == 0:
+                table.add_column(col, justify="left", overflow="fold", min_width=4)
+                continue
+            widest = max((len(c[i]) for c in cells), default=1)
+            table.add_column(col, justify="right", overflow="fold", no_wrap=True,
+                             width=max(widest, max(len(w) for w in col.split("\n"))))
+        for c in cells:
+            table.add_row(*c)
+        # the narrowest the table can be: the parameter column at 4, 3 spaces a column and 1 more
+        narrowest = 1 + 3 * len(headers) + 4 + sum(col.width for col in table.columns[1:])
+        if narrowest <= console.width:
+            console.print(table)
+            continue
+        console.print(f"[bold]{table.title}[/] ({', '.join(h.replace(chr(10), ' ') for h in headers)})")
+        for c in cells:  # too narrow for the table: one line a row, wrapped between numbers
+            console.print(f"  {c[0]}: {c[1]}  " + "  ".join(c[2:]))

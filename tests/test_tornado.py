@@ -66,3 +66,105 @@ def test_cli_table_and_unknown_cluster():
     assert r.exit_code == 0 and "portfolio" in r.output and "capex_per_gpu" in r.output
     r = CliRunner().invoke(main, ["sensitivities", "--cluster", "nope"])
     assert r.exit_code == 2 and "unknown cluster 'nope'" in r.output
+
+
+# --------------------------------------------------------------------------- issue 23
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_exact_moves_are_clipped_like_a_grid_axis(tmp_path):
+    """A negative discount rate scaled below -1, a utilization scaled above 1 and a debt
+    term scaled to a fraction of a month: the tornado's exact change is the grid's (the
+    engine's clipping and rounding), not nan or an unrounded term."""
+    import stresstest
+    from stresstest.config import load_portfolio
+
+    pf_path = _write(tmp_path, "neg.yaml", (
+        "portfolio: {name: negrate, horizon_months: 24, discount_rate: -0.95}\n"
+        "clusters:\n"
+        "  - {name: a, gpus: 64, capex_per_gpu: 30000, on_demand_price: 2.0, reserved_price: 1.8,\n"
+        "     utilization_training: 0.95, debt_fraction: 0.5, debt_term_months: 45}\n"
+        "  - {name: b, gpus: 32, capex_per_gpu: 35000, on_demand_price: 2.5, reserved_price: 2.2}\n"))
+    sc_path = _write(tmp_path, "sc.yaml", (
+        "scenario:\n  kind: grid\n  axes:\n"
+        "    - {param: discount_rate, op: scale, values: [0.9, 1.0, 1.1]}\n"))
+    pf = load_portfolio(pf_path)
+    res = tornado(pf)
+    grid = stresstest.run(str(pf_path), str(sc_path), backend="numpy")["npv"].values
+    row = next(r for r in res["scopes"]["portfolio"] if r["parameter"] == "discount_rate")
+    assert np.isfinite(row["exact_up"]) and np.isfinite(row["exact_down"])
+    assert res["base_npv"] == pytest.approx(grid[1], rel=1e-9)
+    assert row["exact_down"] == pytest.approx(grid[0] - grid[1], rel=1e-9)
+    assert row["exact_up"] == pytest.approx(grid[2] - grid[1], rel=1e-9)
+    # cluster parameters: one grid per parameter, scaled on cluster a alone
+    for name in ("utilization_training", "debt_term_months"):
+        sc = _write(tmp_path, f"{name}.yaml", (
+            "scenario:\n  kind: grid\n  axes:\n"
+            f"    - {{param: {name}, op: scale, values: [0.9, 1.0, 1.1], clusters: [a]}}\n"))
+        grid = stresstest.run(str(pf_path), str(sc), backend="numpy")["npv"].values
+        row = next(r for r in res["scopes"]["a"] if r["parameter"] == name)
+        assert row["exact_down"] == pytest.approx(grid[0] - grid[1], rel=1e-9, abs=1e-6), name
+        assert row["exact_up"] == pytest.approx(grid[2] - grid[1], rel=1e-9, abs=1e-6), name
+
+
+HUGE = ("portfolio: {name: huge, horizon_months: 60, discount_rate: 0.1}\n"
+        "clusters:\n"
+        "  - {name: giga, gpus: 200000000, capex_per_gpu: 30000, on_demand_price: 2.0, reserved_price: 1.8}\n"
+        "  - {name: small, gpus: 32, capex_per_gpu: 35000, on_demand_price: 2.5, reserved_price: 2.2,\n"
+        "     capex_fixed: 1234567}\n")
+
+_UNIT = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+
+
+def _tables(text: str) -> list[tuple[float, list[list[str]]]]:
+    """(unit, rows of cells) of each printed table; a row's cells from its first line
+    (a folded parameter name continues on the next lines, with empty numeric cells)."""
+    import re
+
+    out = []
+    for line in text.splitlines():
+        m = re.search(r"NPV change, \w+ ?(\S*)\s*$", line)
+        if m:
+            out.append((_UNIT.get(m.group(1), 1.0), []))
+            continue
+        if line.startswith("│") and out:
+            cells = [c.strip() for c in line.strip("│").split("│")]
+            if cells[1]:  # the value column is filled on a row's first line only
+                out[-1][1].append(cells)
+            else:
+                out[-1][1][-1][0] += cells[0]
+    return out
+
+
+@pytest.mark.parametrize("width", [80, 60])
+@pytest.mark.parametrize("which", ["example", "huge"])
+def test_table_never_cuts_a_number(tmp_path, width, which):
+    """At 80 and 60 columns, every number of the table is whole: it parses and equals
+    the JSON value in the table's unit, to the two decimals printed; no ellipsis."""
+    args = ["sensitivities", "--top", "6"]
+    if which == "huge":
+        args.insert(1, str(_write(tmp_path, "huge.yaml", HUGE)))
+    r = CliRunner().invoke(main, args, env={"COLUMNS": str(width)})
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.output
+    assert max(len(line) for line in r.output.splitlines()) <= width
+    data = json.loads(CliRunner().invoke(main, args + ["--json"]).output)
+    tables = _tables(r.output)
+    assert len(tables) == len(data["scopes"])
+    for (unit, rows), want in zip(tables, data["scopes"].values()):
+        want = want[:6]
+        biggest = max(abs(w[k]) for w in want for k in ("linear_down", "exact_down", "linear_up", "exact_up"))
+        assert 1 <= biggest / unit < 1000 or (unit == 1.0 and biggest < 1000)
+        assert [c[0] for c in rows] == [w["parameter"] for w in want]
+        for cells, w in zip(rows, want):
+            if w["value"] is None:
+                assert cells[1] == "all"
+            else:
+                assert float(cells[1]) == pytest.approx(w["value"], rel=5e-3)  # 3 digits at least
+            for cell, k in zip(cells[2:], ("linear_down", "exact_down", "linear_up", "exact_up")):
+                assert float(cell.replace(",", "")) == pytest.approx(w[k] / unit, abs=0.00501)
