@@ -7,6 +7,8 @@ Root (xarray.open_dataset(path, engine="h5netcdf")):
   <output>            (statistic)            portfolio, for every output of MODEL.md
   cluster_<output>    (cluster, statistic)
   var_95, var_99, cvar_95, cvar_99 (+ cvar_*_stderr), prob_npv_negative (+ _stderr),
+    (cvar_* and cvar_*_stderr carry the attribute tail_paths, the k paths the tail
+    mean averages; with k < 2 the standard error is NaN and its `comment` says why)
   prob_irr_below_hurdle, prob_dscr_below_covenant (when the scenario gives them)
   cluster_var_95 ... (cluster), tail_contribution_95/99 (cluster)
   cumulative_cf_fan (month, fan_quantile), cumulative_cf_mean (month)
@@ -120,11 +122,20 @@ class MonteCarloWriter(AtomicFile):
             self._var(f, name, table[0], (stat,), units, f"{long}: statistics over paths")
             self._var(f, "cluster_" + name, table[1:], (cl, stat), units,
                       f"{long} (per cluster): statistics over paths")
-        for key, value in summary.risk().items():
+        risk = summary.risk()
+        tails = {k: risk.pop(k) for k in list(risk) if k.endswith("_tail_paths")}
+        for key, value in risk.items():
             kind = key.replace("cluster_", "").split("_")[0]
             units = RISK_UNITS.get(kind, "USD")
             scales = (cl,) if np.ndim(value) == 1 else ()
-            self._var(f, key, value, scales, units, _risk_long_name(key))
+            ds = self._var(f, key, value, scales, units, _risk_long_name(key))
+            if key.startswith("cvar_"):
+                k = int(tails[key[:7] + "_tail_paths"])
+                ds.attrs["tail_paths"] = k  # the k = ceil(q n) lowest paths the CVaR averages
+                if key.endswith("_stderr") and k < 2:
+                    ds.attrs["comment"] = (f"NaN: the {100 - int(key[5:7])} % tail holds {k} path"
+                                           f"{'' if k == 1 else 's'}; its standard error needs the "
+                                           "tail's spread, so at least 2 tail paths (more paths)")
         month = self._scale(f, "month", np.arange(self.pf.horizon_months + 1, dtype=np.int64))
         fq = self._scale(f, "fan_quantile", np.asarray(FAN_QUANTILES))
         self._var(f, "cumulative_cf_fan", summary.fan_table(), (month, fq), "USD",

@@ -80,8 +80,8 @@ def mc_rows(result) -> dict:
     rows = {}
     for name in SUMMARY_OUTPUTS:
         rows[name] = {k: float(v) for k, v in zip(STATISTICS, s.table(name)[0])}
-    risk = {k: (float(v) if v is not None and getattr(v, "ndim", 0) == 0 else [float(x) for x in v])
-            for k, v in s.risk().items()}
+    risk = {k: (v if isinstance(v, int) else float(v) if v is not None and getattr(v, "ndim", 0) == 0
+                else [float(x) for x in v]) for k, v in s.risk().items()}  # ints: cvar_*_tail_paths
     return {"paths": result.scenario.paths, "seed": result.scenario.seed, "statistics": rows,
             "risk": risk, "quantiles": list(QUANTILES),
             "unexpected_nonfinite": {k: {"count": c, "first_path": f} for k, (c, f) in s.unexpected.items()}}
@@ -114,7 +114,12 @@ def print_mc_summary(result, console=None) -> None:
     risk.add_column("± s.e.", justify="right")
     for lvl in ("95", "99"):
         risk.add_row(f"VaR {lvl} %", fmt("npv", r[f"var_{lvl}"]), "")
-        risk.add_row(f"CVaR {lvl} %", fmt("npv", r[f"cvar_{lvl}"]), fmt("npv", r[f"cvar_{lvl}_stderr"]))
+        se, k = r[f"cvar_{lvl}_stderr"], r.get(f"cvar_{lvl}_tail_paths")
+        if not math.isfinite(se) and k is not None and k < 2:  # no spread to estimate it from
+            se_text = f"n/a ({k} tail path{'' if k == 1 else 's'})"
+        else:
+            se_text = fmt("npv", se)
+        risk.add_row(f"CVaR {lvl} %", fmt("npv", r[f"cvar_{lvl}"]), se_text)
     probs = [("prob_npv_negative", "P(NPV < 0)")]
     if mc.hurdle_irr is not None:
         probs.append(("prob_irr_below_hurdle", f"P(IRR < {100 * mc.hurdle_irr:g} %)"))

@@ -5,8 +5,10 @@ histogram (the DDSketch idea): a value x with |x| > X_MIN falls in the bin
 i = sign(x) ceil((log|x| - log X_MIN) / log(gamma)), gamma = (1 + alpha) / (1 - alpha),
 each bin keeping its count, sum and sum of squares (and, for the portfolio NPV, the
 sum of every cluster's NPV over the paths in it). Bins depend only on the value, so
-sketches of chunks or shards merge exactly by adding counts: results do not depend
-on the chunk size beyond the round-off of the sums.
+sketches of chunks or shards merge exactly by adding counts. The floating-point sums
+(here and in Moments) depend on their order; montecarlo.Summary fixes that order by
+path index (blocks of paths, combined in a fixed tree), so its results do not depend
+on the chunk size or the shard split at all, bit for bit.
 
 Error bounds (docs/model.md, "Monte Carlo"):
 - a quantile (the order statistic of rank ceil(q n), as numpy's "inverted_cdf") is
@@ -30,7 +32,12 @@ LOG_X_MIN = math.log(X_MIN)
 
 
 class Moments:
-    """Count, mean and M2 of the finite values of each column (Chan's parallel merge)."""
+    """Count, mean and M2 of the finite values of each column (Chan's parallel merge).
+
+    add and merge are deterministic, but not associative to the last bit: the same values
+    absorbed in other batches, or merged in another order, give sums that differ by
+    round-off. Callers that promise bit-for-bit results fix the order (montecarlo.Summary).
+    """
 
     def __init__(self, width: int):
         self.n = np.zeros(width, dtype=np.int64)
@@ -276,7 +283,9 @@ def cvar_from(sk: Sketch, q: float) -> tuple[float, float]:
     """CVaR at level 1 - q (minus the mean of the lower q-tail) and its standard error.
 
     The standard error includes the uncertainty of the tail's edge (the VaR) itself:
-    asymptotically Var = [Var_tail + (1 - q)(mean_tail - quantile_q)^2] / k.
+    asymptotically Var = [Var_tail + (1 - q)(mean_tail - quantile_q)^2] / k. With k = 1
+    (fewer than 1 / q paths) it is NaN: one path gives no spread to estimate, and both
+    terms would read 0 (the tail's mean is its edge). The file and the table say so.
     """
     k, s, sq, _ = sk.lower_tail(q)
     if k == 0 or not math.isfinite(s):

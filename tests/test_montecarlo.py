@@ -146,7 +146,7 @@ def test_same_seed_same_results_for_chunks_of_1000_and_65536_and_for_shards():
         np.testing.assert_allclose(other.fan_table(), first.fan_table(), rtol=1e-12)
 
 
-def test_summary_absorbed_in_batches_equals_absorbed_at_once(monkeypatch):
+def test_summary_in_blocks_of_1000_equals_one_block(monkeypatch):
     pf = _pf(6, n=2, horizon=24)
     mc = _mc(pf, paths=5000, hurdle_irr=0.1)
     run = prepare(pf, mc, make_backend("numpy"), 300)
@@ -154,7 +154,7 @@ def test_summary_absorbed_in_batches_equals_absorbed_at_once(monkeypatch):
     whole = Summary(2, 24, mc.hurdle_irr, None)
     for c in chunks:
         whole.add(c.outputs, c.start)
-    monkeypatch.setattr(Summary, "BATCH", 1000)  # 4 batches of 1,200 paths, a tail of 200
+    monkeypatch.setattr(Summary, "BLOCK", 1000)  # 5 blocks of 1,000 paths
     batched = Summary(2, 24, mc.hurdle_irr, None)
     for c in chunks:
         batched.add(c.outputs, c.start)
@@ -181,13 +181,13 @@ def _states_equal(a: Summary, b: Summary) -> bool:
 
 def test_summary_the_same_on_any_number_of_threads(monkeypatch):
     """Each accumulator takes its columns whole on one thread: the state is bit for bit
-    the same for 1, 3 or 4 threads, in one batch or several."""
+    the same for 1, 3 or 4 threads, in one block or several."""
     pf = _pf(8)
     mc = _mc(pf, paths=3000, hurdle_irr=0.1, covenant_dscr=1.2)
     out = _all_paths(pf, mc, make_backend("numpy"))
     summaries = []
-    for workers, batch in ((1, Summary.BATCH), (4, Summary.BATCH), (3, 700), (1, 700)):
-        monkeypatch.setattr(Summary, "BATCH", batch)
+    for workers, block in ((1, Summary.BLOCK), (4, Summary.BLOCK), (3, 700), (1, 700)):
+        monkeypatch.setattr(Summary, "BLOCK", block)
         s = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr, workers)
         for a in range(0, 3000, 500):
             s.add({k: v[a:a + 500] for k, v in out.items()}, a)
