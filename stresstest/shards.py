@@ -3,9 +3,10 @@
 Shard i of N holds the flat grid range [i*S//N, (i+1)*S//N) (S grid points): the
 slices are disjoint and cover the grid for every N from 1 to S. A shard file holds
 that range's outputs as flat arrays, the range, the total, the model version, the
-config hash and a SHA-256 of its data; it is written under a temporary name and
-renamed when complete, so a file at a shard's name is complete or corrupt, never
-half-written. `merge` checks the set and writes the same file a single run writes.
+config hash, the dtype, the backend and a SHA-256 of its data; it is written under a
+temporary name and renamed when complete, so a file at a shard's name is complete or
+corrupt, never half-written. `merge` checks the set (whole, and agreeing on everything
+that changes the numbers: MUST_AGREE) and writes the same file a single run writes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,20 @@ from .kernels.params import MODEL_VERSION
 
 SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
 READ_BLOCK = 1 << 20  # rows per read when checking or merging
+
+# What every shard of a set must agree on, because it changes the numbers: the
+# configuration (its hash covers the portfolio and the scenario), the model version, the
+# floating-point precision (a float32 shard among float64 ones would be cast up, or the
+# float64 ones cast down) and whether gradients were computed (other datasets). A set that
+# disagrees is refused by merge, and a shard file that disagrees with a rerun is not
+# "complete already": it is recomputed.
+# The backend (and device) may differ: numpy, JAX and CuPy evaluate the same arithmetic
+# and agree to round-off (1e-13 relative, docs/model.md), the precision being the same, so
+# such a set merges and the merged file's `backend` and `device` name each one (the merged
+# data equal a single run bit for bit only when every shard ran on that run's backend).
+# The chunk size may differ too: no grid point or Monte Carlo path depends on it, nor do
+# the Monte Carlo summaries (summed in blocks fixed by path index).
+MUST_AGREE = ("config_sha256", "model_version", "dtype", "sensitivities")
 
 
 class ShardError(Exception):
@@ -79,6 +95,15 @@ class ShardInfo:
     stop: int
     total: int
     sha: str
+    model_version: int = MODEL_VERSION
+    dtype: str = "float64"
+    sensitivities: int = 0
+    backend: str = ""
+    device: str = ""
+
+    def setting(self, name: str):
+        """The value of a MUST_AGREE attribute."""
+        return self.sha if name == "config_sha256" else getattr(self, name)
 
 
 def read_shard(path: Path) -> ShardInfo:
@@ -91,9 +116,18 @@ def read_shard(path: Path) -> ShardInfo:
             if a.get("kind") != "shard":
                 raise ValueError("not a shard file")
             info = ShardInfo(path, int(a["shard_index"]), int(a["shard_count"]), int(a["start"]),
-                             int(a["stop"]), int(a["total"]), str(a["config_sha256"]))
+                             int(a["stop"]), int(a["total"]), str(a["config_sha256"]),
+                             int(a["model_version"]), str(a["dtype"]), int(a["sensitivities"]),
+                             str(a["backend"]), str(a["device"]))
             if int(a["model_version"]) != MODEL_VERSION:
                 raise ValueError(f"model version {a['model_version']}, this version reads {MODEL_VERSION}")
+            if a.get("scenario_kind") == "montecarlo":
+                from .montecarlo import Summary
+
+                fmt, block = int(a.get("summary_format", 1)), int(a.get("summary_block", 0))
+                if (fmt, block) != (Summary.STATE_FORMAT, Summary.BLOCK):
+                    raise ValueError(f"summaries of format {fmt} in blocks of {block} paths, this "
+                                     f"version merges format {Summary.STATE_FORMAT} in blocks of {Summary.BLOCK}")
             data = {k: v for k, v in f["data"].items()}
             grid = a.get("scenario_kind", "grid") == "grid"
             if grid and any(v.shape[0] != info.stop - info.start for v in data.values()):
@@ -120,10 +154,17 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
     if path.exists():
         try:
             info = read_shard(path)
-            if info.sha == sha and (info.index, info.count) == (index, count):
-                return path, False
         except ValueError:
-            pass
+            info = None  # corrupt, truncated or of another version: recomputed
+        if info is not None and (info.index, info.count) == (index, count):
+            want = {"config_sha256": sha, "model_version": MODEL_VERSION, "dtype": np.dtype(be.dtype).name,
+                    "sensitivities": int(sensitivities)}
+            differ = [k for k in MUST_AGREE if info.setting(k) != want[k]]
+            if not differ:
+                return path, False
+            # computed with other settings: not this run's shard, so recomputed (and replaced)
+            what = ", ".join(f"{k} {_short(info.setting(k))} (this run: {_short(want[k])})" for k in differ)
+            print(f"note: {path} was computed with {what}: recomputing it", file=sys.stderr)
     for stale in out_dir.glob(f".{path.name}.*.partial"):  # left by a killed task
         stale.unlink(missing_ok=True)
     start, stop = shard_range(sc.size, index, count)
@@ -152,6 +193,8 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
                 "origin": json.dumps(origin or {}),
                 "devices": 1 if kind == "montecarlo" else len(run.devices()),
             }
+            if kind == "montecarlo":
+                attrs.update(summary_format=Summary.STATE_FORMAT, summary_block=Summary.BLOCK)
             for k, v in attrs.items():
                 f.attrs[k] = v
             g = f.create_group("data")
@@ -215,10 +258,32 @@ def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
                 problems.append(f"{directory}: shards {_ranges(idx)} come from a different configuration "
                                 f"(config_sha256 {sha[:12]}…, the others {main_sha[:12]}…)")
                 bad += idx
-    missing = [i for i in range(n) if i not in good and i not in bad]
+    # the other settings that change the numbers (MUST_AGREE): the odd shards are named, with
+    # how to recompute them (submit knows no --dtype, so no rerun command for these)
+    odd: list[int] = []
+    for name in MUST_AGREE[1:]:
+        groups: dict = {}
+        for i, info in sorted(good.items()):
+            if i not in bad:
+                groups.setdefault(info.setting(name), []).append(i)
+        if len(groups) < 2:
+            continue
+        main = max(groups, key=lambda v: (len(groups[v]), -groups[v][0]))  # most shards, then shard 0's
+        listed = "; ".join(f"{name} {_short(v)} in {_files([good[i].path for i in idx])}"
+                           for v, idx in sorted(groups.items(), key=lambda kv: kv[1][0]))
+        others = sorted(i for v, idx in groups.items() if v != main for i in idx)
+        fix = {"dtype": f"--dtype {main}", "sensitivities": "--sensitivities" if main else "without --sensitivities",
+               "model_version": f"this version (model version {MODEL_VERSION})"}[name]
+        which = f"shard{'s' * (len(others) > 1)} {_ranges(others)}"
+        problems.append(f"{directory}: the shards disagree on {name}, which changes the numbers: {listed}. "
+                        f"A set is merged only from shards computed alike: recompute {which} "
+                        f"with {fix} (stresstest run … --shard I/{n} -o {directory}), or every shard with "
+                        "the same settings")
+        odd += others
+    missing = [i for i in range(n) if i not in good and i not in bad and i not in odd]
     for i in missing:
         problems.append(f"{directory / shard_name(i, n)}: shard {i} of {n} is missing")
-    infos = [good[i] for i in sorted(good) if i not in bad]
+    infos = [good[i] for i in sorted(good) if i not in bad and i not in odd]
     if not problems:
         total = infos[0].total
         edge = 0
@@ -237,11 +302,28 @@ def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
     with h5py.File(infos[0].path, "r") as f:
         meta = {k: f.attrs[k] for k in ("config", "config_sha256", "backend", "device", "dtype",
                                         "sensitivities", "origin", "scenario_kind")}
+    # backends and devices may differ (MUST_AGREE): the merged file names every one
+    for k in ("backend", "device"):
+        meta[k] = ", ".join(dict.fromkeys(getattr(info, k) for info in infos))
     return infos, meta
 
 
 def _ranges(idx: list[int]) -> str:
     return ",".join(str(i) for i in sorted(idx))
+
+
+def _short(value) -> str:
+    """An attribute's value in a message (a hash shortened)."""
+    text = str(value)
+    return text[:12] + "…" if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
+
+
+def _files(paths: list[Path], most: int = 4) -> str:
+    """Shard files in a message: the first few, then how many more."""
+    names = [str(p) for p in paths[:most]]
+    if len(paths) > most:
+        names.append(f"and {len(paths) - most} more")
+    return ", ".join(names)
 
 
 def rerun_command(directory: Path, n: int, indices: list[int]) -> str:
