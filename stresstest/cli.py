@@ -316,22 +316,27 @@ def sensitivities(portfolio, top, clusters, as_json):
               help=f"Scenario for --over [default: {DEFAULT_SCENARIO}].")
 @click.option("-o", "--output", default="breakeven.h5", show_default=True, type=click.Path(),
               help="HDF5 file for the --over curve.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --over output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output, as_json):
-    """Value of a parameter or shock at which an output meets a target, per cluster and portfolio."""
+def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output, overwrite, as_json):
+    """Value of a parameter or shock at which an output meets a target, per cluster and portfolio.
+
+    Where the output jumps over the target (a debt term in whole months, a threshold),
+    no value meets it: the answer names the values either side of the jump."""
     from .backends import jax_importable
     from .breakeven import breakeven as solve_breakeven
-    from .breakeven import breakeven_curve, write_curve
+    from .breakeven import breakeven_curve
     from .config import load_portfolio, load_scenario
 
     if not jax_importable():
         _fail_input(BackendError("breakeven needs JAX (automatic differentiation): pip install jax"))
     try:
-        pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
         if over is not None:
             from .runner import check_output
 
-            check_output(Path(output))
+            check_output(Path(output), overwrite)
+        pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+        if over is not None:
             sc = load_scenario(resolve(scenario, DEFAULT_SCENARIO), pf)
             curve = breakeven_curve(pf, sc, over, param, target, cluster, bracket)
         else:
@@ -339,29 +344,40 @@ def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output
     except ConfigError as err:
         _fail_input(err)
     if over is not None:
-        write_curve(output, curve, {"param": param, "target": target, "over": over,
-                                    "portfolio": pf.name, "stresstest_version": __version__})
-        if as_json:
-            click.echo(json.dumps({"over": over, "values": curve["axis"].values.tolist(),
-                                   "scopes": curve["scopes"],
-                                   "breakeven": [[None if np.isnan(x) else x for x in row]
-                                                 for row in curve["value"]]}, indent=2))
-        else:
-            click.echo(f"{pf.name}: {param} such that {target}, along {over}; wrote {output}")
-            for v, row in zip(curve["axis"].values, curve["value"]):
-                click.echo(f"  {over}={v:<10g} {curve['scopes'][0]} {row[0]:.6g}")
+        _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, output, as_json)
         return
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     click.echo(f"{pf.name}: {param} such that {target}")
     for r in rows:
-        if r.value is None:
-            click.echo(f"  {r.scope:<18} no breakeven in [{r.bracket[0]:g}, {r.bracket[1]:g}] "
-                       f"(base {r.base_value:g})")
-        else:
-            click.echo(f"  {r.scope:<18} {r.value:.6g}   (base {r.base_value:g}; "
-                       f"re-evaluated {target.split('=')[0]} = {r.achieved:.6g})")
+        click.echo(f"  {r.scope:<18} {r.describe(target)}")
+
+
+def _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, output, as_json) -> None:
+    """Write the --over curve file and print it (the first scope's row per axis value)."""
+    from .breakeven import curve_attrs, write_curve
+
+    try:
+        write_curve(output, curve, curve_attrs(pf, sc, param, target, over, cluster, bracket))
+    except KeyboardInterrupt:
+        click.echo("interrupted: no breakeven file written", err=True)
+        sys.exit(130)
+    except OSError as err:
+        click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no breakeven file written", err=True)
+        _exit_after_io_failure()
+    rows = curve["rows"]
+    if as_json:
+        click.echo(json.dumps({"over": over, "values": np.asarray(curve["axis"].values).tolist(),
+                               "scopes": curve["scopes"],
+                               "breakeven": [[r.value for r in row] for row in rows],
+                               "status": [[r.status for r in row] for row in rows],
+                               "jump": [[None if r.jump is None else list(r.jump) for r in row] for row in rows],
+                               "output": str(output)}, indent=2))
+        return
+    click.echo(f"{pf.name}: {param} such that {target}, along {over}; wrote {output}")
+    for v, row in zip(curve["axis"].values, rows):
+        click.echo(f"  {over}={v:<10g} {row[0].scope} {row[0].describe(target)}")
 
 
 @main.command()

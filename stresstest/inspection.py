@@ -19,6 +19,13 @@ def _f(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _attr_value(v):
+    """An HDF5 attribute as a plain Python value (an array attribute as a list)."""
+    if isinstance(v, np.ndarray) and v.size != 1:
+        return [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
+    return v.item() if hasattr(v, "item") else v
+
+
 def describe(path: Path) -> dict:
     """Kind, dimensions, variables, provenance, base case, worst and best points of a result file."""
     import h5py
@@ -30,8 +37,11 @@ def describe(path: Path) -> dict:
     except OSError:
         raise ConfigError([f"{path}: not an HDF5 file"]) from None
     with f:
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
         if "model_version" not in attrs:
+            if "breakeven" in f and "over" in attrs:
+                raise ConfigError([f"{path}: a breakeven curve from an older stresstest, without provenance "
+                                   "(no model_version attribute); write it again with breakeven --over"])
             raise ConfigError([f"{path}: not a stresstest result file (no model_version attribute)"])
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
         kind = attrs.get("kind", "grid")
@@ -49,7 +59,12 @@ def describe(path: Path) -> dict:
                                "units": (ds.attrs.get("units", b"") or b"").decode()
                                if isinstance(ds.attrs.get("units", b""), bytes) else ds.attrs.get("units", "")}
         config = json.loads(attrs.pop("config", "{}") or "{}")
-        info = {"path": str(path), "kind": kind, "dimensions": scales, "variables": variables,
+        if kind == "grid" and "npv_per_pct" in f:
+            title = "stress grid with sensitivities"
+        else:
+            title = KIND_TITLES.get(kind, f"{kind} result")
+        info = {"path": str(path), "kind": kind, "title": title, "size": _size(kind, attrs, scales),
+                "dimensions": scales, "variables": variables,
                 "provenance": attrs, "groups": [k for k, v in f.items() if isinstance(v, h5py.Group)]}
         if "base" in f:
             info["base"] = {k: _f(f["base"][k][()]) for k in HEADLINE if k in f["base"]}
@@ -79,7 +94,57 @@ def describe(path: Path) -> dict:
             info["summary"] = {n: dict(zip(stats, (_f(x) for x in f[n][()]))) for n in HEADLINE if n in f}
             info["risk"] = {k: _f(f[k][()]) for k in ("var_95", "cvar_95", "var_99", "cvar_99",
                                                       "prob_npv_negative") if k in f}
+        elif kind == "breakeven":
+            info["breakeven"] = _describe_curve(f, attrs)
     return info
+
+
+KIND_TITLES = {"grid": "stress grid", "named": "named scenarios", "montecarlo": "Monte Carlo",
+               "breakeven": "breakeven curve"}
+_STATUS = {0: "solved", 1: "none", 2: "jump"}  # a breakeven curve's status codes
+
+
+def _size(kind: str, attrs: dict, scales: dict) -> str:
+    """How much the file holds, in the kind's own words."""
+    if kind == "montecarlo":
+        seed = f", seed {attrs['seed']}" if "seed" in attrs else ""
+        return f"{int(attrs.get('paths', 0)):,} paths{seed}"
+    if kind == "named":
+        return f"{scales.get('scenario', 0):,} named shock sets"
+    if kind == "breakeven":
+        over = attrs.get("over")
+        return f"{scales.get(over, 0):,} values of {over}"
+    n = attrs.get("n_scenarios")
+    return f"{int(n):,} grid points" if n is not None else ""
+
+
+def _describe_curve(f, attrs: dict) -> dict:
+    """A breakeven curve: the question, and per scope its values and how many are missing why."""
+    over = attrs["over"]
+    axis = [float(v) for v in f[over][()]]
+    scopes = [s.decode() if isinstance(s, bytes) else str(s) for s in f["scope"][()]]
+    value = f["breakeven"][()]
+    status = f["status"][()] if "status" in f else np.where(np.isfinite(value), 0, 1)
+    low = f["jump_low"][()] if "jump_low" in f else np.full(value.shape, np.nan)
+    high = f["jump_high"][()] if "jump_high" in f else np.full(value.shape, np.nan)
+    per_scope = {}
+    for j, scope in enumerate(scopes):
+        points = []
+        for i, at in enumerate(axis):
+            st = _STATUS.get(int(status[i, j]), str(status[i, j]))
+            point = {over: at, "status": st, "value": _f(value[i, j])}
+            if st == "jump":
+                point["jump"] = [_f(low[i, j]), _f(high[i, j])]
+            points.append(point)
+        solved = [p["value"] for p in points if p["value"] is not None]
+        per_scope[scope] = {"solved": len(solved), "none": sum(p["status"] == "none" for p in points),
+                            "jump": sum(p["status"] == "jump" for p in points),
+                            "min": min(solved, default=None), "max": max(solved, default=None),
+                            "points": points}
+    question = {k: attrs.get(k) for k in ("param", "target", "over", "cluster")}
+    if "range" in attrs:
+        question["range"] = [float(v) for v in attrs["range"]]
+    return question | {over: axis, "scopes": per_scope}
 
 
 def print_description(info: dict, console=None) -> None:
@@ -88,8 +153,9 @@ def print_description(info: dict, console=None) -> None:
 
     console = console or Console()
     p = info["provenance"]
-    console.print(f"[bold]{info['path']}[/]: {info['kind']} result, portfolio {p.get('portfolio')!r}, "
-                  f"scenario {p.get('scenario')!r}")
+    size = f", {info['size']}" if info.get("size") else ""
+    console.print(f"[bold]{info['path']}[/]: {info.get('title', info['kind'])}{size}; portfolio "
+                  f"{p.get('portfolio')!r}, scenario {p.get('scenario')!r}")
     console.print(f"  made {p.get('created')} by stresstest {p.get('stresstest_version')} (model "
                   f"{p.get('model_version')}) on {p.get('backend')} {p.get('device')}, {p.get('dtype')}; "
                   f"config sha256 {str(p.get('config_sha256'))[:16]}…")
@@ -107,8 +173,24 @@ def print_description(info: dict, console=None) -> None:
     for k, e in info.get("extremes", {}).items():
         at = "  ".join(f"{a}={v}" for a, v in e["at"].items())
         console.print(f"  {k.replace('_', ' ')}: {e['value']:.6g} at {at}")
+    for name, stats in info.get("summary", {}).items():
+        console.print(f"  {name}: " + ", ".join(f"{k} {v:.6g}" for k, v in stats.items()
+                                                if k in ("mean", "p5", "p50", "p95") and v is not None))
     for k, v in info.get("risk", {}).items():
         console.print(f"  {k}: {v:.6g}" if v is not None else f"  {k}: -")
+    if "breakeven" in info:
+        _print_curve(info["breakeven"], console)
+
+
+def _print_curve(be: dict, console) -> None:
+    over = be["over"]
+    where = "" if be.get("cluster") in (None, "all") else f", cluster {be['cluster']} alone"
+    bracket = f" in [{be['range'][0]:g}, {be['range'][1]:g}]" if be.get("range") else ""
+    console.print(f"  {be['param']} such that {be['target']}{bracket}, along {over}{where}")
+    for scope, s in be["scopes"].items():
+        span = f", {s['min']:.6g} to {s['max']:.6g}" if s["solved"] else ""
+        console.print(f"  {scope}: solved at {s['solved']} of {len(s['points'])} values{span}; "
+                      f"no crossing at {s['none']}, jumps over the target at {s['jump']}")
 
 
 def portfolio_table(pf: Portfolio) -> dict:

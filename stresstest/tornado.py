@@ -121,7 +121,8 @@ def value_text(value: float | None) -> str:
 def print_tornado(portfolio: Portfolio, result: dict, top: int, console=None) -> None:
     """The tornado tables. No number is ever cut: the numeric columns are as wide as their
     longest number, only the parameter names fold on a narrow terminal, and where even
-    that cannot fit, each row is one plain line. Each table gives its NPV changes in one unit (k, M, B, T), named in its title."""
+    that cannot fit, each row is one plain line. Each table gives its NPV changes in one
+    unit (k, M, B, T), named in its title."""
     from rich.console import Console
     from rich.table import Table
 
