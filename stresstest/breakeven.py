@@ -274,6 +274,8 @@ def shifted_portfolio(portfolio: Portfolio, axis, value: float) -> Portfolio:
 
 
 STATUS_CODES = {"solved": 0, "none": 1, "jump": 2}  # the curve file's `status`
+# the datasets of a curve file besides its axis (write_curve)
+CURVE_NAMES = ("scope", "breakeven", "achieved", "status", "jump_low", "jump_high")
 SHOCK_UNITS = {"utilization": "shift of both utilizations", "price": "scale of the on-demand price",
                "energy": "scale of the energy price", "obsolescence": "months (shift of next_gen_month)"}
 
@@ -298,6 +300,9 @@ def breakeven_curve(portfolio: Portfolio, scenario, over: str, param: str, targe
     axes = {a.name: a for a in scenario.axes}
     if over not in axes:
         raise ConfigError([f"--over: {scenario.path} has no axis {over!r} (axes: {', '.join(axes) or 'none'})"])
+    if over in CURVE_NAMES:
+        raise ConfigError([f"--over: {scenario.path}: axis {over!r} shares its name with a dataset of the "
+                           f"curve file ({', '.join(CURVE_NAMES)}); give the axis another name"])
     axis = axes[over]
     rows = [breakeven(shifted_portfolio(portfolio, axis, float(v)), param, target_text, cluster, bracket)
             for v in axis.values]

@@ -235,3 +235,16 @@ def test_curve_is_written_atomically(files, tmp_path, monkeypatch):
     with h5py.File(out) as f:
         assert f.attrs["kind"] == "breakeven"
         assert f["breakeven"][:, 0] == pytest.approx(curve["value"][:, 0], nan_ok=True)
+
+
+def test_an_over_axis_named_like_a_curve_dataset_is_refused(files, tmp_path):
+    """An --over axis called `status` (or any dataset name of the curve file) would clash
+    with the file's own dataset: refused before any work, exit 2, no file."""
+    sc = tmp_path / "named_status.yaml"
+    sc.write_text("scenario:\n  kind: grid\n  axes:\n    - {shock: price, name: status, values: [0.5, 1.0]}\n")
+    out = tmp_path / "c.h5"
+    r = CliRunner().invoke(main, ["breakeven", str(files / "p.yaml"), "--param", "utilization",
+                                  "--over", "status", "-s", str(sc), "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "shares its name with a dataset of the curve file" in r.output
+    assert not out.exists() and not list(tmp_path.glob(".*.partial"))
