@@ -164,29 +164,6 @@ def print_named_summary(result, console=None) -> None:
     console.print(f"wrote {result.path} in {result.seconds:.2f} s")
 
 
-def print_tornado(portfolio, result, top: int, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    pct = f"{100 * result['move']:g} %"
-    console.print(f"[bold]{portfolio.name}[/]: base NPV {result['base_npv'] / 1e6:,.2f} M "
-                  f"{portfolio.currency}; NPV change for -/+{pct} moves (linear from the gradient | "
-                  "exact revaluation), M")
-    for scope, rows in result["scopes"].items():
-        table = Table(title=scope if scope == "portfolio" else f"cluster {scope}",
-                      show_header=True, header_style="bold")
-        for col in ("parameter", "value", f"-{pct} linear", "exact", f"+{pct} linear", "exact"):
-            table.add_column(col, justify="left" if col == "parameter" else "right",
-                             no_wrap=col == "parameter")
-        for row in rows[:top]:
-            value = "all" if row["value"] is None else f"{row['value']:g}"
-            table.add_row(row["parameter"], value,
-                          *(f"{row[k] / 1e6:,.2f}" for k in ("linear_down", "exact_down",
-                                                             "linear_up", "exact_up")))
-        console.print(table)
-
-
 def environment_info() -> dict:
     import numpy as np
 
