@@ -11,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_claims_only_the_stresstest_name(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v",
+                            "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True, text=True)
+    # setuptools warns of data folders that are not declared packages ("Package would be
+    # ignored"): every folder of the wheel is declared, so a user's install is quiet
+    assert "would be ignored" not in built.stdout + built.stderr
     wheel = next(tmp_path.glob("stresstest-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
@@ -21,7 +24,8 @@ def test_wheel_claims_only_the_stresstest_name(tmp_path):
                      "stresstest/scenarios/example.yaml", "stresstest/scenarios/default_grid.yaml",
                      "stresstest/scenarios/smoke.yaml", "stresstest/scenarios/montecarlo.yaml",
                      "stresstest/scenarios/named.yaml",
-                     "stresstest/scenarios/named/h100-rental-collapse.yaml", "stresstest/cli.py"):
+                     "stresstest/scenarios/named/h100-rental-collapse.yaml",
+                     "stresstest/scenarios/named/README.md", "stresstest/cli.py"):
         assert required in names, required
     meta = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
