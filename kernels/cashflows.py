@@ -87,6 +87,32 @@ def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
       ebitda_less_tax [S, C, T]; dscr_month [S, C, T] (bool: live and t <= M_d);
       A, debt, capex [S, C]; revenue, energy_cost, opex, ebitda [S, C] (totals).
     """
+    return _flows(p, horizon, factors, lines=False)
+
+
+# The monthly line items of cash_flow_lines, months t = 1..T (each broadcastable to
+# [S, C, T]; the resale lines are [S|1, C, 1], paid at T).
+LINES = ("revenue_reserved", "revenue_on_demand", "revenue", "energy", "maintenance", "software",
+         "colocation", "staff", "opex", "ebitda", "depreciation", "tax", "resale", "tax_on_sale",
+         "terminal", "debt_service", "balloon", "interest", "interest_tax_shield", "balance")
+
+
+def cash_flow_lines(p: dict, horizon: int, factors: dict | None = None) -> dict:
+    """cash_flows' dict, the same arrays bit for bit, plus "lines": the monthly line items
+    (LINES) behind them, for the cash-flow statement (stresstest/statement.py).
+
+    revenue, opex, ebitda, tax, terminal, debt_service, balloon and interest_tax_shield
+    are the very arrays the flows are built from: cf_t = ebitda_t - tax_t (+ terminal
+    at T), cfe_t = cf_t - debt_service_t + interest_tax_shield_t - balloon_t. The splits
+    (revenue_reserved + revenue_on_demand = revenue, maintenance + software + colocation
+    + staff = opex) and balance (B_t, after month t's scheduled payment) are computed
+    only here, so they add up to round-off; cash_flows computes none of them.
+    """
+    return _flows(p, horizon, factors, lines=True)
+
+
+def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
+    """cash_flows (lines=False) or cash_flow_lines (lines=True: a static flag)."""
     any_param = p["gpus"]
     xp = array_namespace(any_param)
     dtype = any_param.dtype
@@ -130,6 +156,9 @@ def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
     od = 1.0 - res
 
     revenue = (N * H) * (live * (res * pr + od * u * m_premium))
+    if lines:
+        rev_reserved = (N * H) * (live * (res * pr))
+        rev_on_demand = (N * H) * (live * (od * u * m_premium))
     busy = res * P["reserved_utilization"] + od * u
     phi = P["idle_power_fraction"]
     kw = N * P["kw_per_gpu"]
@@ -143,17 +172,25 @@ def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
                 + kw * P["colocation_per_kw_month"])
         + P["staff_cost_per_year"] / 12.0
     )
+    if lines:
+        esc_live = esc * live
+        opex_lines = {"maintenance": esc_live * (P["maintenance_rate"] * N * K / 12.0),
+                      "software": esc_live * (N * P["software_per_gpu_month"]),
+                      "colocation": esc_live * (kw * P["colocation_per_kw_month"]),
+                      "staff": esc * (P["staff_cost_per_year"] / 12.0)}
     ebitda = revenue - energy - opex
 
     life_months = 12.0 * P["useful_life_years"]
     dep = xp.where(t <= life_months, capex / life_months, 0.0)
     tau = P["tax_rate"]
-    after_tax = ebitda - tau * (ebitda - dep)  # EBITDA - Tax
+    tax = tau * (ebitda - dep)
+    after_tax = ebitda - tax  # EBITDA - Tax
 
     book_T = capex - xp.sum(dep, axis=-1, keepdims=True)
     g_T = _ramp(xp, (T - P["next_gen_month"]) / P["next_gen_ramp_months"])
     resale = N * K * _pow(xp, 1.0 - P["resale_decline"], T / 12.0) * (1.0 - P["next_gen_resale_drop"] * g_T)
-    terminal = resale - tau * (resale - book_T)  # [S|1, C, 1]
+    tax_on_sale = tau * (resale - book_T)  # tax on the gain over book value
+    terminal = resale - tax_on_sale  # [S|1, C, 1]
     is_T = t == T
     cf_ops = after_tax + xp.where(is_T, terminal, 0.0)
 
@@ -163,17 +200,17 @@ def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
     in_term = t <= md
     interest = j * balance(xp, debt, md, j, lj, growth_m1, t - 1.0)
     b_T = balance(xp, debt, md, j, lj, growth_m1, T)
-    cfe_ops = (
-        cf_ops - xp.where(in_term, A, 0.0) + tau * interest
-        - xp.where(is_T & (md > T), b_T, 0.0)
-    )
+    service = xp.where(in_term, A, 0.0)
+    shield = tau * interest
+    balloon = xp.where(is_T & (md > T), b_T, 0.0)  # the balance left at T, repaid from equity
+    cfe_ops = cf_ops - service + shield - balloon
 
     cf_ops, cfe_ops = xp.broadcast_arrays(cf_ops, cfe_ops)
     shape = cf_ops.shape[:2] + (1,)
     cf = xp.concat([xp.broadcast_to(-capex, shape), cf_ops], axis=-1)
     cfe = xp.concat([xp.broadcast_to(debt - capex, shape), cfe_ops], axis=-1)
 
-    return {
+    out = {
         "cf": cf,
         "cfe": cfe,
         "ebitda_less_tax": after_tax,
@@ -186,3 +223,12 @@ def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
         "opex": xp.sum(opex, axis=-1),
         "ebitda": xp.sum(ebitda, axis=-1),
     }
+    if lines:
+        out["lines"] = {
+            "revenue_reserved": rev_reserved, "revenue_on_demand": rev_on_demand, "revenue": revenue,
+            "energy": energy, **opex_lines, "opex": opex, "ebitda": ebitda, "depreciation": dep,
+            "tax": tax, "resale": resale, "tax_on_sale": tax_on_sale, "terminal": terminal,
+            "debt_service": service, "balloon": balloon, "interest": interest,
+            "interest_tax_shield": shield, "balance": balance(xp, debt, md, j, lj, growth_m1, t),
+        }
+    return out

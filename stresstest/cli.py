@@ -381,6 +381,72 @@ def _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, o
 
 
 @main.command()
+@click.argument("portfolio", required=False)
+@click.option("--scenario", "-s", "scenario", default=None,
+              help="Grid, named or Monte Carlo scenario (file or preset) to read a point of "
+                   "[default: none, the base case].")
+@click.option("--at", "at", multiple=True, metavar="AXIS=VALUE",
+              help="The grid point: a value of each axis (within 1e-9 of one of its values); "
+                   "a named scenario: --at scenario=SET.")
+@click.option("--path", "path_index", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Monte Carlo: path N, with the run's draws (seed and path index).")
+@click.option("--cluster", "clusters", multiple=True,
+              help="Only these clusters' statements (the portfolio's left out).")
+@click.option("--annual", is_flag=True,
+              help="By year: flows summed, year 0 = month 0, DSCR the year's minimum.")
+@click.option("-o", "--output", default=None, type=click.Path(),
+              help="Write FILE.csv, FILE.xlsx or FILE.h5 (every scope) instead of the table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (every scope and column).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def cashflows(portfolio, scenario, at, path_index, clusters, annual, output, as_json, overwrite):
+    """The cash-flow statement of PORTFOLIO month by month (or by year): revenue, energy,
+    opex lines, EBITDA, depreciation, tax, resale, debt, project and equity cash flow and
+    DSCR, at the base case, a grid point (--at), a named set or a Monte Carlo path (--path).
+
+    The table shows the portfolio (or the --cluster statements); files and --json hold the
+    portfolio and every cluster. Columns: docs/model.md, "The cash-flow statement"."""
+    from .config import load_portfolio, load_scenario
+    from .statement import (check_clusters, compute, output_format, print_statement,
+                            resolve_case, write)
+
+    try:
+        if output is not None:
+            from .runner import check_output
+
+            output_format(Path(output))
+            check_output(Path(output), overwrite)
+        pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+        check_clusters(pf, clusters)
+        sc = load_scenario(resolve(scenario, scenario), pf) if scenario is not None else None
+        case = resolve_case(pf, sc, at, path_index)
+    except ConfigError as err:
+        _fail_input(err)
+    st = compute(pf, case).select(list(clusters))
+    if annual:
+        st = st.annual()
+    if output is not None:
+        try:
+            write(st, Path(output))
+        except KeyboardInterrupt:
+            click.echo("interrupted: no statement file written", err=True)
+            sys.exit(130)
+        except OSError as err:
+            click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no statement file written",
+                       err=True)
+            _exit_after_io_failure()
+    if as_json:
+        click.echo(json.dumps(st.to_json(output), indent=2))
+    elif output is not None:
+        what = (f"the portfolio and {len(st.clusters)} clusters" if st.with_portfolio
+                else ", ".join(st.clusters))
+        click.echo(f"wrote {output}: cash-flow statement by {st.period} of {what}, {case.label}")
+    else:
+        print_statement(st, scopes=None if clusters else [0])
+        if not clusters:
+            click.echo("per cluster: --cluster NAME; every scope: -o FILE.csv|.xlsx|.h5 or --json")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(as_json):
     """Versions, backends and devices found."""
