@@ -13,6 +13,7 @@ from . import __version__
 from .backends import BACKENDS, DTYPES, BackendError, keep_compiled_programs
 from .config import ConfigError
 from .presets import DEFAULT_PORTFOLIO, DEFAULT_SCENARIO, list_presets, preset_kind, resolve
+from .submit import MERGE_MEM, MERGE_TIME
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -51,6 +52,51 @@ def _fail_input(err: Exception) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _complete_names(names, incomplete, help=None):
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n, help=help) for n in names if n.startswith(incomplete)]
+
+
+def _complete_file_or_preset(kind):
+    """Shell completion of a file argument that also takes a bundled preset's name: the
+    presets of that kind, then files (a shell offers files where no preset matches)."""
+
+    def complete(ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        presets = [n for n, p in list_presets().items() if kind is None or preset_kind(p) == kind]
+        return [CompletionItem(incomplete, type="file"),
+                *_complete_names(presets, incomplete, f"bundled {kind or 'preset'}")]
+
+    return complete
+
+
+def _complete_dir(ctx, param, incomplete):
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(incomplete, type="dir")]
+
+
+def _complete_param(ctx, param, incomplete):
+    """--param: the parameter table (kernels/params.py) and the named shocks."""
+    from .kernels.params import NAMED_SHOCKS, PARAM_NAMES
+
+    return (_complete_names(NAMED_SHOCKS, incomplete, "named shock")
+            + _complete_names(PARAM_NAMES, incomplete, "parameter"))
+
+
+def _complete_named_set(ctx, param, incomplete):
+    from .named import list_library
+
+    return _complete_names(list_library(), incomplete, "named scenario")
+
+
+_complete_portfolio = _complete_file_or_preset("portfolio")
+_complete_scenario = _complete_file_or_preset("scenario")
+_complete_input = _complete_file_or_preset(None)
+
+
 BACKEND_HELP = "auto: JAX on a GPU, else CuPy on a GPU, else JAX on the CPU, else numpy."
 COMPRESSION_HELP = ("HDF5 filter of the result datasets. gzip: shuffle + deflate (grids are "
                     "compressed in parallel threads); lzf: HDF5's own filter, in one thread (on a "
@@ -70,8 +116,8 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("portfolio", required=False)
-@click.option("--scenario", "-s", "scenario", default=None,
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
+@click.option("--scenario", "-s", "scenario", default=None, shell_complete=_complete_scenario,
               help=f"Scenario file or bundled preset name [default: {DEFAULT_SCENARIO}].")
 @click.option("-o", "--output", default="stress.h5", show_default=True, type=click.Path(),
               help="HDF5 result file.")
@@ -153,8 +199,8 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
 
 
 @main.command()
-@click.argument("portfolio", required=False)
-@click.option("--scenario", "-s", "scenario", default=None,
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
+@click.option("--scenario", "-s", "scenario", default=None, shell_complete=_complete_scenario,
               help=f"Scenario file or preset [default: {DEFAULT_SCENARIO}].")
 @click.option("--shards", type=click.IntRange(min=1), required=True, help="Number of shards N.")
 @click.option("--output-dir", default="shards", show_default=True, type=click.Path(),
@@ -174,16 +220,33 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help=BACKEND_HELP)
 @click.option("--sensitivities", is_flag=True,
               help="Each shard also writes the gradients (as run --sensitivities; needs JAX).")
-@click.option("--only", default=None, help="Only these shard indices, e.g. 3,17 or 4-9 (reruns).")
-@click.option("--dry-run", is_flag=True, help="Print the sbatch scripts; submit nothing.")
+@click.option("--sbatch-option", "sbatch_options", multiple=True, metavar="--NAME[=VALUE]",
+              help="Another sbatch option for the shard arrays, in its long form (repeatable), "
+                   "e.g. --sbatch-option=--qos=high --sbatch-option=--exclusive.")
+@click.option("--merge-partition", default=None,
+              help="Slurm partition of the merge job [default: the cluster's default partition]; "
+                   "the merge needs no GPU.")
+@click.option("--merge-time", default=MERGE_TIME, show_default=True, help="Time limit of the merge job.")
+@click.option("--merge-mem", default=MERGE_MEM, show_default=True, help="Memory of the merge job.")
+@click.option("--merge-sbatch-option", "merge_sbatch_options", multiple=True, metavar="--NAME[=VALUE]",
+              help="Another sbatch option for the merge job (repeatable), e.g. --merge-sbatch-option=--qos=low.")
+@click.option("--only", default=None, metavar="LIST",
+              help="Only these shard indices and ranges, e.g. 3,17 or 0-16,18-199 (reruns).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the sbatch scripts and the sbatch command lines; submit and write nothing.")
 def submit(portfolio, scenario, shards, output_dir, output, partition, time_, mem, gpus_per_task,
-           cpus_per_task, account, array_limit, backend, sensitivities, only, dry_run):
+           cpus_per_task, account, array_limit, backend, sensitivities, sbatch_options, merge_partition,
+           merge_time, merge_mem, merge_sbatch_options, only, dry_run):
     """Run a grid as a Slurm job array of SHARDS tasks, then a merge job."""
     from .runner import load_inputs
-    from .submit import SubmitSpec, parse_only
+    from .submit import SubmitSpec, check_text, parse_only
     from .submit import submit as do_submit
 
     try:
+        for opt, v in (("PORTFOLIO", portfolio), ("--scenario", scenario), ("--output-dir", output_dir),
+                       ("--output", output)):
+            if v is not None:
+                check_text(opt, v)  # before any path is made of it
         pf_path = resolve(portfolio, DEFAULT_PORTFOLIO).resolve()
         sc_path = resolve(scenario, DEFAULT_SCENARIO).resolve()
         pf, sc = load_inputs(pf_path, sc_path)
@@ -196,23 +259,32 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
         indices = parse_only(only, shards)
         spec = SubmitSpec(str(pf_path), str(sc_path), shards, str(Path(output_dir).resolve()), str(Path(output).resolve()),
                           partition, time_, mem, gpus_per_task, cpus_per_task, account, array_limit,
-                          backend, sensitivities)
+                          backend, sensitivities, list(sbatch_options), merge_partition, merge_time, merge_mem,
+                          list(merge_sbatch_options))
         result = do_submit(spec, indices, dry_run)
     except ConfigError as err:
         _fail_input(err)
     if dry_run:
-        for text in result["scripts"]:
+        import shlex
+
+        for path, text, argv in result["submissions"]:
+            click.echo(f"==> {path} <==")
             click.echo(text)
+            click.echo(f"$ {' '.join(a if a.startswith('--dependency=') else shlex.quote(a) for a in argv)}")
+            click.echo("")
         return
     click.echo(f"submitted {len(indices)} shard task(s) of {shards}: array job(s) "
                f"{', '.join(result['arrays'])}; merge job {result['merge']} (after they succeed)")
     click.echo(f"output folder: {result['output_dir']} (logs in logs/); merged file: {output}")
     ids = ",".join(result["arrays"] + [result["merge"]])
     click.echo(f"watch: squeue -j {ids}    details: scontrol show job {result['merge']}")
+    import shlex
+
+    click.echo(f"status: stresstest status {shlex.quote(result['output_dir'])}")
 
 
 @main.command()
-@click.argument("directory", type=click.Path())
+@click.argument("directory", type=click.Path(), shell_complete=_complete_dir)
 @click.option("-o", "--output", required=True, type=click.Path(), help="The merged result file.")
 @click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
               show_default=True, help=COMPRESSION_HELP)
@@ -238,8 +310,55 @@ def merge(directory, output, compression, overwrite):
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True)
-@click.option("--portfolio", "-p", default=None,
+@click.argument("directory", type=click.Path(), shell_complete=_complete_dir)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(directory, as_json):
+    """Where a shard set stands: each shard done, running, pending, failed or missing.
+
+    From the files (a shard is done when its file is complete and its checksum right, as
+    merge checks them), and from squeue and sacct where they answer (scontrol where sacct
+    cannot: a cluster without slurmdbd)."""
+    from .submit import STATES, set_status
+
+    try:
+        st = set_status(Path(directory))
+    except ConfigError as err:
+        _fail_input(err)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    jobs = st["jobs"]
+    head = f"{st['directory']}: {st['shards']} shards"
+    if jobs["arrays"]:
+        head += f"; array job(s) {', '.join(jobs['arrays'])}"
+    click.echo(head)
+    click.echo(f"  {'state':<8} {'count':>7}  shards")
+    for s in STATES:
+        click.echo(f"  {s:<8} {st['counts'][s]:>7}  {st['ranges'][s] or '-'}")
+    details = st["details"]
+    for s in ("running", "pending", "failed", "missing"):
+        rows = [(i, details[str(i)]) for i in st["indices"][s] if str(i) in details]
+        if rows:
+            click.echo(f"{s}:")
+            for i, d in rows[:20]:
+                click.echo(f"  {i}: {d}")
+            if len(rows) > 20:
+                click.echo(f"  … and {len(rows) - 20} more (--json lists every one)")
+    if jobs["merge"]:
+        click.echo(f"merge job {jobs['merge']}: {jobs['merge_state'] or 'not known to Slurm (ended?)'}")
+    if st["merged_file"]:
+        f = st["merged_file"]
+        click.echo(f"merged file: {f['path']} ({'written' if f['exists'] else 'not written yet'})")
+    for note in st["notes"]:
+        click.echo(f"note: {note}")
+    click.echo("slurm: " + "; ".join(f"{k} {v}" for k, v in st["slurm"].items()))
+    if st["rerun"]:
+        click.echo(f"rerun the failed and missing ones: {st['rerun']}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, shell_complete=_complete_input)
+@click.option("--portfolio", "-p", default=None, shell_complete=_complete_portfolio,
               help="Portfolio that scenario files refer to [default: the bundled example].")
 def validate(files, portfolio):
     """Check portfolio and scenario FILES (or preset names) without running anything."""
@@ -273,7 +392,7 @@ def validate(files, portfolio):
 
 
 @main.command()
-@click.argument("portfolio", required=False)
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="Rows per table.")
 @click.option("--cluster", "clusters", multiple=True, help="Only these clusters (and the portfolio).")
@@ -303,8 +422,8 @@ def sensitivities(portfolio, top, clusters, as_json):
 
 
 @main.command()
-@click.argument("portfolio", required=False)
-@click.option("--param", "param", required=True,
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
+@click.option("--param", "param", required=True, shell_complete=_complete_param,
               help="A parameter (its value is set) or a named shock: utilization, price, energy, obsolescence.")
 @click.option("--target", default="npv=0", show_default=True, help="npv=V, irr=R or min_dscr=D.")
 @click.option("--cluster", default=None, help="Only this cluster: shock it alone, target its own output.")
@@ -312,7 +431,7 @@ def sensitivities(portfolio, top, clusters, as_json):
               help="Bracket to search [default: the parameter's range or the shock's usual span].")
 @click.option("--over", default=None,
               help="Trace the breakeven along this axis of the scenario grid (others neutral).")
-@click.option("--scenario", "-s", "scenario", default=None,
+@click.option("--scenario", "-s", "scenario", default=None, shell_complete=_complete_scenario,
               help=f"Scenario for --over [default: {DEFAULT_SCENARIO}].")
 @click.option("-o", "--output", default="breakeven.h5", show_default=True, type=click.Path(),
               help="HDF5 file for the --over curve.")
@@ -478,7 +597,7 @@ def inspect(result, as_json):
 
 
 @main.command()
-@click.argument("portfolio", required=False)
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(portfolio, as_json):
     """Every resolved parameter of every cluster, marking values from defaults: or the model."""
@@ -547,7 +666,7 @@ def scenarios_list(as_json):
 
 
 @scenarios.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete_named_set)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def scenarios_show(name, as_json):
     """One named shock set: its shocks and their sources."""

@@ -255,7 +255,7 @@ def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
         main_sha = max(shas, key=lambda s: len(shas[s]))
         for sha, idx in shas.items():
             if sha != main_sha:
-                problems.append(f"{directory}: shards {_ranges(idx)} come from a different configuration "
+                problems.append(f"{directory}: shards {ranges(idx)} come from a different configuration "
                                 f"(config_sha256 {sha[:12]}…, the others {main_sha[:12]}…)")
                 bad += idx
     # the other settings that change the numbers (MUST_AGREE): the odd shards are named, with
@@ -274,15 +274,18 @@ def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
         others = sorted(i for v, idx in groups.items() if v != main for i in idx)
         fix = {"dtype": f"--dtype {main}", "sensitivities": "--sensitivities" if main else "without --sensitivities",
                "model_version": f"this version (model version {MODEL_VERSION})"}[name]
-        which = f"shard{'s' * (len(others) > 1)} {_ranges(others)}"
+        which = f"shard{'s' * (len(others) > 1)} {ranges(others)}"
         problems.append(f"{directory}: the shards disagree on {name}, which changes the numbers: {listed}. "
                         f"A set is merged only from shards computed alike: recompute {which} "
                         f"with {fix} (stresstest run … --shard I/{n} -o {directory}), or every shard with "
                         "the same settings")
         odd += others
     missing = [i for i in range(n) if i not in good and i not in bad and i not in odd]
-    for i in missing:
-        problems.append(f"{directory / shard_name(i, n)}: shard {i} of {n} is missing")
+    if len(missing) == 1:
+        problems.append(f"{directory / shard_name(missing[0], n)}: shard {missing[0]} of {n} is missing")
+    elif missing:
+        problems.append(f"{directory}: shards {ranges(missing)} of {n} are missing ({len(missing)} files "
+                        f"shard-IIIIII-of-{n:06d}.h5)")
     infos = [good[i] for i in sorted(good) if i not in bad and i not in odd]
     if not problems:
         total = infos[0].total
@@ -308,8 +311,21 @@ def check_set(directory: Path) -> tuple[list[ShardInfo], dict]:
     return infos, meta
 
 
-def _ranges(idx: list[int]) -> str:
-    return ",".join(str(i) for i in sorted(idx))
+def ranges(idx) -> str:
+    """Indices as runs: 0,1,2,...,16,18,...,199 -> 0-16,18-199 (what --only and Slurm's
+    --array read)."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in sorted(set(idx)):
+        if run and i == run[1] + 1:
+            run[1] = i
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[1]}" if run[1] > run[0] else f"{run[0]}")
+        run = [i, i]
+    if run:
+        out.append(f"{run[0]}-{run[1]}" if run[1] > run[0] else f"{run[0]}")
+    return ",".join(out)
 
 
 def _short(value) -> str:
@@ -330,22 +346,86 @@ def rerun_command(directory: Path, n: int, indices: list[int]) -> str:
     """The `stresstest submit` that recomputes only these shards (from the set's submit.json)."""
     spec_path = Path(directory) / "submit.json"
     args = ["stresstest", "submit"]
+    spec = None
     if spec_path.exists():
-        spec = json.loads(spec_path.read_text())
+        try:
+            spec = json.loads(spec_path.read_text())
+        except ValueError:
+            spec = None
+    if isinstance(spec, dict) and spec.get("portfolio"):
         args += [spec["portfolio"], "--scenario", spec["scenario"]]
         for key, flag in (("partition", "--partition"), ("time", "--time"), ("mem", "--mem"),
                           ("gpus_per_task", "--gpus-per-task"), ("cpus_per_task", "--cpus-per-task"),
-                          ("account", "--account"), ("backend", "--backend")):
+                          ("account", "--account"), ("array_limit", "--array-limit"), ("backend", "--backend"),
+                          ("merge_partition", "--merge-partition"), ("merge_time", "--merge-time"),
+                          ("merge_mem", "--merge-mem")):
             if spec.get(key) is not None:
                 args += [flag, str(spec[key])]
+        for key, flag in (("sbatch_options", "--sbatch-option"), ("merge_sbatch_options", "--merge-sbatch-option")):
+            for o in spec.get(key) or []:
+                args.append(f"{flag}={o}")
         if spec.get("sensitivities"):
             args.append("--sensitivities")
         if spec.get("output"):
             args += ["-o", spec["output"]]
     else:
         args += ["PORTFOLIO", "--scenario", "SCENARIO"]
-    args += ["--shards", str(n), "--output-dir", str(directory), "--only", _ranges(indices)]
+    args += ["--shards", str(n), "--output-dir", str(directory), "--only", ranges(indices)]
     return " ".join(shlex.quote(a) for a in args)
+
+
+PARTIAL_RE = re.compile(r"^\.(shard-(\d{6})-of-(\d{6})\.h5)\.(\d+)\.partial$")
+
+
+def scan_set(directory: Path, n: int | None = None) -> dict:
+    """Each shard's file, judged as merge judges it, for `stresstest status`:
+    done {i: ShardInfo} (complete, checksum right, agreeing with the set on MUST_AGREE),
+    bad {i: why} (corrupt, another shard's contents, or disagreeing with the set),
+    partial {i: [PIDs]} (temporary files of writing tasks, or of killed ones), n (the
+    set's size: as given, else from the file names; None where neither says), notes."""
+    directory = Path(directory)
+    notes: list[str] = []
+    found = [(p, SHARD_RE.match(p.name)) for p in directory.iterdir()]
+    found = [(p, int(m.group(1)), int(m.group(2))) for p, m in found if m]
+    counts = sorted({c for _, _, c in found})
+    if n is None and counts:
+        n = max(counts)
+    if n is not None and any(c != n for c in counts):
+        notes.append(f"files of other set sizes ({', '.join(str(c) for c in counts if c != n)}) are ignored: "
+                     f"this set has {n} shards")
+    done: dict[int, ShardInfo] = {}
+    bad: dict[int, str] = {}
+    for p, i, c in sorted(found, key=lambda t: t[1]):
+        if c != n:
+            continue
+        try:
+            info = read_shard(p)
+        except ValueError as exc:
+            bad[i] = f"corrupt ({exc})"
+            continue
+        if (info.index, info.count) != (i, n):
+            bad[i] = f"its contents say shard {info.index} of {info.count}"
+            continue
+        done[i] = info
+    # agreement with the set, as merge wants it: the most common value of each setting
+    for name in MUST_AGREE:
+        groups: dict = {}
+        for i, info in done.items():
+            groups.setdefault(info.setting(name), []).append(i)
+        if len(groups) < 2:
+            continue
+        main = max(groups, key=lambda v: (len(groups[v]), -min(groups[v])))
+        for v, idx in groups.items():
+            if v != main:
+                for i in idx:
+                    bad[i] = f"computed with {name} {_short(v)} (the set: {_short(main)})"
+                    del done[i]
+    partial: dict[int, list[int]] = {}
+    for p in directory.iterdir():
+        m = PARTIAL_RE.match(p.name)
+        if m and int(m.group(3)) == n:
+            partial.setdefault(int(m.group(2)), []).append(int(m.group(4)))
+    return {"n": n, "done": done, "bad": bad, "partial": partial, "notes": notes}
 
 
 def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Path:

@@ -6,6 +6,7 @@ absent, unless STRESSTEST_REQUIRE_SLURM=1 (CI sets it: there these tests must ru
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from stresstest.cli import main
 from stresstest.shards import shard_name
 
 HERE = Path(__file__).parent / "slurm"
+SMALL_MERGE = ["--merge-mem", "500M"]  # the default (8G) may exceed a small test machine
 GRID = """scenario:
   kind: grid
   axes:
@@ -111,7 +113,7 @@ def test_submit_four_shards_then_merge_equals_a_single_run(slurm, tmp_path):
     out = tmp_path / "out"
     merged = tmp_path / "merged.h5"
     r = CliRunner().invoke(main, ["submit", "-s", str(sc), "--shards", "4", "--output-dir", str(out),
-                                  "-o", str(merged), "--backend", "numpy", "--array-limit", "2"])
+                                  "-o", str(merged), "--backend", "numpy", "--array-limit", "2", *SMALL_MERGE])
     assert r.exit_code == 0, r.output
     ids = _ids(r.output)
     assert len(ids) == 2  # the array and the merge
@@ -134,11 +136,16 @@ def test_cancelled_task_is_named_by_merge_and_rerun_completes_the_set(slurm, tmp
     os.environ["SBATCH_HOLD"] = "1"
     try:
         r = CliRunner().invoke(main, ["submit", "-s", str(sc), "--shards", "4", "--output-dir", str(out),
-                                      "-o", str(merged), "--backend", "numpy"])
+                                      "-o", str(merged), "--backend", "numpy", *SMALL_MERGE])
     finally:
         os.environ.pop("SBATCH_HOLD")
     assert r.exit_code == 0, r.output
     array, merge_job = _ids(r.output)
+    # held: every task pending (squeue), the merge waiting too
+    st = _status(out)
+    assert st["indices"]["pending"] == [0, 1, 2, 3] and st["jobs"]["arrays"] == [array], st
+    assert "PENDING" in st["details"]["2"] and st["jobs"]["merge"] == merge_job
+    assert st["jobs"]["merge_state"].startswith("PENDING")
     subprocess.run(["scancel", f"{array}_2"], env=slurm, check=True)
     subprocess.run(["scontrol", "release", array], env=slurm, check=True)
     subprocess.run(["scontrol", "release", merge_job], env=slurm, check=True)
@@ -146,6 +153,14 @@ def test_cancelled_task_is_named_by_merge_and_rerun_completes_the_set(slurm, tmp
     _wait([merge_job], slurm, timeout=30)  # --kill-on-invalid-dep: the merge is cancelled, not left pending
     assert not merged.exists()
     assert _state(merge_job, slurm) in ("CANCELLED", "GONE")
+    # status: three done, the cancelled one missing (cancelled while pending, Slurm keeps no
+    # record of it; sacct has no slurmdbd here)
+    st = _status(out)
+    assert st["indices"]["done"] == [0, 1, 3] and st["indices"]["missing"] == [2], st
+    assert st["slurm"]["squeue"] == "ok" and st["slurm"]["sacct"].startswith("unavailable")
+    assert st["rerun"].endswith("--only 2")
+    table = CliRunner().invoke(main, ["status", str(out)]).output
+    assert "  done           3  0-1,3" in table and "sacct unavailable" in table
     r = CliRunner().invoke(main, ["merge", str(out), "-o", str(merged)])
     assert r.exit_code == 2
     assert "shard 2 of 4 is missing" in r.output
@@ -158,3 +173,96 @@ def test_cancelled_task_is_named_by_merge_and_rerun_completes_the_set(slurm, tmp
     _wait(_ids(r.output), slurm)
     assert (out / shard_name(2, 4)).exists()
     assert merged.exists(), "\n".join(p.read_text() for p in (out / "logs").iterdir())
+    st = _status(out)
+    assert st["counts"]["done"] == 4 and st["rerun"] is None and st["merged_file"]["exists"]
+
+
+def _status(out) -> dict:
+    r = CliRunner().invoke(main, ["status", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_status_names_failed_tasks_from_slurm(slurm, tmp_path):
+    """Tasks that fail (here: the scenario file broken after submission) are failed in
+    status, with Slurm's state; sacct cannot answer without slurmdbd, scontrol does."""
+    sc = tmp_path / "grid.yaml"
+    sc.write_text(GRID)
+    out = tmp_path / "out"
+    os.environ["SBATCH_HOLD"] = "1"
+    try:
+        r = CliRunner().invoke(main, ["submit", "-s", str(sc), "--shards", "2", "--output-dir", str(out),
+                                      "-o", str(tmp_path / "m.h5"), "--backend", "numpy", *SMALL_MERGE])
+    finally:
+        os.environ.pop("SBATCH_HOLD")
+    assert r.exit_code == 0, r.output
+    array, merge_job = _ids(r.output)
+    sc.write_text("scenario: [broken")
+    subprocess.run(["scontrol", "release", array], env=slurm, check=True)
+    subprocess.run(["scontrol", "release", merge_job], env=slurm, check=True)
+    _wait([array, merge_job], slurm)
+    st = _status(out)
+    assert st["indices"]["failed"] == [0, 1], st
+    assert st["details"]["0"].startswith(f"Slurm job {array}_0: FAILED"), st["details"]
+    assert st["slurm"]["scontrol"] == "ok" and st["slurm"]["sacct"].startswith("unavailable")
+    table = CliRunner().invoke(main, ["status", str(out)]).output
+    assert "  failed         2  0-1" in table and f"  1: Slurm job {array}_1: FAILED" in table
+    assert "sacct unavailable" in table and st["rerun"].endswith("--only 0-1")
+
+
+def test_hostile_values_reach_slurm_intact_and_run_nothing(slurm, tmp_path):
+    """Spaces, quotes, $( ), backticks, #, % and non-ASCII in the folders, the file names
+    and a pass-through value. Before: sbatch refused the script ("Invalid directive found
+    in batch script"), and a newline in --partition wrote a shell line into both scripts."""
+    d = tmp_path / "my dir $(touch INJECTED) `touch INJECTED2` 'q' \"dq\" é #x %j"
+    d.mkdir()
+    sc = d / "grid 'x' $(touch INJECTED3).yaml"
+    sc.write_text(GRID)
+    out = d / "out"
+    merged = d / "merged é.h5"
+    flag = tmp_path / "INJECTED4"
+    comment = f"c $(touch {flag}) `touch {flag}` 'q' \"dq\" é # %j"
+    r = CliRunner().invoke(main, ["submit", "-s", str(sc), "--shards", "2", "--output-dir", str(out), "-o",
+                                  str(merged), "--backend", "numpy", "--sbatch-option", f"--comment={comment}",
+                                  "--merge-partition", "debug", *SMALL_MERGE])
+    assert r.exit_code == 0, r.output
+    ids = _ids(r.output)
+    job = subprocess.run(["scontrol", "show", "job", ids[0]], capture_output=True, text=True, env=slurm).stdout
+    assert f"Comment={comment}" in job
+    _wait(ids, slurm)
+    logs = out / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == sorted(
+        [f"shard-{ids[0]}_0.out", f"shard-{ids[0]}_1.out", f"merge-{ids[1]}.out"]), list(logs.iterdir())
+    assert (out / shard_name(0, 2)).exists() and (out / shard_name(1, 2)).exists()
+    assert merged.exists(), "\n".join(p.read_text() for p in logs.iterdir())
+    for where in (tmp_path, d, out, Path.cwd(), Path("/tmp")):
+        assert not list(where.glob("INJECTED*")), where
+    # a newline in a value is refused before anything is written or submitted
+    r = CliRunner().invoke(main, ["submit", "-s", str(sc), "--shards", "2", "--output-dir", str(tmp_path / "o2"),
+                                  "--partition", "debug\necho INJECTED", *SMALL_MERGE])
+    assert r.exit_code == 2 and "--partition" in r.output and not (tmp_path / "o2").exists()
+
+
+def test_sbatch_options_and_merge_limits_reach_slurm(slurm, tmp_path):
+    sc = tmp_path / "grid.yaml"
+    sc.write_text(GRID)
+    os.environ["SBATCH_HOLD"] = "1"
+    try:
+        r = CliRunner().invoke(main, ["submit", "-s", str(sc), "--shards", "2", "--output-dir", str(tmp_path / "o"),
+                                      "--time", "2:00:00", "--sbatch-option=--comment=shards",
+                                      "--sbatch-option=--nice=5", "--merge-time", "7", "--merge-mem", "300M",
+                                      "--merge-sbatch-option=--comment=the merge"])
+    finally:
+        os.environ.pop("SBATCH_HOLD")
+    assert r.exit_code == 0, r.output
+    array, merge_job = _ids(r.output)
+    try:
+        a = subprocess.run(["scontrol", "show", "job", f"{array}_0"], capture_output=True, text=True,
+                           env=slurm).stdout
+        m = subprocess.run(["scontrol", "show", "job", merge_job], capture_output=True, text=True,
+                           env=slurm).stdout
+        assert "Comment=shards" in a and "Nice=5" in a and "TimeLimit=02:00:00" in a
+        assert "Comment=the merge" in m and "TimeLimit=00:07:00" in m and "MinMemoryNode=300M" in m
+        assert f"Dependency=afterok:{array}" in m
+    finally:
+        subprocess.run(["scancel", array, merge_job], env=slurm)
