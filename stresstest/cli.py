@@ -147,6 +147,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
     from .report import print_mc_summary, print_named_summary, print_run_summary, run_json
+    from .progress import CompileInterrupted
     from .runner import run_grid, run_one_shard
 
     if shard is not None:
@@ -183,6 +184,13 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)
+    except CompileInterrupted:  # before any file; the compile thread is left inside XLA, and
+        import os              # the interpreter's teardown would wait on it or crash under it
+
+        click.echo("interrupted while compiling: no result file written", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except KeyboardInterrupt:
         click.echo("interrupted: no result file written", err=True)
         sys.exit(130)

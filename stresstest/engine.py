@@ -322,13 +322,54 @@ EXPECTED_NONFINITE = {
 }
 
 
+# Where a non-finite value is expected only at some of its cells: a per-parameter output
+# (axes..., cluster, parameter) whose value is not applicable where the parameter is
+# never (+inf: client_loss_month's default). npv_per_pct = gradient x value x 1 %: a
+# percent move of never is not a number, so it is NaN there by definition (jax_adapter);
+# anywhere else a non-finite npv_per_pct is a fault and is reported as one.
+EXPECTED_WHERE_NEVER = {
+    "npv_per_pct": "the parameter is never (+inf): not applicable, a percent move of never is not a number",
+}
+
+
+def expected_reason(name: str) -> str | None:
+    """Why an output may hold NaN or inf (the file's `nonfinite_means`), or None."""
+    return EXPECTED_NONFINITE.get(_short(name)) or EXPECTED_WHERE_NEVER.get(name)
+
+
+def never_parameters(portfolio: Portfolio, scenario: Scenario) -> np.ndarray:
+    """[cluster, parameter] True where a parameter is never (+inf) at every grid point.
+
+    The same at every point: a scale or shift of never is still never, and a set axis
+    (finite values only: the loader refuses others) makes it finite on every value of the
+    axis for the clusters it moves. So one point, the first, says it for all."""
+    from .kernels.params import PARAM_NAMES
+
+    base = {k: v.astype(np.float64) for k, v in portfolio.base_arrays().items()}
+    values = tuple(np.asarray(a.values, dtype=np.float64) for a in scenario.axes)
+    specs = tuple(a.spec for a in scenario.axes)
+    with np.errstate(all="ignore"):
+        params, _ = shocked_params(base, np.asarray(portfolio.discount_rate, dtype=np.float64), specs,
+                                   values, np.zeros(1, dtype=np.int64))
+    return np.stack([np.isposinf(np.broadcast_to(params[k], (1, len(portfolio.clusters)))[0])
+                     for k in PARAM_NAMES], axis=-1)
+
+
 @dataclass
 class Extremes:
-    """Worst and best grid points of the summary outputs, and non-finite counts."""
+    """Worst and best grid points of the summary outputs, and non-finite counts.
+
+    nonfinite: every non-finite value per output, (count, first flat index);
+    unexpected: those no reason covers (EXPECTED_NONFINITE for a whole output,
+    EXPECTED_WHERE_NEVER for the cells of parameters that are never), likewise.
+    never: [cluster, parameter] mask of parameters that are never (never_parameters);
+    without it no cell of a per-parameter output is expected to be non-finite."""
 
     worst: dict[str, tuple[float, int, dict]] = field(default_factory=dict)
     best: dict[str, tuple[float, int, dict]] = field(default_factory=dict)
     nonfinite: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (count, first flat index)
+    unexpected: dict[str, tuple[int, int]] = field(default_factory=dict)
+    never: np.ndarray | None = None
 
     def update(self, chunk: Chunk) -> None:
         """Fold one chunk in: (value, flat index, the summary outputs there) per extreme."""
@@ -345,11 +386,22 @@ class Extremes:
                     table[name] = (float(v[k]), chunk.start + k, at)
         for name, v in chunk.outputs.items():
             bad = ~np.isfinite(v)
+            if not bad.any():
+                continue
+            _count(self.nonfinite, name, bad, chunk.start)
+            if EXPECTED_NONFINITE.get(_short(name)):
+                continue
+            if name in EXPECTED_WHERE_NEVER and self.never is not None and v.shape[-2:] == self.never.shape:
+                bad = bad & ~self.never
             if bad.any():
-                count, first = self.nonfinite.get(name, (0, -1))
-                flat_bad = bad.reshape(bad.shape[0], -1).any(axis=1)
-                where = chunk.start + int(np.argmax(flat_bad))
-                self.nonfinite[name] = (count + int(bad.sum()), first if first >= 0 else where)
+                _count(self.unexpected, name, bad, chunk.start)
+
+
+def _count(table: dict, name: str, bad: np.ndarray, start: int) -> None:
+    """Add a chunk's non-finite cells `bad` (leading axis: its points) to table[name]."""
+    count, first = table.get(name, (0, -1))
+    where = start + int(np.argmax(bad.reshape(bad.shape[0], -1).any(axis=1)))
+    table[name] = (count + int(bad.sum()), first if first >= 0 else where)
 
 
 def grid_point(scenario: Scenario, flat: int) -> dict[str, float]:
@@ -365,18 +417,30 @@ def _short(name: str) -> str:
 
 
 def unexpected_nonfinite(extremes: Extremes) -> dict[str, tuple[int, int]]:
-    """Non-finite outputs that the model never produces on valid inputs."""
-    return {n: cf for n, cf in extremes.nonfinite.items() if _short(n) not in EXPECTED_NONFINITE}
+    """Non-finite outputs that the model never produces on valid inputs: (count, first
+    flat index) of the values no reason covers (EXPECTED_NONFINITE, EXPECTED_WHERE_NEVER)."""
+    return dict(extremes.unexpected)
 
 
 def describe_nonfinite(scenario: Scenario, extremes: Extremes) -> list[str]:
+    """One line per output with non-finite values: how many, the first grid point, and
+    whether the model says so (with its reason) or not (UNEXPECTED, counted and placed
+    apart from the expected values of the same output)."""
+    def at(flat):
+        return ", ".join(f"{k}={v:g}" for k, v in grid_point(scenario, flat).items()) or "the only point"
+
     lines = []
     for name, (count, first) in sorted(extremes.nonfinite.items()):
-        why = EXPECTED_NONFINITE.get(_short(name))
-        point = ", ".join(f"{k}={v:g}" for k, v in grid_point(scenario, first).items()) or "the only point"
-        tag = f"expected where {why}" if why else "UNEXPECTED: check the inputs"
-        lines.append(f"{name}: {count} non-finite value(s), first at {point} ({tag})")
+        why = expected_reason(name)
+        if name in extremes.unexpected:
+            bad, where = extremes.unexpected[name]
+            rest = count - bad
+            also = f"; {rest} more expected where {why}" if rest and why else ""
+            lines.append(f"{name}: {bad} non-finite value(s), first at {at(where)} "
+                         f"(UNEXPECTED: check the inputs{also})")
+        else:
+            lines.append(f"{name}: {count} non-finite value(s), first at {at(first)} (expected where {why})")
     return lines
 
 
-__all__ = ["prepare", "evaluate_base", "Extremes", "grid_point", "OUTPUTS"]
+__all__ = ["prepare", "evaluate_base", "Extremes", "grid_point", "OUTPUTS", "never_parameters"]

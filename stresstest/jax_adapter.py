@@ -70,6 +70,41 @@ def jit(fn):
     return jax.jit(fn)
 
 
+def compile_ahead(fn, *args) -> bool:
+    """Compile the jitted `fn` for these arguments now (lower, then compile): jit keeps
+    the program, so the first call with arguments of the same shapes and types runs it
+    without compiling again, and the persistent cache (use_compile_cache) is read and
+    written as a call would. False where fn is not jitted (nothing to compile).
+
+    The runs call this in a worker thread (progress.in_worker), so that Ctrl-C is taken
+    while XLA compiles, which a call in the main thread would hold back until done."""
+    if not hasattr(fn, "lower"):
+        return False
+    fn.lower(*args).compile()
+    return True
+
+
+def compile_cache_on() -> bool:
+    """Whether compiled programs are kept between runs (a folder is set)."""
+    return bool(jax.config.jax_compilation_cache_dir)
+
+
+_cache_hits = [0, False]  # programs read from the persistent cache; listener installed
+
+
+def cache_hits() -> int:
+    """Programs read back from the persistent compilation cache so far in this process
+    (JAX's monitoring event; counting starts at the first call of this function)."""
+    if not _cache_hits[1]:
+        def listen(event, **_):
+            if event == "/jax/compilation_cache/cache_hits":
+                _cache_hits[0] += 1
+
+        jax.monitoring.register_event_listener(listen)
+        _cache_hits[1] = True
+    return _cache_hits[0]
+
+
 SENSITIVITY_OUTPUTS = ("npv", "roi", "irr")
 
 
@@ -114,7 +149,8 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     clipping): grad_npv, grad_roi, grad_irr [S, C, P] for the portfolio outputs,
     grad_cluster_npv [S, C, P] for each cluster's own NPV (equal to grad_npv: a
     cluster's parameters move only its own flows), their discount-rate derivatives,
-    npv_per_pct (NPV change for a +1 % relative move of each parameter) and
+    npv_per_pct (NPV change for a +1 % relative move of each parameter; NaN, not
+    applicable, where the parameter is never: +inf) and
     slope_<output> [S, A] along each axis (through the shocks, clipping included).
     One batched reverse pass through the flows serves every output.
 
@@ -220,7 +256,10 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
         out["grad_irr"] = irr_gradient(g_npv_m, slope_m, out["irr"])
         out["grad_cluster_npv_discount_rate"] = d_rate
         out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
-        out["npv_per_pct"] = out["grad_npv"] * stack(p) * 0.01
+        # a percent move of "never" (client_loss_month = +inf) is not a number: NaN there,
+        # by definition and expected (engine.EXPECTED_WHERE_NEVER), where inf x 0 gave it by chance
+        pv = stack(p)
+        out["npv_per_pct"] = jnp.where(jnp.isinf(pv), jnp.nan, out["grad_npv"] * pv * 0.01)
         irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
         unstack = lambda a: {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}  # noqa: E731
         zero_r = jnp.zeros_like(r)

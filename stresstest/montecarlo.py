@@ -492,7 +492,7 @@ def tail_thresholds(sk: Sketch, q: float) -> tuple[float, float, float] | None:
 # ------------------------------------------------------- pathwise sensitivities
 
 
-def pathwise_gradients(run: MonteCarloRun, thresholds: dict) -> dict:
+def pathwise_gradients(run: MonteCarloRun, thresholds: dict, status=None) -> dict:
     """Gradients of mean NPV and of CVaR at each level with respect to every parameter.
 
     The pathwise method: d E[NPV]/d theta = E[d NPV/d theta] with the draws held fixed
@@ -500,6 +500,9 @@ def pathwise_gradients(run: MonteCarloRun, thresholds: dict) -> dict:
     the tail fixed at the paths the summary's CVaR averages (boundary bin at its
     weight). One reverse pass per chunk of sum_s w_s NPV_s, the weights computed from
     the forward NPVs: a second pass over the paths, after the first found the tails.
+
+    status (a progress.Progress): the pass's own compile and its own count of paths
+    (its rate is not the forward pass's), each chunk a boundary where a signal stops it.
     """
     if run.backend.name != "jax":
         raise BackendError(f"Monte Carlo sensitivities need the JAX backend (automatic "
@@ -530,12 +533,20 @@ def pathwise_gradients(run: MonteCarloRun, thresholds: dict) -> dict:
     g_base = {k: np.zeros((1 + len(levels), len(pf.clusters))) for k in PARAM_NAMES}
     g_rate = np.zeros(1 + len(levels))
     weight = np.zeros(1 + len(levels))
+    if status is not None:
+        from .runner import compile_ahead
+
+        compile_ahead(grad, (base, rate), run.backend, status, "the sensitivities pass",
+                      extra=(cuts,))
+        status.begin(N, "paths, sensitivities pass")
     for a in range(0, N, chunk):
         (gb, gr), wsum = grad(base, rate, jnp.asarray(a), cuts)
         for k in PARAM_NAMES:
             g_base[k] += np.asarray(gb[k])
         g_rate += np.asarray(gr)
         weight += np.asarray(wsum)
+        if status is not None:
+            status.advance(min(a + chunk, N) - a)
     stacked = np.stack([g_base[k] for k in PARAM_NAMES], axis=-1)  # [1 + L, C, P]
     out = {"grad_mean_npv": stacked[0] / weight[0],
            "grad_mean_npv_discount_rate": g_rate[0] / weight[0]}
@@ -575,10 +586,15 @@ def summary_workers(be: Backend) -> int:
 
 def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chunk_size=None,
                    progress=True, compression="gzip", sensitivities=False,
-                   save_paths=False) -> MonteCarloResult:
+                   save_paths=False, status=None) -> MonteCarloResult:
+    """status: the run's progress.Progress (phases and counts on stderr), or None for one
+    of its own (enabled by `progress`). The paths' compile, and with sensitivities the
+    gradients' compile, are phases of their own; Ctrl-C stops either at once
+    (progress.CompileInterrupted)."""
     from .h5io import provenance
     from .mc_io import MonteCarloWriter
     from .progress import Interrupts, Progress
+    from .runner import compile_ahead
 
     if sensitivities and be.name != "jax":
         raise BackendError(f"sensitivities need the JAX backend (automatic differentiation); got "
@@ -588,26 +604,32 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     run = prepare(pf, mc, be, chunk_size)
     attrs = provenance(pf, mc.name, cfg, sha, be.name, be.device, be.dtype, kind="montecarlo",
                        paths=mc.paths, seed=mc.seed)
-    writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
     summary = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr,
                       summary_workers(be))
-    bar = Progress(mc.paths, label="paths", enabled=progress)
+    bar = status if status is not None else Progress(enabled=progress)
     try:
-        with writer, Interrupts() as interrupts:
-            for chunk in run.chunks():
-                interrupts.check()
-                summary.add(chunk.outputs, chunk.start)
-                if save_paths:
-                    writer.write_paths(chunk.start, chunk.stop, chunk.outputs)
-                bar.advance(chunk.stop - chunk.start)
-            gradients = None
-            if sensitivities:
-                summary.flush()
-                cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
-                gradients = pathwise_gradients(run, cuts)
-            writer.write_summary(summary, gradients)
-            path = writer.commit()
+        # signals held from before the compile until the temporary file is renamed or removed
+        with Interrupts() as interrupts:
+            compile_ahead(run._fn, run._args, be, bar, "the paths")
+            bar.begin(mc.paths, "paths")
+            writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
+            with writer:
+                for chunk in run.chunks():
+                    interrupts.check()
+                    summary.add(chunk.outputs, chunk.start)
+                    if save_paths:
+                        writer.write_paths(chunk.start, chunk.stop, chunk.outputs)
+                    bar.advance(chunk.stop - chunk.start)
+                gradients = None
+                if sensitivities:
+                    summary.flush()
+                    cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
+                    gradients = pathwise_gradients(run, cuts, bar)
+                bar.phase(f"writing {out}")
+                writer.write_summary(summary, gradients)
+                path = writer.commit()
     finally:
-        bar.close()
+        if status is None:
+            bar.close()
     return MonteCarloResult(path, pf, mc, be.describe(), summary, gradients, time.perf_counter() - t0,
                             run.chunk_size, sha)

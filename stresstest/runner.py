@@ -79,13 +79,34 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
 
     An existing output is refused (ConfigError, before any work) unless overwrite.
     SIGINT and SIGTERM stop the run at the next chunk boundary with KeyboardInterrupt,
-    its temporary file removed (progress.Interrupts).
+    its temporary file removed (progress.Interrupts); during JAX's compile, which comes
+    before the temporary file, at once with progress.CompileInterrupted.
+
+    progress: say on stderr what the run is doing, from its start (progress.Progress:
+    reading inputs, compiling, running with a bar or periodic lines, writing).
 
     overlap: whether a grid's outputs are compressed and written in a second thread while
     the next chunk computes. By default they are where the computation runs on a GPU. On
     the CPU the two would share its cores, so there the computation pauses while each full
     stage of outputs (h5io.GridWriter.STAGE_BYTES) is compressed and stored.
     """
+    status = Progress(enabled=progress)
+    # signals are recorded from the start and taken at the next phase or chunk: Python's own
+    # handler would raise KeyboardInterrupt anywhere, even inside JAX's import, where a
+    # callback swallows it and the run went on
+    with Interrupts() as interrupts:
+        try:
+            status.phase("reading inputs")
+            return _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend, dtype,
+                             chunk_size, compression, sensitivities, save_paths, overwrite, max_scenarios,
+                             overlap)
+        finally:
+            status.close()
+
+
+def _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend, dtype, chunk_size,
+              compression, sensitivities, save_paths, overwrite, max_scenarios, overlap):
+    from .engine import never_parameters, expected_reason
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
@@ -100,36 +121,60 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
                            f"(this one is kind: {sc.kind})"])
     be = make_backend(backend, dtype)
     if sc.kind == "named":
+        status.phase(f"running: {sc.size:,} named shock sets")
         return run_named(pf, sc, out, be, compression)
     if sc.kind == "montecarlo":
         from .montecarlo import run_montecarlo
 
-        return run_montecarlo(pf, sc, out, be, chunk_size=chunk_size, progress=progress,
+        return run_montecarlo(pf, sc, out, be, chunk_size=chunk_size, progress=status.enabled,
                               compression=compression, sensitivities=sensitivities,
-                              save_paths=save_paths)
+                              save_paths=save_paths, status=status)
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
     run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
     base = evaluate_base(pf, be.dtype)
     attrs = provenance(pf, sc.name, cfg, sha, be.name, be.device, be.dtype, n_scenarios=sc.size)
-    extremes = Extremes()
-    bar = Progress(sc.size, enabled=progress)
-    try:
-        # signals held from before the temporary file exists until it is renamed or removed
-        with Interrupts() as interrupts:
-            writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
-            with writer:
-                if be.is_gpu if overlap is None else overlap:
-                    _write_beside(run, writer, extremes, bar, interrupts)
-                else:
-                    _write_between(run, writer, extremes, bar, interrupts)
-                writer.write_base(base)
-                path = writer.commit()
-    finally:
-        bar.close()
+    extremes = Extremes(never=never_parameters(pf, sc) if sensitivities else None)
+    compile_ahead(run._fn, run._args, be, status, "the grid and gradients" if sensitivities else "the grid")
+    status.begin(sc.size, "grid points")
+    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
+    with writer:
+        for name, ds in writer.datasets.items():  # what a NaN means where only some cells may hold one
+            why = expected_reason(name)
+            if why and "nonfinite_means" not in ds.attrs:
+                ds.attrs["nonfinite_means"] = why
+        if be.is_gpu if overlap is None else overlap:
+            _write_beside(run, writer, extremes, status, interrupts)
+        else:
+            _write_between(run, writer, extremes, status, interrupts)
+        status.phase(f"writing {out}")
+        writer.write_base(base)
+        path = writer.commit()
     how = be.describe() + (f"; {run.factoring.describe(sc)}" if run.factoring is not None else "")
     return RunResult(path, pf, sc, how, base, extremes, time.perf_counter() - t0, run.chunk_size, sha,
                      writer.seconds)
+
+
+def compile_ahead(fn, args, backend, status: Progress, what: str = "the chunks", extra: tuple = ()) -> None:
+    """JAX: compile fn for (*args, first start, *extra) before the first chunk, saying so,
+    in a worker thread, so that Ctrl-C and SIGTERM stop the compile at once
+    (progress.in_worker) with progress.CompileInterrupted. Other backends, and functions
+    that are not jitted, have nothing to compile here."""
+    if backend.name != "jax" or not hasattr(fn, "lower"):
+        return
+    from .jax_adapter import cache_hits, compile_ahead as compile_now, compile_cache_on
+    from .progress import CompileInterrupted, in_worker
+
+    how = "first run of these shapes; cached afterwards" if compile_cache_on() else "compile cache off"
+    status.phase(f"compiling {what} for {backend.name} on {backend.device} ({how})")
+    hits, t0 = cache_hits(), time.perf_counter()
+    try:
+        in_worker(lambda: compile_now(fn, *args, backend.xp.asarray(0), *extra), name="stresstest-compile")
+    except KeyboardInterrupt as exc:
+        raise CompileInterrupted() from exc
+    took = time.perf_counter() - t0
+    status.note(f"read the compiled program from the cache in {took:.1f} s" if cache_hits() > hits
+                else f"compiled in {took:.1f} s")
 
 
 def _write_between(run, writer, extremes, bar, interrupts) -> None:
