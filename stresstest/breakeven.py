@@ -1,14 +1,23 @@
 """Breakeven and reverse stress: the value of one parameter or shock that meets a target.
 
-The target is an output value: npv=V, irr=R or min_dscr=D. An IRR target R is solved
-as "NPV at the annual discount rate R equals 0", the same equation without the IRR
-solver in the way. The model is scanned on a grid of the bracket to find sign changes,
-the one nearest the base value is refined by Newton steps whose derivative comes from
-JAX (forward mode), then bisection once a step would leave the cell. The refined value
-is re-evaluated by the full model: where that misses the target, the output jumps over
-it there (a debt term rounded to whole months, a threshold month, a pole) and the next
-sign change is tried. "No breakeven in [a, b]" and "no value meets the target; the
-output jumps over it between A and B" are answers, not errors.
+The target is an output value: npv=V, irr=R, equity_irr=R, min_dscr=D or
+payback_months=M. An IRR target R is solved as "NPV at the annual discount rate R
+equals 0" (an equity IRR target: the NPV of the equity flows, where the scope has
+debt), the same equation without the IRR solver in the way. The model is scanned on a
+grid of the bracket to find sign changes, the one nearest the base value is refined by
+Newton steps whose derivative comes from JAX (forward mode), then bisection once a step
+would leave the cell. The refined value is re-evaluated by the full model: where that
+misses the target, the output jumps over it there (a debt term rounded to whole months,
+a threshold month, a pole, a payback that stops happening) and the next sign change is
+tried. "No breakeven: the output stays above (below) the target over the whole range"
+and "no value meets the target; the output jumps over it between A and B" are answers,
+not errors.
+
+Every value is also given in the units of what it moves (value_in_units, unit,
+quantity): a price scale as the on-demand price in USD per GPU-hour, an energy scale as
+USD per kWh, a utilization shift as the resulting on-demand utilization, an
+obsolescence shift as the resulting next_gen_month. A cluster's row gives its own
+value; the portfolio's row a weighted mean over the clusters (WEIGHTS).
 """
 
 from __future__ import annotations
@@ -23,10 +32,29 @@ from .config import ConfigError, Portfolio
 from .kernels.params import NAMED_SHOCKS, PARAMS
 from .kernels.shocks import AxisSpec
 
-TARGETS = ("npv", "irr", "min_dscr")
+TARGETS = ("npv", "irr", "min_dscr", "equity_irr", "payback_months")
+RATE_TARGETS = ("irr", "equity_irr")  # solved as "NPV of the flows at the rate = 0"
+TARGET_NAMES = {"npv": "NPV", "irr": "IRR", "min_dscr": "minimum DSCR", "equity_irr": "equity IRR",
+                "payback_months": "payback"}
 SHOCK_BRACKETS = {"utilization": (-1.0, 1.0), "price": (0.0, 5.0), "energy": (0.0, 20.0),
                   "obsolescence": (-120.0, 120.0)}
 N_SCAN = 401
+
+# What a named shock's value means in the parameter it moves: the quantity it gives
+# each cluster (at t = 0, before the next generation) and its unit.
+SHOCK_QUANTITIES = {"price": ("on_demand_price", "USD per GPU-hour"),
+                    "energy": ("energy_price", "USD per kWh"),
+                    "utilization": ("on-demand utilization", "fraction"),
+                    "obsolescence": ("next_gen_month", "month")}
+# The portfolio row's mean of a quantity over the clusters, weighted as an analyst adds
+# them up: prices per GPU-hour by GPUs (every GPU has the same hours in a month), energy
+# prices by facility power at full load (GPUs x kW per GPU x PUE: the mean price of a
+# kWh bought), utilizations by the on-demand GPUs (GPUs x (1 - reserved_share): the
+# share of the on-demand GPU-hours in use); anything else by GPUs.
+WEIGHTS = {"energy_price": "mean weighted by facility power",
+           "on-demand utilization": "mean weighted by on-demand GPUs",
+           "utilization_training": "mean weighted by on-demand GPUs",
+           "utilization_inference": "mean weighted by on-demand GPUs"}
 
 
 # A re-evaluated output within this share of the scale of the target (and of the
@@ -50,27 +78,100 @@ class Breakeven:
     status: str = "solved"
     jump: tuple[float, float] | None = None  # status jump: the values either side of the jump
     jump_outputs: tuple[float, float] | None = None  # the output there (full model)
+    # status none: on which side of the target the output stays over the whole bracket
+    # (above, below; undefined: the output has no value anywhere, e.g. an equity IRR
+    # without debt; mixed: it changes side only across points without a value), and its
+    # lowest and highest value on the scan
+    side: str | None = None
+    output_range: tuple[float, float] | None = None
+    # the value in the units of what it moves (see the module's docstring)
+    quantity: str = ""  # what value_in_units is: "on_demand_price", "energy_price", ...
+    mean: str = ""  # the portfolio's row of a named shock: which mean over the clusters (WEIGHTS)
+    unit: str = ""
+    set_param: bool = False  # a parameter set (its value is in its own units), not a named shock
+    value_in_units: float | None = None
+    base_in_units: float | None = None
+    jump_in_units: tuple[float, float] | None = None
+    base_note: str = ""  # what the portfolio's base value of a set parameter is
 
     def to_dict(self) -> dict:
         def clean(x):
             return x if x is None or math.isfinite(x) else None
 
+        def pair(p):
+            return None if p is None else [clean(float(v)) for v in p]
+
         return self.__dict__ | {
             "bracket": list(self.bracket), "achieved": None if self.achieved is None else clean(self.achieved),
-            "jump": None if self.jump is None else list(self.jump),
-            "jump_outputs": None if self.jump_outputs is None else [clean(v) for v in self.jump_outputs]}
+            "jump": pair(self.jump), "jump_outputs": pair(self.jump_outputs),
+            "output_range": pair(self.output_range), "jump_in_units": pair(self.jump_in_units),
+            "value_in_units": None if self.value_in_units is None else clean(self.value_in_units),
+            "base_in_units": None if self.base_in_units is None else clean(self.base_in_units)}
 
     def describe(self, target: str) -> str:
-        """One line for the terminal: the value, or why there is none."""
-        name = target.split("=")[0]
+        """One line for the terminal: the value (and in units), or why there is none."""
+        name, _, level = target.partition("=")
+        name = name.strip()
         if self.status == "jump":
             a, b = distinct_texts(*self.jump)
-            oa, ob = distinct_texts(*self.jump_outputs)
+            oa, ob = (format_output(name, v) for v in self.jump_outputs)
+            if oa == ob:
+                oa, ob = distinct_texts(*self.jump_outputs)
+            units = ""
+            if self.jump_in_units is not None and self.quantity and not self.set_param:
+                ua, ub = distinct_texts(*self.jump_in_units)
+                units = f"; {self.quantity} {ua} -> {with_unit(ub, self.unit)}"
+                units += f", {self.mean}" if self.mean else ""
             return (f"no value meets the target; the output jumps over it between {a} and {b} "
-                    f"({name} {oa} -> {ob}; base {self.base_value:g})")
+                    f"({name} {oa} -> {ob}{units}; base {self.base_value:g})")
         if self.value is None:
-            return f"no breakeven in [{self.bracket[0]:g}, {self.bracket[1]:g}] (base {self.base_value:g})"
-        return f"{self.value:.6g}   (base {self.base_value:g}; re-evaluated {name} = {self.achieved:.6g})"
+            what = TARGET_NAMES.get(name, name)
+            lo, hi = self.bracket
+            span = f"over the whole range [{lo:g}, {hi:g}]"
+            if self.side in ("above", "below"):
+                seen = ""
+                if self.output_range is not None:
+                    o_lo, o_hi = (format_output(name, v) for v in self.output_range)
+                    seen = f"from {o_lo} to {o_hi}; "
+                return (f"no breakeven: {what} stays {self.side} {format_output(name, float(level))} {span} "
+                        f"({seen}base {self.base_value:g})")
+            if self.side == "undefined":
+                why = "no debt; " if name in ("equity_irr", "min_dscr") else ""
+                return f"no breakeven: {what} has no value {span} ({why}base {self.base_value:g})"
+            return (f"no breakeven in [{lo:g}, {hi:g}]: {what} changes side only across points where "
+                    f"it has no value (base {self.base_value:g})")
+        text = f"{self.value:.6g}"
+        if self.quantity and self.value_in_units is not None:
+            if self.set_param:  # the value is in the parameter's units
+                text = with_unit(f"{self.value_in_units:.6g}", self.unit)
+                if self.scope == "portfolio":
+                    text += " in every cluster"
+            else:
+                text += f" -> {self.quantity} {with_unit(f'{self.value_in_units:.6g}', self.unit)}"
+                text += f", {self.mean}" if self.mean else ""
+        base = f"base {self.base_value:g}" + (f", {self.base_note}" if self.base_note else "")
+        return f"{text}   ({base}; re-evaluated {name} = {self.achieved:.6g})"
+
+
+def with_unit(text: str, unit: str) -> str:
+    """A number as text with its unit: "3.85 USD per GPU-hour", "0.61" (a fraction), "18.5"
+    (a month)."""
+    if unit in ("", "fraction", "ratio", "1", "month"):
+        return text
+    return f"{text} {unit}"
+
+
+def format_output(target: str, v: float | None) -> str:
+    """An output value for a sentence: money with k/M/B, payback "never" when infinite."""
+    if v is None or math.isnan(v):
+        return "n/a"
+    if math.isinf(v):
+        return "never" if target == "payback_months" and v > 0 else f"{v}"
+    if target == "npv":
+        for div, suffix in ((1e9, " B"), (1e6, " M"), (1e3, " k")):
+            if abs(v) >= div:
+                return f"{v / div:.4g}{suffix}"
+    return f"{v:.4g}"
 
 
 def distinct_texts(a: float, b: float) -> tuple[str, str]:
@@ -88,13 +189,49 @@ def parse_target(text: str) -> tuple[str, float]:
     if name not in TARGETS or not value:
         raise ConfigError([f"--target: expected one of {', '.join(t + '=VALUE' for t in TARGETS)}, got {text!r}"])
     try:
-        return name, float(value)
+        level = float(value)
     except ValueError:
         raise ConfigError([f"--target: {value!r} is not a number"]) from None
+    if not math.isfinite(level) or (name in RATE_TARGETS and level <= -1.0):
+        raise ConfigError([f"--target: {name} must be a finite number"
+                           + (" above -1" if name in RATE_TARGETS else "") + f", got {value!r}"])
+    return name, level
+
+
+def moved_params(param: str) -> tuple[str, ...]:
+    """The cluster (or portfolio) parameters that --param moves."""
+    if param in NAMED_SHOCKS:
+        return NAMED_SHOCKS[param][0]
+    return (param,)
+
+
+def _weights(quantity: str, base: dict, clusters: list[int]) -> tuple[np.ndarray, str]:
+    """The portfolio row's weights of `quantity` over `clusters` and what the mean is (WEIGHTS)."""
+    g = base["gpus"][clusters]
+    if quantity == "energy_price":
+        w = g * base["kw_per_gpu"][clusters] * base["pue"][clusters]
+    elif quantity in WEIGHTS:  # utilizations: the on-demand GPUs
+        w = g * (1.0 - base["reserved_share"][clusters])
+    else:
+        w = g
+    if not np.sum(w) > 0:
+        return g, "GPU-weighted mean"
+    return w, WEIGHTS.get(quantity, "GPU-weighted mean")
+
+
+def _quantity(param: str, p: dict) -> np.ndarray:
+    """Per cluster, what `param` moves, from parameters name -> [C]."""
+    if param == "utilization":  # the on-demand pool's training/inference blend
+        w = p["inference_share"]
+        return (1.0 - w) * p["utilization_training"] + w * p["utilization_inference"]
+    if param in SHOCK_QUANTITIES:
+        return p[SHOCK_QUANTITIES[param][0]]
+    return p[param]
 
 
 def axis_for(param: str, portfolio: Portfolio, clusters: list[int]) -> tuple[AxisSpec, float, tuple]:
-    """The shock that moves `param` (a named shock or a parameter, set), its base value and bracket."""
+    """The shock that moves `param` (a named shock or a parameter, set), its base value and
+    bracket. A parameter's base over several clusters is their weighted mean (WEIGHTS)."""
     mask = tuple(i in clusters for i in range(len(portfolio.clusters)))
     if param in NAMED_SHOCKS:
         targets, op, neutral = NAMED_SHOCKS[param]
@@ -102,7 +239,10 @@ def axis_for(param: str, portfolio: Portfolio, clusters: list[int]) -> tuple[Axi
     if param not in PARAMS:
         raise ConfigError([f"--param: unknown parameter or shock {param!r}"])
     spec = PARAMS[param]
-    base = float(np.mean([portfolio.clusters[c][param] for c in clusters]))
+    values = np.array([portfolio.clusters[c][param] for c in clusters], dtype=np.float64)
+    w, _ = _weights(param, portfolio.base_arrays(), clusters)
+    with np.errstate(all="ignore"):
+        base = float(np.sum(w * values) / np.sum(w)) if np.all(np.isfinite(values)) else math.nan
     if not math.isfinite(base):
         base = 0.0
     lo = spec.lo if math.isfinite(spec.lo) else base - 10 * max(abs(base), 1.0)
@@ -110,10 +250,50 @@ def axis_for(param: str, portfolio: Portfolio, clusters: list[int]) -> tuple[Axi
     return AxisSpec(param, (param,), "set", mask), base, (lo, hi)
 
 
+def in_units(portfolio: Portfolio, param: str, spec: AxisSpec, scope_cluster: int | None,
+             shocked: list[int], values) -> list[float]:
+    """Each of `values` (of the shock or parameter) in the units of what it moves: the
+    scope cluster's, or the portfolio's weighted mean over `shocked` (as the model uses
+    it: clipped, a debt term rounded)."""
+    from .kernels.shocks import apply_axis_values
+
+    base = portfolio.base_arrays()
+    x = np.asarray(values, dtype=np.float64)
+    p, _ = apply_axis_values(base, np.asarray(portfolio.discount_rate), (spec,), (x,))
+    C = len(portfolio.clusters)
+    p = {k: np.broadcast_to(v, (x.shape[0], C)) for k, v in p.items()}
+    q = _quantity(param, p)  # [n, C]
+    if scope_cluster is not None:
+        return [float(v) for v in q[:, scope_cluster]]
+    if param not in NAMED_SHOCKS:  # set alike in every cluster
+        return [float(v) for v in q[:, shocked[0]]]
+    name = SHOCK_QUANTITIES[param][0] if param in SHOCK_QUANTITIES else param
+    w, _ = _weights(name, base, shocked)
+    with np.errstate(all="ignore"):
+        return [float(v) for v in np.sum(q[:, shocked] * w, axis=1) / np.sum(w)]
+
+
+def _describe_units(portfolio: Portfolio, param: str, scope_cluster: int | None, shocked: list[int]):
+    """(quantity, unit, mean, base note) of a scope's row."""
+    if param in SHOCK_QUANTITIES:
+        name, unit = SHOCK_QUANTITIES[param]
+        if scope_cluster is not None:
+            return name, unit, "", ""
+        _, mean = _weights(name, portfolio.base_arrays(), shocked)
+        return name, unit, mean, ""
+    unit = PARAMS[param].unit if param in PARAMS else ""
+    if scope_cluster is not None:
+        return param, unit, "", ""
+    _, mean = _weights(param, portfolio.base_arrays(), shocked)
+    return param, unit, "", f"the clusters' {mean}"
+
+
 def _output_fn(portfolio: Portfolio, spec: AxisSpec, target: str, level: float, cluster: int | None, xp):
-    """f(x) = output(x) - level for x [n], on the array namespace xp (numpy or jax.numpy)."""
+    """f(x) = output(x) - level for x [n], on the array namespace xp (numpy or jax.numpy).
+    An IRR (equity IRR) target gives the NPV of the (equity) flows at the rate `level`,
+    NaN for an equity IRR where the scope has no debt."""
     from .kernels.cashflows import cash_flows
-    from .kernels.metrics import evaluate, npv
+    from .kernels.metrics import evaluate, npv, payback_months
     from .kernels.shocks import apply_axis_values
 
     base = {k: xp.asarray(v) for k, v in portfolio.base_arrays().items()}
@@ -126,12 +306,21 @@ def _output_fn(portfolio: Portfolio, spec: AxisSpec, target: str, level: float, 
             out = evaluate(p, xp.broadcast_to(r, (n,)), portfolio.horizon_months, equity_clusters=())
             v = out["min_dscr"] if cluster is None else out["cluster_min_dscr"][:, cluster]
             return v - level
-        cf = cash_flows(p, portfolio.horizon_months)["cf"]
+        fl = cash_flows(p, portfolio.horizon_months)
+        cf = fl["cfe" if target == "equity_irr" else "cf"]
         cf = xp.broadcast_to(cf, (n,) + cf.shape[1:])
         flows = xp.sum(cf, axis=1) if cluster is None else cf[:, cluster, :]
+        if target == "payback_months":
+            return payback_months(flows) - level
         disc = xp.broadcast_to(r, (n,)) if target == "npv" else xp.full((n,), level, dtype=x.dtype)
         v = npv(flows, disc)
-        return v - level if target == "npv" else v
+        if target == "npv":
+            return v - level
+        if target == "equity_irr":
+            debt = xp.broadcast_to(fl["debt"], (n, cf.shape[1])) != 0
+            has_debt = xp.any(debt, axis=1) if cluster is None else debt[:, cluster]
+            v = xp.where(has_debt, v, math.nan)
+        return v
 
     return f
 
@@ -148,26 +337,39 @@ def solve(portfolio: Portfolio, param: str, target: str, level: float, *, scope_
     a, b = bracket or default_bracket
     f_np = _output_fn(portfolio, spec, target, level, scope_cluster, xnp)
     scope = "portfolio" if scope_cluster is None else portfolio.cluster_names[scope_cluster]
+    quantity, unit, mean, base_note = _describe_units(portfolio, param, scope_cluster, shocked)
+
+    def units(*values):
+        return in_units(portfolio, param, spec, scope_cluster, shocked, values)
+
+    common = dict(quantity=quantity, unit=unit, mean=mean, set_param=param not in NAMED_SHOCKS,
+                  base_in_units=units(base_value)[0], base_note=base_note)
     xs = np.linspace(a, b, N_SCAN)
     with np.errstate(all="ignore"):
         fs = f_np(xs)
     sign = np.sign(fs)
-    cells = np.nonzero(np.isfinite(fs[:-1]) & np.isfinite(fs[1:]) & (sign[:-1] * sign[1:] <= 0)
-                       & (sign[:-1] != 0))[0]
+    # a payback that never happens (+inf) is on the far side of any target
+    valid = np.isfinite(fs) | ((fs == np.inf) if target == "payback_months" else False)
+    starts = sign[:-1] != 0
+    starts[0] = True  # a zero at the first point is a crossing (elsewhere it ends the cell before)
+    cells = np.nonzero(valid[:-1] & valid[1:] & (sign[:-1] * sign[1:] <= 0) & starts)[0]
     if cells.size == 0:
-        return Breakeven(scope, None, (a, b), base_value, None, 0, status="none")
+        side, out_range = _side(portfolio, spec, target, level, scope_cluster, xs, fs)
+        return Breakeven(scope, None, (a, b), base_value, None, 0, status="none", side=side,
+                         output_range=out_range, **common)
     mid = 0.5 * (xs[cells] + xs[cells + 1])
     jump = None
     for k in cells[np.argsort(np.abs(mid - base_value), kind="stable")][:MAX_CELLS]:
         x, lo, hi, it = _refine(portfolio, spec, target, level, scope_cluster, f_np, xs, fs, int(k), max_iter)
         achieved = _achieved(portfolio, spec, target, scope_cluster, x)
-        if target == "irr":  # the equation solved, NPV at the rate R = 0 (R may not be the only IRR)
+        if target in RATE_TARGETS:  # the equation solved, NPV at the rate R = 0 (R may not be the only IRR)
             with np.errstate(all="ignore"):
                 ok = meets(0.0, float(f_np(np.asarray([x]))[0]), (fs[k], fs[k + 1]))
         else:
             ok = meets(level, achieved, (fs[k] + level, fs[k + 1] + level))
         if ok:
-            return Breakeven(scope, float(x), (a, b), base_value, achieved, it)
+            return Breakeven(scope, float(x), (a, b), base_value, achieved, it,
+                             value_in_units=units(x)[0], **common)
         if jump is None:
             sides = (lo, hi)
             if spec.op == "set":  # the values the model uses (clipped, a debt term rounded)
@@ -176,8 +378,32 @@ def solve(portfolio: Portfolio, param: str, target: str, level: float, *, scope_
                 sides = tuple(float(clip_param(np, param, np.float64(v))) for v in sides)
             outputs = tuple(_achieved(portfolio, spec, target, scope_cluster, v) for v in (lo, hi))
             jump = Breakeven(scope, None, (a, b), base_value, None, it, status="jump",
-                             jump=(float(sides[0]), float(sides[1])), jump_outputs=outputs)
+                             jump=(float(sides[0]), float(sides[1])), jump_outputs=outputs,
+                             jump_in_units=tuple(units(lo, hi)), **common)
     return jump
+
+
+def _side(portfolio, spec, target, level, cluster, xs, fs) -> tuple[str, tuple[float, float] | None]:
+    """Where no crossing was found: on which side of the target the output stays (from
+    the equation solved: an NPV at the rate R above 0 is an IRR above R), and the lowest
+    and highest output on the scan (the full model's, for an IRR)."""
+    signs = np.sign(fs[~np.isnan(fs)])
+    if signs.size == 0:
+        return "undefined", None
+    if np.all(signs >= 0):
+        side = "above"
+    elif np.all(signs <= 0):
+        side = "below"
+    else:
+        return "mixed", None
+    if target in RATE_TARGETS:
+        outputs = _achieved_many(portfolio, spec, target, cluster, xs)
+    else:
+        outputs = fs + level
+    outputs = outputs[~np.isnan(outputs)]
+    if outputs.size == 0:
+        return side, None
+    return side, (float(np.min(outputs)), float(np.max(outputs)))
 
 
 def meets(level: float, achieved: float, near=()) -> bool:
@@ -197,6 +423,8 @@ def _refine(portfolio, spec, target, level, cluster, f_np, xs, fs, k: int, max_i
     lo, hi, f_lo = float(xs[k]), float(xs[k + 1]), float(fs[k])
     if fs[k + 1] == 0:
         return hi, lo, hi, 0
+    if f_lo == 0:
+        return lo, lo, hi, 0
     import jax
     import jax.numpy as jnp
 
@@ -212,10 +440,14 @@ def _refine(portfolio, spec, target, level, cluster, f_np, xs, fs, k: int, max_i
         with np.errstate(all="ignore"):
             return float(f_np(np.asarray([x]))[0]), math.nan
 
-    x = lo - f_lo * (hi - lo) / (fs[k + 1] - f_lo)
+    if math.isfinite(f_lo) and math.isfinite(fs[k + 1]):
+        x = lo - f_lo * (hi - lo) / (fs[k + 1] - f_lo)
+    else:  # a payback that never happens at one end: no secant
+        x = 0.5 * (lo + hi)
     newton = True
     it = 0
-    scale = max(abs(level), float(np.nanmax(np.abs(fs))) * 1e-6, 1e-12)
+    finite = np.abs(fs[np.isfinite(fs)])
+    scale = max(abs(level), float(np.max(finite)) * 1e-6 if finite.size else 0.0, 1e-12)
     for it in range(1, max_iter + 1):
         fx, dfx = value_and_slope(x) if newton else value(x)
         if abs(fx) <= 1e-12 * scale or hi - lo <= 1e-14 * max(1.0, abs(x)):
@@ -224,22 +456,27 @@ def _refine(portfolio, spec, target, level, cluster, f_np, xs, fs, k: int, max_i
             lo, f_lo = x, fx
         else:
             hi = x
-        step = x - fx / dfx if dfx != 0 else math.nan
+        step = x - fx / dfx if dfx != 0 and math.isfinite(dfx) and math.isfinite(fx) else math.nan
         newton = lo < step < hi
         x = step if newton else 0.5 * (lo + hi)
     return float(x), lo, hi, it
 
 
-def _achieved(portfolio: Portfolio, spec: AxisSpec, target: str, cluster: int | None, x: float) -> float:
-    """The target output re-evaluated by the full model at the breakeven (IRR by its solver)."""
+def _achieved_many(portfolio: Portfolio, spec: AxisSpec, target: str, cluster: int | None, xs) -> np.ndarray:
+    """The target output by the full model at each of `xs` (IRRs by their solver)."""
     from .kernels.metrics import evaluate
     from .kernels.shocks import apply_axis_values
 
-    p, r = apply_axis_values(portfolio.base_arrays(), np.asarray(portfolio.discount_rate), (spec,),
-                             (np.asarray([x]),))
+    xs = np.asarray(xs, dtype=np.float64)
+    p, r = apply_axis_values(portfolio.base_arrays(), np.asarray(portfolio.discount_rate), (spec,), (xs,))
     with np.errstate(all="ignore"):
-        out = evaluate(p, np.broadcast_to(r, (1,)), portfolio.horizon_months)
-    return float(out[target][0] if cluster is None else out["cluster_" + target][0, cluster])
+        out = evaluate(p, np.broadcast_to(r, (xs.shape[0],)), portfolio.horizon_months)
+    return np.asarray(out[target] if cluster is None else out["cluster_" + target][:, cluster], dtype=np.float64)
+
+
+def _achieved(portfolio: Portfolio, spec: AxisSpec, target: str, cluster: int | None, x: float) -> float:
+    """The target output re-evaluated by the full model at the breakeven (IRR by its solver)."""
+    return float(_achieved_many(portfolio, spec, target, cluster, [x])[0])
 
 
 def breakeven(portfolio: Portfolio, param: str, target_text: str, cluster: str | None = None,
@@ -275,7 +512,7 @@ def shifted_portfolio(portfolio: Portfolio, axis, value: float) -> Portfolio:
 
 STATUS_CODES = {"solved": 0, "none": 1, "jump": 2}  # the curve file's `status`
 # the datasets of a curve file besides its axis (write_curve)
-CURVE_NAMES = ("scope", "breakeven", "achieved", "status", "jump_low", "jump_high")
+CURVE_NAMES = ("scope", "breakeven", "breakeven_in_units", "achieved", "status", "jump_low", "jump_high")
 SHOCK_UNITS = {"utilization": "shift of both utilizations", "price": "scale of the on-demand price",
                "energy": "scale of the energy price", "obsolescence": "months (shift of next_gen_month)"}
 
@@ -285,9 +522,30 @@ def _units(param: str | None, target_text: str | None) -> dict:
     from .kernels.params import OUTPUT_UNITS
 
     unit = SHOCK_UNITS.get(param) or (PARAMS[param].unit if param in PARAMS else "")
+    in_units_unit = SHOCK_QUANTITIES[param][1] if param in SHOCK_QUANTITIES else unit
     target = (target_text or "").partition("=")[0].strip()
-    return {"breakeven": unit, "jump_low": unit, "jump_high": unit,
+    return {"breakeven": unit, "jump_low": unit, "jump_high": unit, "breakeven_in_units": in_units_unit,
             "achieved": OUTPUT_UNITS.get(target, ""), "status": "1"}
+
+
+def check_curve_question(scenario, over: str, param: str, target_text: str) -> None:
+    """Refuse, before any work, a curve that cannot be traced: no such axis, an axis named
+    like a dataset of the curve file, an axis that moves what --param moves (the breakeven
+    would set the very value the axis gives), an unknown parameter or target."""
+    parse_target(target_text)
+    if param not in NAMED_SHOCKS and param not in PARAMS:
+        raise ConfigError([f"--param: unknown parameter or shock {param!r}"])
+    axes = {a.name: a for a in scenario.axes}
+    if over not in axes:
+        raise ConfigError([f"--over: {scenario.path} has no axis {over!r} (axes: {', '.join(axes) or 'none'})"])
+    if over in CURVE_NAMES:
+        raise ConfigError([f"--over: {scenario.path}: axis {over!r} shares its name with a dataset of the "
+                           f"curve file ({', '.join(CURVE_NAMES)}); give the axis another name"])
+    shared = [t for t in axes[over].spec.targets if t in moved_params(param)]
+    if shared:
+        raise ConfigError([f"--over: axis {over!r} moves {', '.join(shared)}, which --param {param} also "
+                           f"moves: the breakeven would overwrite the axis's value at every point; "
+                           f"trace it along another axis, or solve for another parameter"])
 
 
 def breakeven_curve(portfolio: Portfolio, scenario, over: str, param: str, target_text: str,
@@ -296,14 +554,9 @@ def breakeven_curve(portfolio: Portfolio, scenario, over: str, param: str, targe
 
     value [axis, scope] is NaN where no value meets the target; status says why (none:
     no crossing in the bracket; jump: the output jumps over the target between
-    jump_low and jump_high)."""
-    axes = {a.name: a for a in scenario.axes}
-    if over not in axes:
-        raise ConfigError([f"--over: {scenario.path} has no axis {over!r} (axes: {', '.join(axes) or 'none'})"])
-    if over in CURVE_NAMES:
-        raise ConfigError([f"--over: {scenario.path}: axis {over!r} shares its name with a dataset of the "
-                           f"curve file ({', '.join(CURVE_NAMES)}); give the axis another name"])
-    axis = axes[over]
+    jump_low and jump_high); value_in_units: the value in the units of what it moves."""
+    check_curve_question(scenario, over, param, target_text)
+    axis = {a.name: a for a in scenario.axes}[over]
     rows = [breakeven(shifted_portfolio(portfolio, axis, float(v)), param, target_text, cluster, bracket)
             for v in axis.values]
     scopes = [r.scope for r in rows[0]]
@@ -313,10 +566,37 @@ def breakeven_curve(portfolio: Portfolio, scenario, over: str, param: str, targe
 
     return {"axis": axis, "scopes": scopes, "rows": rows,
             "value": grid(lambda r: np.nan if r.value is None else r.value),
+            "value_in_units": grid(lambda r: np.nan if r.value_in_units is None else r.value_in_units),
             "achieved": grid(lambda r: np.nan if r.achieved is None else r.achieved),
             "status": np.array([[STATUS_CODES[r.status] for r in row] for row in rows], dtype=np.int8),
             "jump_low": grid(lambda r: np.nan if r.jump is None else r.jump[0]),
             "jump_high": grid(lambda r: np.nan if r.jump is None else r.jump[1])}
+
+
+def curve_table(curve: dict, param: str) -> list[str]:
+    """The --over curve as text: one row per axis value, one column per scope (the
+    portfolio and each cluster), then what the cells mean."""
+    over = curve["axis"].name
+    scopes = curve["scopes"]
+
+    def cell(r: Breakeven) -> str:
+        if r.status == "solved":
+            return f"{r.value:.6g}"
+        if r.status == "jump":
+            a, b = distinct_texts(*r.jump)
+            return f"jump {a}..{b}"
+        return {"above": "above", "below": "below"}.get(r.side, "n/a")
+
+    header = [over] + scopes
+    body = [[f"{v:g}"] + [cell(r) for r in row] for v, row in zip(curve["axis"].values, curve["rows"])]
+    widths = [max(len(line[j]) for line in [header] + body) for j in range(len(header))]
+    lines = ["  " + "  ".join(t.ljust(w) if j == 0 else t.rjust(w) for j, (t, w) in enumerate(zip(line, widths)))
+             for line in [header] + body]
+    what = SHOCK_UNITS.get(param) or (PARAMS[param].unit if param in PARAMS else "")
+    lines.append(f"  cells: the breakeven {param}" + (f" ({what})" if what else "")
+                 + "; above/below: no breakeven, the output stays above/below the target over the whole "
+                   "range; jump A..B: no value meets it, the output jumps over it between A and B")
+    return lines
 
 
 def curve_attrs(portfolio: Portfolio, scenario, param: str, target_text: str, over: str,
@@ -340,8 +620,8 @@ def curve_attrs(portfolio: Portfolio, scenario, param: str, target_text: str, ov
 
 def write_curve(path, curve: dict, attrs: dict) -> Path:
     """HDF5, written under a temporary name and renamed when complete (h5io.AtomicFile):
-    breakeven, achieved, status, jump_low and jump_high [axis, scope], with dimension
-    scales."""
+    breakeven, breakeven_in_units, achieved, status, jump_low and jump_high [axis, scope],
+    with dimension scales."""
     import h5py
 
     from .h5io import AtomicFile, temp_path
@@ -352,8 +632,12 @@ def write_curve(path, curve: dict, attrs: dict) -> Path:
             self.tmp = temp_path(self.path)
             self.f = h5py.File(self.tmp, "w")
 
+    param = attrs.get("param")
+    quantity = SHOCK_QUANTITIES[param][0] if param in SHOCK_QUANTITIES else param
     long_names = {
         "breakeven": ("value", "value of the parameter or shock meeting the target (NaN: none, see status)"),
+        "breakeven_in_units": ("value_in_units", f"the breakeven as {quantity}: each cluster's, for the "
+                                                 "portfolio the clusters' weighted mean (docs/model.md)"),
         "achieved": ("achieved", "target output re-evaluated at the breakeven"),
         "status": ("status", "0 solved, 1 none: no crossing in the bracket, 2 jump: the output jumps "
                              "over the target between jump_low and jump_high"),
@@ -369,13 +653,16 @@ def write_curve(path, curve: dict, attrs: dict) -> Path:
         sc = f.create_dataset("scope", data=np.array(curve["scopes"], dtype=object), dtype=h5py.string_dtype())
         sc.make_scale("scope")
         for name, (key, long_name) in long_names.items():
+            if key not in curve:  # a curve from before value_in_units
+                continue
             ds = f.create_dataset(name, data=curve[key])
             ds.dims[0].attach_scale(ax)
             ds.dims[1].attach_scale(sc)
             ds.attrs["long_name"] = long_name
-        units = _units(attrs.get("param"), attrs.get("target"))
+        units = _units(param, attrs.get("target"))
         for name, unit in units.items():
-            f[name].attrs["units"] = unit
+            if name in f:
+                f[name].attrs["units"] = unit
         f["status"].attrs["flag_values"] = np.array(list(STATUS_CODES.values()), dtype=np.int8)
         f["status"].attrs["flag_meanings"] = " ".join(STATUS_CODES)
         return out.commit()

@@ -433,7 +433,8 @@ def sensitivities(portfolio, top, clusters, as_json):
 @click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
 @click.option("--param", "param", required=True, shell_complete=_complete_param,
               help="A parameter (its value is set) or a named shock: utilization, price, energy, obsolescence.")
-@click.option("--target", default="npv=0", show_default=True, help="npv=V, irr=R or min_dscr=D.")
+@click.option("--target", default="npv=0", show_default=True,
+              help="npv=V, irr=R, equity_irr=R, min_dscr=D or payback_months=M.")
 @click.option("--cluster", default=None, help="Only this cluster: shock it alone, target its own output.")
 @click.option("--range", "bracket", type=(float, float), default=None,
               help="Bracket to search [default: the parameter's range or the shock's usual span].")
@@ -482,8 +483,8 @@ def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output
 
 
 def _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, output, as_json) -> None:
-    """Write the --over curve file and print it (the first scope's row per axis value)."""
-    from .breakeven import curve_attrs, write_curve
+    """Write the --over curve file and print it (every scope per axis value)."""
+    from .breakeven import curve_attrs, curve_table, write_curve
 
     try:
         write_curve(output, curve, curve_attrs(pf, sc, param, target, over, cluster, bracket))
@@ -500,11 +501,14 @@ def _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, o
                                "breakeven": [[r.value for r in row] for row in rows],
                                "status": [[r.status for r in row] for row in rows],
                                "jump": [[None if r.jump is None else list(r.jump) for r in row] for row in rows],
+                               "side": [[r.side for r in row] for row in rows],
+                               "value_in_units": [[r.to_dict()["value_in_units"] for r in row] for row in rows],
+                               "quantity": [r.quantity for r in rows[0]], "unit": rows[0][0].unit,
                                "output": str(output)}, indent=2))
         return
     click.echo(f"{pf.name}: {param} such that {target}, along {over}; wrote {output}")
-    for v, row in zip(curve["axis"].values, rows):
-        click.echo(f"  {over}={v:<10g} {row[0].scope} {row[0].describe(target)}")
+    for line in curve_table(curve, param):
+        click.echo(line)
 
 
 @main.command()

@@ -824,10 +824,16 @@ def _be_report(f, path: Path, folder: Path, written: list[str], notes: list[str]
             ax.plot(xs[order], v, color=cm(0.15 + 0.7 * k / max(len(scopes) - 2, 1)), linewidth=1.4,
                     linestyle=styles[k % len(styles)], marker=markers[k % len(markers)], markersize=4, label=_mt(s))
             k += 1
-    missing = [s for j, s in enumerate(scopes) if not np.isfinite(be[:, j]).all()]
+    gap = ~np.isfinite(be)
+    jumps = gap & (np.asarray(f["status"][()]) == 2) if "status" in f else np.zeros_like(gap)  # 2: jump
+    missing = [s for j, s in enumerate(scopes) if (gap[:, j] & ~jumps[:, j]).any()]
+    jumped = [s for j, s in enumerate(scopes) if jumps[:, j].any()]
     if missing:
         notes.append("No breakeven in the bracket at some or all points (gaps in the curve) for: "
                      + ", ".join(missing) + ".")
+    if jumped:
+        notes.append("No value meets the target at some or all points: the output jumps over the target "
+                     "(gaps in the curve) for: " + ", ".join(jumped) + ".")
     ax.set_xlabel(_mt(over_label))
     ax.set_ylabel(_mt(f"breakeven {y_label}"))
     ax.set_title(_mt(f"Breakeven {param} for {target} along {over}"), fontsize=10)
