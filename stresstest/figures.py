@@ -6,18 +6,25 @@ and writes into `out_dir`:
 - grid files: heatmaps of the portfolio NPV and IRR over two axes (`x` across, `y` up;
   by default the first two axes with more than one value), every other axis held at
   `at[axis]` or at its neutral value (the coordinate's `neutral` attribute if that value
-  is on the axis, else the value nearest to it, else the middle value), with the
-  NPV = 0 and IRR = discount rate contours where the data cross them. A grid with one
-  varying axis gets line plots (bar charts for a labelled axis, such as the named
-  scenarios) instead;
+  is on the axis, else the value nearest to it, else the middle value), in a diverging
+  colour map (RdBu, matplotlib's TwoSlopeNorm) white at NPV = 0 and at IRR = discount
+  rate, with those contours where the data cross them and a star at the base case
+  where it lies in the plane. A grid with one varying axis gets line plots instead;
+  a labelled axis (the named scenarios) gets `named_npv.png` and `named_irr.png`, bars
+  from the base case to each scenario's value;
 - sensitivity files (`run --sensitivities`), in addition: a tornado chart of the 15
   (cluster, parameter) pairs that move the portfolio NPV most for a +-10 % move,
-  first order (`npv_per_pct` x 10), at the grid point nearest the base case;
+  first order (`npv_per_pct` x 10), at the grid point nearest the base case; step
+  parameters (tornado.STEP_PARAMS) marked * "linear estimate unreliable";
 - Monte Carlo files: the NPV histogram (needs the per-path NPVs of `--save-paths`) and
-  CDF with VaR 95 and CVaR 95 marked, and the fan chart of the cumulative cash flow;
+  CDF with VaR 95 and CVaR 95 marked (as the terminal gives them, losses, at the NPV
+  they come from), the fan chart of the cumulative cash flow, and with
+  `--sensitivities` the pathwise changes of mean NPV and CVaR 95 for +1 % of each
+  value (`mc_sensitivities.png`);
 - breakeven curves (`breakeven --over`): the breakeven value along the axis, per scope;
 
-then `report.html`, which refers to the PNGs beside it by relative names. Every argument
+then `report.html`, which holds the same PNGs as data URIs (base64), so that the page
+alone can be mailed or moved: it refers to no other file. Every argument
 is checked before anything is written; the files are rendered into a temporary folder
 beside `out_dir` and moved into place only when all of them are complete, so a failure
 leaves nothing in `out_dir`. Bad arguments raise `ConfigError` naming the file and option.
@@ -325,35 +332,77 @@ def _coords(axis: AxisInfo) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(axis.values), dtype=float), np.arange(len(axis.values))
 
 
+def _diverging_norm(finite: np.ndarray, center: float):
+    """A TwoSlopeNorm with vcenter=center over the data; where every value lies on one side
+    of it, the empty side mirrors the full one, so the colour of the centre stays white."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (center - 1.0, center + 1.0)
+    if not lo < center < hi:
+        half = max(abs(lo - center), abs(hi - center)) or 1.0
+        lo, hi = min(lo, center - half), max(hi, center + half)
+    return TwoSlopeNorm(vcenter=center, vmin=lo, vmax=hi)
+
+
 def _heatmap(folder, name, written, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *, cbar: str,
-             cmap: str, level: float | None, level_label: str, title: str, cell_fmt) -> None:
-    """z: (ny, nx) in the axes' stored order, already in the plotted unit."""
+             cmap: str, level: float | None, level_label: str, title: str, cell_fmt,
+             center: float | None = None, base_xy: tuple[float, float] | None = None) -> None:
+    """z: (ny, nx) in the axes' stored order, already in the plotted unit. With `center`, a
+    diverging colour map (`cmap`, e.g. RdBu) whose white is at that value (NPV = 0); with
+    `base_xy`, the base case (no shock) is marked at that point of the plane."""
     xc, xo = _coords(xa)
     yc, yo = _coords(ya)
     z = np.ma.masked_invalid(z[np.ix_(yo, xo)])
     fig = _new_figure(7.6, 5.6)
+    fig.set_layout_engine("constrained")
     ax = fig.add_subplot()
     cm = matplotlib.colormaps[cmap].with_extremes(bad="0.85")
     finite = z.compressed()
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if vmin == vmax:
         vmin, vmax = vmin - 0.5, vmax + 0.5
-    mesh = ax.pcolormesh(_edges(xc), _edges(yc), z, cmap=cm, vmin=vmin, vmax=vmax, shading="flat")
+    if center is not None:
+        norm = _diverging_norm(finite, center)
+        mesh = ax.pcolormesh(_edges(xc), _edges(yc), z, cmap=cm, norm=norm, shading="flat")
+    else:
+        from matplotlib.colors import Normalize
+
+        norm = Normalize(vmin=vmin, vmax=vmax)
+        mesh = ax.pcolormesh(_edges(xc), _edges(yc), z, cmap=cm, norm=norm, shading="flat")
     cb = fig.colorbar(mesh, ax=ax)
     cb.set_label(cbar)
+    if center is not None:  # each half of a diverging bar gets its own ticks, the centre one
+        from matplotlib.ticker import MaxNLocator
+
+        lo = MaxNLocator(5).tick_values(norm.vmin, center)
+        hi = MaxNLocator(5).tick_values(center, norm.vmax)
+        ticks = sorted({float(t) for t in (*lo, *hi) if norm.vmin <= t <= norm.vmax
+                        and abs(float(norm(t)) - 0.5) >= 0.05} | {float(center)})  # none crowding the centre
+        cb.set_ticks(ticks)
     handles = []
     if (level is not None and finite.size and vmin < level < vmax and len(xc) >= 2 and len(yc) >= 2):
         ax.contour(xc, yc, z, levels=[level], colors="black", linewidths=2.0, linestyles="solid")
         cb.ax.axhline(level, color="black", linewidth=2.0)
         handles.append(Line2D([], [], color="black", linewidth=2.0, label=level_label))
+    elif level is not None and finite.size:  # say so, rather than leave the reader to look for the line
+        side = "below" if vmax <= level else "above"
+        handles.append(Line2D([], [], color="none", label=f"{level_label}: nowhere here (all {side})"))
+    if base_xy is not None:
+        ax.plot([base_xy[0]], [base_xy[1]], linestyle="none", marker="*", markersize=16,
+                markerfacecolor="gold", markeredgecolor="black", markeredgewidth=1.2, zorder=5)
+        handles.append(Line2D([], [], linestyle="none", marker="*", markersize=12, markerfacecolor="gold",
+                              markeredgecolor="black", label="base case (no shock)"))
     if z.size <= 120:
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):
                 if z.mask is not np.ma.nomask and z.mask[i, j]:
                     continue
-                frac = (float(z[i, j]) - vmin) / (vmax - vmin)
-                ax.text(xc[j], yc[i], cell_fmt(float(z[i, j])), ha="center", va="center",
-                        fontsize=7, color="white" if frac < 0.55 else "black")
+                frac = float(norm(float(z[i, j])))
+                dark = abs(frac - 0.5) > 0.3 if center is not None else frac < 0.55
+                under_star = base_xy is not None and np.isclose(xc[j], base_xy[0]) and np.isclose(yc[i], base_xy[1])
+                ax.annotate(cell_fmt(float(z[i, j])), (xc[j], yc[i]), xytext=(0, -11 if under_star else 0),
+                            textcoords="offset points", ha="center", va="top" if under_star else "center",
+                            fontsize=7, color="white" if dark else "black")
     for a, setter, ticks in ((xa, ax.set_xticks, xc), (ya, ax.set_yticks, yc)):
         if not a.numeric:
             setter(ticks, [_mt(t) for t in a.values])
@@ -361,11 +410,18 @@ def _heatmap(folder, name, written, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *
             setter(ticks, [_g(t) for t in ticks])
     ax.set_xlabel(_mt(xa.label()))
     ax.set_ylabel(_mt(ya.label()))
-    ax.set_title(_mt(title), fontsize=10)
+    ax.set_title(_wrap(title, 95), fontsize=10)
     if handles:
         ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.85)
-    fig.tight_layout()
     _save(fig, folder, name, written)
+
+
+def _wrap(text: str, width: int) -> str:
+    """A title for matplotlib (literal `$`), wrapped at `width` characters a line."""
+    import textwrap
+
+    text = _mt(text).replace(" %", "\u00a0%")  # never "10" at a line's end and "%" on the next
+    return "\n".join(textwrap.fill(part, width, break_on_hyphens=False) for part in text.split("\n"))
 
 
 def _line(folder, name, written, axis: AxisInfo, v: np.ndarray, *, ylabel: str, ref: float | None,
@@ -382,44 +438,78 @@ def _line(folder, name, written, axis: AxisInfo, v: np.ndarray, *, ylabel: str, 
             ax.axhline(ref, color="black", linewidth=1.2, linestyle="--", label=ref_label)
         ax.set_xlabel(_mt(axis.label()))
         ax.set_ylabel(ylabel)
-    else:
+    else:  # labelled (named scenarios): bars against the base case, the change written at each
+        fig.set_size_inches(7.6, 1.6 + 0.45 * max(len(axis.values), 1))
         pos = np.arange(len(axis.values))
-        ax.barh(pos, np.where(np.isfinite(v), v, 0.0), color=colour)
+        vals = np.where(np.isfinite(v), v, 0.0)
+        has_base = base is not None and _finite(base)
+        div = matplotlib.colormaps["RdBu"]
+        colours = [colour if not has_base else div(0.2) if x < base else div(0.8) for x in vals]
+        start = base if has_base else 0.0  # each bar runs from the base case to the scenario's value
+        ax.barh(pos, vals - start, left=start, color=colours, edgecolor="black", linewidth=0.5)
         ax.set_yticks(pos, [_mt(t) for t in axis.values])
         ax.invert_yaxis()
         if ref is not None:
             ax.axvline(ref, color="black", linewidth=1.2, linestyle="--", label=ref_label)
-        if base is not None and _finite(base):
-            ax.axvline(base, color="0.4", linewidth=1.5, linestyle=":", label="base case")
+        if has_base:
+            ax.axvline(base, color="0.25", linewidth=1.8, linestyle=":", label=f"base case ({base:,.1f})")
+            for i, (x, raw) in enumerate(zip(vals, v)):
+                text = f"{raw:,.1f} ({raw - base:+,.1f})" if np.isfinite(raw) else "n/a"
+                ax.annotate(text, (x, i), xytext=(-4 if x < base else 4, 0), textcoords="offset points",
+                            ha="right" if x < base else "left", va="center", fontsize=8,
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+            ax.plot([], [], linestyle="none", marker="s", color=div(0.2), label="below the base case")
+            ax.plot([], [], linestyle="none", marker="s", color=div(0.8), label="above the base case")
+            ax.plot([], [], linestyle="none", label="numbers: value (change vs base)")
+            lo, hi = min(float(vals.min()), base, ref or base), max(float(vals.max()), base, ref or base)
+            pad = 0.3 * (hi - lo or 1.0)
+            ax.set_xlim(lo - pad, hi + pad)
         ax.set_xlabel(ylabel)
         ax.set_ylabel(_mt(axis.name))
     ax.grid(alpha=0.3)
-    ax.set_title(_mt(title), fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.set_title(_wrap(title, 90), fontsize=10)
+    fig.set_layout_engine("constrained")
+    if not ax.get_legend_handles_labels()[0]:
+        pass
+    elif axis.numeric:
+        ax.legend(fontsize=8, loc="best")
+    else:  # below the chart, clear of the bars and their numbers
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=3)
     _save(fig, folder, name, written)
 
 
-def _tornado(folder, name, written, rows: list[dict], currency: str, title: str) -> None:
-    fig = _new_figure(8.4, 1.6 + 0.36 * max(len(rows), 1))
+def _tornado(folder, name, written, rows: list[dict], currency: str, title: str, *,
+             xlabel: str | None = None, labels: tuple[str, str] | None = None) -> None:
+    """Horizontal bars of rows {cluster, parameter, up, down[, step]} (NPV changes in the
+    currency). A step parameter (tornado.STEP_PARAMS) is marked * with the footnote
+    "linear estimate unreliable: step parameter" under the chart and drawn paler."""
+    from .tornado import STEP_MARK, STEP_NOTE
+
+    fig = _new_figure(8.4, 1.9 + 0.36 * max(len(rows), 1))
+    fig.set_layout_engine("constrained")
     ax = fig.add_subplot()
-    labels = [_mt(f"{r['cluster']} · {r['parameter']}") for r in rows]
+    labels = labels or (f"+{TORNADO_MOVE_PCT:g} %", f"−{TORNADO_MOVE_PCT:g} %")
+    ticks = [_mt(f"{r['cluster']} · {r['parameter']}" + (STEP_MARK if r.get("step") else "")) for r in rows]
     pos = np.arange(len(rows))
-    up = np.array([r["up"] for r in rows]) / 1e6
-    down = np.array([r["down"] for r in rows]) / 1e6
+    up = np.array([r["up"] for r in rows], dtype=float) / 1e6
+    down = np.array([r["down"] for r in rows], dtype=float) / 1e6
+    alpha = np.array([0.45 if r.get("step") else 1.0 for r in rows])
     cm = matplotlib.colormaps["cividis"]
-    ax.barh(pos, up, color=cm(0.85), edgecolor="black", linewidth=0.5, label=f"+{TORNADO_MOVE_PCT:g} %")
-    ax.barh(pos, down, color=cm(0.15), edgecolor="black", linewidth=0.5, hatch="//",
-            label=f"−{TORNADO_MOVE_PCT:g} %")
+    for i in range(len(rows)):
+        ax.barh(pos[i], up[i], color=cm(0.85), edgecolor="black", linewidth=0.5, alpha=alpha[i],
+                label=labels[0] if i == 0 else None)
+        ax.barh(pos[i], down[i], color=cm(0.15), edgecolor="black", linewidth=0.5, hatch="//", alpha=alpha[i],
+                label=labels[1] if i == 0 else None)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(pos, labels, fontsize=8)
+    ax.set_yticks(pos, ticks, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"NPV change for ±{TORNADO_MOVE_PCT:g} % of the parameter, first order (M {currency})")
-    ax.set_title(_mt(title), fontsize=10)
+    ax.set_xlabel(xlabel or f"NPV change for ±{TORNADO_MOVE_PCT:g} % of the parameter, first order (M {currency})")
+    ax.set_title(_wrap(title, 80), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    if any(r.get("step") for r in rows):
+        fig.supxlabel(f"{STEP_MARK} {STEP_NOTE} (its effect moves in steps; the gradient is the slope "
+                      "between them, paler bars)", fontsize=8, x=0.01, ha="left")
     _save(fig, folder, name, written)
 
 
@@ -461,6 +551,25 @@ def _provenance(f, path: Path, kind: str) -> list[tuple[str, str]]:
     return rows
 
 
+def _base_in_plane(plan: Plan, by_name: dict[str, AxisInfo]) -> tuple[float, float] | None:
+    """(x, y) of the base case (every shock neutral) where it lies in the heatmap's plane:
+    both plotted axes have a neutral value within their span, every other axis is held at
+    its neutral value. None otherwise (a held axis shocked, a `set` axis, labels)."""
+    for n, (i, _) in plan.held.items():
+        a = by_name[n]
+        if not a.numeric or a.neutral is None or _on_axis(a, a.neutral) != i:
+            return None
+    xy = []
+    for a in (by_name[plan.x], by_name[plan.y]):
+        if not a.numeric or a.neutral is None:
+            return None
+        edges = _edges(np.sort(a.values.astype(float)))
+        if not edges[0] <= a.neutral <= edges[-1]:
+            return None
+        xy.append(float(a.neutral))
+    return xy[0], xy[1]
+
+
 def _grid_report(f, path: Path, plan: Plan, folder: Path, written: list[str], notes: list[str]) -> dict:
     axes = plan.axes
     by_name = {a.name: a for a in axes}
@@ -473,19 +582,17 @@ def _grid_report(f, path: Path, plan: Plan, folder: Path, written: list[str], no
     # summary: base case, worst and best NPV and IRR over the whole grid
     outs = [k for k in ("npv", "irr", "roi") if k in f]
     base = {k: float(f["base"][k][()]) for k in outs if k in f["base"]}
-    rows = [{"case": "base case (no shock)", "point": {}, **base}]
-    for out in ("npv", "irr"):
-        if out not in f:
-            continue
-        for label, fn in (("worst", np.argmin), ("best", np.argmax)):
-            hit = _extreme(f[out], fn)
-            if hit is None:
-                continue
-            idx = np.unravel_index(hit[0], shape) if shape else ()
+    from .report import merge_cases
+
+    rows = [{"case": "base case (no shock)", "point": {}, "outputs": [], **base}]
+    for label, fn in (("worst", np.argmin), ("best", np.argmax)):
+        hits = [(out, _extreme(f[out], fn)) for out in ("npv", "irr", "roi") if out in f]
+        # one row for a point that is the worst (best) of several outputs: "worst NPV, IRR, ROI"
+        for case, names, flat in merge_cases(label, [(out, hit[0]) for out, hit in hits if hit is not None]):
+            idx = np.unravel_index(flat, shape) if shape else ()
             point = {a.name: (a.values[i].item() if hasattr(a.values[i], "item") else a.values[i])
                      for a, i in zip(axes, idx)}
-            rows.append({"case": f"{label} {out.upper()}", "point": point,
-                         **{k: float(f[k][idx]) for k in outs}})
+            rows.append({"case": case, "outputs": names, "point": point, **{k: float(f[k][idx]) for k in outs}})
     tables["summary"] = rows
 
     # base case per cluster
@@ -517,37 +624,57 @@ def _grid_report(f, path: Path, plan: Plan, folder: Path, written: list[str], no
     figs = {}
     if plan.x and plan.y:
         xa, ya = by_name[plan.x], by_name[plan.y]
+        base_xy = _base_in_plane(plan, by_name)
         tables["heatmap"] = {"x": plan.x, "y": plan.y, "x_values": plain(xa.values), "y_values": plain(ya.values),
+                             "base_case": list(base_xy) if base_xy else None,
                              **{k: slab(k, [plan.y, plan.x]).tolist() for k in ("npv", "irr") if k in f}}
+        where_base = (f" The star marks the base case (no shock: {plan.x} = {_g(base_xy[0])}, {plan.y} = "
+                      f"{_g(base_xy[1])})." if base_xy else
+                      " The base case (no shock) is not in this plane: no star.")
         if "npv" in f:
             z = slab("npv", [plan.y, plan.x]) / 1e6
-            _heatmap(folder, "npv_heatmap.png", written, xa, ya, z, cbar=f"NPV (M {currency})", cmap="viridis",
+            _heatmap(folder, "npv_heatmap.png", written, xa, ya, z, cbar=f"NPV (M {currency})", cmap="RdBu",
                      level=0.0, level_label="NPV = 0", title=f"Portfolio NPV (M {currency}); {held_title}",
-                     cell_fmt=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}")
-            figs["npv_heatmap.png"] = f"Portfolio NPV over {plan.x} and {plan.y}; {held_title}."
+                     cell_fmt=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}", center=0.0, base_xy=base_xy)
+            figs["npv_heatmap.png"] = (f"Portfolio NPV over {plan.x} and {plan.y}; {held_title}. Red: a loss, "
+                                       f"blue: a gain, white: NPV = 0 (the black line).{where_base}")
         if "irr" in f:
             z = slab("irr", [plan.y, plan.x]) * 100
             lvl = None if rate is None or rate_is_axis else 100 * float(rate)
-            _heatmap(folder, "irr_heatmap.png", written, xa, ya, z, cbar="IRR (% per year)", cmap="cividis",
+            _heatmap(folder, "irr_heatmap.png", written, xa, ya, z, cbar="IRR (% per year)",
+                     cmap="cividis" if lvl is None else "RdBu",
                      level=lvl, level_label=f"IRR = discount rate ({lvl:g} %)" if lvl is not None else "",
-                     title=f"Portfolio IRR (% per year); {held_title}", cell_fmt=lambda v: f"{v:.1f}")
-            figs["irr_heatmap.png"] = (f"Portfolio IRR over {plan.x} and {plan.y}; {held_title}. "
-                                       "Grey cells: no IRR (no sign change of the cash flows).")
+                     title=f"Portfolio IRR (% per year); {held_title}", cell_fmt=lambda v: f"{v:.1f}",
+                     center=lvl, base_xy=base_xy)
+            centred = "" if lvl is None else f" White: IRR = the discount rate ({lvl:g} %), where NPV = 0."
+            figs["irr_heatmap.png"] = (f"Portfolio IRR over {plan.x} and {plan.y}; {held_title}.{centred} "
+                                       f"Grey cells: no IRR (no sign change of the cash flows).{where_base}")
     elif plan.line:
         la = by_name[plan.line]
         tables["line"] = {"axis": plan.line, "values": plain(la.values),
                           **{k: slab(k, [plan.line]).tolist() for k in ("npv", "irr") if k in f}}
+        # a labelled axis (the named scenarios) is a bar chart by name against the base case
+        what = "named scenario" if plan.line == "scenario" else plan.line
+        held = "" if not plan.held else f"; {held_title}"
+        names = {k: (f"named_{k}.png" if not la.numeric else f"{k}_line.png") for k in ("npv", "irr")}
+        titles = {k: (f"{label} by {what} vs base case{held}" if not la.numeric
+                      else f"Portfolio {label} along {plan.line}; {held_title}")
+                  for k, label in (("npv", "NPV"), ("irr", "IRR"))}
         if "npv" in f:
-            _line(folder, "npv_line.png", written, la, slab("npv", [plan.line]) / 1e6,
+            _line(folder, names["npv"], written, la, slab("npv", [plan.line]) / 1e6,
                   ylabel=f"NPV (M {currency})", ref=0.0, ref_label="NPV = 0",
-                  base=base.get("npv", math.nan) / 1e6, title=f"Portfolio NPV along {plan.line}; {held_title}")
-            figs["npv_line.png"] = f"Portfolio NPV along {plan.line}; {held_title}."
+                  base=base.get("npv", math.nan) / 1e6, title=titles["npv"])
+            figs[names["npv"]] = (f"{titles['npv']}: each bar the portfolio NPV (M {currency}) with its change "
+                                  "against the base case (no shock, the dotted line)." if not la.numeric
+                                  else f"{titles['npv']}.")
         if "irr" in f:
             ref = None if rate is None or rate_is_axis else 100 * float(rate)
-            _line(folder, "irr_line.png", written, la, slab("irr", [plan.line]) * 100,
+            _line(folder, names["irr"], written, la, slab("irr", [plan.line]) * 100,
                   ylabel="IRR (% per year)", ref=ref, ref_label=f"discount rate ({ref:g} %)" if ref is not None else "",
-                  base=base.get("irr", math.nan) * 100, title=f"Portfolio IRR along {plan.line}; {held_title}")
-            figs["irr_line.png"] = f"Portfolio IRR along {plan.line}; {held_title}."
+                  base=base.get("irr", math.nan) * 100, title=titles["irr"])
+            figs[names["irr"]] = (f"{titles['irr']}: each bar the portfolio IRR (% per year) with its change "
+                                  "against the base case (percentage points)." if not la.numeric
+                                  else f"{titles['irr']}.")
     else:
         notes.append("Every axis of this grid has one value (or is held): no heatmap or line plot to draw.")
 
@@ -560,8 +687,11 @@ def _grid_report(f, path: Path, plan: Plan, folder: Path, written: list[str], no
         flat = [(float(swing[c, p]), c, p) for c in range(m.shape[0]) for p in range(m.shape[1])
                 if np.isfinite(swing[c, p]) and swing[c, p] > 0]
         flat.sort(key=lambda t: -t[0])
+        from .tornado import STEP_PARAMS
+
         trows = [{"cluster": clusters[c] if c < len(clusters) else str(c), "parameter": params[p],
-                  "up": float(m[c, p]) * TORNADO_MOVE_PCT, "down": -float(m[c, p]) * TORNADO_MOVE_PCT}
+                  "up": float(m[c, p]) * TORNADO_MOVE_PCT, "down": -float(m[c, p]) * TORNADO_MOVE_PCT,
+                  "step": params[p] in STEP_PARAMS}
                  for _, c, p in flat[:TORNADO_TOP]]
         point = {a.name: (a.values[idx[a.name][0]].item() if hasattr(a.values[idx[a.name][0]], "item")
                           else a.values[idx[a.name][0]]) for a in axes}
@@ -572,9 +702,11 @@ def _grid_report(f, path: Path, plan: Plan, folder: Path, written: list[str], no
         if trows:
             _tornado(folder, "tornado.png", written, trows, currency,
                      f"Top {len(trows)} (cluster, parameter) by NPV change for ±{TORNADO_MOVE_PCT:g} %\nat {where_txt}")
+            step_note = (" * after a name marks a step parameter: linear estimate unreliable (stresstest "
+                         "sensitivities gives the exact change)." if any(r["step"] for r in trows) else "")
             figs["tornado.png"] = (f"Tornado at {where_txt}: first-order change of the portfolio NPV for a "
                                    f"±{TORNADO_MOVE_PCT:g} % move of one cluster's parameter (npv_per_pct × "
-                                   f"{TORNADO_MOVE_PCT:g}).")
+                                   f"{TORNADO_MOVE_PCT:g}).{step_note}")
         else:
             notes.append("No parameter moves the NPV at the base case: no tornado chart.")
     return {"tables": tables, "captions": figs, "currency": currency, "held_title": held_title}
@@ -598,8 +730,12 @@ def _grid_html(res: dict, plan: Plan) -> list[str]:
         parts.append("<h3>Tornado (first order)</h3>")
         parts.append(_table(["cluster", "parameter", f"NPV change +{TORNADO_MOVE_PCT:g} % (M {cur})",
                              f"NPV change −{TORNADO_MOVE_PCT:g} % (M {cur})"],
-                            [[r["cluster"], r["parameter"], fmt_money(r["up"]), fmt_money(r["down"])]
-                             for r in t["tornado"]["rows"]], num_cols=(2, 3)))
+                            [[r["cluster"], r["parameter"] + ("*" if r.get("step") else ""), fmt_money(r["up"]),
+                              fmt_money(r["down"])] for r in t["tornado"]["rows"]], num_cols=(2, 3)))
+        if any(r.get("step") for r in t["tornado"]["rows"]):
+            from .tornado import STEP_NOTE
+
+            parts.append(f"<p>* {_e(STEP_NOTE)}</p>")
     return parts
 
 
@@ -655,14 +791,19 @@ def _mc_report(f, path: Path, folder: Path, written: list[str], notes: list[str]
     var95 = risk.get("var_95", {}).get("value")
     cvar95 = risk.get("cvar_95", {}).get("value")
 
+    from .report import fmt as tfmt  # the terminal's format, so that the legend reads as `run` prints
+
     def mark(ax, vertical=True):
-        for val, lab, ls in ((var95, "VaR 95", "--"), (cvar95, "CVaR 95", ":")):
+        # VaR and CVaR are losses (positive: NPV below zero), as `run` prints them; the line
+        # stands at the NPV they come from: the 5 % quantile, the mean of the worst 5 %
+        for val, lab, at, ls in ((var95, "VaR 95 %", "NPV at P5", "--"),
+                                 (cvar95, "CVaR 95 %", "mean NPV of the worst 5 %", ":")):
             if val is not None and _finite(val):
                 ax.axvline(-val / 1e6, color="black", linestyle=ls, linewidth=1.6,
-                           label=f"{lab}: NPV {fmt_money(-val)} M")
+                           label=f"{lab} = {tfmt('npv', val)} ({at} = {tfmt('npv', -val)})")
         if _finite(npv.get("mean")):
             ax.axvline(npv["mean"] / 1e6, color=cm(0.6), linestyle="-", linewidth=1.6,
-                       label=f"mean {fmt_money(npv['mean'])} M")
+                       label=f"mean NPV = {tfmt('npv', npv['mean'])}")
 
     has_paths = "paths" in f and "npv" in f["paths"]
     if has_paths:
@@ -697,8 +838,9 @@ def _mc_report(f, path: Path, folder: Path, written: list[str], notes: list[str]
         ax.grid(alpha=0.3)
         fig.tight_layout()
         _save(fig, folder, "npv_hist.png", written)
-        figs["npv_hist.png"] = ("Histogram of the portfolio NPV over the paths; VaR 95 marks the 5 % quantile, "
-                                "CVaR 95 the mean of the worst 5 %.")
+        figs["npv_hist.png"] = ("Histogram of the portfolio NPV over the paths. VaR 95 and CVaR 95 are losses, "
+                                "positive below NPV = 0, as the run prints them; their lines stand at the NPV "
+                                "they come from: the 5 % quantile (−VaR) and the mean of the worst 5 % (−CVaR).")
         fig = _new_figure()
         ax = fig.add_subplot()
         cdf = np.concatenate([[0.0], np.cumsum(hf)]) / max(n, 1)
@@ -720,11 +862,13 @@ def _mc_report(f, path: Path, folder: Path, written: list[str], notes: list[str]
     ax.set_xlabel(f"portfolio NPV (M {currency})")
     ax.set_ylabel("probability NPV ≤ x")
     ax.set_title("Cumulative distribution of the portfolio NPV", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, folder, "npv_cdf.png", written)
-    figs["npv_cdf.png"] = f"CDF of the portfolio NPV, {cdf_note}; VaR 95 and CVaR 95 marked."
+    figs["npv_cdf.png"] = (f"CDF of the portfolio NPV, {cdf_note}. VaR 95 and CVaR 95 (losses, as the run "
+                           "prints them) are marked at the 5 % quantile of the NPV (−VaR) and at the mean "
+                           "NPV of the worst 5 % (−CVaR).")
 
     if "cumulative_cf_fan" in f:
         fan = np.asarray(f["cumulative_cf_fan"][()], dtype=np.float64) / 1e6  # (month, q)
@@ -755,9 +899,67 @@ def _mc_report(f, path: Path, folder: Path, written: list[str], notes: list[str]
         figs["cumulative_cf_fan.png"] = ("Fan chart of the cumulative portfolio cash flow by month: the 5–95 % and "
                                          "25–75 % bands over the paths, the median and the mean.")
     if "grad_mean_npv" in f:
-        notes.append("The file holds pathwise sensitivities (grad_mean_npv, grad_cvar_*); this report does not "
-                     "chart them.")
+        _mc_sensitivities(f, folder, written, notes, figs, tables, currency, clusters)
     return {"tables": tables, "captions": figs, "currency": currency}
+
+
+def _mc_sensitivities(f, folder, written, notes, figs, tables, currency, clusters) -> None:
+    """The pathwise sensitivities of `run -s <montecarlo> --sensitivities`: per (cluster,
+    parameter) the change of the mean NPV and of CVaR 95 for +1 % of the value (gradient x
+    value / 100, the values from the file's configuration), the top 15 as bars."""
+    from .kernels.params import PARAM_NAMES
+    from .report import mc_sensitivity_rows
+
+    import h5py
+
+    grads = {k: np.asarray(f[k][()], dtype=np.float64) for k in f
+             if k.startswith("grad_") and isinstance(f[k], h5py.Dataset)}
+    params = [str(p) for p in _strings(f["parameter"][()])] if "parameter" in f else list(PARAM_NAMES)
+    try:
+        cfg = json.loads(_attr(f, "config"))["portfolio"]
+        by_name = {c["name"]: c for c in cfg["clusters"]}
+        rate = cfg.get("discount_rate")
+    except Exception:  # noqa: BLE001 - an old or foreign file: no values to scale by
+        by_name, rate = {}, None
+    values = [[math.inf if by_name.get(c, {}).get(p, math.nan) is None else by_name.get(c, {}).get(p, math.nan)
+               for p in params] for c in clusters]
+    if not by_name:
+        notes.append("The file holds pathwise sensitivities (grad_mean_npv, grad_cvar_*) but no configuration "
+                     "with the parameter values: no chart of the change per +1 %.")
+        return
+    rows = mc_sensitivity_rows(grads, values, clusters, params, rate)
+    tables["sensitivities"] = rows
+    top = [r for r in rows if math.isfinite(r["mean_npv"])][:TORNADO_TOP]
+    if not top:
+        return
+    fig = _new_figure(8.4, 1.9 + 0.42 * len(top))
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    pos = np.arange(len(top))
+    cm = matplotlib.colormaps["RdBu"]
+    ax.barh(pos - 0.2, [r["mean_npv"] / 1e6 for r in top], height=0.4, color=cm(0.85), edgecolor="black",
+            linewidth=0.5, label="Δ mean NPV")
+    if all("cvar_95" in r for r in top):
+        ax.barh(pos + 0.2, [r["cvar_95"] / 1e6 for r in top], height=0.4, color=cm(0.15), edgecolor="black",
+                linewidth=0.5, hatch="//", label="Δ CVaR 95 % (a loss: right is worse)")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(pos, [_mt(f"{r['cluster']} · {r['parameter']}" + ("*" if r.get("step") else "")) for r in top],
+                  fontsize=8)
+    if any(r.get("step") for r in top):
+        from .tornado import STEP_NOTE
+
+        fig.supxlabel(f"* {STEP_NOTE} (the gradient is the slope between steps)", fontsize=8, x=0.01, ha="left")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"change for +1 % of the value (M {currency})")
+    ax.set_title(_wrap(f"Pathwise sensitivities: change for +1 % of one value (top {len(top)} by |Δ mean NPV|)",
+                       80), fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, folder, "mc_sensitivities.png", written)
+    figs["mc_sensitivities.png"] = ("Pathwise sensitivities over the same paths: the change of the mean NPV and "
+                                    "of CVaR 95 (a loss, positive is worse) for a +1 % move of one cluster's "
+                                    "parameter (gradient × value / 100; the discount rate moves for the "
+                                    "whole portfolio).")
 
 
 def _mc_html(res: dict) -> list[str]:
@@ -790,6 +992,21 @@ def _mc_html(res: dict) -> list[str]:
         parts.append(_table(["cluster", *(h for _, h in cols)],
                             [[r["cluster"], *(fmt_money(r.get(k, math.nan)) for k, _ in cols)] for r in t["clusters"]],
                             num_cols=range(1, 1 + len(cols))))
+    sens = t.get("sensitivities")
+    if sens:
+        levels = [k for k in sens[0] if k.startswith("cvar_")]
+        parts.append(f"<h3>Sensitivities (pathwise): change for +1 % of one value, the top {min(len(sens), TORNADO_TOP)} "
+                     f"of {len(sens)} by |Δ mean NPV|</h3>")
+        parts.append(_table(["cluster", "parameter", "value", f"Δ mean NPV (M {cur})",
+                             *(f"Δ CVaR {k[5:]} % (M {cur}, a loss)" for k in levels)],
+                            [[r["cluster"], r["parameter"] + ("*" if r.get("step") else ""), f"{r['value']:,.6g}",
+                              fmt_money(r["mean_npv"]),
+                              *(fmt_money(r[k]) for k in levels)] for r in sens[:TORNADO_TOP]],
+                            num_cols=range(2, 4 + len(levels))))
+        if any(r.get("step") for r in sens[:TORNADO_TOP]):
+            from .tornado import STEP_NOTE
+
+            parts.append(f"<p>* {_e(STEP_NOTE)} (the gradient is the slope between steps)</p>")
     return parts
 
 
@@ -879,8 +1096,15 @@ def _table(head: list[str], rows: list[list[str]], num_cols=()) -> str:
     return "\n".join(out)
 
 
+def _data_uri(path: Path) -> str:
+    """A PNG as a data URI, so that the page holds its images and can be mailed alone."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
 def _page(title: str, prov: list[tuple[str, str]], body: list[str], captions: dict, written: list[str],
-          notes: list[str], config: str | None) -> str:
+          notes: list[str], config: str | None, folder: Path) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              f"<title>{_e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
              f"<h1>{_e(title)}</h1>", "<h2>Provenance</h2>",
@@ -890,7 +1114,8 @@ def _page(title: str, prov: list[tuple[str, str]], body: list[str], captions: di
     parts.append("<h2>Figures</h2>")
     for name in written:
         cap = captions.get(name, name)
-        parts.append(f'<figure><img src="{_e(name)}" alt="{_e(cap)}"><figcaption>{_e(cap)}</figcaption></figure>')
+        parts.append(f'<figure><img src="{_data_uri(folder / name)}" alt="{_e(cap)}">'
+                     f'<figcaption>{_e(cap)} <code>{_e(name)}</code></figcaption></figure>')
     if config:
         try:
             config = json.dumps(json.loads(config), indent=1)
@@ -969,7 +1194,7 @@ def make_report(result: str | Path, out_dir: str | Path, x: str | None = None, y
                 res = _be_report(f, path, tmp, written, notes)
                 body = _be_html(res)
                 title = f"Breakeven report: {portfolio}, {_attr(f, 'param')} for {_attr(f, 'target')}"
-            page = _page(title, prov, body, res["captions"], written, notes, _attr(f, "config"))
+            page = _page(title, prov, body, res["captions"], written, notes, _attr(f, "config"), tmp)
             (tmp / "report.html").write_text(page, encoding="utf-8")
             names = [*written, "report.html"]
             try:

@@ -73,10 +73,11 @@ def describe(path: Path) -> dict:
                 ["scenario"] if kind == "named" else [])
             coords = {a: f[a][()] for a in axes if a in f}
             extremes = {}
+            arrays = {n: f[n][()] for n in HEADLINE if n in f}
             for name in HEADLINE:
                 if name not in f:
                     continue
-                v = f[name][()]
+                v = arrays[name]
                 if not np.isfinite(v).any():
                     continue
                 flat = np.where(np.isfinite(v), v, np.nan).ravel()
@@ -86,7 +87,8 @@ def describe(path: Path) -> dict:
                     for a, i in zip(axes, idx):
                         c = coords[a][i]
                         point[a] = c.decode() if isinstance(c, bytes) else (str(c) if isinstance(c, str) else float(c))
-                    extremes[f"{label}_{name}"] = {"value": _f(flat[k]), "at": point}
+                    extremes[f"{label}_{name}"] = {"value": _f(flat[k]), "at": point,
+                                                   "outputs": {n: _f(a.ravel()[k]) for n, a in arrays.items()}}
             info["extremes"] = extremes
             info["nonfinite"] = {n: int((~np.isfinite(f[n][()])).sum()) for n in HEADLINE if n in f}
         elif kind == "montecarlo":
@@ -168,18 +170,59 @@ def print_description(info: dict, console=None) -> None:
     for name, v in sorted(info["variables"].items()):
         t.add_row(name, "(" + ", ".join(v["dims"]) + ")", str(v["units"]))
     console.print(t)
-    if info.get("base"):
-        console.print("  base case: " + ", ".join(f"{k} {v:.6g}" for k, v in info["base"].items() if v is not None))
-    for k, e in info.get("extremes", {}).items():
-        at = "  ".join(f"{a}={v}" for a, v in e["at"].items())
-        console.print(f"  {k.replace('_', ' ')}: {e['value']:.6g} at {at}")
-    for name, stats in info.get("summary", {}).items():
-        console.print(f"  {name}: " + ", ".join(f"{k} {v:.6g}" for k, v in stats.items()
-                                                if k in ("mean", "p5", "p50", "p95") and v is not None))
-    for k, v in info.get("risk", {}).items():
-        console.print(f"  {k}: {v:.6g}" if v is not None else f"  {k}: -")
+    _print_numbers(info, console)
     if "breakeven" in info:
         _print_curve(info["breakeven"], console)
+
+
+_RISK_LABELS = {"var_95": "VaR 95 %", "cvar_95": "CVaR 95 %", "var_99": "VaR 99 %", "cvar_99": "CVaR 99 %",
+                "prob_npv_negative": "P(NPV < 0)"}
+
+
+def _print_numbers(info: dict, console) -> None:
+    """The base case, extremes and Monte Carlo statistics of `describe` in the run summary's
+    tables and formats (report.fmt: "-44.1 M", "5.57 %", "14.4 %"). One point that is the
+    worst (best) for several outputs is one row ("worst NPV, IRR, ROI")."""
+    from rich.table import Table
+
+    from .report import fmt, merge_cases
+
+    extremes = info.get("extremes", {})
+    if info.get("base") or extremes:
+        t = Table(show_header=True, header_style="bold")
+        t.add_column("case")
+        currency = info.get("provenance", {}).get("currency") or "USD"
+        for n in HEADLINE:
+            t.add_column(f"NPV ({currency})" if n == "npv" else n.upper(), justify="right", no_wrap=True)
+        t.add_column("point", overflow="fold")
+        if info.get("base"):
+            t.add_row("base case (no shock)", *(fmt(n, info["base"].get(n)) for n in HEADLINE), "-")
+        for label in ("worst", "best"):
+            items = [(n, json.dumps(extremes[f"{label}_{n}"]["at"], sort_keys=True))
+                     for n in HEADLINE if f"{label}_{n}" in extremes]
+            for case, names, _ in merge_cases(label, items):
+                e = extremes[f"{label}_{names[0]}"]
+                at = e.get("outputs") or {n: extremes[f"{label}_{n}"]["value"] for n in names}
+                point = "  ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}" for a, v in e["at"].items())
+                t.add_row(case, *(fmt(n, at.get(n)) for n in HEADLINE), point or "-")
+        console.print(t)
+    summary = info.get("summary", {})
+    if summary:
+        t = Table(show_header=True, header_style="bold")
+        t.add_column("output")
+        for col in ("mean", "P5", "P50", "P95"):
+            t.add_column(col, justify="right", no_wrap=True)
+        for name, stats in summary.items():
+            t.add_row(name.upper(), *(fmt(name, stats.get(k)) for k in ("mean", "p5", "p50", "p95")))
+        console.print(t)
+    risk = info.get("risk", {})
+    if risk:
+        t = Table(show_header=True, header_style="bold")
+        t.add_column("risk of the portfolio NPV")
+        t.add_column("value", justify="right", no_wrap=True)
+        for k, v in risk.items():
+            t.add_row(_RISK_LABELS.get(k, k), fmt(k, v))
+        console.print(t)
 
 
 def _print_curve(be: dict, console) -> None:
@@ -193,6 +236,13 @@ def _print_curve(be: dict, console) -> None:
                       f"no crossing at {s['none']}, jumps over the target at {s['jump']}")
 
 
+# Where a resolved value comes from: the mark printed after it in `show`, and its legend.
+ORIGINS = {"cluster": ("", "given for the cluster in the file"),
+           "defaults": ("†", "from the file's defaults: block"),
+           "model": ("‡", "the model's default (not in the file)")}
+_ORIGIN_STYLE = {"cluster": "", "defaults": "cyan", "model": "dim"}
+
+
 def portfolio_table(pf: Portfolio) -> dict:
     """{"clusters": [...], "parameters": [{name, unit, values, origins}]} for `show`."""
     params = []
@@ -202,26 +252,71 @@ def portfolio_table(pf: Portfolio) -> dict:
         params.append({"name": spec.name, "unit": spec.unit,
                        "values": [None if math.isinf(v) else v for v in values], "origins": origins})
     return {"portfolio": pf.name, "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
-            "clusters": pf.cluster_names, "labels": pf.labels, "parameters": params}
+            "clusters": pf.cluster_names, "labels": pf.labels, "parameters": params,
+            "origin_legend": {k: text for k, (_, text) in ORIGINS.items()}}
+
+
+def _value_text(v: float | None) -> str:
+    """A parameter value in full: never, whole numbers with thousands separators, else 6 digits."""
+    if v is None:
+        return "never"
+    if float(v).is_integer() and abs(v) < 1e15:
+        return f"{v:,.0f}"
+    return f"{v:,.6g}"
+
+
+def _column_groups(widths: list[int], fixed: int, room: int) -> list[list[int]]:
+    """Cluster columns (their widths) packed in order into tables no wider than `room`, each
+    table also holding `fixed` columns of text; a cluster too wide even alone gets its own."""
+    groups: list[list[int]] = [[]]
+    used = fixed
+    for i, w in enumerate(widths):
+        if groups[-1] and used + w + 3 > room:
+            groups.append([])
+            used = fixed
+        groups[-1].append(i)
+        used += w + 3
+    return groups
 
 
 def print_portfolio_table(pf: Portfolio, table: dict, console=None) -> None:
+    """Every resolved parameter per cluster. No name is ever cut: the parameter and cluster
+    names are printed whole (the clusters split over several tables where the terminal is
+    too narrow for all of them, the units wrap); each value carries a mark of its origin
+    (none: the cluster's own entry; † defaults:; ‡ the model's default), with a legend."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
     console.print(f"[bold]{pf.name}[/]: {len(pf.clusters)} clusters, horizon {pf.horizon_months} months, "
                   f"discount rate {pf.discount_rate:g}")
-    t = Table(show_header=True, header_style="bold")
-    t.add_column("parameter")
-    t.add_column("unit")
-    for n in pf.cluster_names:
-        t.add_column(n, justify="right")
-    for row in table["parameters"]:
-        cells = []
-        for v, o in zip(row["values"], row["origins"]):
-            text = "never" if v is None else f"{v:,.6g}"
-            cells.append(text if o == "cluster" else (f"[cyan]{text} d[/]" if o == "defaults" else f"[dim]{text} m[/]"))
-        t.add_row(row["name"], row["unit"], *cells)
-    console.print(t)
-    console.print("plain: given for the cluster;  [cyan]d[/]: from defaults:;  [dim]m[/]: the model's default")
+    legend = Text("where each value comes from:")
+    for k, (mark, text) in ORIGINS.items():
+        legend.append(f"\n  {mark or 'no mark':<7} {text}", style=_ORIGIN_STYLE[k])
+    rows = table["parameters"]
+    cells = [[f"{_value_text(v)} {ORIGINS[o][0] or ' '}" for v, o in zip(r["values"], r["origins"])]
+             for r in rows]
+    name_w = max(len(r["name"]) for r in rows)
+    unit_w = max(max((len(w) for r in rows for w in r["unit"].split()), default=4), len("unit"))
+    unit_w = max(unit_w, min(16, max(len(r["unit"]) for r in rows)))
+    widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(pf.cluster_names)]
+    fixed = 1 + name_w + 3 + unit_w + 3
+    if fixed + min(widths, default=0) + 3 > console.width:  # not even one cluster: one line a value
+        console.print(legend)
+        for r, row_cells in zip(rows, cells):
+            console.print(f"[bold]{r['name']}[/] ({r['unit']}):")
+            for n, c in zip(pf.cluster_names, row_cells):
+                console.print(f"  {n}: {c.rstrip()}")
+        return
+    for group in _column_groups(widths, fixed, console.width):
+        t = Table(show_header=True, header_style="bold")
+        t.add_column("parameter", no_wrap=True, min_width=name_w)
+        t.add_column("unit", overflow="fold", min_width=min(unit_w, 16), max_width=unit_w)
+        for i in group:
+            t.add_column(pf.cluster_names[i], justify="right", no_wrap=True, min_width=widths[i])
+        for r, row_cells in zip(rows, cells):
+            styled = [Text(row_cells[i], style=_ORIGIN_STYLE[r["origins"][i]]) for i in group]
+            t.add_row(r["name"], r["unit"], *styled)
+        console.print(t)
+    console.print(legend)

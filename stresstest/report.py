@@ -13,24 +13,64 @@ _FORMATS = {
     "irr": lambda v: f"{100 * v:.2f} %",
     "roi": lambda v: f"{100 * v:.1f} %",
 }
+_MONEY = ("npv", "revenue", "energy_cost", "opex", "ebitda", "var", "cvar", "tail_contribution")
+_RATES = ("irr", "equity_irr")
 
 
 def fmt(name: str, value: float) -> str:
+    """One number as the terminal shows it: money in millions ("-44.1 M"), rates and shares
+    in percent ("5.57 %", "14.4 %"), ratios with two decimals, months whole. `name` is an
+    output (npv, irr, roi, equity_irr, min_dscr, payback_months, revenue, ...) or a risk
+    measure (var_95, cvar_99, cluster_var_95, tail_contribution_95, prob_npv_negative...)."""
+    if value is None:
+        return "-"
+    value = float(value)
     if not math.isfinite(value):
         return str(value)
-    return _FORMATS[name](value)
+    key = name.removeprefix("cluster_").removesuffix("_stderr")
+    if key in _FORMATS:
+        return _FORMATS[key](value)
+    if key.split("_")[0] in ("var", "cvar") or key.startswith("tail_contribution") or key in _MONEY:
+        return _FORMATS["npv"](value)
+    if key in _RATES:
+        return _FORMATS["irr"](value)
+    if key.startswith("prob_"):
+        return f"{100 * value:.2f} %"
+    if key == "min_dscr":
+        return f"{value:.2f}"
+    if key == "payback_months":
+        return f"{value:.0f} months"
+    return f"{value:.6g}"
+
+
+def change_text(value: float) -> str:
+    """A signed change of money in millions, two decimals ("+1.10 M", "-0.04 M")."""
+    return f"{value / 1e6:+,.2f} M" if math.isfinite(value) else str(value)
+
+
+def merge_cases(label: str, items: list[tuple[str, object]]) -> list[tuple[str, list[str], object]]:
+    """Extremes of several outputs at one point become one case: [("worst", "npv", p), ("worst",
+    "irr", p)] -> ("worst NPV, IRR", ["npv", "irr"], p). `items` are (output, key) in order;
+    outputs with equal keys (the same grid point) share a row, placed at the first of them."""
+    groups: dict[object, list[str]] = {}
+    for name, key in items:
+        groups.setdefault(key, []).append(name)
+    return [(f"{label} {', '.join(n.upper() for n in names)}", names, key) for key, names in groups.items()]
 
 
 def summary_rows(result) -> list[dict]:
-    """Rows of the summary: base case, then the worst and best grid points per output."""
-    rows = [{"case": "base case (no shock)", "point": {},
+    """Rows of the summary: base case, then the worst and best grid points per output.
+
+    Where one grid point is the worst (or best) for several outputs, it is one row, its
+    case naming them all ("worst NPV, IRR, ROI") and `outputs` listing them."""
+    rows = [{"case": "base case (no shock)", "point": {}, "outputs": [],
              **{k: float(result.base[k]) for k in SUMMARY_OUTPUTS}}]
     for label, table in (("worst", result.extremes.worst), ("best", result.extremes.best)):
-        for name in SUMMARY_OUTPUTS:
-            if name in table:
-                _, flat, at = table[name]
-                rows.append({"case": f"{label} {name.upper()}", "flat_index": flat,
-                             "point": grid_point(result.scenario, flat), **at})
+        items = [(name, table[name][1]) for name in SUMMARY_OUTPUTS if name in table]
+        for case, names, flat in merge_cases(label, items):
+            _, _, at = table[names[0]]
+            rows.append({"case": case, "outputs": names, "flat_index": flat,
+                         "point": grid_point(result.scenario, flat), **at})
     return rows
 
 
@@ -82,9 +122,87 @@ def mc_rows(result) -> dict:
         rows[name] = {k: float(v) for k, v in zip(STATISTICS, s.table(name)[0])}
     risk = {k: (v if isinstance(v, int) else float(v) if v is not None and getattr(v, "ndim", 0) == 0
                 else [float(x) for x in v]) for k, v in s.risk().items()}  # ints: cvar_*_tail_paths
-    return {"paths": result.scenario.paths, "seed": result.scenario.seed, "statistics": rows,
+    data = {"paths": result.scenario.paths, "seed": result.scenario.seed, "statistics": rows,
             "risk": risk, "quantiles": list(QUANTILES),
             "unexpected_nonfinite": {k: {"count": c, "first_path": f} for k, (c, f) in s.unexpected.items()}}
+    sens = _result_sensitivities(result)
+    if sens is not None:
+        data["sensitivities"] = {"per": "+1 % of the value (gradient x value / 100)", "rows": sens}
+    return data
+
+
+MC_SENSITIVITY_TOP = 10
+
+
+def mc_sensitivity_rows(gradients: dict, values, clusters, params, discount_rate: float | None) -> list[dict]:
+    """The pathwise sensitivities of a Monte Carlo run as changes for a +1 % move.
+
+    gradients: grad_mean_npv and grad_cvar_<lvl> [cluster, parameter] (d/d value) with their
+    *_discount_rate scalars; values [cluster, parameter]: the base values. Per (cluster,
+    parameter) and for the discount rate (cluster "portfolio"): mean_npv, cvar_<lvl> = the
+    gradient x value / 100, the change for a +1 % (relative) move of that one value (a CVaR
+    is a loss: positive is worse); step: a step parameter (tornado.STEP_PARAMS), whose
+    gradient is the slope between steps. Ranked by |mean_npv|; "never" and zero values,
+    which a relative move leaves unchanged, are left out.
+    """
+    import numpy as np
+
+    from .tornado import STEP_PARAMS
+
+    keys = ["grad_mean_npv"] + sorted(k for k in gradients if k.startswith("grad_cvar_")
+                                      and not k.endswith("_discount_rate"))
+    names = {k: "mean_npv" if k == "grad_mean_npv" else k.removeprefix("grad_") for k in keys}
+    vals = np.asarray(values, dtype=np.float64)
+    rows = []
+    for c, cluster in enumerate(clusters):
+        for j, param in enumerate(params):
+            v = float(vals[c, j])
+            if not math.isfinite(v) or v == 0:
+                continue
+            rows.append({"cluster": cluster, "parameter": param, "value": v, "step": param in STEP_PARAMS,
+                         **{names[k]: float(np.asarray(gradients[k])[c, j]) * v / 100 for k in keys}})
+    if discount_rate and all(f"{k}_discount_rate" in gradients for k in keys):
+        rows.append({"cluster": "portfolio", "parameter": "discount_rate", "value": float(discount_rate), "step": False,
+                     **{names[k]: float(gradients[f"{k}_discount_rate"]) * discount_rate / 100 for k in keys}})
+    rows.sort(key=lambda r: -abs(r["mean_npv"]) if math.isfinite(r["mean_npv"]) else math.inf)
+    return rows
+
+
+def _result_sensitivities(result) -> list[dict] | None:
+    """mc_sensitivity_rows of a Monte Carlo run with --sensitivities (None without)."""
+    if not getattr(result, "gradients", None):
+        return None
+    from .kernels.params import PARAM_NAMES
+
+    pf = result.portfolio
+    values = [[c[k] for k in PARAM_NAMES] for c in pf.clusters]
+    return mc_sensitivity_rows(result.gradients, values, pf.cluster_names, PARAM_NAMES, pf.discount_rate)
+
+
+def print_mc_sensitivities(rows: list[dict], currency: str, console, top: int = MC_SENSITIVITY_TOP) -> None:
+    """The top rows of mc_sensitivity_rows as a table: the change of mean NPV and of each
+    CVaR for +1 % of one value."""
+    from rich.table import Table
+
+    # CVaR 95 only, so that the table fits 80 columns (CVaR 99, from a 1 % tail: run --json, report)
+    levels = [k for k in ("cvar_95",) if rows and k in rows[0]]
+    console.print(f"pathwise sensitivities: change in {currency} for +1 % of one value, the top "
+                  f"{min(top, len(rows))} of {len(rows)} by |Δ mean NPV| (all in run --json)")
+    t = Table(show_header=True, header_style="bold")
+    t.add_column("cluster", overflow="fold")
+    t.add_column("parameter", no_wrap=True)
+    t.add_column("value", justify="right", no_wrap=True)
+    t.add_column("Δ mean NPV", justify="right", no_wrap=True)
+    for k in levels:
+        t.add_column(f"Δ CVaR {k[5:]} %\n(loss)", justify="right", no_wrap=True)
+    from .tornado import STEP_MARK, STEP_NOTE
+
+    for r in rows[:top]:
+        t.add_row(r["cluster"], r["parameter"] + (STEP_MARK if r.get("step") else ""), f"{r['value']:,.6g}",
+                  change_text(r["mean_npv"]), *(change_text(r[k]) for k in levels))
+    console.print(t)
+    if any(r.get("step") for r in rows[:top]):
+        console.print(f"{STEP_MARK} {STEP_NOTE} (the gradient is the slope between steps)", markup=False)
 
 
 def print_mc_summary(result, console=None) -> None:
@@ -133,6 +251,8 @@ def print_mc_summary(result, console=None) -> None:
     tail = r["tail_contribution_95"]
     console.print("tail contribution (mean NPV in the portfolio's worst 5 %): " + ", ".join(
         f"{n} {fmt('npv', v)}" for n, v in zip(pf.cluster_names, tail)))
+    if "sensitivities" in data:
+        print_mc_sensitivities(data["sensitivities"]["rows"], pf.currency, console)
     for name, d in data["unexpected_nonfinite"].items():
         console.print(f"[red]{name}: {d['count']:,} paths non-finite (UNEXPECTED), first at path "
                       f"{d['first_path']}[/]")

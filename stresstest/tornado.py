@@ -15,7 +15,47 @@ import numpy as np
 
 from .config import Portfolio, Scenario
 from .kernels.metrics import evaluate
-from .kernels.params import PARAM_NAMES
+from .kernels.params import AFFINE_PARAMS, CLUSTER_PARAMS, PARAM_NAMES
+
+# Parameters whose effect on the cash flows moves in steps, where a gradient (the slope
+# between steps, often 0) says little about a 10 % move: those the shocks round to whole
+# numbers (kernels.params integer=True, unless the flows are affine in them, as in gpus:
+# kernels.shocks.clip_param rounds debt_term_months), and the months that kernels/cashflows.py
+# compares with the month t or cuts into whole contract cycles: the delivery month, the
+# reserved term (floor((t - 1 - D) / M)), the next generation's month and the client loss.
+STEP_PARAMS: frozenset[str] = frozenset(
+    {p.name for p in CLUSTER_PARAMS if p.integer and p.name not in AFFINE_PARAMS}
+    | {"delivery_months", "reserved_term_months", "next_gen_month", "client_loss_month"})
+
+STEP_MARK, DIFFER_MARK = "*", "†"
+STEP_NOTE = "linear estimate unreliable: step parameter"
+DIFFER_NOTE = "linear estimate unreliable: linear and exact differ in sign or by more than 50 %"
+DIFFER_SHARE = 0.5  # |linear - exact| above this share of |exact| flags a row
+
+
+def linear_flag(row: dict, base_npv: float) -> str | None:
+    """Why a tornado row's linear estimate is not to be trusted, or None: "step parameter"
+    (STEP_PARAMS), "linear and exact differ in sign" or "... by more than 50 %" on either
+    side. Changes below a millionth of |base NPV| (round-off) are never flagged."""
+    if row["parameter"] in STEP_PARAMS:
+        return "step parameter"
+    tiny = 1e-6 * max(abs(base_npv), 1.0)
+    for side in ("down", "up"):
+        lin, ex = row[f"linear_{side}"], row[f"exact_{side}"]
+        if not (math.isfinite(lin) and math.isfinite(ex)) or max(abs(lin), abs(ex)) <= tiny:
+            continue
+        if lin * ex < 0:
+            return "linear and exact differ in sign"
+        if abs(lin - ex) > DIFFER_SHARE * abs(ex):
+            return "linear and exact differ by more than 50 %"
+    return None
+
+
+def mark_of(flag: str | None) -> str:
+    """The marker after a flagged row's parameter: * step parameter, † linear and exact differ."""
+    if flag is None:
+        return ""
+    return STEP_MARK if flag == "step parameter" else DIFFER_MARK
 
 
 def base_gradients(portfolio: Portfolio) -> dict[str, np.ndarray]:
@@ -82,6 +122,8 @@ def tornado(portfolio: Portfolio, move: float = 0.10) -> dict:
         for i, row in enumerate(rows):
             row["exact_down"], row["exact_up"] = float(exact[2 * i]), float(exact[2 * i + 1])
             row["swing"] = max(abs(row["exact_down"]), abs(row["exact_up"]))
+            row["step"] = row["parameter"] in STEP_PARAMS
+            row["linear_unreliable"] = linear_flag(row, base_npv)
         rows.sort(key=lambda r: -r["swing"] if math.isfinite(r["swing"]) else math.inf)
         result["scopes"][scope] = rows
     return result
@@ -135,7 +177,7 @@ def print_tornado(portfolio: Portfolio, result: dict, top: int, console=None) ->
     for scope, rows in result["scopes"].items():
         rows = rows[:top]
         unit, label = table_unit(rows)
-        cells = [[row["parameter"], value_text(row["value"])]
+        cells = [[marked_name(row), value_text(row["value"])]
                  + [change_text(row[k], unit) for k in _ROW_KEYS] for row in rows]
         where = scope if scope == "portfolio" else f"cluster {scope}"
         table = Table(title=f"{where}: NPV change, {portfolio.currency} {label}".rstrip(),
@@ -153,7 +195,26 @@ def print_tornado(portfolio: Portfolio, result: dict, top: int, console=None) ->
         narrowest = 1 + 3 * len(headers) + 4 + sum(col.width for col in table.columns[1:])
         if narrowest <= console.width:
             console.print(table)
-            continue
-        console.print(f"[bold]{table.title}[/] ({', '.join(h.replace(chr(10), ' ') for h in headers)})")
-        for c in cells:  # too narrow for the table: one line a row, wrapped between numbers
-            console.print(f"  {c[0]}: {c[1]}  " + "  ".join(c[2:]))
+        else:
+            console.print(f"[bold]{table.title}[/] ({', '.join(h.replace(chr(10), ' ') for h in headers)})")
+            for c in cells:  # too narrow for the table: one line a row, wrapped between numbers
+                console.print(f"  {c[0]}: {c[1]}  " + "  ".join(c[2:]))
+        for line in footnotes(rows):
+            console.print(line, markup=False)
+
+
+def marked_name(row: dict) -> str:
+    """The parameter's name, with its marker where the linear estimate is flagged."""
+    flag = row.get("linear_unreliable")
+    return f"{row['parameter']}{mark_of(flag)}" if flag else row["parameter"]
+
+
+def footnotes(rows: list[dict]) -> list[str]:
+    """The footnotes of the markers `rows` use: "* linear estimate unreliable: step parameter"."""
+    flags = {r.get("linear_unreliable") for r in rows} - {None}
+    out = []
+    if "step parameter" in flags:
+        out.append(f"{STEP_MARK} {STEP_NOTE}")
+    if flags - {"step parameter"}:
+        out.append(f"{DIFFER_MARK} {DIFFER_NOTE}")
+    return out
