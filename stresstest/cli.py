@@ -52,6 +52,31 @@ def _fail_input(err: Exception) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+STRICT_HELP = "Refuse (exit 2) values far outside realistic ranges instead of warning about them."
+
+
+def _warn(lines, strict: bool = False) -> None:
+    """The inputs' plausibility warnings (config.PLAUSIBLE) as `warning: FILE: key.path:
+    reason` on stderr; with --strict they are errors (exit 2)."""
+    lines = list(dict.fromkeys(lines))
+    if strict and lines:
+        _fail_input(ConfigError(lines))
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+
+
+def _check_inputs(portfolio, scenario, strict: bool) -> None:
+    """Load a run's inputs before it, for their problems and warnings (the run loads them again)."""
+    from .config import load_portfolio, load_scenario
+
+    try:
+        pf = load_portfolio(portfolio)
+        sc = load_scenario(scenario, pf)
+    except ConfigError as err:
+        _fail_input(err)
+    _warn(pf.warnings + getattr(sc, "warnings", []), strict)
+
+
 def _complete_names(names, incomplete, help=None):
     from click.shell_completion import CompletionItem
 
@@ -142,14 +167,16 @@ def main() -> None:
 @click.option("--max-scenarios", type=click.IntRange(min=1), default=100_000_000, show_default=True,
               help="Refuse larger grids (or path sets) unless --yes: a guard against typos in linspace counts.")
 @click.option("--yes", "-y", is_flag=True, help="Run a grid larger than --max-scenarios.")
+@click.option("--strict", is_flag=True, help=STRICT_HELP)
 def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, sensitivities, shard,
-        save_paths, quiet, as_json, overwrite, max_scenarios, yes):
+        save_paths, quiet, as_json, overwrite, max_scenarios, yes, strict):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
     from .report import print_mc_summary, print_named_summary, print_run_summary, run_json
     from .progress import CompileInterrupted
     from .runner import run_grid, run_one_shard
 
+    _check_inputs(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, DEFAULT_SCENARIO), strict)
     if shard is not None:
         if save_paths:
             _fail_input(ConfigError(["--save-paths: not with --shard (a shard keeps its paths' "
@@ -258,6 +285,7 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
         pf_path = resolve(portfolio, DEFAULT_PORTFOLIO).resolve()
         sc_path = resolve(scenario, DEFAULT_SCENARIO).resolve()
         pf, sc = load_inputs(pf_path, sc_path)
+        _warn(pf.warnings + getattr(sc, "warnings", []))
         if sc.kind == "montecarlo" and sensitivities:
             raise ConfigError(["--sensitivities: Monte Carlo gradients need the whole set's tail "
                                "first; run them in one process (without shards)"])
@@ -368,11 +396,16 @@ def status(directory, as_json):
 @click.argument("files", nargs=-1, required=True, shell_complete=_complete_input)
 @click.option("--portfolio", "-p", default=None, shell_complete=_complete_portfolio,
               help="Portfolio that scenario files refer to [default: the bundled example].")
-def validate(files, portfolio):
-    """Check portfolio and scenario FILES (or preset names) without running anything."""
+@click.option("--strict", is_flag=True, help=STRICT_HELP)
+def validate(files, portfolio, strict):
+    """Check portfolio and scenario FILES (or preset names) without running anything.
+
+    Values far outside realistic ranges (a USD/MWh price where USD/kWh is expected, a
+    percent where a fraction is) are warnings, errors with --strict."""
     from .config import load_portfolio, load_scenario
 
     problems: list[str] = []
+    warnings: list[str] = []
     pf = None
     for f in files:
         path = resolve(f, f)
@@ -384,15 +417,21 @@ def validate(files, portfolio):
             if kind == "scenario":
                 if pf is None:
                     pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
+                    (problems if strict else warnings).extend(pf.warnings)
                 sc = load_scenario(path, pf)
                 what = "paths" if sc.kind == "montecarlo" else "grid points"
-                click.echo(f"ok: {path}: scenario {sc.name!r}, {sc.size:,} {what}")
+                found, ok = getattr(sc, "warnings", []), f"scenario {sc.name!r}, {sc.size:,} {what}"
             else:
                 p = load_portfolio(path)
                 pf = pf or p
-                click.echo(f"ok: {path}: portfolio {p.name!r}, {len(p.clusters)} clusters")
+                found, ok = p.warnings, f"portfolio {p.name!r}, {len(p.clusters)} clusters"
+            (problems if strict else warnings).extend(found)
+            if not (strict and found):
+                click.echo(f"ok: {path}: {ok}")
         except ConfigError as err:
             problems += err.problems
+    _warn(warnings)
+    problems = list(dict.fromkeys(problems))
     if problems:
         for line in problems:
             click.echo(f"error: {line}", err=True)
@@ -420,6 +459,7 @@ def sensitivities(portfolio, top, clusters, as_json):
                 raise ConfigError([f"--cluster: unknown cluster {c!r} (clusters: {', '.join(pf.cluster_names)})"])
     except ConfigError as err:
         _fail_input(err)
+    _warn(pf.warnings)
     result = tornado(pf)
     if clusters:
         result["scopes"] = {k: v for k, v in result["scopes"].items() if k == "portfolio" or k in clusters}
@@ -471,6 +511,7 @@ def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output
             rows = solve_breakeven(pf, param, target, cluster, bracket)
     except ConfigError as err:
         _fail_input(err)
+    _warn(pf.warnings)
     if over is not None:
         _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, output, as_json)
         return
@@ -552,6 +593,7 @@ def cashflows(portfolio, scenario, at, path_index, clusters, annual, output, as_
         case = resolve_case(pf, sc, at, path_index)
     except ConfigError as err:
         _fail_input(err)
+    _warn(pf.warnings)
     st = compute(pf, case).select(list(clusters))
     if annual:
         st = st.annual()
@@ -620,6 +662,7 @@ def show(portfolio, as_json):
         pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
     except ConfigError as err:
         _fail_input(err)
+    _warn(pf.warnings)
     table = portfolio_table(pf)
     if as_json:
         click.echo(json.dumps(table, indent=2))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernels.params import OUTPUT_UNITS, OUTPUTS
+from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAMS, PORTFOLIO_PARAMS
 
 LONG_NAMES = {
     "npv": "net present value of project cash flows",
@@ -32,6 +32,33 @@ LONG_NAMES = {
     "opex": "total operating cost over months 1..T",
     "ebitda": "total EBITDA over months 1..T",
 }
+
+# Each named shock's coordinate: (units, long_name). A param axis takes its parameter's
+# unit from the parameter table (a scale: "scale factor"); see axis_attrs.
+SHOCK_ATTRS = {
+    "utilization": ("absolute shift", "shift of utilization_training and utilization_inference "
+                                      "(absolute points)"),
+    "price": ("scale factor", "scale of on_demand_price (the market rent)"),
+    "energy": ("scale factor", "scale of energy_price"),
+    "obsolescence": ("months", "shift of next_gen_month (negative: earlier)"),
+}
+
+
+def axis_attrs(axis) -> dict[str, str]:
+    """`units` and `long_name` of an axis's coordinate (a label axis: long_name only)."""
+    shock, param = getattr(axis, "shock", None), getattr(axis, "param", None)
+    if shock in SHOCK_ATTRS:
+        units, long_name = SHOCK_ATTRS[shock]
+        return {"units": units, "long_name": long_name}
+    spec = PARAMS.get(param) or PORTFOLIO_PARAMS.get(param)
+    if spec is None:
+        return {"long_name": f"{axis.name} (labels)"}
+    op = axis.spec.op
+    units = "scale factor" if op == "scale" else spec.unit or "1"
+    verb = {"scale": "scale of ", "shift": "shift of "}.get(op, "")
+    where = f" (clusters: {', '.join(axis.clusters)})" if getattr(axis, "clusters", None) else ""
+    return {"units": units, "long_name": f"{verb}{param}{where}"}
+
 
 # The root names of a grid file besides its axes (the axes' coordinates share the root,
 # so an axis may not take any of these: config.py refuses them, from reserved_names()).
@@ -319,8 +346,10 @@ class GridWriter(AtomicFile):
         for a in axes:
             if np.asarray(a.values).dtype.kind in "OUS":  # labels (named scenarios)
                 scales.append(self._labels(a.name, [str(v) for v in a.values]))
+                scales[-1].attrs.update(axis_attrs(a))
                 continue
             ds = f.create_dataset(a.name, data=np.asarray(a.values, dtype=np.float64))
+            ds.attrs.update(axis_attrs(a))
             ds.attrs["op"] = a.spec.op
             ds.attrs["targets"] = ",".join(a.spec.targets)
             ds.attrs["clusters"] = ",".join(a.clusters) if a.clusters else "all"
@@ -329,6 +358,7 @@ class GridWriter(AtomicFile):
             ds.make_scale(a.name)
             scales.append(ds)
         self.scales = scales
+        self.cluster_names = list(cluster_names)
         self.cluster_scale = self._labels(CLUSTER_DIM, cluster_names)
         self.datasets = {}
         from .engine import EXPECTED_NONFINITE
@@ -341,12 +371,14 @@ class GridWriter(AtomicFile):
                 for full in (name, CLUSTER_DIM + "_" + name):
                     self.datasets[full].attrs["nonfinite_means"] = EXPECTED_NONFINITE[name]
 
-    def _labels(self, name, labels):
+    def _labels(self, name, labels, where=None):
         import h5py
 
-        ds = self.f.create_dataset(name, data=np.array(labels, dtype=object),
-                                   dtype=h5py.string_dtype())
+        ds = (where or self.f).create_dataset(name, data=np.array(labels, dtype=object),
+                                              dtype=h5py.string_dtype())
         ds.make_scale(name)
+        if name == CLUSTER_DIM:
+            ds.attrs["long_name"] = "cluster name"
         return ds
 
     def _output(self, name, extra_scales, dtype, compression, units, long_name):
@@ -484,7 +516,17 @@ class GridWriter(AtomicFile):
         self.write_group(BASE_GROUP, values)
 
     def write_group(self, group: str, values: dict[str, np.ndarray]) -> None:
+        """One output per dataset, labelled as at the root: per-cluster outputs (named
+        cluster_<output>) get the group's own `cluster` coordinate, so that
+        `xarray.open_dataset(f, group=..., engine="h5netcdf")` reads them labelled."""
         g = self.f.create_group(group)
+        scale = self._labels(CLUSTER_DIM, self.cluster_names, where=g)
         for name, v in values.items():
-            g.create_dataset(name, data=v)
+            ds = g.create_dataset(name, data=v)
+            short = name[len(CLUSTER_DIM) + 1:] if name.startswith(CLUSTER_DIM + "_") else name
+            if ds.ndim == 1 and name != short and ds.shape[0] == len(self.cluster_names):
+                ds.dims[0].attach_scale(scale)
+            if short in OUTPUT_UNITS:
+                ds.attrs["units"] = OUTPUT_UNITS[short]
+                ds.attrs["long_name"] = LONG_NAMES[short] + (" (per cluster)" if name != short else "")
 

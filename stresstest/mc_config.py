@@ -15,7 +15,7 @@ from typing import Optional, Union
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import _STRICT, ConfigError, Portfolio, _num, _pydantic_problems, check_value
+from .config import _STRICT, ConfigError, Portfolio, _num, _pydantic_problems, check_value, did_you_mean
 from .kernels.params import OPS, PARAMS
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec
 
@@ -133,7 +133,7 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
     try:
         model = MonteCarloFile.model_validate(doc)
     except ValidationError as err:
-        raise ConfigError(_pydantic_problems(path, err)) from None
+        raise ConfigError(_pydantic_problems(path, err, MonteCarloFile)) from None
     sb = model.scenario
     problems: list[str] = []
 
@@ -192,7 +192,8 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
         for end in ("a", "b"):
             name = getattr(pair, end)
             if name not in series:
-                bad(f"{where}.{end}", f"unknown series {name!r} (series: {', '.join(series)})")
+                bad(f"{where}.{end}", f"unknown series {name!r}{did_you_mean(name, series)} "
+                    f"(series: {', '.join(series)})")
             else:
                 idx.append(series.index(name))
         if len(idx) == 2:
@@ -284,14 +285,15 @@ def _resolve_event(path, where, ev: Event, pf: Portfolio):
             "per path (give it per cluster in the portfolio)")
         return None, problems
     if ev.param not in PARAMS:
-        bad("param", f"unknown parameter {ev.param!r}" + (
+        bad("param", f"unknown parameter {ev.param!r}{did_you_mean(ev.param, PARAMS)}" + (
             " (the portfolio's discount_rate and horizon cannot be drawn per path)"
             if ev.param in ("discount_rate", "horizon_months") else ""))
         return None, problems
     if ev.op not in OPS:
-        bad("op", f"must be one of scale, shift, set, got {ev.op!r}")
+        bad("op", f"must be one of scale, shift, set, got {ev.op!r}{did_you_mean(ev.op, OPS)}")
     if ev.dist not in DISTS:
-        bad("dist", f"unknown distribution {ev.dist!r} (known: {', '.join(DISTS)})")
+        bad("dist", f"unknown distribution {ev.dist!r}{did_you_mean(ev.dist, DISTS)} "
+            f"(known: {', '.join(DISTS)})")
         return None, problems
     need = DISTS[ev.dist]
     for key in ("mean", "sd", "low", "high", "mode", "values", "probs"):
@@ -338,7 +340,8 @@ def _resolve_event(path, where, ev: Event, pf: Portfolio):
             bad("clusters", "must list at least one cluster name (leave it out for all clusters)")
         for c in ev.clusters:
             if c not in pf.cluster_names:
-                bad("clusters", f"unknown cluster {c!r} (clusters: {', '.join(pf.cluster_names)})")
+                bad("clusters", f"unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
+                    f"(clusters: {', '.join(pf.cluster_names)})")
         mask = tuple(n in ev.clusters for n in pf.cluster_names)
     if problems:
         return None, problems

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import _STRICT, ConfigError, Portfolio, _pydantic_problems, check_value, read_yaml
+from .config import _STRICT, ConfigError, Portfolio, _pydantic_problems, check_value, did_you_mean, read_yaml
 from .kernels.params import NAMED_SHOCKS, OPS, PARAMS
 
 
@@ -116,7 +116,7 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
     try:
         m = ShockSetFile.model_validate(doc).shockset
     except ValidationError as err:
-        raise ConfigError(_pydantic_problems(path, err)) from None
+        raise ConfigError(_pydantic_problems(path, err, ShockSetFile)) from None
     problems: list[str] = []
     shocks = []
     for i, s in enumerate(m.shocks):
@@ -126,7 +126,8 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
             continue
         if s.shock is not None:
             if s.shock not in NAMED_SHOCKS:
-                problems.append(f"{where}.shock: unknown shock {s.shock!r} (known: {', '.join(NAMED_SHOCKS)})")
+                problems.append(f"{where}.shock: unknown shock {s.shock!r}"
+                                f"{did_you_mean(s.shock, NAMED_SHOCKS)} (known: {', '.join(NAMED_SHOCKS)})")
                 continue
             targets, op, _ = NAMED_SHOCKS[s.shock]
             if s.op is not None and s.op != op:
@@ -134,7 +135,7 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
             word = s.shock
         else:
             if s.param not in PARAMS:
-                problems.append(f"{where}.param: unknown parameter {s.param!r}")
+                problems.append(f"{where}.param: unknown parameter {s.param!r}{did_you_mean(s.param, PARAMS)}")
                 continue
             if s.op not in OPS:
                 problems.append(f"{where}.op: a param shock must give op: scale, shift or set, got {s.op!r}")
@@ -149,7 +150,8 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
         if s.clusters is not None and pf is not None:
             for c in s.clusters:
                 if c not in pf.cluster_names:
-                    problems.append(f"{where}.clusters: unknown cluster {c!r} (clusters: {', '.join(pf.cluster_names)})")
+                    problems.append(f"{where}.clusters: unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
+                                    f"(clusters: {', '.join(pf.cluster_names)})")
         shocks.append(Shock(word, tuple(targets), op, float(s.value), s.clusters))
     if m.name != path.stem:
         problems.append(f"{path}: shockset.name: must be the file's stem {path.stem!r}, got {m.name!r}")
@@ -162,7 +164,7 @@ def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
     try:
         block = NamedFile.model_validate(doc).scenario
     except ValidationError as err:
-        raise ConfigError(_pydantic_problems(path, err)) from None
+        raise ConfigError(_pydantic_problems(path, err, NamedFile)) from None
     if not block.sets:
         raise ConfigError([f"{path}: scenario.sets: must list at least one shock set"])
     lib = list_library()
@@ -174,7 +176,8 @@ def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
         elif not p.is_absolute():
             p = Path(path).parent / ref
         if not p.is_file():
-            problems.append(f"{path}: scenario.sets[{i}]: no shock set {ref!r} (library: {', '.join(lib)})")
+            problems.append(f"{path}: scenario.sets[{i}]: no shock set {ref!r}{did_you_mean(ref, lib)} "
+                            f"(library: {', '.join(lib)})")
             continue
         try:
             sets.append(load_shockset(p, pf))

@@ -35,3 +35,18 @@ def resolve(name_or_path: str | None, default: str) -> Path:
     if name_or_path in presets:
         return presets[name_or_path]
     return p  # the loader reports "no such file" naming it
+
+
+def missing_hint(path: Path) -> str:
+    """For a name that is neither a file nor a preset: the closest preset's name, if any."""
+    import difflib
+
+    text = str(path)
+    if "/" in text or "\\" in text:
+        return ""
+    bare = Path(text).suffix not in (".yaml", ".yml")
+    word = text if bare else Path(text).stem
+    match = difflib.get_close_matches(word, list(list_presets()), n=1, cutoff=0.6)
+    if match:
+        return f" (nor a bundled preset); did you mean {match[0]!r}?"
+    return " (nor a bundled preset: stresstest presets lists them)" if bare else ""

@@ -82,6 +82,13 @@ CASES = [
         ("clusters[0].tax_rate", "must be <= 1, got 1.2"),
         ("clusters[1].capex_per_gpu", "must be >= 0, got -1"),
     ),
+    # ... the structure's and the ranges' together (issue 24)
+    P("p_structure_and_ranges.yaml", ("clusters[0].colour", "unknown key"),
+      ("clusters[1].pue", "must be >= 1, got 0.9")),
+    # a mistyped key gets the closest known one; a file of the other kind is named (issue 24)
+    P("p_misspelled_key.yaml", ("clusters[0].on_demand_prize", "unknown key; did you mean 'on_demand_price'?"),
+      ("defaults.energy_prices", "unknown key; did you mean 'energy_price'?")),
+    P("p_scenario_as_portfolio.yaml", ("(top level)", "this looks like a scenario file; give it with -s")),
     # ------------------------------------------------------------- scenario files
     S("s_malformed_yaml.yaml", (None, "not valid YAML")),
     S("s_duplicate_key.yaml", (None, "line 6, column 7: not valid YAML (duplicate key 'values')")),
@@ -91,6 +98,12 @@ CASES = [
     S("s_unknown_key_scenario.yaml", ("scenario.paths", "unknown key")),
     S("s_unknown_key_axis.yaml", ("scenario.axes[0].step", "unknown key")),
     S("s_unknown_shock.yaml", ("scenario.axes[0].shock", "unknown shock 'wind'")),
+    S("s_misspelled_shock.yaml", ("scenario.axes[0].shock", "unknown shock 'prices'; did you mean 'price'?")),
+    S("s_portfolio_as_scenario.yaml", ("(top level)", "this looks like a portfolio file; give it as the "
+                                                       "PORTFOLIO argument, not with -s")),
+    S("s_problems_in_several_axes.yaml", ("scenario.axes[0].step", "unknown key"),
+      ("scenario.axes[1].shock", "unknown shock 'wind'"),
+      ("scenario.axes[1].linspace", "count must be a whole number >= 1, got 0")),
     S("s_unknown_param.yaml", ("scenario.axes[0].param", "unknown parameter 'pue_factor'")),
     S("s_param_without_op.yaml", ("scenario.axes[0].op", "a param axis must give op: scale, shift or set")),
     S("s_bad_op.yaml", ("scenario.axes[0].op", "must be one of scale, shift, set, got 'multiply'")),
@@ -132,6 +145,8 @@ CASES = [
     S("m_unknown_process_key.yaml", ("scenario.price.drift", "unknown key")),
     S("m_nan_volatility.yaml", ("scenario.energy.volatility", "must be a finite number, got nan")),
     S("m_unknown_distribution.yaml", ("scenario.events[0].dist", "unknown distribution 'lognormal'")),
+    S("m_misspelled_distribution.yaml",
+      ("scenario.events[0].dist", "unknown distribution 'triangle'; did you mean 'triangular'?")),
     S("m_probs_not_one.yaml", ("scenario.events[0].probs", "must sum to 1, got 1.1")),
     S("m_event_unknown_cluster.yaml", ("scenario.events[0].clusters", "unknown cluster 'zz'")),
     S("m_unknown_series.yaml", ("scenario.correlation.pairs[0].b", "unknown series 'price/nowhere'")),

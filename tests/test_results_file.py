@@ -265,3 +265,71 @@ def test_api_overwrite_replaces_the_file(tmp_path):
     with h5py.File(out) as f:
         assert np.array_equal(f["npv"][()].reshape(-1), npv)
     assert np.array_equal(ds["npv"].values.reshape(-1), npv)
+
+
+# ------------------------------------------------------- labels and units (issue 24)
+
+
+@pytest.fixture(scope="module")
+def default_grid_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dg") / "stress.h5"
+    run_grid(list_presets()["example"], list_presets()["default_grid"], out, backend="numpy", progress=False)
+    return out
+
+
+def test_base_group_opens_labelled_without_a_warning(default_grid_file):
+    """The base group's per-cluster outputs have a `cluster` coordinate (no phony_dim_0,
+    no warning from h5netcdf), with the outputs' units and long names."""
+    import warnings
+
+    pf = load_portfolio(list_presets()["example"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with xr.open_dataset(default_grid_file, engine="h5netcdf", group="base") as base:
+            assert dict(base.sizes) == {"cluster": len(pf.clusters)}
+            assert list(base["cluster"].values) == pf.cluster_names
+            assert base["cluster_npv"].dims == ("cluster",) and base["npv"].dims == ()
+            for name in OUTPUTS:
+                assert base[name].attrs["units"] and base[name].attrs["long_name"], name
+                assert base[f"cluster_{name}"].attrs["units"] == base[name].attrs["units"], name
+            one = float(base["cluster_irr"].sel(cluster="phoenix-b200"))
+        with xr.open_dataset(default_grid_file, engine="h5netcdf") as ds:
+            assert ds["cluster"].attrs["long_name"] == "cluster name"
+    with h5py.File(default_grid_file) as f:
+        assert one == f["base/cluster_irr"][pf.cluster_names.index("phoenix-b200")]
+
+
+def test_axis_coordinates_carry_units_and_long_names(default_grid_file, tmp_path):
+    with xr.open_dataset(default_grid_file, engine="h5netcdf") as ds:
+        got = {a: (ds[a].attrs["units"], ds[a].attrs["long_name"]) for a in ds["npv"].dims}
+    assert got["utilization"][0] == "absolute shift" and "utilization_training" in got["utilization"][1]
+    assert got["price"][0] == "scale factor" and "on_demand_price" in got["price"][1]
+    assert got["energy"][0] == "scale factor" and "energy_price" in got["energy"][1]
+    assert got["obsolescence"][0] == "months" and "next_gen_month" in got["obsolescence"][1]
+    # param axes: the parameter table's unit (a scale: a scale factor)
+    sc = tmp_path / "s.yaml"
+    sc.write_text("scenario:\n  kind: grid\n  axes:\n"
+                  "    - {param: pue, op: set, values: [1.1, 1.3]}\n"
+                  "    - {param: capex_per_gpu, op: scale, values: [0.9, 1.0], clusters: [dallas-h100]}\n"
+                  "    - {param: discount_rate, op: shift, values: [0.0, 0.02]}\n")
+    out = tmp_path / "p.h5"
+    run_grid(list_presets()["example"], sc, out, backend="numpy", progress=False)
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert (ds["pue"].attrs["units"], ds["pue"].attrs["long_name"]) == ("ratio", "pue")
+        assert (ds["capex_per_gpu"].attrs["units"], ds["capex_per_gpu"].attrs["long_name"]) == (
+            "scale factor", "scale of capex_per_gpu (clusters: dallas-h100)")
+        assert (ds["discount_rate"].attrs["units"], ds["discount_rate"].attrs["long_name"]) == (
+            "per year", "shift of discount_rate")
+
+
+def test_default_grid_holds_the_base_case(default_grid_file):
+    """The neutral value of every default axis is a grid value exactly, so the base case
+    is selected by label and equals the base group (the price and energy axes are
+    interpolated between their end points: equal to round-off)."""
+    with xr.open_dataset(default_grid_file, engine="h5netcdf") as ds, \
+            xr.open_dataset(default_grid_file, engine="h5netcdf", group="base") as base:
+        point = ds.sel(utilization=0.0, price=1.0, energy=1.0, obsolescence=0)
+        for name in ("npv", "irr", "roi", "revenue", "energy_cost"):
+            assert float(point[name]) == pytest.approx(float(base[name]), rel=1e-9, abs=1e-6), name
+        assert np.allclose(point["cluster_npv"].values, base["cluster_npv"].values, rtol=1e-9, atol=1e-3)
+        assert float(ds["npv"].sel(price=0.4, utilization=-0.2, energy=2.5, obsolescence=-6)) < float(base["npv"])
