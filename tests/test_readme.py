@@ -135,7 +135,9 @@ def test_readme_lists_every_preset():
 def test_readme_runs_as_written(tmp_path):
     work = tmp_path / "stresstest"
     work.mkdir()
+    t_copy = time.perf_counter()
     _copy_tracked(work)
+    t_copy = time.perf_counter() - t_copy
     scripts = tmp_path / "readme-python"
     scripts.mkdir()
     env = _user_env(tmp_path)
@@ -172,8 +174,10 @@ def test_readme_runs_as_written(tmp_path):
                 prelude.append(command)
     finally:
         total = time.perf_counter() - t_all
-        print(f"\nREADME steps, {total:.0f} s in all:")
+        print(f"\nREADME steps, {total:.0f} s in all (the copy before: {t_copy:.1f} s):")
         for seconds, command in timings:
             print(f"{seconds:7.1f} s  {command[:100]}")
+        t_rm = time.perf_counter()
         shutil.rmtree(work / ".venv", ignore_errors=True)   # ~1 GB; keep the rest
+        print(f"removing the venv: {time.perf_counter() - t_rm:.1f} s")
     assert not failures, (f"{len(failures)} README step(s) failed:\n\n" + "\n".join(failures))
