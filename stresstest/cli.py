@@ -45,6 +45,18 @@ def _exit_after_io_failure() -> None:
     os._exit(EXIT_FAILURE)
 
 
+def _exit_during_compile(message: str) -> None:
+    """Exit 130 at once after Ctrl-C or SIGTERM during a compile (before any file): the
+    compile thread is left inside XLA, and the interpreter's teardown would wait on it or
+    abort under it ("FATAL: exception not rethrown")."""
+    import os
+
+    click.echo(message, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def _fail_input(err: Exception) -> None:
     lines = err.problems if isinstance(err, ConfigError) else [str(err)]
     for line in lines:
@@ -188,6 +200,8 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
                                            progress=not quiet, sensitivities=sensitivities)
         except (ConfigError, BackendError) as err:
             _fail_input(err)
+        except CompileInterrupted:
+            _exit_during_compile("interrupted while compiling: the shard file was not written")
         except KeyboardInterrupt:
             click.echo("interrupted: the shard file was not written", err=True)
             sys.exit(130)
@@ -211,13 +225,8 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)
-    except CompileInterrupted:  # before any file; the compile thread is left inside XLA, and
-        import os              # the interpreter's teardown would wait on it or crash under it
-
-        click.echo("interrupted while compiling: no result file written", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+    except CompileInterrupted:
+        _exit_during_compile("interrupted while compiling: no result file written")
     except KeyboardInterrupt:
         click.echo("interrupted: no result file written", err=True)
         sys.exit(130)
@@ -730,7 +739,9 @@ def scenarios_show(name, as_json):
     lib = list_library()
     try:
         if name not in lib:
-            raise ConfigError([f"{name}: no such named scenario (known: {', '.join(lib)})"])
+            from .config import did_you_mean
+
+            raise ConfigError([f"{name}: no such named scenario{did_you_mean(name, lib)} (known: {', '.join(lib)})"])
         s = load_shockset(lib[name])
     except ConfigError as err:
         _fail_input(err)

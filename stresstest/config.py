@@ -552,6 +552,9 @@ def load_portfolio(path: str | Path) -> Portfolio:
             problems.append(f"{path}: {where}.name: must not be empty")
         if name in seen:
             problems.append(f"{path}: {where}.name: duplicate cluster name {name!r} (also clusters[{seen[name]}])")
+        if name.strip().lower() == "portfolio":
+            problems.append(f"{path}: {where}.name: 'portfolio' is reserved: tables, CSV and JSON label the "
+                            f"whole portfolio so; give the cluster another name")
         seen.setdefault(name, i)
         sources.append(raw.pop("sources", {}))
         lab = {k: raw.pop(k) for k in LABELS if k in raw}

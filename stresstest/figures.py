@@ -1055,7 +1055,8 @@ def _be_report(f, path: Path, folder: Path, written: list[str], notes: list[str]
     ax.set_ylabel(_mt(f"breakeven {y_label}"))
     ax.set_title(_mt(f"Breakeven {param} for {target} along {over}"), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # every scope empty: no line to name
+        ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, folder, "breakeven.png", written)
     tables = {"over": over, "param": param, "target": target, "scopes": scopes,

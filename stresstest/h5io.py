@@ -334,6 +334,12 @@ class GridWriter(AtomicFile):
             self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
             if sensitivities:
                 self._sensitivity_layout(axes, np.dtype(dtype), compression)
+            from .engine import expected_reason
+
+            for name, ds in self.datasets.items():  # what a NaN (or inf) means, for readers
+                why = expected_reason(name)
+                if why:
+                    ds.attrs["nonfinite_means"] = why
         except BaseException:
             self.abort()
             raise
@@ -361,15 +367,10 @@ class GridWriter(AtomicFile):
         self.cluster_names = list(cluster_names)
         self.cluster_scale = self._labels(CLUSTER_DIM, cluster_names)
         self.datasets = {}
-        from .engine import EXPECTED_NONFINITE
-
         for name in OUTPUTS:
             self._output(name, (), dtype, compression, OUTPUT_UNITS[name], LONG_NAMES[name])
             self._output(CLUSTER_DIM + "_" + name, (self.cluster_scale,), dtype, compression,
                          OUTPUT_UNITS[name], LONG_NAMES[name] + " (per cluster)")
-            if name in EXPECTED_NONFINITE:  # what a NaN (or inf) means, for readers of the file
-                for full in (name, CLUSTER_DIM + "_" + name):
-                    self.datasets[full].attrs["nonfinite_means"] = EXPECTED_NONFINITE[name]
 
     def _labels(self, name, labels, where=None):
         import h5py

@@ -103,7 +103,8 @@ def print_run_summary(result, console=None) -> None:
                 if n not in unexpected]
     if expected:
         console.print(f"[dim]non-finite where the model says so (no debt, no IRR root, never paid "
-                      f"back; docs/model.md): {', '.join(expected)}[/]")
+                      f"back, a percent move of a parameter that is never; docs/model.md): "
+                      f"{', '.join(expected)}[/]")
     console.print(
         f"wrote {result.path} in {result.seconds:.2f} s, compilation included "
         f"({rate:.3g} scenario-cluster-months/s, chunks of {result.chunk_size:,}; "

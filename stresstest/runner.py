@@ -106,7 +106,7 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
 
 def _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend, dtype, chunk_size,
               compression, sensitivities, save_paths, overwrite, max_scenarios, overlap):
-    from .engine import never_parameters, expected_reason
+    from .engine import never_parameters
     from .h5io import GridWriter
 
     pf, sc = load_inputs(portfolio_path, scenario_path)
@@ -139,10 +139,6 @@ def _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend
     status.begin(sc.size, "grid points")
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
     with writer:
-        for name, ds in writer.datasets.items():  # what a NaN means where only some cells may hold one
-            why = expected_reason(name)
-            if why and "nonfinite_means" not in ds.attrs:
-                ds.attrs["nonfinite_means"] = why
         if be.is_gpu if overlap is None else overlap:
             _write_beside(run, writer, extremes, status, interrupts)
         else:
@@ -233,9 +229,12 @@ def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend=
     if out.exists() and not out.is_dir():
         raise ConfigError([f"{out}: with --shard, -o names a folder for the shard files"])
     be = make_backend(backend, dtype)
+    def compile_first(run, bar):
+        compile_ahead(run._fn, run._args, be, bar, "the shard's chunks")
+
     with Interrupts():
         return run_shard(pf, sc, out, i, n, be, chunk_size=chunk_size, progress=progress,
-                         sensitivities=sensitivities,
+                         sensitivities=sensitivities, prepared=compile_first,
                          origin={"portfolio": str(Path(portfolio_path).resolve()),
                                  "scenario": str(Path(scenario_path).resolve())})
 

@@ -140,9 +140,11 @@ def read_shard(path: Path) -> ShardInfo:
 
 
 def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=None, progress=True,
-              sensitivities=False, origin: dict | None = None) -> tuple[Path, bool]:
+              sensitivities=False, origin: dict | None = None, prepared=None) -> tuple[Path, bool]:
     """Evaluate shard `index` of `count` into out_dir. Returns (path, computed): a complete,
-    valid file of the same config is kept (computed False); anything else is recomputed."""
+    valid file of the same config is kept (computed False); anything else is recomputed.
+    prepared(run, bar), when given, is called once the run is prepared and before any file is
+    opened (the command line compiles there, saying so, where Ctrl-C is taken at once)."""
     import h5py
 
     from .engine import prepare
@@ -182,6 +184,8 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
     tmp = temp_path(path)
     bar = Progress(stop - start, label="paths" if kind == "montecarlo" else "grid points", enabled=progress)
     try:
+        if prepared is not None:
+            prepared(run, bar)
         with h5py.File(tmp, "w") as f:
             attrs = {
                 "kind": "shard", "scenario_kind": kind, "shard_index": index, "shard_count": count,

@@ -70,6 +70,7 @@ CASES = [
     P("p_empty_clusters.yaml", ("clusters", "must list at least one cluster")),
     P("p_missing_clusters.yaml", ("clusters", "required key is missing")),
     P("p_duplicate_cluster_names.yaml", ("clusters[1].name", "duplicate cluster name 'a' (also clusters[0])")),
+    P("p_cluster_named_portfolio.yaml", ("clusters[1].name", "'portfolio' is reserved")),
     P("p_unknown_key_cluster.yaml", ("clusters[1].gpu_count", "unknown key")),
     P("p_unknown_key_defaults.yaml", ("defaults.power_usage", "unknown key")),
     P("p_unknown_key_portfolio.yaml", ("portfolio.horizon", "unknown key")),

@@ -220,3 +220,41 @@ def test_ctrl_c_while_compiling_exits_at_once_with_no_file(tmp_path):
     assert rest == ["interrupted while compiling: no result file written\n"], rest
     assert proc.stdout.read() == ""
     assert not out.exists() and list(tmp_path.glob(".*")) == []
+
+
+def test_ctrl_c_while_a_shard_compiles_exits_at_once_with_no_file(tmp_path):
+    """`run --shard` compiles before its file is opened, saying so, and SIGINT there exits
+    130 at once with no shard or partial file (before: the compile ran inside the first
+    chunk, silently, and the signal waited for it; then the interpreter aborted)."""
+    out = tmp_path / "shards"
+    env = dict(os.environ, STRESSTEST_COMPILE_CACHE="off")
+    proc = subprocess.Popen([sys.executable, "-m", "stresstest.cli", "run", "-s", "smoke", "--sensitivities",
+                             "--backend", "jax", "--shard", "0/2", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
+    seen = []
+    try:
+        while True:
+            _, line = q.get(timeout=60)
+            assert line is not None, f"ended before compiling: {seen}"
+            seen.append(line)
+            if line.startswith("compiling"):
+                break
+        time.sleep(1.0)
+        assert proc.poll() is None, "the compile ended already"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        latency = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rest = []
+    while (item := q.get(timeout=10))[1] is not None:
+        rest.append(item[1])
+    assert proc.returncode == 130, rest
+    assert latency < 3.0, latency
+    assert rest == ["interrupted while compiling: the shard file was not written\n"], rest
+    assert not out.exists() or list(out.iterdir()) == []

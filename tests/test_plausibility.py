@@ -377,3 +377,9 @@ def test_a_share_given_as_a_percent_is_refused_naming_the_fraction(tmp_path):
     got = _problems(load_portfolio, f)
     assert f"{f}: clusters[0].reserved_share: must be <= 1, got 60 (a percent? 60 % is 0.6)" in got
     assert f"{f}: clusters[0].price_decline: must be <= 1, got 20 (a percent? 20 % is 0.2)" in got
+
+
+def test_scenarios_show_suggests_the_closest_named_set():
+    r = CliRunner().invoke(main, ["scenarios", "show", "texas-winter-storm"])
+    assert r.exit_code == 2
+    assert "did you mean 'texas-winter-storm-uri'?" in r.output

@@ -249,3 +249,29 @@ def test_a_task_that_sees_several_devices_uses_all_of_them(tmp_path):
         assert f.attrs["devices"] == 3 and g.attrs["devices"] == 1
         assert f.attrs["data_sha256"] == g.attrs["data_sha256"]  # bit for bit
         assert json.loads(f.attrs["origin"])["scenario"] == str(sc.resolve())
+
+
+def test_merged_sensitivities_say_what_their_nans_mean(tmp_path):
+    """A merged --sensitivities set marks its expected NaNs as a single run does: every
+    dataset's `nonfinite_means`, npv_per_pct's "the parameter is never" among them (the
+    example's client_loss_month is never), written by the one writer both use."""
+    pytest.importorskip("jax")
+    sc = _files(tmp_path)
+    single = tmp_path / "single.h5"
+    r = CliRunner().invoke(main, ["run", "-s", str(sc), "-o", str(single), "--sensitivities", "-q"])
+    assert r.exit_code == 0, r.output
+    for i in range(2):
+        r = CliRunner().invoke(main, ["run", "-s", str(sc), "--shard", f"{i}/2", "-o", str(tmp_path / "sh"),
+                                      "--sensitivities", "-q"])
+        assert r.exit_code == 0, r.output
+    merged = tmp_path / "merged.h5"
+    r = CliRunner().invoke(main, ["merge", str(tmp_path / "sh"), "-o", str(merged)])
+    assert r.exit_code == 0, r.output
+
+    def meanings(path):
+        with h5py.File(path, "r") as f:
+            return {k: f[k].attrs["nonfinite_means"] for k in f if "nonfinite_means" in f[k].attrs}
+
+    want = meanings(single)
+    assert "never" in want["npv_per_pct"] and "irr" in want and "cluster_payback_months" in want
+    assert meanings(merged) == want
