@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-# (name, arguments of `stresstest`, what it leaves: "json" = stdout, else nothing)
+# (name, arguments of `stresstest`, what it keeps: "json" or "text" = stdout, else only its files)
 COMMANDS = [
     ("grid", ["run", "example", "-s", "default_grid", "-o", "grid.h5", "--json"], "json"),
     ("mc", ["run", "example", "-s", "montecarlo", "--sensitivities", "-o", "mc.h5", "--json"], "json"),
@@ -40,7 +40,7 @@ COMMANDS = [
     ("show", ["show", "example", "--json"], "json"),
     ("inspect_grid", ["inspect", "grid.h5", "--json"], "json"),
     ("inspect_mc", ["inspect", "mc.h5", "--json"], "json"),
-    ("presets", ["presets", "--json"], "json"),
+    ("presets", ["presets"], "text"),
     ("scenarios", ["scenarios", "list", "--json"], "json"),
 ]
 # keys whose values change from run to run by design
@@ -54,12 +54,16 @@ def snapshot(out: Path) -> None:
     exe = shutil.which("stresstest") or str(Path(sys.executable).with_name("stresstest"))
     env = dict(os.environ, STRESSTEST_COMPILE_CACHE="off")
     for name, args, keep in COMMANDS:
+        done = out / f".{name}.done"
+        if done.exists():  # a snapshot cut short resumes where it stopped
+            continue
         res = subprocess.run([exe, *args, *(["--overwrite"] if _writes(args) else [])],
                              cwd=out, capture_output=True, text=True, env=env)
         if res.returncode != 0:
             raise SystemExit(f"{name}: exit {res.returncode}\n{res.stdout}\n{res.stderr}")
-        if keep == "json":
-            (out / f"{name}.json").write_text(res.stdout)
+        if keep in ("json", "text"):
+            (out / f"{name}.{keep[:4] if keep == 'json' else 'txt'}").write_text(res.stdout)
+        done.touch()
         print(f"{name}: ok", flush=True)
 
 
@@ -139,7 +143,11 @@ def compare(a: Path, b: Path) -> int:
             problems.append(f"{ja.name}: missing in {b}")
         elif _strip(json.loads(ja.read_text())) != _strip(json.loads(jb.read_text())):
             problems.append(f"{ja.name}: JSON differs")
-    n_files = len(list(a.rglob("*.h5"))) + len(list(a.glob("*.json")))
+    for ta in sorted(a.glob("*.txt")):
+        tb = b / ta.name
+        if not tb.exists() or ta.read_text() != tb.read_text():
+            problems.append(f"{ta.name}: text differs")
+    n_files = len(list(a.rglob("*.h5"))) + len(list(a.glob("*.json"))) + len(list(a.glob("*.txt")))
     for p in problems:
         print(p)
     print(f"{n_files} files compared: {'equal' if not problems else f'{len(problems)} difference(s)'}")
