@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from .h5io import CLUSTER_DIM, reserved_names
+from .outputs import CLUSTER_DIM, reserved_names
 from .kernels.params import (
     CLUSTER_PARAMS,
     NAMED_SHOCKS,
@@ -112,30 +112,30 @@ PLAUSIBLE: dict[str, Plausible] = {
 def _slip(kind: str | None, v: float) -> str | None:
     """The likely slip of unit behind an implausible value, with the corrected figure."""
     if kind == "percent" and v >= 1:
-        return f"rates are fractions, {_num(v)} % is {_num(v / 100)}"
+        return f"rates are fractions, {num_text(v)} % is {num_text(v / 100)}"
     if kind == "percent_ratio" and v >= 100:
-        return f"a ratio, not a percent: {_num(v)} % is {_num(v / 100)}"
+        return f"a ratio, not a percent: {num_text(v)} % is {num_text(v / 100)}"
     if kind == "mwh" and v >= 10:
-        return f"a USD/MWh figure? {_num(v)} USD/MWh = {_num(v / 1000)} USD/kWh"
+        return f"a USD/MWh figure? {num_text(v)} USD/MWh = {num_text(v / 1000)} USD/kWh"
     if kind == "mwh" and v >= 1:
-        return f"US cents? {_num(v)} cents/kWh = {_num(v / 100)} USD/kWh"
+        return f"US cents? {num_text(v)} cents/kWh = {num_text(v / 100)} USD/kWh"
     if kind == "watts" and v >= 100:
-        return f"W instead of kW? {_num(v)} W = {_num(v / 1000)} kW"
+        return f"W instead of kW? {num_text(v)} W = {num_text(v / 1000)} kW"
     if kind == "thousands" and 0 < v < 1000:
-        return f"thousands of USD? {_num(v)} thousand USD = {v * 1000:,.0f} USD"
+        return f"thousands of USD? {num_text(v)} thousand USD = {v * 1000:,.0f} USD"
     if kind == "server":
         return (f"the price of a server? it is per GPU: an 8-GPU server at {v:,.0f} USD is "
                 f"{v / 8:,.0f} USD per GPU")
     if kind == "gpu_hour" and v >= 500:
-        return f"a monthly price? {_num(v)} USD per GPU-month = {v / 730:.3g} USD per GPU-hour"
+        return f"a monthly price? {num_text(v)} USD per GPU-month = {v / 730:.3g} USD per GPU-hour"
     if kind == "gpu_hour":
-        return f"a price per 8-GPU server? {_num(v)} USD per server-hour = {v / 8:.3g} USD per GPU-hour"
+        return f"a price per 8-GPU server? {num_text(v)} USD per server-hour = {v / 8:.3g} USD per GPU-hour"
     if kind == "years" and 0 < v <= 10:
-        return f"years instead of months? {_num(v)} years = {_num(v * 12)} months"
+        return f"years instead of months? {num_text(v)} years = {num_text(v * 12)} months"
     if kind == "months_for_years" and v >= 12:
-        return f"months instead of years? {_num(v)} months = {v / 12:.3g} years"
+        return f"months instead of years? {num_text(v)} months = {v / 12:.3g} years"
     if kind == "yearly":
-        return f"a yearly figure? {_num(v)} a year = {v / 12:.4g} a month"
+        return f"a yearly figure? {num_text(v)} a year = {v / 12:.4g} a month"
     return None
 
 
@@ -146,12 +146,12 @@ def implausible(key: str, value: float) -> str | None:
         return None
     spec = PARAMS.get(key) or PORTFOLIO_PARAMS[key]
     unit = f" {spec.unit}" if spec.unit else ""
-    band = "\u2013".join(f"{b:,.0f}" if abs(b) >= 1000 else _num(b)
+    band = "\u2013".join(f"{b:,.0f}" if abs(b) >= 1000 else num_text(b)
                           for b in (rule.low, rule.high) if b is not None)
     for side, bound, slip in (("below", rule.low, rule.below), ("above", rule.high, rule.above)):
         if bound is not None and (value < bound if side == "below" else value > bound):
             hint = _slip(slip, value)
-            shown = f"{value:,.0f}" if abs(value) >= 10_000 and value == math.floor(value) else _num(value)
+            shown = f"{value:,.0f}" if abs(value) >= 10_000 and value == math.floor(value) else num_text(value)
             return (f"{shown}{unit} is far {side} {band} (realistic {rule.typical})"
                     + (f"; {hint}" if hint else ""))
     return None
@@ -233,7 +233,7 @@ def read_yaml(path: str | Path) -> Any:
 
 # ------------------------------------------------------------------ pydantic models
 
-_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def _param_fields() -> dict[str, Any]:
@@ -243,16 +243,16 @@ def _param_fields() -> dict[str, Any]:
     return fields
 
 
-ParamsModel = create_model("ParamsModel", __config__=_STRICT, **_param_fields())
+ParamsModel = create_model("ParamsModel", __config__=STRICT, **_param_fields())
 DefaultsModel = create_model(
     "DefaultsModel",
-    __config__=_STRICT,
+    __config__=STRICT,
     **_param_fields(),
     **{k: (Optional[str], None) for k in ("gpu", "region")},
 )
 ClusterModel = create_model(
     "ClusterModel",
-    __config__=_STRICT,
+    __config__=STRICT,
     name=(str, ...),
     sources=(Optional[dict[str, str]], None),
     **_param_fields(),
@@ -261,7 +261,7 @@ ClusterModel = create_model(
 
 
 class PortfolioBlock(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     name: str = "portfolio"
     horizon_months: float = None  # type: ignore[assignment]
     discount_rate: float = None  # type: ignore[assignment]
@@ -270,14 +270,14 @@ class PortfolioBlock(BaseModel):
 
 
 class PortfolioFile(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     portfolio: PortfolioBlock = PortfolioBlock()
     defaults: Optional[DefaultsModel] = None  # type: ignore[valid-type]
     clusters: list[ClusterModel]  # type: ignore[valid-type]
 
 
 class AxisModel(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     shock: Optional[str] = None
     param: Optional[str] = None
     op: Optional[str] = None
@@ -288,7 +288,7 @@ class AxisModel(BaseModel):
 
 
 class ScenarioBlock(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     kind: str
     name: Optional[str] = None
     description: Optional[str] = None
@@ -297,7 +297,7 @@ class ScenarioBlock(BaseModel):
 
 
 class ScenarioFile(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     scenario: ScenarioBlock
 
 
@@ -354,7 +354,7 @@ def _unknown_key(key: Any, siblings: list[str]) -> str:
     return "unknown key" + did_you_mean(key, siblings)
 
 
-def _pydantic_problems(path: Path, err: ValidationError, model=None) -> list[str]:
+def pydantic_problems(path: Path, err: ValidationError, model=None) -> list[str]:
     """Each pydantic error as `file: key.path: reason`; with the file's model, an unknown
     key gets the closest known one ("did you mean")."""
     problems = []
@@ -364,9 +364,14 @@ def _pydantic_problems(path: Path, err: ValidationError, model=None) -> list[str
     for e in errors:
         if "int" in e["loc"] and tuple(p for p in e["loc"] if p != "int") in float_locs:
             continue
-        loc = tuple(p for p in e["loc"] if p not in ("function-after", "list[float]", "str", "float"))
-        got = e.get("input")
+        # drop the tags pydantic puts on a union's branches; an unknown key is the last
+        # element itself, whatever it is called (a key named "str" is a key)
+        tags = ("function-after", "list[float]", "str", "float")
+        raw = tuple(e["loc"])
         kind = e["type"]
+        keep = raw[-1:] if kind == "extra_forbidden" else ()
+        loc = tuple(p for p in raw[:len(raw) - len(keep)] if p not in tags) + keep
+        got = e.get("input")
         if kind == "extra_forbidden":
             reason = _unknown_key(loc[-1], keys_at(model, loc[:-1]) if model is not None else [])
         elif kind == "missing":
@@ -398,21 +403,21 @@ def _show(value: Any) -> str:
     return f"{value!r}"
 
 
-def _num(x: float) -> str:
+def num_text(x: float) -> str:
     return f"{x:g}" if math.isfinite(x) else str(x)
 
 
 def check_value(spec: Param, value: float) -> str | None:
     """Reason a file value is out of range, or None."""
     if spec.integer and value != math.floor(value):
-        return f"must be a whole number, got {_num(value)}"
+        return f"must be a whole number, got {num_text(value)}"
     if spec.lo_open and value <= spec.lo:
-        return f"must be > {_num(spec.lo)}, got {_num(value)}"
+        return f"must be > {num_text(spec.lo)}, got {num_text(value)}"
     if value < spec.lo:
-        return f"must be >= {_num(spec.lo)}, got {_num(value)}"
+        return f"must be >= {num_text(spec.lo)}, got {num_text(value)}"
     if value > spec.hi:
-        slip = f" (a percent? {_num(value)} % is {_num(value / 100)})" if spec.hi == 1 and value <= 100 else ""
-        return f"must be <= {_num(spec.hi)}, got {_num(value)}{slip}"
+        slip = f" (a percent? {num_text(value)} % is {num_text(value / 100)})" if spec.hi == 1 and value <= 100 else ""
+        return f"must be <= {num_text(spec.hi)}, got {num_text(value)}{slip}"
     return None
 
 
@@ -460,7 +465,7 @@ class Portfolio:
         }
 
 
-def _wrong_file(path: Path, doc: dict, expected: str) -> str | None:
+def wrong_file(path: Path, doc: dict, expected: str) -> str | None:
     """A file of another kind given where a portfolio (or a scenario) is expected."""
     if "shockset" in doc:
         return (f"{path}: (top level): this looks like a named shock set; list it under sets: in a "
@@ -504,7 +509,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise ConfigError([f"{path}: (top level): must be a mapping with keys portfolio, defaults, clusters"])
-    wrong = _wrong_file(path, doc, "portfolio")
+    wrong = wrong_file(path, doc, "portfolio")
     if wrong:
         raise ConfigError([wrong])
     doc = _nulls_to_absent(doc)  # client_loss_month: null means never (the default)
@@ -514,7 +519,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
         pb, dm, cms = model.portfolio, model.defaults, list(model.clusters)
     except ValidationError as err:
         # the structure's problems, then the checks of every part that is valid on its own
-        structure = _pydantic_problems(path, err, PortfolioFile)
+        structure = pydantic_problems(path, err, PortfolioFile)
         pb = _lenient(PortfolioBlock, doc.get("portfolio", {})) or PortfolioBlock()
         dm = _lenient(DefaultsModel, doc.get("defaults"))
         raw_clusters = doc.get("clusters")
@@ -584,7 +589,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
             if values.get("reserved_share", 0.0) > 0:
                 problems.append(
                     f"{path}: {where}.reserved_price: required when reserved_share > 0 "
-                    f"(reserved_share is {_num(values['reserved_share'])})"
+                    f"(reserved_share is {num_text(values['reserved_share'])})"
                 )
             origin["reserved_price"] = "model"
         delivery = values["delivery_months"]
@@ -595,8 +600,8 @@ def load_portfolio(path: str | Path) -> Portfolio:
                 late_delivery.add(at)
                 given = "" if origin["delivery_months"] != "model" else " (the model's default)"
                 warnings.append(
-                    f"{path}: {at}: {_num(delivery)} months{given} is at or past the horizon "
-                    f"({_num(horizon)} months): the cluster never goes live within it, so it earns "
+                    f"{path}: {at}: {num_text(delivery)} months{given} is at or past the horizon "
+                    f"({num_text(horizon)} months): the cluster never goes live within it, so it earns "
                     "nothing and its IRR and ROI mean little")
         clusters.append(values)
         names.append(name)
@@ -687,30 +692,17 @@ class Scenario:
         return {"kind": self.kind, "name": self.name, "axes": [a.to_dict() for a in self.axes]}
 
 
-def load_scenario(path: str | Path, portfolio: Portfolio):
-    path = Path(path)
-    doc = read_yaml(path)
-    if not isinstance(doc, dict):
-        raise ConfigError([f"{path}: (top level): must be a mapping with the key scenario"])
-    wrong = _wrong_file(path, doc, "scenario")
-    if wrong:
-        raise ConfigError([wrong])
+def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...] = ("grid",)) -> "Scenario":
+    """A `kind: grid` scenario from its parsed file (loaders.load_scenario reads it and
+    picks the loader by kind; an unknown kind comes here and is named against `kinds`)."""
     block = doc.get("scenario")
-    if isinstance(block, dict) and block.get("kind") == "montecarlo":
-        from .mc_config import load_montecarlo
-
-        return load_montecarlo(path, doc, portfolio)
-    if isinstance(block, dict) and block.get("kind") == "named":
-        from .named import load_named
-
-        return load_named(path, doc, portfolio)
     try:
         sb = ScenarioFile.model_validate(doc).scenario
         structure: list[str] = []
         kind, raw_axes = sb.kind, sb.axes
     except ValidationError as err:
         # the structure's problems, then the checks of every axis that is valid on its own
-        structure = _pydantic_problems(path, err, ScenarioFile)
+        structure = pydantic_problems(path, err, ScenarioFile)
         sb = None
         kind = block.get("kind") if isinstance(block, dict) and isinstance(block.get("kind"), str) else None
         axes_doc = block.get("axes") if isinstance(block, dict) else None
@@ -718,8 +710,8 @@ def load_scenario(path: str | Path, portfolio: Portfolio):
     problems: list[str] = []
     if kind is not None and kind != "grid":
         problems.append(f"{path}: scenario.kind: unknown kind {kind!r}"
-                        f"{did_you_mean(kind, ('grid', 'montecarlo', 'named'))} "
-                        "(this version runs: grid, montecarlo, named)")
+                        f"{did_you_mean(kind, kinds)} "
+                        f"(this version runs: {', '.join(kinds)})")
     axes: list[Axis] = []
     warnings: list[str] = []
     names: dict[str, int] = {}
@@ -818,9 +810,9 @@ def _resolve_axis(path, where, am: AxisModel, pf: Portfolio):
         if len(ls) != 3:
             bad("linspace", f"must be [start, stop, count], got {len(ls)} numbers")
         elif ls[2] != math.floor(ls[2]) or ls[2] < 1:
-            bad("linspace", f"count must be a whole number >= 1, got {_num(ls[2])}")
+            bad("linspace", f"count must be a whole number >= 1, got {num_text(ls[2])}")
         elif ls[2] > MAX_AXIS_VALUES:
-            bad("linspace", f"count must be at most {MAX_AXIS_VALUES:,}, got {_num(ls[2])}")
+            bad("linspace", f"count must be at most {MAX_AXIS_VALUES:,}, got {num_text(ls[2])}")
         else:
             values = np.linspace(ls[0], ls[1], int(ls[2]))
     if op == "set" and values is not None:

@@ -71,6 +71,7 @@ CASES = [
     P("p_missing_clusters.yaml", ("clusters", "required key is missing")),
     P("p_duplicate_cluster_names.yaml", ("clusters[1].name", "duplicate cluster name 'a' (also clusters[0])")),
     P("p_cluster_named_portfolio.yaml", ("clusters[1].name", "'portfolio' is reserved")),
+    P("p_key_named_str.yaml", ("clusters[0].str", "unknown key")),
     P("p_unknown_key_cluster.yaml", ("clusters[1].gpu_count", "unknown key")),
     P("p_unknown_key_defaults.yaml", ("defaults.power_usage", "unknown key")),
     P("p_unknown_key_portfolio.yaml", ("portfolio.horizon", "unknown key")),
@@ -335,10 +336,10 @@ def written_names(tmp_path_factory):
     import h5py
 
     pytest.importorskip("jax")
-    from stresstest.runner import run_grid
+    from stresstest.runner import run_scenario
 
     out = tmp_path_factory.mktemp("names") / "r.h5"
-    run_grid(VALID_P, VALID_S, out, backend="jax", sensitivities=True, progress=False)
+    run_scenario(VALID_P, VALID_S, out, backend="jax", sensitivities=True, progress=False)
     with h5py.File(out) as f:
         names = set(f.keys())
         assert "base" in names and "grad_npv" in names and "cluster_npv" in names
@@ -348,7 +349,8 @@ def written_names(tmp_path_factory):
 def test_every_name_in_a_result_file_is_refused_as_an_axis_name(written_names, tmp_path):
     """Validation, not the HDF5 writer, refuses each (the writer failed with 'name
     already exists' after all the work), and the API raises the same ConfigError."""
-    from stresstest.config import ConfigError, load_portfolio, load_scenario
+    from stresstest.config import ConfigError, load_portfolio
+    from stresstest.loaders import load_scenario
 
     pf = load_portfolio(VALID_P)
     for name in written_names:
