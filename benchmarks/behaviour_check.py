@@ -44,7 +44,7 @@ COMMANDS = [
     ("scenarios", ["scenarios", "list", "--json"], "json"),
 ]
 # keys whose values change from run to run by design
-VOLATILE = {"seconds", "created", "write_seconds", "elapsed", "compile_seconds", "path", "output",
+VOLATILE = {"seconds", "created", "write_seconds", "writing_seconds", "elapsed", "compile_seconds", "path", "output",
             "stresstest_version", "wall_s", "time"}
 VOLATILE_ATTRS = {"created", "stresstest_version", "seconds", "shard_checksums"}
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from stresstest.backends import make_backend
-from stresstest.config import Axis, Scenario, load_portfolio, load_scenario
+from stresstest.config import Axis, Scenario, load_portfolio
+from stresstest.loaders import load_scenario
 from stresstest.engine import prepare
 from stresstest.kernels.params import NAMED_SHOCKS
 from stresstest.kernels.shocks import AxisSpec
@@ -117,7 +118,7 @@ def timed_pass(run, limit):
 
 
 def bench_h5(pf, n, backend_name, compression="gzip"):
-    from stresstest.runner import run_grid
+    from stresstest.runner import run_scenario
     import yaml
 
     sc = grid_of_size(n, pf)
@@ -128,7 +129,7 @@ def bench_h5(pf, n, backend_name, compression="gzip"):
         out = Path(tmp) / "big.h5"
         with PeakMemory() as mem:
             t0 = time.perf_counter()
-            res = run_grid(pf.path, s_file, out, backend=backend_name, progress=False,
+            res = run_scenario(pf.path, s_file, out, backend=backend_name, progress=False,
                            compression=compression)
             secs = time.perf_counter() - t0
         size = out.stat().st_size

@@ -33,7 +33,8 @@ def one(horizon: int, sensitivities: bool) -> dict:
     import numpy as np
 
     from stresstest.backends import make_backend
-    from stresstest.config import load_portfolio, load_scenario
+    from stresstest.config import load_portfolio
+    from stresstest.loaders import load_scenario
     from stresstest.engine import prepare
     from stresstest.presets import list_presets
 

@@ -17,7 +17,8 @@ import time
 from bench_grid import PeakMemory
 
 from stresstest.backends import make_backend
-from stresstest.config import load_portfolio, load_scenario
+from stresstest.config import load_portfolio
+from stresstest.loaders import load_scenario
 from stresstest.engine import prepare
 from stresstest.presets import list_presets
 

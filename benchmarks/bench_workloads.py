@@ -54,7 +54,8 @@ import numpy as np
 from bench_grid import PeakMemory, bench_h5, grid_of_size, measure, timed_pass
 
 from stresstest.backends import BackendError, make_backend
-from stresstest.config import load_portfolio, load_scenario
+from stresstest.config import load_portfolio
+from stresstest.loaders import load_scenario
 from stresstest.engine import prepare
 from stresstest.presets import list_presets
 

@@ -102,7 +102,8 @@ def main() -> None:
 
     from bench_workloads import rare_branches
     from stresstest.backends import make_backend
-    from stresstest.config import load_portfolio, load_scenario
+    from stresstest.config import load_portfolio
+    from stresstest.loaders import load_scenario
     from stresstest.engine import _GPU_BUDGET, default_chunk_size, prepare
     from stresstest.montecarlo import prepare as mc_prepare
     from stresstest.presets import list_presets

@@ -3,7 +3,9 @@
 Import is light: numpy only. JAX, CuPy and h5py load when a command needs them.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "run"]
 
 
 def run(*args, **kwargs):

@@ -26,12 +26,12 @@ def run(portfolio: str | Path | None = None, scenario: str | Path | None = None,
     import xarray as xr
 
     from .presets import DEFAULT_PORTFOLIO, DEFAULT_SCENARIO, resolve
-    from .runner import run_grid
+    from .runner import run_scenario
 
     pf = resolve(None if portfolio is None else str(portfolio), DEFAULT_PORTFOLIO)
     sc = resolve(None if scenario is None else str(scenario), DEFAULT_SCENARIO)
     with tempfile.TemporaryDirectory(prefix="stresstest-") as tmp:
         path = Path(output) if output is not None else Path(tmp) / "result.h5"
-        run_grid(pf, sc, path, backend=backend, dtype=dtype, chunk_size=chunk_size, progress=False,
+        run_scenario(pf, sc, path, backend=backend, dtype=dtype, chunk_size=chunk_size, progress=False,
                  sensitivities=sensitivities, overwrite=overwrite)
         return xr.load_dataset(path, engine="h5netcdf")

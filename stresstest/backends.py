@@ -75,8 +75,18 @@ class Backend:
         a = np.asarray(x)
         return self.xp.asarray(a, dtype=self.dtype if a.dtype.kind == "f" else None)
 
+    @property
+    def is_jax(self) -> bool:
+        """JAX's namespace (asked of array-api-compat, not of the name): the backend that
+        compiles with jit, takes gradients and spreads chunks over several devices."""
+        from array_api_compat import is_jax_namespace
+
+        return is_jax_namespace(self.xp)
+
     def to_numpy(self, x) -> np.ndarray:
-        if self.name == "cupy":
+        from array_api_compat import is_cupy_namespace
+
+        if is_cupy_namespace(self.xp):
             return x.get()
         return np.asarray(x)
 

@@ -425,16 +425,9 @@ def _refine(portfolio, spec, target, level, cluster, f_np, xs, fs, k: int, max_i
         return hi, lo, hi, 0
     if f_lo == 0:
         return lo, lo, hi, 0
-    import jax
-    import jax.numpy as jnp
+    from .jax_adapter import namespace, value_and_derivative
 
-    from . import jax_adapter  # noqa: F401  (float64)
-
-    f_jx = _output_fn(portfolio, spec, target, level, cluster, jnp)
-
-    def value_and_slope(x):
-        v, dv = jax.jvp(lambda z: f_jx(z), (jnp.asarray([x]),), (jnp.asarray([1.0]),))
-        return float(v[0]), float(dv[0])
+    value_and_slope = value_and_derivative(_output_fn(portfolio, spec, target, level, cluster, namespace()))
 
     def value(x):
         with np.errstate(all="ignore"):
@@ -624,13 +617,7 @@ def write_curve(path, curve: dict, attrs: dict) -> Path:
     with dimension scales."""
     import h5py
 
-    from .h5io import AtomicFile, temp_path
-
-    class CurveFile(AtomicFile):
-        def __init__(self, path):
-            self.path = Path(path)
-            self.tmp = temp_path(self.path)
-            self.f = h5py.File(self.tmp, "w")
+    from .h5io import AtomicFile
 
     param = attrs.get("param")
     quantity = SHOCK_QUANTITIES[param][0] if param in SHOCK_QUANTITIES else param
@@ -644,7 +631,7 @@ def write_curve(path, curve: dict, attrs: dict) -> Path:
         "jump_low": ("jump_low", "status 2: the value just below the jump (as the model uses it)"),
         "jump_high": ("jump_high", "status 2: the value just above the jump (as the model uses it)"),
     }
-    with CurveFile(path) as out:
+    with AtomicFile(path) as out:
         f = out.f
         for k, v in attrs.items():
             f.attrs[k] = v

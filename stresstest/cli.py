@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .backends import BACKENDS, DTYPES, BackendError, keep_compiled_programs
 from .config import ConfigError
 from .presets import DEFAULT_PORTFOLIO, DEFAULT_SCENARIO, list_presets, preset_kind, resolve
@@ -79,7 +79,8 @@ def _warn(lines, strict: bool = False) -> None:
 
 def _check_inputs(portfolio, scenario, strict: bool) -> None:
     """Load a run's inputs before it, for their problems and warnings (the run loads them again)."""
-    from .config import load_portfolio, load_scenario
+    from .config import load_portfolio
+    from .loaders import load_scenario
 
     try:
         pf = load_portfolio(portfolio)
@@ -184,9 +185,9 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         save_paths, quiet, as_json, overwrite, max_scenarios, yes, strict):
     """Evaluate PORTFOLIO (file or preset; default: the bundled example) on a grid of shocks
     or a Monte Carlo set of paths (the scenario's kind)."""
-    from .report import print_mc_summary, print_named_summary, print_run_summary, run_json
+    from .report import PRINTERS, run_json
     from .progress import CompileInterrupted
-    from .runner import run_grid, run_one_shard
+    from .runner import run_scenario, run_one_shard
 
     _check_inputs(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, DEFAULT_SCENARIO), strict)
     if shard is not None:
@@ -209,7 +210,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         return
 
     try:
-        result = run_grid(
+        result = run_scenario(
             resolve(portfolio, DEFAULT_PORTFOLIO),
             resolve(scenario, DEFAULT_SCENARIO),
             output,
@@ -236,8 +237,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
     if as_json:
         click.echo(json.dumps(run_json(result), indent=2))
     elif not quiet:
-        printer = {"montecarlo": print_mc_summary, "named": print_named_summary}
-        printer.get(result.scenario.kind, print_run_summary)(result)
+        PRINTERS[result.scenario.kind](result)
     else:
         click.echo(str(result.path))
 
@@ -336,7 +336,7 @@ def submit(portfolio, scenario, shards, output_dir, output, partition, time_, me
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def merge(directory, output, compression, overwrite):
     """Check a folder of shard files and merge them into one result file."""
-    from .runner import check_output
+    from .h5io import check_output
     from .shards import ShardError
     from .shards import merge as do_merge
 
@@ -411,7 +411,8 @@ def validate(files, portfolio, strict):
 
     Values far outside realistic ranges (a USD/MWh price where USD/kWh is expected, a
     percent where a fraction is) are warnings, errors with --strict."""
-    from .config import load_portfolio, load_scenario
+    from .config import load_portfolio
+    from .loaders import load_scenario
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -503,13 +504,14 @@ def breakeven(portfolio, param, target, cluster, bracket, over, scenario, output
     from .backends import jax_importable
     from .breakeven import breakeven as solve_breakeven
     from .breakeven import breakeven_curve
-    from .config import load_portfolio, load_scenario
+    from .config import load_portfolio
+    from .loaders import load_scenario
 
     if not jax_importable():
         _fail_input(BackendError("breakeven needs JAX (automatic differentiation): pip install jax"))
     try:
         if over is not None:
-            from .runner import check_output
+            from .h5io import check_output
 
             check_output(Path(output), overwrite)
         pf = load_portfolio(resolve(portfolio, DEFAULT_PORTFOLIO))
@@ -586,13 +588,14 @@ def cashflows(portfolio, scenario, at, path_index, clusters, annual, output, as_
 
     The table shows the portfolio (or the --cluster statements); files and --json hold the
     portfolio and every cluster. Columns: docs/model.md, "The cash-flow statement"."""
-    from .config import load_portfolio, load_scenario
+    from .config import load_portfolio
+    from .loaders import load_scenario
     from .statement import (check_clusters, compute, output_format, print_statement,
                             resolve_case, write)
 
     try:
         if output is not None:
-            from .runner import check_output
+            from .h5io import check_output
 
             output_format(Path(output))
             check_output(Path(output), overwrite)

@@ -20,6 +20,7 @@ from .kernels.factored import evaluate_corners, slab_corners
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS
 from .kernels.shocks import apply_axis_values, shocked_params
+from .outputs import EXPECTED_NONFINITE, EXPECTED_WHERE_NEVER, SUMMARY_OUTPUTS, expected_reason, output_name
 
 # Bytes of working memory per scenario-cluster-month, measured roughly (about 60
 # float64 temporaries live at once, more in the IRR solve); sets the default chunk.
@@ -27,7 +28,7 @@ _BYTES_PER_SCM = 8 * 80
 # CPU: about the size of the caches' reach. On the 2-core EPYC VM of 2026-12-01, chunks of
 # 1,024 example scenarios (256 MiB) ran 2.2x slower than 512 (benchmarks/README.md)
 _DEFAULT_BUDGET = 128 * 2**20
-_GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy (where its memory is unknown)
+GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy (where its memory is unknown)
 # GPU chunks of a grid fill a share of the device's memory, so that each chunk's fixed
 # costs (its launch, the copy of each output back, the conditionals' predicates; on CuPy
 # a kernel per array operation, 937 a W1 chunk: benchmarks/op_count.py) spread over
@@ -95,7 +96,7 @@ def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario:
     and half of its free memory; the fixed 4 GiB budget where the device does not say."""
     mem = backend.memory()
     if mem is None:
-        return default_chunk_size(portfolio, total, _GPU_BUDGET)
+        return default_chunk_size(portfolio, total, GPU_BUDGET)
     free, size = mem
     budget = min(size // _GPU_SHARE, free // 2)
     per_point = GPU_FOOTPRINT.get(backend.name, max(GPU_FOOTPRINT.values())) * scratch_per_point(
@@ -134,7 +135,7 @@ class GridRun:
     def devices(self) -> list:
         """The devices this run can use at once: every local GPU (or forced CPU device)
         under JAX, else one."""
-        if self.backend.name != "jax":
+        if not self.backend.is_jax:
             return [None]
         from .jax_adapter import local_devices
 
@@ -217,7 +218,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         if backend.is_gpu and not sensitivities:
             chunk = gpu_chunk_size(portfolio, total, backend, scenario)
         elif backend.is_gpu:  # the reverse passes' memory: the fixed budget
-            chunk = default_chunk_size(portfolio, total, _GPU_BUDGET)
+            chunk = default_chunk_size(portfolio, total, GPU_BUDGET)
         else:
             chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH, scenario)
     else:
@@ -244,7 +245,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         return evaluate(params, r, horizon, equity_clusters=equity)
 
     run = GridRun(portfolio, scenario, backend, chunk, equity, fact)
-    if sensitivities and backend.name != "jax":
+    if sensitivities and not backend.is_jax:
         raise BackendError(
             f"sensitivities need the JAX backend (automatic differentiation); got {backend.name}. "
             "Use --backend jax or auto, with jax installed")
@@ -308,35 +309,6 @@ def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarra
 
 # ------------------------------------------------------------------ summaries
 
-SUMMARY_OUTPUTS = ("npv", "irr", "roi")
-
-# Where a non-finite value is part of the model's answer rather than a fault
-EXPECTED_NONFINITE = {
-    "irr": "no rate zeroes the flows",
-    "equity_irr": "no debt, or no rate zeroes the equity flows",
-    "min_dscr": "no debt, or no month both live and within the loan term",
-    "payback_months": "never paid back within the horizon (+inf)",
-    "roi": "capex is zero",
-    "grad_irr": "the IRR is NaN",
-    "slope_irr": "the IRR is NaN",
-}
-
-
-# Where a non-finite value is expected only at some of its cells: a per-parameter output
-# (axes..., cluster, parameter) whose value is not applicable where the parameter is
-# never (+inf: client_loss_month's default). npv_per_pct = gradient x value x 1 %: a
-# percent move of never is not a number, so it is NaN there by definition (jax_adapter);
-# anywhere else a non-finite npv_per_pct is a fault and is reported as one.
-EXPECTED_WHERE_NEVER = {
-    "npv_per_pct": "the parameter is never (+inf): not applicable, a percent move of never is not a number",
-}
-
-
-def expected_reason(name: str) -> str | None:
-    """Why an output may hold NaN or inf (the file's `nonfinite_means`), or None."""
-    return EXPECTED_NONFINITE.get(_short(name)) or EXPECTED_WHERE_NEVER.get(name)
-
-
 def never_parameters(portfolio: Portfolio, scenario: Scenario) -> np.ndarray:
     """[cluster, parameter] True where a parameter is never (+inf) at every grid point.
 
@@ -389,7 +361,7 @@ class Extremes:
             if not bad.any():
                 continue
             _count(self.nonfinite, name, bad, chunk.start)
-            if EXPECTED_NONFINITE.get(_short(name)):
+            if EXPECTED_NONFINITE.get(output_name(name)):
                 continue
             if name in EXPECTED_WHERE_NEVER and self.never is not None and v.shape[-2:] == self.never.shape:
                 bad = bad & ~self.never
@@ -410,10 +382,6 @@ def grid_point(scenario: Scenario, flat: int) -> dict[str, float]:
         return {}
     idx = np.unravel_index(flat, scenario.shape)
     return {a.name: float(a.values[i]) for a, i in zip(scenario.axes, idx)}
-
-
-def _short(name: str) -> str:
-    return name[len("cluster_"):] if name.startswith("cluster_") else name
 
 
 def unexpected_nonfinite(extremes: Extremes) -> dict[str, tuple[int, int]]:

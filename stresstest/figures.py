@@ -52,6 +52,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .config import ConfigError
+from .formats import fmt as table_fmt
+from .formats import money, num, pct
 from .kernels.params import NAMED_SHOCKS, PARAMS, PORTFOLIO_PARAMS
 
 DPI = 120
@@ -64,29 +66,19 @@ _FAN = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def fmt_money(v: float) -> str:
-    """Millions of the currency, two decimals: the format of every money cell."""
-    return f"{v / 1e6:,.2f}" if _finite(v) else "n/a"
+    return money(v, table=True)
 
 
 def fmt_pct(v: float, digits: int = 2) -> str:
-    """A rate or ratio given as a fraction, in percent."""
-    return f"{100 * v:.{digits}f} %" if _finite(v) else "n/a"
+    return pct(v, digits, table=True)
 
 
 def fmt_num(v: float) -> str:
-    return f"{v:.4g}" if _finite(v) else "n/a"
-
-
-_FORMAT = {
-    "npv": fmt_money, "revenue": fmt_money, "energy_cost": fmt_money, "opex": fmt_money,
-    "ebitda": fmt_money, "irr": fmt_pct, "equity_irr": fmt_pct,
-    "roi": lambda v: fmt_pct(v, 1), "min_dscr": lambda v: f"{v:.2f}" if _finite(v) else "n/a",
-    "payback_months": lambda v: f"{v:.0f}" if _finite(v) else "n/a",
-}
+    return num(v, table=True)
 
 
 def fmt(name: str, v: float) -> str:
-    return _FORMAT.get(name, fmt_num)(v)
+    return table_fmt(name, v, table=True)
 
 
 def _finite(v) -> bool:

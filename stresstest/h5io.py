@@ -18,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import ConfigError
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAMS, PORTFOLIO_PARAMS
+from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, PARAMETER_DIM, SENSITIVITY_VARIABLES,
+                      expected_reason)
 
 LONG_NAMES = {
     "npv": "net present value of project cash flows",
@@ -58,47 +61,6 @@ def axis_attrs(axis) -> dict[str, str]:
     verb = {"scale": "scale of ", "shift": "shift of "}.get(op, "")
     where = f" (clusters: {', '.join(axis.clusters)})" if getattr(axis, "clusters", None) else ""
     return {"units": units, "long_name": f"{verb}{param}{where}"}
-
-
-# The root names of a grid file besides its axes (the axes' coordinates share the root,
-# so an axis may not take any of these: config.py refuses them, from reserved_names()).
-CLUSTER_DIM = "cluster"  # the cluster names; per-cluster outputs are "cluster_" + output
-BASE_GROUP = "base"  # the base case's outputs
-PARAMETER_DIM = "parameter"  # --sensitivities: the cluster parameters
-AXIS_DIM = "axis"  # --sensitivities: the grid's axes, for the slopes along them
-_PER_UNIT = "USD per unit of the parameter"
-# --sensitivities: (name, dims after the grid's, units, long name)
-SENSITIVITY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
-    *((name, (CLUSTER_DIM, PARAMETER_DIM), units,
-       f"derivative of the {what} with respect to each cluster's parameter") for name, units, what in (
-        ("grad_npv", _PER_UNIT, "portfolio NPV"),
-        ("grad_roi", "1 per unit of the parameter", "portfolio ROI"),
-        ("grad_irr", "per year per unit of the parameter", "portfolio IRR (implicit function theorem)"),
-        ("grad_cluster_npv", _PER_UNIT, "each cluster's own NPV"))),
-    ("npv_per_pct", (CLUSTER_DIM, PARAMETER_DIM), "USD",
-     "first-order change of the portfolio NPV for a +1 % relative move of the parameter"),
-    ("grad_npv_discount_rate", (), "USD per unit of discount_rate",
-     "derivative of the portfolio NPV with respect to discount_rate"),
-    ("grad_cluster_npv_discount_rate", (CLUSTER_DIM,), "USD per unit of discount_rate",
-     "derivative of each cluster's NPV with respect to discount_rate"),
-    *(("slope_" + name, (AXIS_DIM,), f"{units} per unit of the axis",
-       f"derivative of the portfolio {name} along each axis (through the shocks)")
-      for name, units in (("npv", "USD"), ("roi", "1"), ("irr", "per year"))),
-)
-
-
-def reserved_names() -> dict[str, str]:
-    """Every root name a grid result file may hold besides its axes' coordinates, with
-    what it holds there: the names GridWriter writes (one list, read by both)."""
-    names = {CLUSTER_DIM: "the cluster dimension", BASE_GROUP: "the group of base-case outputs"}
-    for name in OUTPUTS:
-        names[name] = "an output"
-        names[CLUSTER_DIM + "_" + name] = "a per-cluster output"
-    names[PARAMETER_DIM] = "the parameter dimension of --sensitivities"
-    names[AXIS_DIM] = "the axis dimension of --sensitivities"
-    for name, *_ in SENSITIVITY_VARIABLES:
-        names[name] = "an output of --sensitivities"
-    return names
 
 
 _TARGET_CHUNK_ELEMS = 1 << 16
@@ -155,7 +117,7 @@ def provenance(pf, scenario_name: str, config: str, sha: str, backend: str, devi
     """The root attributes every result file carries (MODEL.md, "Result file"), plus extra."""
     import datetime as _dt
 
-    from . import __version__
+    from .version import __version__
     from .kernels.params import MODEL_VERSION
 
     return {
@@ -192,10 +154,43 @@ def remove_stale_partials(path: Path) -> list[Path]:
     return removed
 
 
-class AtomicFile:
-    """An HDF5 file written under a temporary name: commit() renames it into place,
-    abort() removes it. Subclasses open self.f on self.tmp. As a context manager it
-    aborts when the block raises (anything, KeyboardInterrupt included)."""
+def check_output(path: Path, overwrite: bool = True) -> None:
+    """Refuse, before any work, an output that cannot or may not be written: the one
+    rule for every writer (run, the API, merge, breakeven's curve).
+
+    The folder must exist and take a new file (a probe file is made and removed: this
+    catches read-only file systems, which permission bits do not show to root). An
+    existing file is kept unless overwrite (callers pass it explicitly: the default,
+    True, is kept for callers written before the rule). Temporary files of killed runs
+    (whose process is gone) next to the output are removed.
+    """
+    import tempfile
+
+    if path.is_dir():
+        raise ConfigError([f"{path}: the output is a directory"])
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError([f"{path}: the output folder {parent} does not exist"])
+    if path.exists() and not overwrite:
+        raise ConfigError([f"{path}: exists; give --overwrite to replace it"])
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stresstest-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot write in {parent} ({exc.strerror or exc})"]) from None
+    remove_stale_partials(path)
+
+
+class AtomicPath:
+    """A file written under a temporary name beside `path` (temp_path): commit() renames it
+    into place, abort() removes it; as a context manager it aborts when the block raises
+    (anything, KeyboardInterrupt included). The one temporary-name-and-rename of the
+    project: every writer (HDF5 results, shards, the statement's CSV and Excel) goes
+    through it, so a file at the output name is always whole."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.tmp = temp_path(self.path)
 
     def __enter__(self):
         return self
@@ -204,24 +199,45 @@ class AtomicFile:
         if exc_type is not None:
             self.abort()
 
+    def close(self) -> None:
+        """Finish writing self.tmp (subclasses: flush and close their file)."""
+
+    def commit(self) -> Path:
+        self.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+class AtomicFile(AtomicPath):
+    """An HDF5 file, self.f, written under a temporary name."""
+
+    def __init__(self, path):
+        import h5py
+
+        super().__init__(path)
+        self.f = h5py.File(self.tmp, "w")
+
     def flush(self) -> None:
         pass
 
-    def commit(self) -> Path:
-        self.flush()
-        self.f.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+    def close(self) -> None:
+        if self.f.id.valid:  # an HDF5 file closed already (abort after a failed commit)
+            self.flush()
+            self.f.close()
 
     def abort(self) -> None:
         try:
             self.f.close()
         except Exception:
             pass
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass
+        self.tmp.unlink(missing_ok=True)
 
 
 def _deflate_shuffled(values: np.ndarray, level: int) -> bytes:
@@ -320,13 +336,9 @@ class GridWriter(AtomicFile):
 
     def __init__(self, path, axes, cluster_names, attrs: dict, dtype=np.float64,
                  compression: str | None = "gzip", sensitivities: bool = False):
-        import h5py
-
-        self.path = Path(path)
-        self.tmp = temp_path(self.path)
+        super().__init__(path)
         self.grid_shape = tuple(len(a.values) for a in axes)
         self.n_clusters = len(cluster_names)
-        self.f = h5py.File(self.tmp, "w")
         self._direct: dict[str, _DirectChunks] = {}
         self._pool = None
         self.seconds = 0.0  # spent in write, flush and commit
@@ -334,8 +346,6 @@ class GridWriter(AtomicFile):
             self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
             if sensitivities:
                 self._sensitivity_layout(axes, np.dtype(dtype), compression)
-            from .engine import expected_reason
-
             for name, ds in self.datasets.items():  # what a NaN (or inf) means, for readers
                 why = expected_reason(name)
                 if why:

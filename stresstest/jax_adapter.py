@@ -105,6 +105,38 @@ def cache_hits() -> int:
     return _cache_hits[0]
 
 
+def value_and_derivative(f):
+    """x -> (f(x), f'(x)) for a scalar function of one float given as f(array [1]) -> [1],
+    by forward mode (one jvp): breakeven's Newton steps."""
+    def value_and_slope(x: float) -> tuple[float, float]:
+        v, dv = jax.jvp(f, (jnp.asarray([x]),), (jnp.asarray([1.0]),))
+        return float(v[0]), float(dv[0])
+
+    return value_and_slope
+
+
+def tail_weighted_gradient(npv_fn, chunk: int, n_paths: int):
+    """The compiled reverse pass of Monte Carlo's pathwise sensitivities.
+
+    npv_fn(base, rate, start) -> NPV [chunk] of the paths start .. start + chunk. Returns
+    grad(base, rate, start, cuts) -> ((d/dbase, d/drate) of w @ NPV, w.sum(axis=1)), with
+    the weights w [1 + len(cuts), chunk] held fixed (stop_gradient): row 0 every path
+    below n_paths (the mean), then per (lo, hi, f) in cuts the tail: 1 below lo, f in the
+    boundary bin [lo, hi], 0 above (the paths the summary's CVaR averages)."""
+    def weighted(base, rate, start, cuts):
+        npv = npv_fn(base, rate, start)
+        idx = start + jnp.arange(chunk)
+        live = (idx < n_paths).astype(npv.dtype)
+        ws = [live]
+        for (lo, hi, f) in cuts:
+            v = jax.lax.stop_gradient(npv)
+            ws.append(live * jnp.where(v < lo, 1.0, jnp.where(v <= hi, f, 0.0)))  # [lo, hi]: the bin
+        w = jax.lax.stop_gradient(jnp.stack(ws))
+        return w @ npv, w.sum(axis=1)
+
+    return jax.jit(jax.jacrev(weighted, argnums=(0, 1), has_aux=True))
+
+
 SENSITIVITY_OUTPUTS = ("npv", "roi", "irr")
 
 

@@ -15,51 +15,50 @@ from typing import Optional, Union
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import _STRICT, ConfigError, Portfolio, _num, _pydantic_problems, check_value, did_you_mean
+from .config import STRICT, ConfigError, Portfolio, num_text, pydantic_problems, check_value, did_you_mean
 from .kernels.params import OPS, PARAMS
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec
 
 KINDS = ("price", "utilization", "energy")
 DISTS = {"normal": ("mean", "sd"), "uniform": ("low", "high"), "triangular": ("low", "mode", "high"),
          "discrete": ("values", "probs")}
-QUANTILES = (0.01, 0.05, 0.5, 0.95, 0.99)
 PSD_TOL = 1e-10
 
 
 class PriceProcess(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     volatility: float = 0.35
 
 
 class UtilizationProcess(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     ar: float = 0.8
     sigma_training: float = 0.10
     sigma_inference: float = 0.04
 
 
 class EnergyProcess(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     volatility: float = 0.30
     mean_reversion: float = 0.1
 
 
 class Pair(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     a: str
     b: str
     rho: float
 
 
 class Correlation(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     same_kind: float = 0.5
     between: dict[str, float] = {}
     pairs: list[Pair] = []
 
 
 class Event(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     param: str
     dist: str
     op: str = "set"
@@ -75,7 +74,7 @@ class Event(BaseModel):
 
 
 class MonteCarloBlock(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     kind: str
     name: Optional[str] = None
     description: Optional[str] = None
@@ -92,7 +91,7 @@ class MonteCarloBlock(BaseModel):
 
 
 class MonteCarloFile(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     scenario: MonteCarloBlock
 
 
@@ -133,7 +132,7 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
     try:
         model = MonteCarloFile.model_validate(doc)
     except ValidationError as err:
-        raise ConfigError(_pydantic_problems(path, err, MonteCarloFile)) from None
+        raise ConfigError(pydantic_problems(path, err, MonteCarloFile)) from None
     sb = model.scenario
     problems: list[str] = []
 
@@ -141,11 +140,11 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
         problems.append(f"{path}: scenario.{key}: {reason}")
 
     if sb.paths != math.floor(sb.paths) or not 1 <= sb.paths <= MAX_PATHS:
-        bad("paths", f"must be a whole number from 1 to {MAX_PATHS:.3g}, got {_num(sb.paths)}")
+        bad("paths", f"must be a whole number from 1 to {MAX_PATHS:.3g}, got {num_text(sb.paths)}")
     if (isinstance(sb.seed, float) and (sb.seed != math.floor(sb.seed) or sb.seed >= 2**53)) \
             or not 0 <= sb.seed < 2**63:
         bad("seed", f"must be a whole number from 0 to 2^63 - 1 (written as an integer above 2^53), "
-            f"got {_num(sb.seed) if isinstance(sb.seed, float) else sb.seed}")
+            f"got {num_text(sb.seed) if isinstance(sb.seed, float) else sb.seed}")
     for key, lo, hi, value in (
         ("price.volatility", 0.0, 5.0, sb.price.volatility),
         ("utilization.ar", 0.0, 0.999, sb.utilization.ar),
@@ -156,9 +155,9 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
         ("correlation.same_kind", -1.0, 1.0, sb.correlation.same_kind),
     ):
         if not lo <= value <= hi:
-            bad(key, f"must be in [{_num(lo)}, {_num(hi)}], got {_num(value)}")
+            bad(key, f"must be in [{num_text(lo)}, {num_text(hi)}], got {num_text(value)}")
     if sb.hurdle_irr is not None and sb.hurdle_irr <= -1:
-        bad("hurdle_irr", f"must be > -1, got {_num(sb.hurdle_irr)}")
+        bad("hurdle_irr", f"must be > -1, got {num_text(sb.hurdle_irr)}")
 
     # series: price per gpu_market, utilization per cluster, energy per power_market
     gpu_markets = list(dict.fromkeys(c["gpu_market"] for c in pf.labels))
@@ -180,7 +179,7 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
                 f"(kinds: {', '.join(KINDS)})")
             continue
         if not -1 <= rho <= 1:
-            bad(f"correlation.between.{key}", f"must be in [-1, 1], got {_num(rho)}")
+            bad(f"correlation.between.{key}", f"must be in [-1, 1], got {num_text(rho)}")
             continue
         for i in range(n):
             for j in range(n):
@@ -201,7 +200,7 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
             if i == j:
                 bad(where, "a series' correlation with itself is 1")
             elif not -1 <= pair.rho <= 1:
-                bad(f"{where}.rho", f"must be in [-1, 1], got {_num(pair.rho)}")
+                bad(f"{where}.rho", f"must be in [-1, 1], got {num_text(pair.rho)}")
             else:
                 R[i, j] = R[j, i] = pair.rho
                 explicit[(min(i, j), max(i, j))] = f"scenario.{where}"
@@ -307,15 +306,15 @@ def _resolve_event(path, where, ev: Event, pf: Portfolio):
     values: tuple[float, ...] = ()
     if ev.dist == "normal":
         if ev.sd < 0:
-            bad("sd", f"must be >= 0, got {_num(ev.sd)}")
+            bad("sd", f"must be >= 0, got {num_text(ev.sd)}")
         args = (ev.mean, ev.sd)
     elif ev.dist == "uniform":
         if ev.high < ev.low:
-            bad("high", f"must be >= low ({_num(ev.low)}), got {_num(ev.high)}")
+            bad("high", f"must be >= low ({num_text(ev.low)}), got {num_text(ev.high)}")
         args = (ev.low, ev.high)
     elif ev.dist == "triangular":
         if not ev.low <= ev.mode <= ev.high:
-            bad("mode", f"must lie in [low, high] = [{_num(ev.low)}, {_num(ev.high)}], got {_num(ev.mode)}")
+            bad("mode", f"must lie in [low, high] = [{num_text(ev.low)}, {num_text(ev.high)}], got {num_text(ev.mode)}")
         args = (ev.low, ev.mode, ev.high)
     else:
         if not ev.values:

@@ -22,12 +22,12 @@ Written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from .h5io import LONG_NAMES, AtomicFile, chunk_shape, temp_path
+from .h5io import LONG_NAMES, AtomicFile, chunk_shape
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAM_NAMES
+from .outputs import FAN_QUANTILES, STATISTICS
 
 RISK_UNITS = {"var": "USD", "cvar": "USD", "prob": "1", "tail": "USD"}
 
@@ -35,14 +35,10 @@ RISK_UNITS = {"var": "USD", "cvar": "USD", "prob": "1", "tail": "USD"}
 class MonteCarloWriter(AtomicFile):
     def __init__(self, path, pf, mc, attrs: dict, dtype=np.float64, compression="gzip",
                  save_paths: bool = False):
-        import h5py
-
-        self.path = Path(path)
-        self.tmp = temp_path(self.path)
+        super().__init__(path)
         self.pf, self.mc = pf, mc
         self.dtype = np.dtype(dtype)
         self.compression = compression
-        self.f = h5py.File(self.tmp, "w")
         try:
             for k, v in attrs.items():
                 self.f.attrs[k] = v
@@ -111,7 +107,6 @@ class MonteCarloWriter(AtomicFile):
 
     # ------------------------------------------------------------ summaries
     def write_summary(self, summary, gradients: dict | None) -> None:
-        from .montecarlo import FAN_QUANTILES, STATISTICS
 
         f = self.f
         stat = self._labels(f, "statistic", list(STATISTICS))

@@ -23,18 +23,16 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio, config_json
-from .engine import (_GPU_BUDGET, EXPECTED_NONFINITE, Chunk, default_chunk_size,
+from .engine import (GPU_BUDGET, Chunk, default_chunk_size,
                      equity_clusters, pipelined)
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS, PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
-from .mc_config import QUANTILES, MonteCarlo
+from .mc_config import MonteCarlo
+from .outputs import EXPECTED_NONFINITE, FAN_QUANTILES, LEVELS, QUANTILES
+from .results import Result
 from .summaries import FAN_ALPHA, Moments, Sketch, cvar_from
 
-STATISTICS = ("mean", "std", "stderr", "min", "max") + tuple(f"p{round(q * 100)}" for q in QUANTILES) + (
-    "nonfinite_fraction",)
-FAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-LEVELS = (0.95, 0.99)
 
 
 def path_outputs_fn(pf: Portfolio, mc: MonteCarlo, xp, dtype, chunk: int, equity):
@@ -79,7 +77,7 @@ _MC_CPU_BUDGET = 64 * 2**20
 
 
 def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
-    chunk = chunk_size or default_chunk_size(pf, mc.paths, _GPU_BUDGET if backend.is_gpu else _MC_CPU_BUDGET)
+    chunk = chunk_size or default_chunk_size(pf, mc.paths, GPU_BUDGET if backend.is_gpu else _MC_CPU_BUDGET)
     chunk = int(min(chunk, mc.paths))
     xp, dtype = backend.xp, backend.dtype
     fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf))
@@ -504,37 +502,24 @@ def pathwise_gradients(run: MonteCarloRun, thresholds: dict, status=None) -> dic
     status (a progress.Progress): the pass's own compile and its own count of paths
     (its rate is not the forward pass's), each chunk a boundary where a signal stops it.
     """
-    if run.backend.name != "jax":
+    if not run.backend.is_jax:
         raise BackendError(f"Monte Carlo sensitivities need the JAX backend (automatic "
                            f"differentiation); got {run.backend.name}")
-    import jax
-    import jax.numpy as jnp
+    from .jax_adapter import namespace, tail_weighted_gradient
 
+    jnp = namespace()
     pf, mc = run.portfolio, run.scenario
     chunk, N = run.chunk_size, mc.paths
     levels = [lv for lv in LEVELS if thresholds.get(lv) is not None]
     fn = path_outputs_fn(pf, mc, jnp, run.backend.dtype, chunk, ())
-
-    def weighted(base, rate, start, cuts):
-        out = fn(base, rate, start)
-        npv = out["npv"]
-        idx = start + jnp.arange(chunk)
-        live = (idx < N).astype(npv.dtype)
-        ws = [live]
-        for (lo, hi, f) in cuts:
-            v = jax.lax.stop_gradient(npv)
-            ws.append(live * jnp.where(v < lo, 1.0, jnp.where(v <= hi, f, 0.0)))  # [lo, hi]: the bin
-        w = jax.lax.stop_gradient(jnp.stack(ws))
-        return w @ npv, w.sum(axis=1)
-
-    grad = jax.jit(jax.jacrev(weighted, argnums=(0, 1), has_aux=True))
+    grad = tail_weighted_gradient(lambda base, rate, start: fn(base, rate, start)["npv"], chunk, N)
     base, rate = run._args
     cuts = tuple(jnp.asarray(thresholds[lv]) for lv in levels)
     g_base = {k: np.zeros((1 + len(levels), len(pf.clusters))) for k in PARAM_NAMES}
     g_rate = np.zeros(1 + len(levels))
     weight = np.zeros(1 + len(levels))
     if status is not None:
-        from .runner import compile_ahead
+        from .progress import compile_ahead
 
         compile_ahead(grad, (base, rate), run.backend, status, "the sensitivities pass",
                       extra=(cuts,))
@@ -560,21 +545,13 @@ def pathwise_gradients(run: MonteCarloRun, thresholds: dict, status=None) -> dic
 # ------------------------------------------------------------------- the run
 
 
-@dataclass
-class MonteCarloResult:
-    path: Path
-    portfolio: Portfolio
-    scenario: MonteCarlo
-    backend: str
+@dataclass(kw_only=True)
+class MonteCarloResult(Result):
+    """A Monte Carlo run's result: the summaries and, with --sensitivities, the gradients."""
+
     summary: Summary
     gradients: dict | None
-    seconds: float
     chunk_size: int
-    config_sha256: str
-
-    @property
-    def scm(self) -> int:
-        return self.scenario.paths * len(self.portfolio.clusters) * self.portfolio.horizon_months
 
 
 def summary_workers(be: Backend) -> int:
@@ -594,9 +571,9 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     from .h5io import provenance
     from .mc_io import MonteCarloWriter
     from .progress import Interrupts, Progress
-    from .runner import compile_ahead
+    from .progress import compile_ahead
 
-    if sensitivities and be.name != "jax":
+    if sensitivities and not be.is_jax:
         raise BackendError(f"sensitivities need the JAX backend (automatic differentiation); got "
                            f"{be.name}. Use --backend jax or auto, with jax installed")
     cfg, sha = config_json(pf, mc)
@@ -631,5 +608,6 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     finally:
         if status is None:
             bar.close()
-    return MonteCarloResult(path, pf, mc, be.describe(), summary, gradients, time.perf_counter() - t0,
-                            run.chunk_size, sha)
+    return MonteCarloResult(path=path, portfolio=pf, scenario=mc, backend=be.describe(), summary=summary,
+                            gradients=gradients, seconds=time.perf_counter() - t0, chunk_size=run.chunk_size,
+                            config_sha256=sha)

@@ -15,12 +15,12 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import _STRICT, ConfigError, Portfolio, _pydantic_problems, check_value, did_you_mean, read_yaml
+from .config import STRICT, ConfigError, Portfolio, pydantic_problems, check_value, did_you_mean, read_yaml
 from .kernels.params import NAMED_SHOCKS, OPS, PARAMS
 
 
 class ShockModel(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     shock: Optional[str] = None
     param: Optional[str] = None
     op: Optional[str] = None
@@ -29,7 +29,7 @@ class ShockModel(BaseModel):
 
 
 class ShockSetBlock(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     name: str
     title: str
     description: str = ""
@@ -38,12 +38,12 @@ class ShockSetBlock(BaseModel):
 
 
 class ShockSetFile(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     shockset: ShockSetBlock
 
 
 class NamedBlock(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     kind: str
     name: Optional[str] = None
     description: Optional[str] = None
@@ -52,7 +52,7 @@ class NamedBlock(BaseModel):
 
 
 class NamedFile(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     scenario: NamedBlock
 
 
@@ -116,7 +116,7 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
     try:
         m = ShockSetFile.model_validate(doc).shockset
     except ValidationError as err:
-        raise ConfigError(_pydantic_problems(path, err, ShockSetFile)) from None
+        raise ConfigError(pydantic_problems(path, err, ShockSetFile)) from None
     problems: list[str] = []
     shocks = []
     for i, s in enumerate(m.shocks):
@@ -164,7 +164,7 @@ def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
     try:
         block = NamedFile.model_validate(doc).scenario
     except ValidationError as err:
-        raise ConfigError(_pydantic_problems(path, err, NamedFile)) from None
+        raise ConfigError(pydantic_problems(path, err, NamedFile)) from None
     if not block.sets:
         raise ConfigError([f"{path}: scenario.sets: must list at least one shock set"])
     lib = list_library()
@@ -209,49 +209,3 @@ def shocked(pf: Portfolio, sets: list[ShockSet]) -> tuple[dict[str, np.ndarray],
         rows.append(p)
     params = {k: np.stack([r[k] for r in rows]) for k in base}
     return params, np.full(len(rows), pf.discount_rate)
-
-
-def evaluate_named(pf: Portfolio, sc: NamedScenario) -> dict[str, np.ndarray]:
-    """Every output for the base case (row 0) and each set (numpy: a handful of rows)."""
-    from .engine import equity_clusters
-    from .kernels.metrics import evaluate
-
-    params, rate = shocked(pf, sc.sets)
-    with np.errstate(all="ignore"):
-        return evaluate(params, rate, pf.horizon_months, equity_clusters=equity_clusters(pf))
-
-
-def rows(pf: Portfolio, sc: NamedScenario, out: dict) -> list[dict]:
-    """One row per set (and the base case first) with the headline outputs."""
-    names = ["base case"] + [s.name for s in sc.sets]
-    titles = ["no shock"] + [s.title for s in sc.sets]
-    result = []
-    for i, (n, t) in enumerate(zip(names, titles)):
-        result.append({"scenario": n, "title": t, "npv": float(out["npv"][i]), "irr": float(out["irr"][i]),
-                       "roi": float(out["roi"][i]), "min_dscr": float(out["min_dscr"][i]),
-                       "npv_change": float(out["npv"][i] - out["npv"][0])})
-    return result
-
-
-@dataclass
-class _LabelAxis:
-    """The `scenario` dimension of a named run's file: set names as a string coordinate."""
-
-    name: str
-    values: np.ndarray
-    clusters: None = None
-    neutral: None = None
-
-
-def write_named(path: Path, pf: Portfolio, sc: NamedScenario, out: dict, attrs: dict,
-                compression="gzip") -> Path:
-    """The result file: every output with dims (scenario[, cluster]), plus the base group."""
-    from .h5io import GridWriter
-
-    axis = _LabelAxis("scenario", np.array([s.name for s in sc.sets], dtype=object))
-    writer = GridWriter(path, [axis], pf.cluster_names, attrs, np.float64, compression)
-    with writer:
-        writer.write(0, len(sc.sets), {k: np.asarray(v)[1:] for k, v in out.items()})
-        writer.write_base({k: np.asarray(v)[0] for k, v in out.items()})
-        writer.f["scenario"].attrs["titles"] = "\n".join(s.title for s in sc.sets)
-        return writer.commit()

@@ -6,42 +6,9 @@ import math
 import os
 import platform
 
-from .engine import SUMMARY_OUTPUTS, describe_nonfinite, grid_point, unexpected_nonfinite
-
-_FORMATS = {
-    "npv": lambda v: f"{v / 1e6:,.1f} M",
-    "irr": lambda v: f"{100 * v:.2f} %",
-    "roi": lambda v: f"{100 * v:.1f} %",
-}
-_MONEY = ("npv", "revenue", "energy_cost", "opex", "ebitda", "var", "cvar", "tail_contribution")
-_RATES = ("irr", "equity_irr")
-
-
-def fmt(name: str, value: float) -> str:
-    """One number as the terminal shows it: money in millions ("-44.1 M"), rates and shares
-    in percent ("5.57 %", "14.4 %"), ratios with two decimals, months whole. `name` is an
-    output (npv, irr, roi, equity_irr, min_dscr, payback_months, revenue, ...) or a risk
-    measure (var_95, cvar_99, cluster_var_95, tail_contribution_95, prob_npv_negative...)."""
-    if value is None:
-        return "-"
-    value = float(value)
-    if not math.isfinite(value):
-        return str(value)
-    key = name.removeprefix("cluster_").removesuffix("_stderr")
-    if key in _FORMATS:
-        return _FORMATS[key](value)
-    if key.split("_")[0] in ("var", "cvar") or key.startswith("tail_contribution") or key in _MONEY:
-        return _FORMATS["npv"](value)
-    if key in _RATES:
-        return _FORMATS["irr"](value)
-    if key.startswith("prob_"):
-        return f"{100 * value:.2f} %"
-    if key == "min_dscr":
-        return f"{value:.2f}"
-    if key == "payback_months":
-        return f"{value:.0f} months"
-    return f"{value:.6g}"
-
+from .engine import describe_nonfinite, grid_point, unexpected_nonfinite
+from .formats import fmt
+from .outputs import QUANTILES, STATISTICS, SUMMARY_OUTPUTS
 
 def change_text(value: float) -> str:
     """A signed change of money in millions, two decimals ("+1.10 M", "-0.04 M")."""
@@ -114,8 +81,6 @@ def print_run_summary(result, console=None) -> None:
 
 def mc_rows(result) -> dict:
     """The Monte Carlo summary as plain data: statistics of NPV, IRR, ROI, then the risk block."""
-    from .mc_config import QUANTILES
-    from .montecarlo import STATISTICS
 
     s = result.summary
     rows = {}
@@ -288,7 +253,7 @@ def print_named_summary(result, console=None) -> None:
 def environment_info() -> dict:
     import numpy as np
 
-    from . import __version__
+    from .version import __version__
     from .backends import cupy_available, jax_gpu_devices, make_backend
 
     data = {
@@ -347,10 +312,15 @@ def run_json(result) -> dict:
     head = {"path": str(result.path), "kind": kind, "portfolio": result.portfolio.name,
             "scenario": result.scenario.name, "backend": result.backend, "seconds": result.seconds,
             "config_sha256": result.config_sha256}
-    if kind == "montecarlo":
-        return clean({**head, **mc_rows(result)})
-    if kind == "named":
-        return clean({**head, "rows": result.rows})
-    return clean({**head, "points": result.scenario.size, "writing_seconds": result.writing_s,
-                  "rows": summary_rows(result),
-                  "nonfinite": {n: c for n, (c, _) in result.extremes.nonfinite.items()}})
+    return clean({**head, **JSON_BODIES[kind](result)})
+
+
+def _grid_json(result) -> dict:
+    return {"points": result.scenario.size, "writing_seconds": result.writing_s, "rows": summary_rows(result),
+            "nonfinite": {n: c for n, (c, _) in result.extremes.nonfinite.items()}}
+
+
+# Each scenario kind's terminal summary and --json body, found by the result's kind (the
+# runs find theirs in runner.RUNS; docs/architecture.md)
+PRINTERS = {"grid": print_run_summary, "montecarlo": print_mc_summary, "named": print_named_summary}
+JSON_BODIES = {"grid": _grid_json, "montecarlo": mc_rows, "named": lambda result: {"rows": result.rows}}

@@ -11,29 +11,22 @@ from pathlib import Path
 import numpy as np
 
 from .backends import make_backend
-from .config import ConfigError, Portfolio, Scenario, config_json, load_portfolio, load_scenario
+from .config import ConfigError, Portfolio, Scenario, config_json, load_portfolio
+from .loaders import load_scenario
 from .engine import Extremes, evaluate_base, prepare
-from .h5io import provenance
-from .progress import Interrupts, Progress
+from .h5io import check_output, provenance
+from .progress import Interrupts, Progress, compile_ahead
+from .results import Result
 
 
-@dataclass
-class RunResult:
-    path: Path
-    portfolio: Portfolio
-    scenario: Scenario
-    backend: str
+@dataclass(kw_only=True)
+class RunResult(Result):
+    """A grid run's result."""
+
     base: dict[str, np.ndarray]
     extremes: Extremes
-    seconds: float
     chunk_size: int
-    config_sha256: str
     writing_s: float = 0.0  # in the writer: staging, compressing, storing, committing
-
-    @property
-    def scm(self) -> int:
-        """Scenario-cluster-months evaluated."""
-        return self.scenario.size * len(self.portfolio.clusters) * self.portfolio.horizon_months
 
 
 def load_inputs(portfolio_path, scenario_path) -> tuple[Portfolio, Scenario]:
@@ -42,36 +35,7 @@ def load_inputs(portfolio_path, scenario_path) -> tuple[Portfolio, Scenario]:
     return pf, sc
 
 
-def check_output(path: Path, overwrite: bool = True) -> None:
-    """Refuse, before any work, an output that cannot or may not be written: the one
-    rule for every writer (run, the API, merge, breakeven's curve).
-
-    The folder must exist and take a new file (a probe file is made and removed: this
-    catches read-only file systems, which permission bits do not show to root). An
-    existing file is kept unless overwrite (callers pass it explicitly: the default,
-    True, is kept for callers written before the rule). Temporary files of killed runs
-    (whose process is gone) next to the output are removed.
-    """
-    import tempfile
-
-    from .h5io import remove_stale_partials
-
-    if path.is_dir():
-        raise ConfigError([f"{path}: the output is a directory"])
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError([f"{path}: the output folder {parent} does not exist"])
-    if path.exists() and not overwrite:
-        raise ConfigError([f"{path}: exists; give --overwrite to replace it"])
-    try:
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".stresstest-probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot write in {parent} ({exc.strerror or exc})"]) from None
-    remove_stale_partials(path)
-
-
-def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
+def run_scenario(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
              compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False,
              overwrite: bool = False, max_scenarios: int | None = None, overlap: bool | None = None):
@@ -97,18 +61,15 @@ def run_grid(portfolio_path, scenario_path, output, *, backend: str = "auto", dt
     with Interrupts() as interrupts:
         try:
             status.phase("reading inputs")
-            return _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend, dtype,
+            return _run_scenario(status, interrupts, portfolio_path, scenario_path, output, backend, dtype,
                              chunk_size, compression, sensitivities, save_paths, overwrite, max_scenarios,
                              overlap)
         finally:
             status.close()
 
 
-def _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend, dtype, chunk_size,
+def _run_scenario(status, interrupts, portfolio_path, scenario_path, output, backend, dtype, chunk_size,
               compression, sensitivities, save_paths, overwrite, max_scenarios, overlap):
-    from .engine import never_parameters
-    from .h5io import GridWriter
-
     pf, sc = load_inputs(portfolio_path, scenario_path)
     if max_scenarios is not None and sc.size > max_scenarios:
         what = "paths" if sc.kind == "montecarlo" else "grid points"
@@ -120,15 +81,17 @@ def _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend
         raise ConfigError([f"{scenario_path}: --save-paths applies to Monte Carlo scenarios "
                            f"(this one is kind: {sc.kind})"])
     be = make_backend(backend, dtype)
-    if sc.kind == "named":
-        status.phase(f"running: {sc.size:,} named shock sets")
-        return run_named(pf, sc, out, be, compression)
-    if sc.kind == "montecarlo":
-        from .montecarlo import run_montecarlo
+    return RUNS[sc.kind](pf, sc, out, be, status=status, interrupts=interrupts, chunk_size=chunk_size,
+                         compression=compression, sensitivities=sensitivities, save_paths=save_paths,
+                         overlap=overlap)
 
-        return run_montecarlo(pf, sc, out, be, chunk_size=chunk_size, progress=status.enabled,
-                              compression=compression, sensitivities=sensitivities,
-                              save_paths=save_paths, status=status)
+
+def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_size=None, compression="gzip",
+                  sensitivities=False, overlap=None, **_) -> RunResult:
+    """A `kind: grid` run: every grid point in chunks, written as they come."""
+    from .engine import never_parameters
+    from .h5io import GridWriter
+
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
     run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
@@ -147,30 +110,9 @@ def _run_grid(status, interrupts, portfolio_path, scenario_path, output, backend
         writer.write_base(base)
         path = writer.commit()
     how = be.describe() + (f"; {run.factoring.describe(sc)}" if run.factoring is not None else "")
-    return RunResult(path, pf, sc, how, base, extremes, time.perf_counter() - t0, run.chunk_size, sha,
-                     writer.seconds)
-
-
-def compile_ahead(fn, args, backend, status: Progress, what: str = "the chunks", extra: tuple = ()) -> None:
-    """JAX: compile fn for (*args, first start, *extra) before the first chunk, saying so,
-    in a worker thread, so that Ctrl-C and SIGTERM stop the compile at once
-    (progress.in_worker) with progress.CompileInterrupted. Other backends, and functions
-    that are not jitted, have nothing to compile here."""
-    if backend.name != "jax" or not hasattr(fn, "lower"):
-        return
-    from .jax_adapter import cache_hits, compile_ahead as compile_now, compile_cache_on
-    from .progress import CompileInterrupted, in_worker
-
-    how = "first run of these shapes; cached afterwards" if compile_cache_on() else "compile cache off"
-    status.phase(f"compiling {what} for {backend.name} on {backend.device} ({how})")
-    hits, t0 = cache_hits(), time.perf_counter()
-    try:
-        in_worker(lambda: compile_now(fn, *args, backend.xp.asarray(0), *extra), name="stresstest-compile")
-    except KeyboardInterrupt as exc:
-        raise CompileInterrupted() from exc
-    took = time.perf_counter() - t0
-    status.note(f"read the compiled program from the cache in {took:.1f} s" if cache_hits() > hits
-                else f"compiled in {took:.1f} s")
+    return RunResult(path=path, portfolio=pf, scenario=sc, backend=how, base=base, extremes=extremes,
+                     seconds=time.perf_counter() - t0, chunk_size=run.chunk_size, config_sha256=sha,
+                     writing_s=writer.seconds)
 
 
 def _write_between(run, writer, extremes, bar, interrupts) -> None:
@@ -239,25 +181,22 @@ def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend=
                                  "scenario": str(Path(scenario_path).resolve())})
 
 
-@dataclass
-class NamedResult:
-    path: Path
-    portfolio: Portfolio
-    scenario: object
-    backend: str
-    rows: list
-    seconds: float
-    config_sha256: str
+def _run_montecarlo(pf, sc, out, be, *, status, chunk_size=None, compression="gzip", sensitivities=False,
+                    save_paths=False, **_):
+    from .montecarlo import run_montecarlo
+
+    return run_montecarlo(pf, sc, out, be, chunk_size=chunk_size, progress=status.enabled,
+                          compression=compression, sensitivities=sensitivities, save_paths=save_paths,
+                          status=status)
 
 
-def run_named(pf, sc, out: Path, be, compression="gzip") -> NamedResult:
-    """A `kind: named` run: each shock set evaluated directly (numpy; a handful of rows)."""
-    from .named import evaluate_named, rows, write_named
+def _run_named(pf, sc, out, be, *, status, compression="gzip", **_):
+    from .named_run import run_named
 
-    t0 = time.perf_counter()
-    cfg, sha = config_json(pf, sc)
-    outputs = evaluate_named(pf, sc)
-    attrs = provenance(pf, sc.name, cfg, sha, "numpy", "cpu", np.float64, n_scenarios=sc.size, kind="named")
-    path = write_named(out, pf, sc, outputs, attrs, compression)
-    return NamedResult(path, pf, sc, "numpy on cpu, float64", rows(pf, sc, outputs),
-                       time.perf_counter() - t0, sha)
+    status.phase(f"running: {sc.size:,} named shock sets")
+    return run_named(pf, sc, out, be, compression)
+
+
+# Each scenario kind's run, found by the scenario's kind (loaders.LOADERS finds its loader):
+# a new kind is one module in the runs layer and one line here (docs/architecture.md).
+RUNS = {"grid": run_grid_file, "montecarlo": _run_montecarlo, "named": _run_named}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 import shlex
 import sys
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .config import ConfigError, config_json, portfolio_from_dict, scenario_from_dict
-from .h5io import provenance, temp_path
+from .h5io import AtomicPath, provenance
 from .kernels.params import MODEL_VERSION
 
 SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
@@ -181,12 +180,12 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
         run = mc_prepare(pf, sc, be, chunk_size)
     else:
         run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
-    tmp = temp_path(path)
+    out = AtomicPath(path)
     bar = Progress(stop - start, label="paths" if kind == "montecarlo" else "grid points", enabled=progress)
     try:
         if prepared is not None:
             prepared(run, bar)
-        with h5py.File(tmp, "w") as f:
+        with out, h5py.File(out.tmp, "w") as f:
             attrs = {
                 "kind": "shard", "scenario_kind": kind, "shard_index": index, "shard_count": count,
                 "start": start, "stop": stop, "total": sc.size, "model_version": MODEL_VERSION,
@@ -214,9 +213,9 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
             else:
                 _grid_shard(run, start, stop, g, datasets, bar)
             f.attrs["data_sha256"] = _digest(datasets)
-        os.replace(tmp, path)
+        out.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.abort()
         raise
     finally:
         bar.close()

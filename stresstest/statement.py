@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -461,18 +460,12 @@ def statement(pf: Portfolio, scenario=None, at=(), path: int | None = None, clus
 def write(st: Statement, path: Path) -> Path:
     """Write the statement to `path` (.csv, .xlsx or .h5) under a temporary name in the
     same folder, renamed into place when complete (removed if anything fails)."""
-    from .h5io import temp_path
+    from .h5io import AtomicPath
 
-    path = Path(path)
-    fmt = output_format(path)
-    tmp = temp_path(path)
-    try:
-        {"csv": write_csv, "xlsx": write_xlsx, "h5": write_h5}[fmt](st, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    fmt = output_format(Path(path))
+    with AtomicPath(path) as out:
+        {"csv": write_csv, "xlsx": write_xlsx, "h5": write_h5}[fmt](st, out.tmp)
+        return out.commit()
 
 
 def _cell(v: float) -> str:
@@ -514,7 +507,7 @@ def write_xlsx(st: Statement, path: Path) -> None:
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
-    from . import __version__
+    from .version import __version__
     from .kernels.params import MODEL_VERSION
 
     wb = Workbook()
@@ -555,7 +548,7 @@ def write_h5(st: Statement, path: Path) -> None:
     (dims month, cluster), as in a result file."""
     import xarray as xr
 
-    from . import __version__
+    from .version import __version__
     from .kernels.params import MODEL_VERSION
 
     pf = st.portfolio

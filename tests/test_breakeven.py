@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import random_portfolio
+from helpers import random_portfolio
 
 pytest.importorskip("jax")
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import reference_model as ref
-from conftest import random_cluster
+from helpers import random_cluster
 
 from stresstest.config import Portfolio
 from stresstest.engine import evaluate_base

@@ -4,29 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import _axis, random_portfolio, random_scenario
+from helpers import assert_same, make_axis, random_portfolio, random_scenario, run_all_checked
 
 from stresstest.backends import make_backend
 from stresstest.engine import default_chunk_size, prepare
-
-
-def run_all(pf, sc, backend, chunk_size=None):
-    run = prepare(pf, sc, backend, chunk_size)
-    parts = list(run.chunks())
-    assert [p.start for p in parts] == list(range(0, sc.size, run.chunk_size))
-    return {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs}
-
-
-def assert_same(a, b, rtol, atol_rel=None):
-    for name in a:
-        x, y = a[name], b[name]
-        assert x.shape == y.shape, name
-        assert np.array_equal(np.isnan(x), np.isnan(y)), name
-        assert np.array_equal(np.isinf(x), np.isinf(y)), name
-        ok = np.isfinite(x)
-        scale = np.max(np.abs(y[ok])) if ok.any() else 1.0
-        atol = rtol * (scale if atol_rel is None else atol_rel)
-        assert np.allclose(x[ok], y[ok], rtol=rtol, atol=atol), (name, np.max(np.abs(x[ok] - y[ok])))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -34,8 +15,8 @@ def test_backends_agree_on_random_grids(seed, compiled_backend):
     rng = np.random.default_rng(500 + seed)
     pf = random_portfolio(rng, n_clusters=3)
     sc = random_scenario(rng, pf, n_axes=3)
-    want = run_all(pf, sc, make_backend("numpy"))
-    got = run_all(pf, sc, compiled_backend)
+    want = run_all_checked(pf, sc, make_backend("numpy"))
+    got = run_all_checked(pf, sc, compiled_backend)
     # rates (irr, roi) near 0 need an absolute floor; money is relative to the largest value
     assert_same(got, want, rtol=1e-10)
 
@@ -46,7 +27,7 @@ def test_chunk_size_does_not_change_results(backend_name):
     pf = random_portfolio(rng, n_clusters=2, horizon=36)
     sc = random_scenario(rng, pf, n_axes=3)
     b = make_backend(backend_name)
-    results = [run_all(pf, sc, b, cs) for cs in (1, 7, sc.size)]
+    results = [run_all_checked(pf, sc, b, cs) for cs in (1, 7, sc.size)]
     for other in results[1:]:
         assert_same(other, results[0], rtol=1e-13)
 
@@ -108,7 +89,7 @@ def _named_grid(pf, sizes):
     from stresstest.kernels.params import NAMED_SHOCKS
 
     spans = {"utilization": (-0.4, 0.1), "price": (0.3, 1.4), "energy": (0.5, 3.0), "obsolescence": (-18, 18)}
-    axes = [_axis(shock, targets, op, np.linspace(*spans[shock], k), shock=shock, names=pf.cluster_names)
+    axes = [make_axis(shock, targets, op, np.linspace(*spans[shock], k), shock=shock, names=pf.cluster_names)
             for (shock, (targets, op, _)), k in zip(NAMED_SHOCKS.items(), sizes)]
     return Scenario("<t>", "grid", "t", axes)
 
@@ -123,7 +104,7 @@ def _fake_gpu(name, memory):
 
 @pytest.mark.parametrize("name", ["jax", "cupy"])
 def test_gpu_chunks_fill_a_share_of_the_device_memory(name):
-    from stresstest.engine import _GPU_BUDGET, GPU_FOOTPRINT, gpu_chunk_size, scratch_per_point
+    from stresstest.engine import GPU_BUDGET, GPU_FOOTPRINT, gpu_chunk_size, scratch_per_point
 
     rng = np.random.default_rng(1)
     pf = random_portfolio(rng, n_clusters=6, horizon=60)
@@ -138,7 +119,7 @@ def test_gpu_chunks_fill_a_share_of_the_device_memory(name):
         assert gpu_chunk_size(pf, 1000, be) == min(c, 1000)
     # a device that does not say, or whose driver fails to: the fixed budget
     for memory in (lambda: None, lambda: 1 / 0):
-        assert gpu_chunk_size(pf, 10**12, _fake_gpu(name, memory)) == default_chunk_size(pf, 10**12, _GPU_BUDGET)
+        assert gpu_chunk_size(pf, 10**12, _fake_gpu(name, memory)) == default_chunk_size(pf, 10**12, GPU_BUDGET)
 
 
 def test_gpu_sized_chunks_give_the_cpu_results():
@@ -155,8 +136,8 @@ def test_gpu_sized_chunks_give_the_cpu_results():
     if run.factoring is not None:
         want_chunk = max(1, want_chunk // run.factoring.slab) * run.factoring.slab
     assert run.chunk_size == want_chunk < sc.size  # several chunks
-    got = run_all(pf, sc, be)
-    assert_same(got, run_all(pf, sc, make_backend("numpy"), chunk_size=7), rtol=1e-12)
+    got = run_all_checked(pf, sc, be)
+    assert_same(got, run_all_checked(pf, sc, make_backend("numpy"), chunk_size=7), rtol=1e-12)
 
 
 def test_cupy_forms_fit_the_gpu_footprint(monkeypatch):
@@ -210,13 +191,13 @@ def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters,
     names = pf.cluster_names
     axes = []
     if debt == 0:
-        axes.append(_axis("debt_fraction", ("debt_fraction",), "set", np.linspace(0.0, 0.6, 160),
+        axes.append(make_axis("debt_fraction", ("debt_fraction",), "set", np.linspace(0.0, 0.6, 160),
                           param="debt_fraction", names=names))
     for shock, values in (("energy", np.linspace(0.5, 3.0, 160)), ("obsolescence", np.arange(-30.0, 32.0))):
         if debt == 0 and shock == "energy":
             continue
         targets, op, _ = NAMED_SHOCKS[shock]
-        axes.append(_axis(shock, targets, op, values, shock=shock, names=names))
+        axes.append(make_axis(shock, targets, op, values, shock=shock, names=names))
     sc = Scenario("<t>", "grid", "t", axes)
     run = prepare(pf, sc, make_backend("jax"), factor=factor)
     assert (run.factoring is not None) == factor

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 import reference_model as ref
-from conftest import _axis, random_cluster, random_portfolio
-from test_model_vs_reference import _compare
+from helpers import make_axis, random_cluster, random_portfolio
+from helpers import compare_with_reference
 
 from stresstest.backends import make_backend
 from stresstest.config import Scenario
@@ -67,11 +67,11 @@ def test_the_affinity_check_can_fail():
 
 def _named(name, values, names, clusters=None):
     targets, op, _ = NAMED_SHOCKS[name]
-    return _axis(name, targets, op, values, clusters=clusters, shock=name, names=names)
+    return make_axis(name, targets, op, values, clusters=clusters, shock=name, names=names)
 
 
 def _param(name, op, values, names, clusters=None, label=None):
-    return _axis(label or name, [name], op, values, clusters=clusters, param=name, names=names)
+    return make_axis(label or name, [name], op, values, clusters=clusters, param=name, names=names)
 
 
 def _portfolio(seed, n=3, horizon=48):
@@ -160,7 +160,7 @@ def test_factored_grid_matches_the_reference_everywhere(seed):
         assert run.factoring is not None, sc.axes
         chunks = list(run.chunks())
         outputs = {k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs}
-        assert _compare(pf, sc, outputs, range(sc.size)) == sc.size
+        assert compare_with_reference(pf, sc, outputs, range(sc.size)) == sc.size
 
 
 def _all(run, first=0, last=None):
@@ -169,7 +169,7 @@ def _all(run, first=0, last=None):
 
 
 def test_factored_equals_plain_on_every_backend(backend):
-    from test_engine import assert_same
+    from helpers import assert_same
 
     pf = _portfolio(200)
     for sc in _grids(pf):
@@ -195,7 +195,7 @@ def test_factored_results_do_not_depend_on_chunks_or_ranges(backend_name):
             for k in whole:
                 np.testing.assert_array_equal(got[k], whole[k], err_msg=k)
         else:  # another chunk shape is another compiled program: round-off may differ
-            from test_engine import assert_same
+            from helpers import assert_same
 
             assert_same(got, whole, rtol=1e-13)
     # a range that starts inside a slab (a shard) gives the same rows
@@ -209,7 +209,7 @@ def test_factored_results_do_not_depend_on_chunks_or_ranges(backend_name):
 def test_blocked_axis_matches_the_reference_and_plain_in_any_chunks(backend):
     """An axis interpolated in blocks (Factoring.blocks): every point as the plain
     evaluation and (numpy) the reference, whatever the chunk size or the range's start."""
-    from test_engine import assert_same
+    from helpers import assert_same
 
     pf = _portfolio(310)
     sc = _blocked_grid(pf)
@@ -226,7 +226,7 @@ def test_blocked_axis_matches_the_reference_and_plain_in_any_chunks(backend):
             for k in got:
                 np.testing.assert_array_equal(part[k], got[k][first:last], err_msg=k)
     if backend.name == "numpy":
-        assert _compare(pf, sc, got, range(sc.size)) == sc.size
+        assert compare_with_reference(pf, sc, got, range(sc.size)) == sc.size
 
 
 def test_interpolation_returns_end_values_exactly():
@@ -246,8 +246,8 @@ def test_interpolation_returns_end_values_exactly():
 def test_factored_sensitivities_equal_the_plain_ones_and_finite_differences():
     """NPV and ROI gradients interpolated from the corners, the IRR's pulled back per point:
     the same as the point-by-point reverse pass, and as central differences of the reference."""
-    from test_engine import assert_same
-    from test_model_vs_reference import reference_at
+    from helpers import assert_same
+    from helpers import reference_at
 
     from stresstest.kernels.params import PARAM_NAMES
 
@@ -282,7 +282,8 @@ def test_run_names_the_interpolated_axes_and_writes_the_plain_numbers(tmp_path):
     from click.testing import CliRunner
 
     from stresstest.cli import main
-    from stresstest.config import load_portfolio, load_scenario
+    from stresstest.config import load_portfolio
+    from stresstest.loaders import load_scenario
     from stresstest.presets import list_presets
 
     grid = tmp_path / "g.yaml"
@@ -306,7 +307,7 @@ def test_run_names_the_interpolated_axes_and_writes_the_plain_numbers(tmp_path):
 def test_random_interpolable_grids_equal_plain_evaluation(seed):
     """Random portfolios, one to three random interpolable axes (any affine parameter, op
     and cluster subset, values kept in range) beside a random other axis."""
-    from test_engine import assert_same
+    from helpers import assert_same
 
     rng = np.random.default_rng(900 + seed)
     pf = random_portfolio(rng, n_clusters=int(rng.integers(1, 4)), horizon=int(rng.choice([12, 37, 60])))

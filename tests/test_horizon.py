@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 import reference_model as ref
-from conftest import _axis, random_portfolio
-from test_model_vs_reference import _compare
+from helpers import make_axis, random_portfolio
+from helpers import compare_with_reference
 
 from stresstest.config import Scenario
 
@@ -36,9 +36,9 @@ def _portfolio(horizon, seed=3):
 def _grid(pf):
     names = pf.cluster_names
     axes = [
-        _axis("utilization", ["utilization_training", "utilization_inference"], "shift",
+        make_axis("utilization", ["utilization_training", "utilization_inference"], "shift",
               [-0.2, 0.0, 0.1], shock="utilization", names=names),
-        _axis("debt_term_months", ["debt_term_months"], "set", [24.0, 700.0],
+        make_axis("debt_term_months", ["debt_term_months"], "set", [24.0, 700.0],
               param="debt_term_months", names=names),
     ]
     return Scenario(path="<test>", name="horizon", kind="grid", axes=axes)
@@ -77,7 +77,7 @@ def test_long_horizons_match_the_reference(horizon):
     run = prepare(pf, sc, make_backend("jax"), chunk_size=4, factor=False)
     parts = list(run.chunks())
     out = {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs}
-    assert _compare(pf, sc, out, range(sc.size)) == sc.size
+    assert compare_with_reference(pf, sc, out, range(sc.size)) == sc.size
 
 
 def test_payback_blocks_match_the_plain_loop():

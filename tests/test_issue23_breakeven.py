@@ -217,7 +217,7 @@ def test_curve_is_written_atomically(files, tmp_path, monkeypatch):
 
     import stresstest.breakeven as be
     import stresstest.h5io as h5io
-    from stresstest.config import load_scenario
+    from stresstest.loaders import load_scenario
 
     pf = load_portfolio(files / "p.yaml")
     sc = load_scenario(files / "sc.yaml", pf)

@@ -11,13 +11,14 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import random_portfolio
+from helpers import random_portfolio
 
 from stresstest.backends import make_backend
 from stresstest.cli import main
 from stresstest.kernels.params import OUTPUTS
 from stresstest.mc_config import load_montecarlo
-from stresstest.montecarlo import STATISTICS, Summary, prepare
+from stresstest.montecarlo import Summary, prepare
+from stresstest.outputs import STATISTICS
 
 MOMENTS = [STATISTICS.index(s) for s in ("mean", "std", "stderr")]
 

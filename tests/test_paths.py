@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import random_portfolio
+from helpers import random_portfolio
 
 from stresstest.kernels import paths as kp
 from stresstest.kernels.paths import PathSpec

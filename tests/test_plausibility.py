@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from stresstest.cli import main
-from stresstest.config import PLAUSIBLE, ConfigError, implausible, load_portfolio, load_scenario
+from stresstest.config import PLAUSIBLE, ConfigError, implausible, load_portfolio
+from stresstest.loaders import load_scenario
 from stresstest.kernels.params import NAMED_SHOCKS, PARAMS, PORTFOLIO_PARAMS
 from stresstest.presets import list_presets, preset_kind
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from conftest import _axis, random_portfolio
+from helpers import make_axis, random_portfolio
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -110,8 +110,8 @@ def test_invariant_to_cluster_order(seed, rnd):
 def test_invariant_to_chunk_size(seed, c1, c2):
     pf = _pf(seed, n=2)
     sc = Scenario("<p>", "grid", "p", [
-        _axis("price", ("on_demand_price",), "scale", [0.5, 0.8, 1.0, 1.3], shock="price", names=pf.cluster_names),
-        _axis("energy", ("energy_price",), "scale", [1.0, 1.7, 2.5], shock="energy", names=pf.cluster_names)])
+        make_axis("price", ("on_demand_price",), "scale", [0.5, 0.8, 1.0, 1.3], shock="price", names=pf.cluster_names),
+        make_axis("energy", ("energy_price",), "scale", [1.0, 1.7, 2.5], shock="energy", names=pf.cluster_names)])
     be = make_backend("numpy")
     runs = []
     for c in (c1, c2):
@@ -126,11 +126,11 @@ def test_invariant_to_chunk_size(seed, c1, c2):
 def test_neutral_shocks_give_the_base_case(seed):
     pf = _pf(seed)
     sc = Scenario("<p>", "grid", "p", [
-        _axis("price", ("on_demand_price",), "scale", [1.0], shock="price", names=pf.cluster_names),
-        _axis("utilization", ("utilization_training", "utilization_inference"), "shift", [0.0],
+        make_axis("price", ("on_demand_price",), "scale", [1.0], shock="price", names=pf.cluster_names),
+        make_axis("utilization", ("utilization_training", "utilization_inference"), "shift", [0.0],
               shock="utilization", names=pf.cluster_names),
-        _axis("energy", ("energy_price",), "scale", [1.0], shock="energy", names=pf.cluster_names),
-        _axis("obsolescence", ("next_gen_month",), "shift", [0.0], shock="obsolescence", names=pf.cluster_names)])
+        make_axis("energy", ("energy_price",), "scale", [1.0], shock="energy", names=pf.cluster_names),
+        make_axis("obsolescence", ("next_gen_month",), "shift", [0.0], shock="obsolescence", names=pf.cluster_names)])
     out = next(prepare(pf, sc, make_backend("numpy")).chunks()).outputs
     base = evaluate_base(pf)
     for k, v in base.items():

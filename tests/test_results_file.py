@@ -9,15 +9,16 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import random_portfolio, random_scenario
+from helpers import random_portfolio, random_scenario
 
-from stresstest.config import load_portfolio, load_scenario
+from stresstest.config import load_portfolio
+from stresstest.loaders import load_scenario
 from stresstest.engine import prepare
 from stresstest.backends import make_backend
 from stresstest.h5io import chunk_shape, flat_slabs
 from stresstest.kernels.params import OUTPUTS
 from stresstest.presets import list_presets
-from stresstest.runner import run_grid
+from stresstest.runner import run_scenario
 
 
 @pytest.mark.parametrize("shape", [(), (7,), (3, 4), (2, 3, 5), (4, 1, 3, 2)])
@@ -76,7 +77,7 @@ def test_chunk_shape_is_bounded():
 @pytest.fixture(scope="module")
 def smoke_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("r") / "smoke.h5"
-    res = run_grid(list_presets()["example"], list_presets()["smoke"], out, backend="numpy",
+    res = run_scenario(list_presets()["example"], list_presets()["smoke"], out, backend="numpy",
                    chunk_size=4, progress=False)
     return out, res
 
@@ -137,7 +138,7 @@ def test_streamed_file_independent_of_chunk_size(tmp_path, monkeypatch):
         if stage is not None:
             monkeypatch.setattr(GridWriter, "STAGE_BYTES", stage)
         out = tmp_path / f"r{cs}-{overlap}-{stage}.h5"
-        res = run_grid(p_file, s_file, out, backend="numpy", chunk_size=cs, progress=False, overlap=overlap)
+        res = run_scenario(p_file, s_file, out, backend="numpy", chunk_size=cs, progress=False, overlap=overlap)
         assert 0 < res.writing_s < res.seconds
         with h5py.File(out) as f:
             arrays.append({k: f[k][()] for k in f if k.startswith("cluster_") or k in OUTPUTS})
@@ -157,7 +158,7 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine.GridRun, "chunks", boom)
     with pytest.raises(RuntimeError):
-        run_grid(list_presets()["example"], list_presets()["smoke"], out, backend="numpy", progress=False)
+        run_scenario(list_presets()["example"], list_presets()["smoke"], out, backend="numpy", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -169,7 +170,7 @@ def test_write_failure_in_writer_thread_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(h5io.GridWriter, "write", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        run_grid(list_presets()["example"], list_presets()["smoke"], tmp_path / "x.h5",
+        run_scenario(list_presets()["example"], list_presets()["smoke"], tmp_path / "x.h5",
                  backend="numpy", chunk_size=1, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -200,7 +201,7 @@ def test_own_deflate_equals_hdf5_filters(tmp_path, monkeypatch, sensitivities, i
     for comp, stage in runs[::2] if sensitivities else runs:
         monkeypatch.setattr(h5io.GridWriter, "STAGE_BYTES", stage)
         out = tmp_path / f"{comp}-{stage}.h5"
-        run_grid(list_presets()["example"], list_presets()["smoke"], out,
+        run_scenario(list_presets()["example"], list_presets()["smoke"], out,
                  backend="jax" if sensitivities else "numpy", chunk_size=2, compression=comp,
                  sensitivities=sensitivities, progress=False)
         files[(comp, stage)] = out
@@ -232,7 +233,7 @@ def _no_work(monkeypatch):
     monkeypatch.setattr(runner, "prepare", forbidden)
 
 
-@pytest.mark.parametrize("how", ["api", "run_grid"])
+@pytest.mark.parametrize("how", ["api", "run_scenario"])
 def test_existing_output_is_refused_before_any_work(tmp_path, monkeypatch, how):
     import stresstest
     from stresstest.config import ConfigError
@@ -244,7 +245,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, monkeypatch, how):
         if how == "api":
             stresstest.run("example", "smoke", backend="numpy", output=out)
         else:
-            run_grid(list_presets()["example"], list_presets()["smoke"], out, backend="numpy", progress=False)
+            run_scenario(list_presets()["example"], list_presets()["smoke"], out, backend="numpy", progress=False)
     assert err.value.problems == [f"{out}: exists; give --overwrite to replace it"]  # as the CLI says
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
@@ -273,7 +274,7 @@ def test_api_overwrite_replaces_the_file(tmp_path):
 @pytest.fixture(scope="module")
 def default_grid_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("dg") / "stress.h5"
-    run_grid(list_presets()["example"], list_presets()["default_grid"], out, backend="numpy", progress=False)
+    run_scenario(list_presets()["example"], list_presets()["default_grid"], out, backend="numpy", progress=False)
     return out
 
 
@@ -313,7 +314,7 @@ def test_axis_coordinates_carry_units_and_long_names(default_grid_file, tmp_path
                   "    - {param: capex_per_gpu, op: scale, values: [0.9, 1.0], clusters: [dallas-h100]}\n"
                   "    - {param: discount_rate, op: shift, values: [0.0, 0.02]}\n")
     out = tmp_path / "p.h5"
-    run_grid(list_presets()["example"], sc, out, backend="numpy", progress=False)
+    run_scenario(list_presets()["example"], sc, out, backend="numpy", progress=False)
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert (ds["pue"].attrs["units"], ds["pue"].attrs["long_name"]) == ("ratio", "pue")
         assert (ds["capex_per_gpu"].attrs["units"], ds["capex_per_gpu"].attrs["long_name"]) == (

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import _axis, random_portfolio
+from helpers import make_axis, random_portfolio
 
 pytest.importorskip("jax")
 
@@ -30,14 +30,14 @@ REL_STEP = 1e-5
 
 def _scenario(rng, pf, kind):
     if kind == "named":
-        axes = [_axis("utilization", ("utilization_training", "utilization_inference"), "shift",
+        axes = [make_axis("utilization", ("utilization_training", "utilization_inference"), "shift",
                       rng.uniform(-0.3, 0.1, 2), shock="utilization", names=pf.cluster_names),
-                _axis("price", ("on_demand_price",), "scale", rng.uniform(0.4, 1.4, 2), shock="price",
+                make_axis("price", ("on_demand_price",), "scale", rng.uniform(0.4, 1.4, 2), shock="price",
                       names=pf.cluster_names)]
     else:
-        axes = [_axis("pue", ("pue",), "set", rng.uniform(1.05, 1.6, 2), clusters=[pf.cluster_names[0]],
+        axes = [make_axis("pue", ("pue",), "set", rng.uniform(1.05, 1.6, 2), clusters=[pf.cluster_names[0]],
                       param="pue", names=pf.cluster_names),
-                _axis("discount_rate", ("discount_rate",), "shift", rng.uniform(-0.05, 0.05, 2),
+                make_axis("discount_rate", ("discount_rate",), "shift", rng.uniform(-0.05, 0.05, 2),
                       param="discount_rate", names=pf.cluster_names)]
     return Scenario("<test>", "grid", kind, axes)
 
@@ -172,9 +172,9 @@ def test_sensitivities_independent_of_subchunks(monkeypatch):
     rng = np.random.default_rng(11)
     pf = _portfolio(rng, 3, 30)
     sc = Scenario("<test>", "grid", "named", [
-        _axis("utilization", ("utilization_training", "utilization_inference"), "shift",
+        make_axis("utilization", ("utilization_training", "utilization_inference"), "shift",
               np.linspace(-0.3, 0.1, 5), shock="utilization", names=pf.cluster_names),
-        _axis("price", ("on_demand_price",), "scale", np.array([0.5, 0.9, 1.3]), shock="price",
+        make_axis("price", ("on_demand_price",), "scale", np.array([0.5, 0.9, 1.3]), shock="price",
               names=pf.cluster_names)])
     results = []
     for scm in (1, 2 * 3 * 31, 10**9):  # sub-chunks of 1, 2 (7 padded to 8), whole

@@ -17,7 +17,7 @@ import numpy_financial as npf
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from conftest import random_portfolio, random_scenario
+from helpers import random_portfolio, random_scenario
 
 import stresstest.statement as statement_mod
 from stresstest.backends import make_backend
@@ -358,7 +358,7 @@ def test_a_path_is_the_path_run_save_paths_keeps(tmp_path, backend):
 
 
 def test_path_statement_adds_up(tmp_path):
-    from stresstest.config import load_scenario
+    from stresstest.loaders import load_scenario
 
     mc_path = tmp_path / "mc.yaml"
     mc_path.write_text(MC_YAML)
@@ -373,8 +373,8 @@ def test_path_statement_adds_up(tmp_path):
 
 
 def test_named_set_is_the_named_run():
-    from stresstest.config import load_scenario
-    from stresstest.named import evaluate_named
+    from stresstest.loaders import load_scenario
+    from stresstest.named_run import evaluate_named
 
     pf = load_portfolio(list_presets()["example"])
     sc = load_scenario(list_presets()["named"], pf)

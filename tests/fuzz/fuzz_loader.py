@@ -21,7 +21,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from stresstest.config import ConfigError, load_portfolio, load_scenario
+from stresstest.config import ConfigError, load_portfolio
+from stresstest.loaders import load_scenario
 from stresstest.kernels.params import CLUSTER_PARAMS
 
 KEYS = [p.name for p in CLUSTER_PARAMS] + ["name", "gpu", "region", "gpu_market", "power_market", "sources",

@@ -1,0 +1,34 @@
+"""Scenario files of every kind, found through one table (docs/architecture.md).
+
+A scenario file's `kind` picks its loader here, and nowhere else: a new kind is a
+loader in its own module and one line in LOADERS. Every loader takes the file's path,
+its parsed document and the portfolio, and raises ConfigError listing every problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import ConfigError, Portfolio, load_grid, read_yaml, wrong_file
+from .mc_config import load_montecarlo
+from .named import load_named
+
+LOADERS = {"grid": load_grid, "montecarlo": load_montecarlo, "named": load_named}
+KINDS = tuple(LOADERS)
+
+
+def load_scenario(path: str | Path, portfolio: Portfolio):
+    """The scenario in `path`, of whichever kind its file says (grid when it says none)."""
+    path = Path(path)
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{path}: (top level): must be a mapping with the key scenario"])
+    wrong = wrong_file(path, doc, "scenario")
+    if wrong:
+        raise ConfigError([wrong])
+    block = doc.get("scenario")
+    kind = block.get("kind") if isinstance(block, dict) else None
+    loader = LOADERS.get(kind) if isinstance(kind, str) else None
+    if loader is None or loader is load_grid:
+        return load_grid(path, doc, portfolio, KINDS)
+    return loader(path, doc, portfolio)
