@@ -504,14 +504,21 @@ def _where(problem: str, path: Path) -> str:
     return problem[len(f"{path}: "):].split(": ", 1)[0]
 
 
-def load_portfolio(path: str | Path) -> Portfolio:
-    path = Path(path)
+def read_document(path: Path, expected: str, top: str) -> dict:
+    """The YAML mapping in `path`, refused (ConfigError) when it is not a mapping (`top`
+    names the keys it should have) or looks like another kind of file than `expected`."""
     doc = read_yaml(path)
     if not isinstance(doc, dict):
-        raise ConfigError([f"{path}: (top level): must be a mapping with keys portfolio, defaults, clusters"])
-    wrong = wrong_file(path, doc, "portfolio")
+        raise ConfigError([f"{path}: (top level): must be a mapping with {top}"])
+    wrong = wrong_file(path, doc, expected)
     if wrong:
         raise ConfigError([wrong])
+    return doc
+
+
+def load_portfolio(path: str | Path) -> Portfolio:
+    path = Path(path)
+    doc = read_document(path, "portfolio", "keys portfolio, defaults, clusters")
     doc = _nulls_to_absent(doc)  # client_loss_month: null means never (the default)
     try:
         model = PortfolioFile.model_validate(doc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ConfigError, Portfolio, load_grid, read_yaml, wrong_file
+from .config import Portfolio, load_grid, read_document
 from .mc_config import load_montecarlo
 from .named import load_named
 
@@ -20,12 +20,7 @@ KINDS = tuple(LOADERS)
 def load_scenario(path: str | Path, portfolio: Portfolio):
     """The scenario in `path`, of whichever kind its file says (grid when it says none)."""
     path = Path(path)
-    doc = read_yaml(path)
-    if not isinstance(doc, dict):
-        raise ConfigError([f"{path}: (top level): must be a mapping with the key scenario"])
-    wrong = wrong_file(path, doc, "scenario")
-    if wrong:
-        raise ConfigError([wrong])
+    doc = read_document(path, "scenario", "the key scenario")
     block = doc.get("scenario")
     kind = block.get("kind") if isinstance(block, dict) else None
     loader = LOADERS.get(kind) if isinstance(kind, str) else None

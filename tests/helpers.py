@@ -204,3 +204,16 @@ def assert_same(a, b, rtol, atol_rel=None):
         scale = np.max(np.abs(y[ok])) if ok.any() else 1.0
         atol = rtol * (scale if atol_rel is None else atol_rel)
         assert np.allclose(x[ok], y[ok], rtol=rtol, atol=atol), (name, np.max(np.abs(x[ok] - y[ok])))
+
+
+def h5_datasets(path) -> dict:
+    """Every dataset of an HDF5 file by its path in the file, read whole."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+    return out

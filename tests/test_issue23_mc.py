@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import random_portfolio
+from helpers import h5_datasets, random_portfolio
 
 from stresstest.backends import make_backend
 from stresstest.cli import main
@@ -25,16 +25,6 @@ MOMENTS = [STATISTICS.index(s) for s in ("mean", "std", "stderr")]
 
 def _invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _datasets(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-        f.visititems(visit)
-    return out
 
 
 def test_cli_single_run_rechunked_run_and_merged_shards_are_bit_identical(tmp_path):
@@ -57,7 +47,7 @@ def test_cli_single_run_rechunked_run_and_merged_shards_are_bit_identical(tmp_pa
     files["merged"] = tmp_path / "merged.h5"
     r = _invoke("merge", tmp_path / "sh", "-o", files["merged"])
     assert r.exit_code == 0, r.output
-    data = {k: _datasets(p) for k, p in files.items()}
+    data = {k: h5_datasets(p) for k, p in files.items()}
     ref = data["single"]
     for label in ("chunk333", "merged"):
         other = data[label]

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import h5_datasets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,16 +50,6 @@ def _shard(sc, i, n, out, *extra):
                                      "--backend", "numpy", "-q", *extra])
 
 
-def _datasets(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-        f.visititems(visit)
-    return out
-
-
 def _same(a, b):
     assert sorted(a) == sorted(b)
     for k in a:
@@ -80,7 +71,7 @@ def test_merged_shards_equal_a_single_run_bit_for_bit(tmp_path, n):
         assert _shard(sc, i, n, tmp_path / "sh", "--chunk-size", "3").exit_code == 0
     r = CliRunner().invoke(main, ["merge", str(tmp_path / "sh"), "-o", str(tmp_path / "merged.h5")])
     assert r.exit_code == 0, r.output
-    _same(_datasets(tmp_path / "merged.h5"), _datasets(single))
+    _same(h5_datasets(tmp_path / "merged.h5"), h5_datasets(single))
 
 
 def test_merge_names_missing_and_corrupt_shards_with_the_rerun_command(tmp_path):
