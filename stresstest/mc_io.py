@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .h5io import LONG_NAMES, AtomicFile, chunk_shape
+from .grid_file import LONG_NAMES
+from .h5io import AtomicFile, chunk_shape
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAM_NAMES
 from .outputs import FAN_QUANTILES, STATISTICS
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from .config import Portfolio, config_json
 from .engine import equity_clusters
-from .h5io import GridWriter, provenance
+from .grid_file import GridWriter
+from .h5io import provenance
 from .kernels.metrics import evaluate
 from .named import NamedScenario, shocked
 from .results import Result

@@ -90,7 +90,7 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
                   sensitivities=False, overlap=None, **_) -> RunResult:
     """A `kind: grid` run: every grid point in chunks, written as they come."""
     from .engine import never_parameters
-    from .h5io import GridWriter
+    from .grid_file import GridWriter
 
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()

@@ -436,7 +436,7 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
     import h5py
 
     from .engine import evaluate_base
-    from .h5io import GridWriter
+    from .grid_file import GridWriter
 
     infos, meta = check_set(directory)
     cfg = json.loads(meta["config"])

@@ -23,9 +23,10 @@ LAYERS = {
     "config": ["presets", "config", "mc_config", "named", "loaders"],
     "compute": ["backends", "jax_adapter", "factoring", "engine", "tornado"],
     "stats": ["summaries"],
-    "files": ["h5io", "mc_io"],
+    "files": ["h5io", "grid_file", "mc_io"],
     "runs": ["results", "progress", "montecarlo", "named_run", "shards", "runner", "breakeven", "submit"],
-    "reports": ["formats", "report", "figures", "inspection", "statement"],
+    "reports": ["formats", "report", "fig_read", "fig_common", "fig_html", "fig_named", "fig_grid", "fig_montecarlo",
+                "fig_breakeven", "figures", "inspection", "statement"],
     "interfaces": ["cli", "api", "__init__"],
 }
 LEVEL = {m: i for i, (_, mods) in enumerate(LAYERS.items()) for m in mods}

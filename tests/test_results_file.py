@@ -15,7 +15,8 @@ from stresstest.config import load_portfolio
 from stresstest.loaders import load_scenario
 from stresstest.engine import prepare
 from stresstest.backends import make_backend
-from stresstest.h5io import chunk_shape, flat_slabs
+from stresstest.grid_file import flat_slabs
+from stresstest.h5io import chunk_shape
 from stresstest.kernels.params import OUTPUTS
 from stresstest.presets import list_presets
 from stresstest.runner import run_scenario
@@ -42,7 +43,7 @@ def test_direct_chunks_cover_the_grid_with_edge_chunks(grid, extra, target):
     """Every HDF5 chunk, edge chunks included, is one run of points: the runs of any
     range are whole chunks inside it, and over the whole grid they cover every point
     once, so every chunk is compressed by our threads and none by HDF5 under its lock."""
-    from stresstest.h5io import _DirectChunks
+    from stresstest.grid_file import _DirectChunks
 
     shape = grid + extra
     chunks = chunk_shape(shape, target)
@@ -115,7 +116,7 @@ def test_xarray_opens_with_labels(smoke_file):
 def test_streamed_file_independent_of_chunk_size(tmp_path, monkeypatch):
     """...and of whether the writing overlaps the computation, and of how often the
     writer's stage fills (a stage of 4 KiB: the run pauses to store it every few chunks)."""
-    from stresstest.h5io import GridWriter
+    from stresstest.grid_file import GridWriter
 
     rng = np.random.default_rng(9)
     pf = random_portfolio(rng, n_clusters=2, horizon=24)
@@ -163,12 +164,12 @@ def test_failed_run_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_write_failure_in_writer_thread_leaves_no_file(tmp_path, monkeypatch):
-    from stresstest import h5io
+    from stresstest import grid_file
 
     def full_disk(self, start, stop, outputs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(h5io.GridWriter, "write", full_disk)
+    monkeypatch.setattr(grid_file.GridWriter, "write", full_disk)
     with pytest.raises(OSError, match="No space left"):
         run_scenario(list_presets()["example"], list_presets()["smoke"], tmp_path / "x.h5",
                  backend="numpy", chunk_size=1, progress=False)
@@ -183,23 +184,23 @@ def test_own_deflate_equals_hdf5_filters(tmp_path, monkeypatch, sensitivities, i
     staging (unfinished chunks carried to the next write) and the chunk layout."""
     import sys
 
-    import stresstest.h5io as h5io
+    import stresstest.grid_file as grid_file
 
     if not isal:
         monkeypatch.setitem(sys.modules, "isal", None)  # import isal fails
 
     calls = []
-    deflate = h5io._deflate_shuffled
-    monkeypatch.setattr(h5io, "_deflate_shuffled", lambda v, lv: calls.append(v.shape) or deflate(v, lv))
-    small = h5io.chunk_shape
+    deflate = grid_file._deflate_shuffled
+    monkeypatch.setattr(grid_file, "_deflate_shuffled", lambda v, lv: calls.append(v.shape) or deflate(v, lv))
+    small = grid_file.chunk_shape
     # chunks of 40 elements: many whole chunks, edge chunks and points split over stages
-    monkeypatch.setattr(h5io, "chunk_shape", lambda shape: small(shape, 40))
+    monkeypatch.setattr(grid_file, "chunk_shape", lambda shape: small(shape, 40))
     files = {}
     # with sensitivities (a JAX compile per run) the large-stage gzip run is left out:
     # the small stages already carry unfinished chunks between writes
     runs = (("gzip", 3000), ("gzip", 2**26), (None, 2**26))
     for comp, stage in runs[::2] if sensitivities else runs:
-        monkeypatch.setattr(h5io.GridWriter, "STAGE_BYTES", stage)
+        monkeypatch.setattr(grid_file.GridWriter, "STAGE_BYTES", stage)
         out = tmp_path / f"{comp}-{stage}.h5"
         run_scenario(list_presets()["example"], list_presets()["smoke"], out,
                  backend="jax" if sensitivities else "numpy", chunk_size=2, compression=comp,
