@@ -1,0 +1,264 @@
+"""Reading a result file for the report: its kind, its axes, the plan of what to draw.
+
+`result_kind(f)` tells a grid, sensitivities, Monte Carlo or breakeven file apart;
+`read_axes(f)` gives the grid's axes (`AxisInfo`: values, op, targets, neutral value);
+`plan_grid` checks `--x`, `--y`, `--at` against them and says which axes are drawn and
+where every other one is held (`Plan`); `plan_without_axes` refuses those options for a
+file without grid axes. Nothing here draws or writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+from .kernels.params import PARAMS, PORTFOLIO_PARAMS
+
+CHUNK_ELEMS = 1 << 20  # values read at once
+
+
+def value_text(v) -> str:
+    """An axis value for titles and tables."""
+    if isinstance(v, (str, bytes)):
+        return v.decode() if isinstance(v, bytes) else v
+    return f"{float(v):g}"
+
+
+@dataclass
+class AxisInfo:
+    name: str
+    values: np.ndarray
+    op: str | None = None
+    targets: tuple[str, ...] = ()
+    neutral: float | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.values.dtype.kind in "iuf"
+
+    def label(self) -> str:
+        return param_label(self.name, self.op, self.targets)
+
+
+def param_unit(param: str) -> str:
+    p = PARAMS.get(param) or PORTFOLIO_PARAMS.get(param)
+    u = p.unit if p else ""
+    return "months" if u == "month" else u
+
+
+def param_label(name: str, op: str | None, targets) -> str:
+    targets = tuple(targets or ())
+    if op == "scale":
+        if targets == (name,) or not targets:
+            return f"{name} (scale of its base value)"
+        return f"{name} (scale of base {', '.join(targets)})"
+    unit = param_unit(targets[0]) if targets else param_unit(name)
+    if op == "shift":
+        return f"{name} (shift, {unit})" if unit else f"{name} (shift)"
+    return f"{name} ({unit})" if unit else name
+
+
+def strings(a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind in "OSU":
+        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a.ravel()], dtype=object)
+    return a
+
+
+def attr(obj, key, default=None):
+    v = obj.attrs.get(key, default)
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        v = v.item()
+    return v
+
+
+def result_kind(f) -> str | None:
+    if attr(f, "kind") == "montecarlo" and "npv" in f and "statistic" in f:
+        return "montecarlo"
+    if "breakeven" in f and "over" in f.attrs:
+        return "breakeven"
+    if "npv" in f and "config" in f.attrs and "base" in f:
+        return "sensitivities" if "npv_per_pct" in f else "grid"
+    return None
+
+
+def read_axes(f) -> list[AxisInfo]:
+    ds = f["npv"]
+    names = []
+    for i in range(ds.ndim):
+        scales = ds.dims[i]
+        names.append(scales[0].name.rsplit("/", 1)[-1] if len(scales) else None)
+    if any(n is None or n not in f for n in names):
+        try:
+            cfg_axes = json.loads(attr(f, "config"))["scenario"]["axes"]
+            names = [a["name"] for a in cfg_axes]
+        except Exception:  # noqa: BLE001
+            names = [n or f"axis{i}" for i, n in enumerate(names)]
+    out = []
+    for n in names:
+        if n in f:
+            d = f[n]
+            neutral = attr(d, "neutral")
+            targets = attr(d, "targets", "")
+            out.append(AxisInfo(n, strings(d[()]), attr(d, "op"),
+                                tuple(t for t in str(targets).split(",") if t),
+                                float(neutral) if neutral is not None else None))
+        else:
+            out.append(AxisInfo(n, np.arange(ds.shape[len(out)])))
+    return out
+
+
+def on_axis(axis: AxisInfo, value: float) -> int | None:
+    vals = axis.values.astype(float)
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(vals))) if vals.size else 1.0)
+    hits = np.flatnonzero(np.abs(vals - value) <= tol)
+    return int(hits[0]) if hits.size else None
+
+
+def held_index(axis: AxisInfo) -> tuple[int, str]:
+    """Where an axis is held by default: its neutral value, the value nearest it, or the middle."""
+    if axis.numeric and axis.neutral is not None and axis.values.size:
+        i = on_axis(axis, axis.neutral)
+        if i is not None:
+            return i, "neutral"
+        i = int(np.argmin(np.abs(axis.values.astype(float) - axis.neutral)))
+        return i, f"nearest to neutral {axis.neutral:g}"
+    return len(axis.values) // 2, "middle value"
+
+
+@dataclass
+class Plan:
+    kind: str
+    axes: list[AxisInfo] = field(default_factory=list)
+    x: str | None = None
+    y: str | None = None
+    line: str | None = None  # the one axis of line plots
+    held: dict[str, tuple[int, str]] = field(default_factory=dict)  # axis -> (index, how)
+
+
+def plan_grid(path: Path, axes: list[AxisInfo], x, y, at: dict) -> tuple[Plan, list[str]]:
+    problems: list[str] = []
+    names = [a.name for a in axes]
+    by_name = {a.name: a for a in axes}
+    known = ", ".join(names) or "none"
+    for opt, v in (("--x", x), ("--y", y)):
+        if v is not None and v not in by_name:
+            problems.append(f"{path}: {opt}: unknown axis {v!r} (axes: {known})")
+    if x is not None and x == y:
+        problems.append(f"{path}: --x/--y: both name the axis {x!r}; give two different axes")
+    held_at: dict[str, int] = {}
+    for k, v in at.items():
+        if k not in by_name:
+            problems.append(f"{path}: --at: unknown axis {k!r} (axes: {known})")
+            continue
+        if k in (x, y):
+            which = "--x" if k == x else "--y"
+            problems.append(f"{path}: --at: {k}: is the heatmap's {which} axis; it cannot also be held")
+            continue
+        a = by_name[k]
+        try:
+            value = float(v)
+        except (TypeError, ValueError):
+            problems.append(f"{path}: --at: {k}: value must be a number, got {v!r}")
+            continue
+        if not a.numeric:
+            problems.append(f"{path}: --at: {k}: the axis holds labels ({', '.join(map(str, a.values))}), "
+                            "not numbers")
+            continue
+        i = on_axis(a, value) if math.isfinite(value) else None
+        if i is None:
+            problems.append(f"{path}: --at: {k}={value:g}: not a value of the axis "
+                            f"(values: {', '.join(value_text(t) for t in a.values)})")
+            continue
+        held_at[k] = i
+    if problems:
+        return Plan("grid"), problems
+    free = [a.name for a in axes if len(a.values) > 1 and a.name not in at]
+    line = None
+    if x is None and y is None:
+        if len(free) >= 2:
+            x, y = free[0], free[1]
+        elif len(free) == 1:
+            line = free[0]
+    elif y is None:
+        rest = [n for n in free if n != x]
+        if rest:
+            y = rest[0]
+        else:
+            line, x = x, None
+    elif x is None:
+        rest = [n for n in free if n != y]
+        if rest:
+            x = rest[0]
+        else:
+            line, y = y, None
+    plotted = {n for n in (x, y, line) if n}
+    held = {}
+    for a in axes:
+        if a.name in plotted:
+            continue
+        held[a.name] = (held_at[a.name], "--at") if a.name in held_at else held_index(a)
+    return Plan("grid", axes, x, y, line, held), []
+
+
+def extreme(ds, fn) -> tuple[int, float] | None:
+    """(flat index, value) of the smallest (fn=np.argmin) or largest finite value, chunk by chunk."""
+    if ds.ndim == 0:
+        v = float(ds[()])
+        return (0, v) if math.isfinite(v) else None
+    per = int(np.prod(ds.shape[1:], dtype=np.int64)) if ds.ndim > 1 else 1
+    step = max(1, CHUNK_ELEMS // max(per, 1))
+    best = None
+    for i in range(0, ds.shape[0], step):
+        a = np.asarray(ds[i:i + step], dtype=np.float64).ravel()
+        ok = np.isfinite(a)
+        if not ok.any():
+            continue
+        idx = np.flatnonzero(ok)
+        j = idx[fn(a[idx])]
+        v = float(a[j])
+        better = best is None or (v < best[1] if fn is np.argmin else v > best[1])
+        if better:
+            best = (i * per + int(j), v)
+    return best
+
+
+def provenance(f, path: Path, kind: str) -> list[tuple[str, str]]:
+    rows = [("file", path.name), ("kind", {"grid": "stress grid", "sensitivities": "stress grid with sensitivities",
+                                          "montecarlo": "Monte Carlo", "breakeven": "breakeven curve"}[kind])]
+    keys = ["portfolio", "scenario", "created", "backend", "device", "dtype", "config_sha256",
+            "stresstest_version", "model_version", "currency", "horizon_months", "discount_rate",
+            "n_scenarios", "paths", "seed", "param", "target", "over"]
+    for k in keys:
+        v = attr(f, k)
+        if v is not None:
+            rows.append((k, str(v)))
+    return rows
+
+
+def open_result(path: Path):
+    import h5py
+
+    if not path.exists():
+        raise ConfigError([f"{path}: no such file"])
+    if path.is_dir():
+        raise ConfigError([f"{path}: is a folder, not a result file (shards? merge them first)"])
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ConfigError([f"{path}: not a stresstest result file (not readable as HDF5: {err})"]) from None
+
+
+def plan_without_axes(path: Path, kind: str, x, y, at: dict, what: str) -> Plan:
+    """The plan of a file without grid axes: `--x`, `--y` and `--at` refused (`what` says why)."""
+    problems = [f"{path}: {opt}: {what}" for opt, v in (("--x", x), ("--y", y), ("--at", at)) if v]
+    if problems:
+        raise ConfigError(problems)
+    return Plan(kind)
