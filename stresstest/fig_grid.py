@@ -49,8 +49,8 @@ def diverging_norm(finite: np.ndarray, center: float):
 
 
 def heatmap(save, name, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *, cbar: str,
-             cmap: str, level: float | None, level_label: str, title: str, cell_fmt,
-             center: float | None = None, base_xy: tuple[float, float] | None = None) -> None:
+            cmap: str, level: float | None, level_label: str, title: str, cell_fmt,
+            center: float | None = None, base_xy: tuple[float, float] | None = None) -> None:
     """z: (ny, nx) in the axes' stored order, already in the plotted unit. With `center`, a
     diverging colour map (`cmap`, e.g. RdBu) whose white is at that value (NPV = 0); with
     `base_xy`, the base case (no shock) is marked at that point of the plane."""
@@ -121,7 +121,7 @@ def heatmap(save, name, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *, cbar: str,
 
 
 def line_plot(save, name, axis: AxisInfo, v: np.ndarray, *, ylabel: str, ref: float | None,
-          ref_label: str, base: float | None, title: str) -> None:
+              ref_label: str, base: float | None, title: str) -> None:
     fig = new_figure(7.0, 4.8)
     ax = fig.add_subplot()
     colour = matplotlib.colormaps["viridis"](0.25)
@@ -149,7 +149,7 @@ def line_plot(save, name, axis: AxisInfo, v: np.ndarray, *, ylabel: str, ref: fl
 
 
 def tornado_bars(save, name, rows: list[dict], currency: str, title: str, *,
-             xlabel: str | None = None, labels: tuple[str, str] | None = None) -> None:
+                 xlabel: str | None = None, labels: tuple[str, str] | None = None) -> None:
     """Horizontal bars of rows {cluster, parameter, up, down[, step]} (NPV changes in the
     currency). A step parameter (tornado.STEP_PARAMS) is marked * with the footnote
     "linear estimate unreliable: step parameter" under the chart and drawn paler."""
@@ -294,18 +294,18 @@ def draw_heatmaps(f, plan: Plan, save, tables: dict, figs: dict, currency: str, 
     if "npv" in f:
         z = slab(f, plan, "npv", [plan.y, plan.x]) / 1e6
         heatmap(save, "npv_heatmap.png", xa, ya, z, cbar=f"NPV (M {currency})", cmap="RdBu",
-                 level=0.0, level_label="NPV = 0", title=f"Portfolio NPV (M {currency}); {held_title}",
-                 cell_fmt=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}", center=0.0, base_xy=base_xy)
+                level=0.0, level_label="NPV = 0", title=f"Portfolio NPV (M {currency}); {held_title}",
+                cell_fmt=lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}", center=0.0, base_xy=base_xy)
         figs["npv_heatmap.png"] = (f"Portfolio NPV over {plan.x} and {plan.y}; {held_title}. Red: a loss, "
                                    f"blue: a gain, white: NPV = 0 (the black line).{where_base}")
     if "irr" in f:
         z = slab(f, plan, "irr", [plan.y, plan.x]) * 100
         lvl = rate_level(f, plan)
         heatmap(save, "irr_heatmap.png", xa, ya, z, cbar="IRR (% per year)",
-                 cmap="cividis" if lvl is None else "RdBu",
-                 level=lvl, level_label=f"IRR = discount rate ({lvl:g} %)" if lvl is not None else "",
-                 title=f"Portfolio IRR (% per year); {held_title}", cell_fmt=lambda v: f"{v:.1f}",
-                 center=lvl, base_xy=base_xy)
+                cmap="cividis" if lvl is None else "RdBu",
+                level=lvl, level_label=f"IRR = discount rate ({lvl:g} %)" if lvl is not None else "",
+                title=f"Portfolio IRR (% per year); {held_title}", cell_fmt=lambda v: f"{v:.1f}",
+                center=lvl, base_xy=base_xy)
         centred = "" if lvl is None else f" White: IRR = the discount rate ({lvl:g} %), where NPV = 0."
         figs["irr_heatmap.png"] = (f"Portfolio IRR over {plan.x} and {plan.y}; {held_title}.{centred} "
                                    f"Grey cells: no IRR (no sign change of the cash flows).{where_base}")
@@ -327,16 +327,16 @@ def draw_lines(f, plan: Plan, save, tables: dict, figs: dict, currency: str, hel
               for k, label in (("npv", "NPV"), ("irr", "IRR"))}
     if "npv" in f:
         line_plot(save, names["npv"], la, slab(f, plan, "npv", [plan.line]) / 1e6,
-              ylabel=f"NPV (M {currency})", ref=0.0, ref_label="NPV = 0",
-              base=base.get("npv", math.nan) / 1e6, title=titles["npv"])
+                  ylabel=f"NPV (M {currency})", ref=0.0, ref_label="NPV = 0",
+                  base=base.get("npv", math.nan) / 1e6, title=titles["npv"])
         figs[names["npv"]] = (f"{titles['npv']}: each bar the portfolio NPV (M {currency}) with its change "
                               "against the base case (no shock, the dotted line)." if not la.numeric
                               else f"{titles['npv']}.")
     if "irr" in f:
         ref = rate_level(f, plan)
         line_plot(save, names["irr"], la, slab(f, plan, "irr", [plan.line]) * 100,
-              ylabel="IRR (% per year)", ref=ref, ref_label=f"discount rate ({ref:g} %)" if ref is not None else "",
-              base=base.get("irr", math.nan) * 100, title=titles["irr"])
+                  ylabel="IRR (% per year)", ref=ref, ref_label=f"discount rate ({ref:g} %)" if ref is not None else "",
+                  base=base.get("irr", math.nan) * 100, title=titles["irr"])
         figs[names["irr"]] = (f"{titles['irr']}: each bar the portfolio IRR (% per year) with its change "
                               "against the base case (percentage points)." if not la.numeric
                               else f"{titles['irr']}.")
@@ -369,7 +369,7 @@ def draw_tornado(f, plan: Plan, save, notes: list[str], tables: dict, figs: dict
     tables["tornado"] = {"point": point, "rows": trows}
     if trows:
         tornado_bars(save, "tornado.png", trows, currency,
-                 f"Top {len(trows)} (cluster, parameter) by NPV change for ±{TORNADO_MOVE_PCT:g} %\nat {where_txt}")
+                     f"Top {len(trows)} (cluster, parameter) by NPV change for ±{TORNADO_MOVE_PCT:g} %\nat {where_txt}")
         step_note = (" * after a name marks a step parameter: linear estimate unreliable (stresstest "
                      "sensitivities gives the exact change)." if any(r["step"] for r in trows) else "")
         figs["tornado.png"] = (f"Tornado at {where_txt}: first-order change of the portfolio NPV for a "
