@@ -478,7 +478,7 @@ def wrong_file(path: Path, doc: dict, expected: str) -> str | None:
     return None
 
 
-def _lenient(model, raw: Any, drop: str = "any"):
+def lenient(model, raw: Any, drop: str = "any"):
     """`model` validated from the mapping `raw` less the keys it fails on (drop="any"), or
     less its unknown keys only (drop="unknown"); None where that does not validate. The
     failures themselves are reported from the whole file: this only lets the checks of
@@ -499,7 +499,7 @@ def _lenient(model, raw: Any, drop: str = "any"):
     return None
 
 
-def _where(problem: str, path: Path) -> str:
+def problem_key(problem: str, path: Path) -> str:
     """The key path of a `file: key.path: reason` line."""
     return problem[len(f"{path}: "):].split(": ", 1)[0]
 
@@ -527,10 +527,10 @@ def load_portfolio(path: str | Path) -> Portfolio:
     except ValidationError as err:
         # the structure's problems, then the checks of every part that is valid on its own
         structure = pydantic_problems(path, err, PortfolioFile)
-        pb = _lenient(PortfolioBlock, doc.get("portfolio", {})) or PortfolioBlock()
-        dm = _lenient(DefaultsModel, doc.get("defaults"))
+        pb = lenient(PortfolioBlock, doc.get("portfolio", {})) or PortfolioBlock()
+        dm = lenient(DefaultsModel, doc.get("defaults"))
         raw_clusters = doc.get("clusters")
-        cms = [_lenient(ClusterModel, c) for c in raw_clusters] if isinstance(raw_clusters, list) else None
+        cms = [lenient(ClusterModel, c) for c in raw_clusters] if isinstance(raw_clusters, list) else None
     problems: list[str] = []
     warnings: list[str] = []
     horizon = 60.0 if pb.horizon_months is None else pb.horizon_months
@@ -615,8 +615,8 @@ def load_portfolio(path: str | Path) -> Portfolio:
         labels.append(lab)
         origins.append(origin)
     if structure:
-        reported = {_where(p, path) for p in structure}
-        problems = structure + [p for p in problems if _where(p, path) not in reported]
+        reported = {problem_key(p, path) for p in structure}
+        problems = structure + [p for p in problems if problem_key(p, path) not in reported]
     if problems:
         raise ConfigError(problems)
     return Portfolio(
@@ -713,7 +713,7 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
         sb = None
         kind = block.get("kind") if isinstance(block, dict) and isinstance(block.get("kind"), str) else None
         axes_doc = block.get("axes") if isinstance(block, dict) else None
-        raw_axes = [_lenient(AxisModel, a, drop="unknown") for a in axes_doc] if isinstance(axes_doc, list) else []
+        raw_axes = [lenient(AxisModel, a, drop="unknown") for a in axes_doc] if isinstance(axes_doc, list) else []
     problems: list[str] = []
     if kind is not None and kind != "grid":
         problems.append(f"{path}: scenario.kind: unknown kind {kind!r}"
@@ -743,8 +743,8 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
         problems.append(f"{path}: scenario.axes: the grid has {size:.3g} points, more than the "
                         f"{MAX_GRID_POINTS:.0e} this version can index; split it into several files")
     if structure:
-        reported = {_where(p, path) for p in structure}
-        problems = structure + [p for p in problems if _where(p, path) not in reported]
+        reported = {problem_key(p, path) for p in structure}
+        problems = structure + [p for p in problems if problem_key(p, path) not in reported]
     if problems:
         raise ConfigError(problems)
     return Scenario(str(path), sb.kind, sb.name or path.stem, axes, warnings)

@@ -15,7 +15,8 @@ from typing import Optional, Union
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import STRICT, ConfigError, Portfolio, num_text, pydantic_problems, check_value, did_you_mean
+from .config import (STRICT, ConfigError, Portfolio, check_value, did_you_mean, lenient, num_text, problem_key,
+                     pydantic_problems)
 from .kernels.params import OPS, PARAMS
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec
 
@@ -130,10 +131,15 @@ class MonteCarlo:
 
 def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
     try:
-        model = MonteCarloFile.model_validate(doc)
+        sb = MonteCarloFile.model_validate(doc).scenario
+        structure: list[str] = []
     except ValidationError as err:
-        raise ConfigError(pydantic_problems(path, err, MonteCarloFile)) from None
-    sb = model.scenario
+        # the structure's problems, then the checks of the parts that are valid on their own
+        # (a key that fails is left at its default for them), so every problem shows at once
+        structure = pydantic_problems(path, err, MonteCarloFile)
+        sb = lenient(MonteCarloBlock, doc.get("scenario"))
+        if sb is None:
+            raise ConfigError(structure) from None
     problems: list[str] = []
 
     def bad(key: str, reason: str) -> None:
@@ -216,10 +222,13 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
             events.append(spec)
 
     chol = None
-    if not problems:
+    if not problems and not structure:
         chol, why = _factor(R, series, explicit)
         if why:
             problems.append(f"{path}: scenario.correlation: {why}")
+    if structure:
+        reported = {problem_key(p, path) for p in structure}
+        problems = structure + [p for p in problems if problem_key(p, path) not in reported]
     if problems:
         raise ConfigError(problems)
 

@@ -52,7 +52,7 @@ def run_scenario(portfolio_path, scenario_path, output, *, backend: str = "auto"
     overlap: whether a grid's outputs are compressed and written in a second thread while
     the next chunk computes. By default they are where the computation runs on a GPU. On
     the CPU the two would share its cores, so there the computation pauses while each full
-    stage of outputs (h5io.GridWriter.STAGE_BYTES) is compressed and stored.
+    stage of outputs (grid_file.GridWriter.STAGE_BYTES) is compressed and stored.
     """
     status = Progress(enabled=progress)
     # signals are recorded from the start and taken at the next phase or chunk: Python's own

@@ -145,6 +145,8 @@ CASES = [
     S("m_paths_bool.yaml", ("scenario.paths", "must be a number, got the boolean true")),
     S("m_paths_missing.yaml", ("scenario.paths", "required key is missing")),
     S("m_unknown_process_key.yaml", ("scenario.price.drift", "unknown key")),
+    S("m_problems_after_a_structure_error.yaml", ("scenario.energy.volatilty", "unknown key; did you mean 'volatility'"),
+      ("scenario.price.volatility", "must be in [0, 5], got 9"), ("scenario.hurdle_irr", "must be > -1, got -2")),
     S("m_nan_volatility.yaml", ("scenario.energy.volatility", "must be a finite number, got nan")),
     S("m_unknown_distribution.yaml", ("scenario.events[0].dist", "unknown distribution 'lognormal'")),
     S("m_misspelled_distribution.yaml",
