@@ -187,18 +187,15 @@ def plan_grid(path: Path, axes: list[AxisInfo], x, y, at: dict) -> tuple[Plan, l
             x, y = free[0], free[1]
         elif len(free) == 1:
             line = free[0]
-    elif y is None:
-        rest = [n for n in free if n != x]
-        if rest:
-            y = rest[0]
-        else:
-            line, x = x, None
-    elif x is None:
-        rest = [n for n in free if n != y]
-        if rest:
+    elif x is None or y is None:  # one given: the other is the first free axis, else a line
+        given = y if x is None else x
+        rest = [n for n in free if n != given]
+        if not rest:
+            line, x, y = given, None, None
+        elif x is None:
             x = rest[0]
         else:
-            line, y = y, None
+            y = rest[0]
     plotted = {n for n in (x, y, line) if n}
     held = {}
     for a in axes:
