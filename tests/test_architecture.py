@@ -20,9 +20,9 @@ PACKAGE = ROOT / "stresstest"
 LAYERS = {
     "kernels": ["kernels"],
     "words": ["version", "outputs"],
-    "config": ["presets", "config", "mc_config", "named", "loaders"],
-    "compute": ["backends", "jax_adapter", "factoring", "engine", "tornado"],
-    "stats": ["summaries"],
+    "config": ["presets", "validation", "industries", "config", "grid_config", "mc_config", "named", "loaders"],
+    "compute": ["backends", "jax_adapter", "factoring", "engine", "tornado", "mc_paths"],
+    "stats": ["summaries", "mc_summary"],
     "files": ["h5io", "grid_file", "mc_io"],
     "runs": ["results", "progress", "montecarlo", "named_run", "shards", "runner", "breakeven", "submit"],
     "reports": ["formats", "report", "fig_read", "fig_common", "fig_html", "fig_named", "fig_grid", "fig_montecarlo",
