@@ -140,5 +140,6 @@ def evaluate_corners(p: dict, discount_rate, horizon: int, eq: tuple[int, ...], 
         return expand(lin, lead, shape, interpolated_axes(positions, weights))
 
     # the interpolation as a stage of its own (staging.py): fused into the finish it
-    # ran 1.3x slower on the CPU
+    # ran slower on the CPU (benchmarks/README.md, "Measurements behind design choices
+    # in the code")
     return finish(stage(xp, points, lin, tuple((w0, w1) for _, w0, w1 in axes)), C, eq)

@@ -111,10 +111,11 @@ def _first_sign_change(xp, vals, nodes):
 def _powers_form(xp) -> bool:
     """Whether the polynomials are evaluated from a table of powers (CuPy) rather than by
     Horner's rule. CuPy launches a kernel per array operation, and Horner's rule is a few
-    of them per month and Newton step: a W1 chunk launches 937 kernels with the table,
-    2,382 with Horner's rule (benchmarks/op_count.py). Under XLA (JAX) Horner's rule
-    fuses into one loop; on numpy the table ran 4.5x slower (cumulative product, wide
-    temporaries)."""
+    of them per month and Newton step: with the table a chunk launches well under half
+    as many kernels (benchmarks/op_count.py counts them). Under XLA (JAX) Horner's rule
+    fuses into one loop; on numpy the table is several times slower (a cumulative
+    product, wide temporaries). Figures: benchmarks/README.md, "Measurements behind
+    design choices in the code"."""
     return is_cupy_namespace(xp)
 
 
@@ -321,7 +322,8 @@ def solve_irr_from_ladder(flows, vals, n_iter: int | None = None):
     use_neg = neg_first
 
     # The conditional is also a fusion boundary under XLA (staging.py): fused with the
-    # bracket search and its gathers, the Newton steps ran 2x slower on the CPU.
+    # bracket search and its gathers, the Newton steps ran much slower on the CPU
+    # (benchmarks/README.md, "Measurements behind design choices in the code").
     def refine(F, a, fa, b, fb, use_neg):
         return _refine(xp, F, a, fa, b, fb, n_iter, reverse=use_neg)
 

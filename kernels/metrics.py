@@ -50,8 +50,9 @@ def _payback_recurrence(xp, cf):
     """payback_months as one left-to-right pass over the months (for XLA).
 
     XLA lowers a cumulative sum to a windowed reduction, quadratic in the months and
-    slow on the CPU (measured 2.7x this pass on the example grid's chunks); the running
-    sum and the first crossing, carried month by month, fuse into one loop instead.
+    slow on the CPU (benchmarks/README.md, "Measurements behind design choices in the
+    code"); the running sum and the first crossing, carried month by month, fuse into
+    one loop instead.
     The months are unrolled in blocks and the blocks scanned (staging.scan_blocks), so
     the compiled program does not grow with the horizon. Same definition, same order of
     summation; the padding months after T carry no flow and cannot cross (a running
@@ -188,7 +189,9 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     p_ratio = xp.sum(elt, axis=1) / xp.where(den != 0, den, 1.0)[:, None]
     p_dscr = _masked_min(xp, p_ratio, window & (den != 0)[:, None])
 
-    # two calls: one over [S, C + 1] rows measured 13x slower under XLA on the CPU
+    # two calls: one over [S, C + 1] rows, a concatenation of the two, ran far slower
+    # under XLA on the CPU (benchmarks/README.md, "Measurements behind design choices
+    # in the code")
     payback = xp.concat([payback_months(cf), payback_months(pcf)[:, None]], axis=1)
     cluster = {
         "npv": lin["npv"],

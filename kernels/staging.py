@@ -6,11 +6,11 @@ branches are separate computations), elsewhere (numpy, CuPy, JAX run eagerly) pl
 Python. JAX is imported only when the arrays are JAX's.
 
 Why stages: XLA fuses elementwise work into its consumers across a whole chunk
-function. On the CPU some of those fusions ran far slower than the same work compiled
-apart (the IRR's Newton steps fused with the bracket search's gathers: 2x; the
-interpolation of a factored grid fused into the finish: 1.3x), measured in
-benchmarks/README.md. A conditional's branches are fusion boundaries, and its
-operands are materialised once.
+function. On the CPU some of those fusions ran slower than the same work compiled
+apart (the IRR's Newton steps fused with the bracket search's gathers; the
+interpolation of a factored grid fused into the finish): benchmarks/README.md,
+"Measurements behind design choices in the code". A conditional's branches are fusion
+boundaries, and its operands are materialised once.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def scan_blocks(xp, body, carry, blocks):
     last carry: jax.lax.scan where the arrays are JAX's, a Python loop elsewhere.
 
     Why: a recurrence over months written as a Python loop is unrolled by a JAX trace,
-    and XLA's compile time and memory grow much faster than the horizon (a 240-month
-    chunk compiled for minutes, 600 months ran out of memory; benchmarks/README.md).
+    and XLA's compile time and memory grow much faster than the horizon (at horizons of
+    a few hundred months a chunk compiled for minutes or ran out of memory;
+    benchmarks/README.md, "Measurements behind design choices in the code").
     Callers unroll a fixed block of months inside `body` (fusable, and cheap to compile)
     and scan over the blocks, so the program's size no longer depends on the horizon.
     `index` is the block's position (a traced integer under JAX).
