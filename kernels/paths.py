@@ -159,7 +159,8 @@ def innovations(xp, key: int, paths, spec: PathSpec, dtype):
         return z
     L = xp.asarray(spec.chol, dtype=dtype)
     # contract the series axis directly (a broadcast matmul of L over the paths is a
-    # batched product, three times slower on XLA's CPU backend)
+    # batched product, several times slower on XLA's CPU backend; benchmarks/README.md,
+    # "Measurements behind design choices in the code")
     return xp.permute_dims(xp.tensordot(z, L, axes=([1], [1])), (0, 2, 1))
 
 
