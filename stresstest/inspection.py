@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -26,8 +28,19 @@ def _attr_value(v):
     return v.item() if hasattr(v, "item") else v
 
 
+@dataclass(frozen=True)
+class Inspector:
+    """How `inspect` describes one kind of result file, beyond what every file has
+    (dimensions, variables, provenance, base case)."""
+
+    title: Callable  # (f) -> what the file is, in a few words
+    size: Callable  # (attrs, scales) -> how much it holds, in the kind's own words
+    details: Callable  # (f, attrs, config) -> the kind's own entries of the description
+
+
 def describe(path: Path) -> dict:
-    """Kind, dimensions, variables, provenance, base case, worst and best points of a result file."""
+    """Kind, dimensions, variables, provenance, base case, and what the kind adds (worst and
+    best points, Monte Carlo statistics, a breakeven curve) of a result file."""
     import h5py
 
     if not path.is_file():
@@ -45,8 +58,11 @@ def describe(path: Path) -> dict:
             raise ConfigError([f"{path}: not a stresstest result file (no model_version attribute)"])
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
         kind = attrs.get("kind", "grid")
-        if kind == "shard":
-            raise ConfigError([f"{path}: a shard file; merge the set first (stresstest merge)"])
+        inspector = INSPECTORS.get(kind)
+        if inspector is None:
+            raise ConfigError([f"{path}: " + NOT_DESCRIBED.get(
+                kind, f"a result of kind {kind!r}, which inspect does not know (it describes "
+                      f"{', '.join(INSPECTORS)}); perhaps written by a newer stresstest")])
         scales, variables = {}, {}
         for name, ds in f.items():
             if not isinstance(ds, h5py.Dataset):
@@ -59,68 +75,89 @@ def describe(path: Path) -> dict:
                                "units": (ds.attrs.get("units", b"") or b"").decode()
                                if isinstance(ds.attrs.get("units", b""), bytes) else ds.attrs.get("units", "")}
         config = json.loads(attrs.pop("config", "{}") or "{}")
-        if kind == "grid" and "npv_per_pct" in f:
-            title = "stress grid with sensitivities"
-        else:
-            title = KIND_TITLES.get(kind, f"{kind} result")
-        info = {"path": str(path), "kind": kind, "title": title, "size": _size(kind, attrs, scales),
+        info = {"path": str(path), "kind": kind, "title": inspector.title(f), "size": inspector.size(attrs, scales),
                 "dimensions": scales, "variables": variables,
                 "provenance": attrs, "groups": [k for k, v in f.items() if isinstance(v, h5py.Group)]}
         if "base" in f:
             info["base"] = {k: _f(f["base"][k][()]) for k in HEADLINE if k in f["base"]}
-        if kind in ("grid", "named"):
-            axes = [a["name"] for a in config.get("scenario", {}).get("axes", [])] or (
-                ["scenario"] if kind == "named" else [])
-            coords = {a: f[a][()] for a in axes if a in f}
-            extremes = {}
-            arrays = {n: f[n][()] for n in HEADLINE if n in f}
-            for name in HEADLINE:
-                if name not in f:
-                    continue
-                v = arrays[name]
-                if not np.isfinite(v).any():
-                    continue
-                flat = np.where(np.isfinite(v), v, np.nan).ravel()
-                for label, k in (("worst", int(np.nanargmin(flat))), ("best", int(np.nanargmax(flat)))):
-                    idx = np.unravel_index(k, v.shape)
-                    point = {}
-                    for a, i in zip(axes, idx):
-                        c = coords[a][i]
-                        point[a] = c.decode() if isinstance(c, bytes) else (str(c) if isinstance(c, str) else float(c))
-                    extremes[f"{label}_{name}"] = {"value": _f(flat[k]), "at": point,
-                                                   "outputs": {n: _f(a.ravel()[k]) for n, a in arrays.items()}}
-            info["extremes"] = extremes
-            info["nonfinite"] = {n: int((~np.isfinite(f[n][()])).sum()) for n in HEADLINE if n in f}
-        elif kind == "montecarlo":
-            stats = [s.decode() if isinstance(s, bytes) else s for s in f["statistic"][()]]
-            info["summary"] = {n: dict(zip(stats, (_f(x) for x in f[n][()]))) for n in HEADLINE if n in f}
-            info["risk"] = {k: _f(f[k][()]) for k in ("var_95", "cvar_95", "var_99", "cvar_99",
-                                                      "prob_npv_negative") if k in f}
-        elif kind == "breakeven":
-            info["breakeven"] = _describe_curve(f, attrs)
+        info |= inspector.details(f, attrs, config)
     return info
 
 
-KIND_TITLES = {"grid": "stress grid", "named": "named scenarios", "montecarlo": "Monte Carlo",
-               "breakeven": "breakeven curve"}
-_STATUS = {0: "solved", 1: "none", 2: "jump"}  # a breakeven curve's status codes
+def _grid_title(f) -> str:
+    return "stress grid with sensitivities" if "npv_per_pct" in f else "stress grid"
 
 
-def _size(kind: str, attrs: dict, scales: dict) -> str:
-    """How much the file holds, in the kind's own words."""
-    if kind == "montecarlo":
-        seed = f", seed {attrs['seed']}" if "seed" in attrs else ""
-        return f"{int(attrs.get('paths', 0)):,} paths{seed}"
-    if kind == "named":
-        return f"{scales.get('scenario', 0):,} named shock sets"
-    if kind == "breakeven":
-        over = attrs.get("over")
-        return f"{scales.get(over, 0):,} values of {over}"
+def _grid_size(attrs: dict, scales: dict) -> str:
     n = attrs.get("n_scenarios")
     return f"{int(n):,} grid points" if n is not None else ""
 
 
-def _describe_curve(f, attrs: dict) -> dict:
+def _grid_details(f, attrs: dict, config: dict) -> dict:
+    return _extremes(f, _config_axes(config))
+
+
+def _named_size(attrs: dict, scales: dict) -> str:
+    return f"{scales.get('scenario', 0):,} named shock sets"
+
+
+def _named_details(f, attrs: dict, config: dict) -> dict:
+    """A named run's file is a grid along one labelled axis, `scenario`."""
+    return _extremes(f, _config_axes(config) or ["scenario"])
+
+
+def _config_axes(config: dict) -> list[str]:
+    """The names of the grid axes in the run's config, in the order of the arrays' dimensions."""
+    return [a["name"] for a in config.get("scenario", {}).get("axes", [])]
+
+
+def _extremes(f, axes: list[str]) -> dict:
+    """The worst and best point of each headline output over the `axes` (with every output
+    there), and how many values of each are not finite."""
+    coords = {a: f[a][()] for a in axes if a in f}
+    extremes = {}
+    arrays = {n: f[n][()] for n in HEADLINE if n in f}
+    for name in HEADLINE:
+        if name not in f:
+            continue
+        v = arrays[name]
+        if not np.isfinite(v).any():
+            continue
+        flat = np.where(np.isfinite(v), v, np.nan).ravel()
+        for label, k in (("worst", int(np.nanargmin(flat))), ("best", int(np.nanargmax(flat)))):
+            idx = np.unravel_index(k, v.shape)
+            point = {}
+            for a, i in zip(axes, idx):
+                c = coords[a][i]
+                point[a] = c.decode() if isinstance(c, bytes) else (str(c) if isinstance(c, str) else float(c))
+            extremes[f"{label}_{name}"] = {"value": _f(flat[k]), "at": point,
+                                           "outputs": {n: _f(a.ravel()[k]) for n, a in arrays.items()}}
+    return {"extremes": extremes,
+            "nonfinite": {n: int((~np.isfinite(f[n][()])).sum()) for n in HEADLINE if n in f}}
+
+
+def _mc_size(attrs: dict, scales: dict) -> str:
+    seed = f", seed {attrs['seed']}" if "seed" in attrs else ""
+    return f"{int(attrs.get('paths', 0)):,} paths{seed}"
+
+
+def _mc_details(f, attrs: dict, config: dict) -> dict:
+    """The headline outputs' statistics and the portfolio NPV's risk measures."""
+    stats = [s.decode() if isinstance(s, bytes) else s for s in f["statistic"][()]]
+    return {"summary": {n: dict(zip(stats, (_f(x) for x in f[n][()]))) for n in HEADLINE if n in f},
+            "risk": {k: _f(f[k][()]) for k in ("var_95", "cvar_95", "var_99", "cvar_99",
+                                                "prob_npv_negative") if k in f}}
+
+
+def _curve_size(attrs: dict, scales: dict) -> str:
+    over = attrs.get("over")
+    return f"{scales.get(over, 0):,} values of {over}"
+
+
+_STATUS = {0: "solved", 1: "none", 2: "jump"}  # a breakeven curve's status codes
+
+
+def _describe_curve(f, attrs: dict, config: dict) -> dict:
     """A breakeven curve: the question, and per scope its values and how many are missing why."""
     over = attrs["over"]
     axis = [float(v) for v in f[over][()]]
@@ -146,7 +183,19 @@ def _describe_curve(f, attrs: dict) -> dict:
     question = {k: attrs.get(k) for k in ("param", "target", "over", "cluster")}
     if "range" in attrs:
         question["range"] = [float(v) for v in attrs["range"]]
-    return question | {over: axis, "scopes": per_scope}
+    return {"breakeven": question | {over: axis, "scopes": per_scope}}
+
+
+# The file's `kind` attribute (grid where it has none) picks how it is described: a new
+# kind is one line here (docs/architecture.md, "Adding a scenario kind").
+INSPECTORS = {
+    "grid": Inspector(_grid_title, _grid_size, _grid_details),
+    "montecarlo": Inspector(lambda f: "Monte Carlo", _mc_size, _mc_details),
+    "named": Inspector(lambda f: "named scenarios", _named_size, _named_details),
+    "breakeven": Inspector(lambda f: "breakeven curve", _curve_size, _describe_curve),
+}
+# Kinds of file stresstest writes that `inspect` does not describe, and what to do instead.
+NOT_DESCRIBED = {"shard": "a shard file; merge the set first (stresstest merge)"}
 
 
 def print_description(info: dict, console=None) -> None:
