@@ -11,6 +11,11 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from .params import HOURS_PER_MONTH as H
+from .params import INDUSTRY_KEYS, ITEM_NAMES
+
+# the parameters of the market price m(t)
+MARKET_KEYS = ("on_demand_price", "price_decline", "next_gen_month", "next_gen_ramp_months",
+               "next_gen_price_drop")
 
 
 def clip(xp, x, lo, hi):
@@ -111,12 +116,77 @@ def cash_flow_lines(p: dict, horizon: int, factors: dict | None = None) -> dict:
     return _flows(p, horizon, factors, lines=True)
 
 
+def renewal_factor(xp, price_f, tau, T: float):
+    """The path's price factor locked by a renewal starting at tau: P at month
+    clamp(floor(tau), 1, T) (MODEL.md, "Stochastic paths"); price_f [S, C, T], tau
+    [S|1, C, T] or [S|1, C, K, T] (per contract)."""
+    k = xp.astype(clip(xp, xp.floor(tau), 1.0, T), xp.int64) - 1
+    if k.ndim == 4:  # per contract: the cluster's one series, for every contract
+        price_f = xp.broadcast_to(price_f[:, :, None, :], price_f.shape[:2] + k.shape[2:])
+    k = xp.broadcast_to(k, price_f.shape[:1] + k.shape[1:])
+    return xp.take_along_axis(price_f, k, axis=-1)
+
+
+def _contracts(xp, P, t, D, price_f, T: float) -> dict:
+    """The reserved book as named contracts (MODEL.md, "Contracts"), month by month.
+
+    Item arrays are P["contracts.<field>"] [S|1, C, K, 1]; returns res (sum of the
+    shares still reserved, [S|1, C, T]), revenue (sum of res_k pr_k, per GPU-hour),
+    busy (sum of res_k u_R,k) and by_item (res_k pr_k, [S|1, C, K, T]).
+    """
+    t4 = t[..., None, :]  # [1, 1, 1, T]
+    D4 = D[..., None, :]
+    M = P["contracts.term_months"]
+    n = xp.floor(xp.maximum(t4 - 1.0 - D4, 0.0) / M)
+    kept = xp.where(t4 >= P["contracts.loss_month"], 0.0, 1.0)
+    res = P["contracts.share"] * _pow(xp, P["contracts.renewal_rate"], n) * kept
+    tau_renew = D4 + 1.0 + n * M
+    market = {k: P[k][..., None, :] for k in MARKET_KEYS}
+    m_renew, _ = market_price(xp, market, tau_renew)
+    if price_f is not None:
+        m_renew = m_renew * renewal_factor(xp, price_f, tau_renew, T)
+    pr = xp.where(n == 0, P["contracts.price"], m_renew * (1.0 - P["contracts.renewal_discount"]))
+    by_item = res * pr
+    return {"res": xp.sum(res, axis=-2), "revenue": xp.sum(by_item, axis=-2),
+            "busy": xp.sum(res * P["contracts.utilization"], axis=-2), "by_item": by_item}
+
+
+def _segments(xp, P, g, util_f) -> dict:
+    """The on-demand pool's segments (MODEL.md, "Segments"), month by month.
+
+    u_j,t = clip(u_j - s_u g_t + U_j,t, 0, 1) with the segment arrays [S|1, C, J, 1]
+    and util_f (Monte Carlo) [S, C, J, T]; returns demand (sum of sigma_j u_j,t),
+    demand_priced (sum of sigma_j mu_j u_j,t) and by_item (sigma_j mu_j u_j,t).
+    """
+    u_raw = P["segments.utilization"] - P["next_gen_utilization_drop"][..., None, :] * g[..., None, :]
+    if util_f is not None:
+        u_raw = u_raw + util_f
+    weighted = P["segments.share"] * _ramp(xp, u_raw)
+    by_item = weighted * P["segments.price_multiplier"]
+    return {"demand": xp.sum(weighted, axis=-2), "demand_priced": xp.sum(by_item, axis=-2),
+            "by_item": by_item}
+
+
+def _by_industry(xp, p, gpu_hours, contract_items, pool_price, segment_items):
+    """Revenue over t = 1..T of each industry label, [S, C, I] (MODEL.md, "Industries").
+
+    gpu_hours: N H live_t [S|1, C, T]; contract_items: res_k pr_k [S|1, C, K, T];
+    pool_price: od_t m(t)(1 + q pi) (times P_t) [S|1, C, T]; segment_items:
+    sigma_j mu_j u_j,t [S|1, C, J, T]; p["contracts.industry"] [1, C, K, I] and
+    p["segments.industry"] [1, C, J, I] one-hot labels (padding items: all zero).
+    """
+    per_contract = xp.sum(gpu_hours[..., None, :] * contract_items, axis=-1)  # [S|1, C, K]
+    per_segment = xp.sum((gpu_hours * pool_price)[..., None, :] * segment_items, axis=-1)
+    return (xp.sum(per_contract[..., None] * p[INDUSTRY_KEYS[0]], axis=-2)
+            + xp.sum(per_segment[..., None] * p[INDUSTRY_KEYS[1]], axis=-2))
+
+
 def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     """cash_flows (lines=False) or cash_flow_lines (lines=True: a static flag)."""
     any_param = p["gpus"]
     xp = array_namespace(any_param)
     dtype = any_param.dtype
-    P = {k: v[..., None] for k, v in p.items()}  # [S|1, C, 1]
+    P = {k: v[..., None] for k, v in p.items()}  # [S|1, C, 1] ([S|1, C, K, 1] for items)
     t = xp.reshape(xp.arange(1, horizon + 1, dtype=dtype), (1, 1, horizon))
     T = float(horizon)
 
@@ -133,33 +203,41 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     if price_f is not None:
         m_premium = m_premium * price_f
 
-    # Contract cycles and the reserved book
-    M = P["reserved_term_months"]
-    n = xp.floor(xp.maximum(t - 1.0 - D, 0.0) / M)
-    lost = xp.where(t >= P["client_loss_month"], P["top_client_share"], 0.0)
-    res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
-    tau_renew = D + 1.0 + n * M
-    m_renew, _ = market_price(xp, P, tau_renew)
-    if price_f is not None:  # a renewal locks P at its month, clamp(floor(tau), 1, T)
-        k = xp.astype(clip(xp, xp.floor(tau_renew), 1.0, T), xp.int64) - 1
-        k = xp.broadcast_to(k, price_f.shape[:1] + k.shape[1:])
-        m_renew = m_renew * xp.take_along_axis(price_f, k, axis=-1)
-    pr = xp.where(n == 0, P["reserved_price"], m_renew * (1.0 - P["renewal_discount"]))
+    if ITEM_NAMES[0] in p:  # version 2: named contracts and segments
+        book = _contracts(xp, P, t, D, price_f, T)
+        pool = _segments(xp, P, g, factors.get("util"))
+        res = book["res"]
+        od = 1.0 - res
+        rev_reserved = (N * H) * (live * book["revenue"])
+        rev_on_demand = (N * H) * (live * (od * pool["demand_priced"] * m_premium))
+        revenue = rev_reserved + rev_on_demand
+        busy = book["busy"] + od * pool["demand"]
+    else:
+        # Contract cycles and the reserved book
+        M = P["reserved_term_months"]
+        n = xp.floor(xp.maximum(t - 1.0 - D, 0.0) / M)
+        lost = xp.where(t >= P["client_loss_month"], P["top_client_share"], 0.0)
+        res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
+        tau_renew = D + 1.0 + n * M
+        m_renew, _ = market_price(xp, P, tau_renew)
+        if price_f is not None:
+            m_renew = m_renew * renewal_factor(xp, price_f, tau_renew, T)
+        pr = xp.where(n == 0, P["reserved_price"], m_renew * (1.0 - P["renewal_discount"]))
 
-    # On-demand pool
-    w = P["inference_share"]
-    u_raw = ((1.0 - w) * P["utilization_training"] + w * P["utilization_inference"]
-             - P["next_gen_utilization_drop"] * g)
-    if factors.get("util") is not None:
-        u_raw = u_raw + factors["util"]
-    u = _ramp(xp, u_raw)
-    od = 1.0 - res
+        # On-demand pool
+        w = P["inference_share"]
+        u_raw = ((1.0 - w) * P["utilization_training"] + w * P["utilization_inference"]
+                 - P["next_gen_utilization_drop"] * g)
+        if factors.get("util") is not None:
+            u_raw = u_raw + factors["util"]
+        u = _ramp(xp, u_raw)
+        od = 1.0 - res
 
-    revenue = (N * H) * (live * (res * pr + od * u * m_premium))
-    if lines:
-        rev_reserved = (N * H) * (live * (res * pr))
-        rev_on_demand = (N * H) * (live * (od * u * m_premium))
-    busy = res * P["reserved_utilization"] + od * u
+        revenue = (N * H) * (live * (res * pr + od * u * m_premium))
+        if lines:
+            rev_reserved = (N * H) * (live * (res * pr))
+            rev_on_demand = (N * H) * (live * (od * u * m_premium))
+        busy = res * P["reserved_utilization"] + od * u
     phi = P["idle_power_fraction"]
     kw = N * P["kw_per_gpu"]
     e_month = live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
@@ -223,6 +301,9 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
         "opex": xp.sum(opex, axis=-1),
         "ebitda": xp.sum(ebitda, axis=-1),
     }
+    if ITEM_NAMES[0] in p and INDUSTRY_KEYS[0] in p:
+        out["revenue_by_industry"] = _by_industry(xp, p, (N * H) * live, book["by_item"],
+                                                  od * m_premium, pool["by_item"])
     if lines:
         out["lines"] = {
             "revenue_reserved": rev_reserved, "revenue_on_demand": rev_on_demand, "revenue": revenue,

@@ -116,6 +116,9 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     return finish(linear_parts(fl, discount_rate, eq), C, eq, cumulative)
 
 
+# Outputs with an axis of their own after the cluster's (version 2): revenue by industry
+ITEMISED = ("revenue_by_industry",)
+
 # What linear_parts returns: every entry but these is linear in the cash flows.
 NOT_LINEAR = ("dscr_month",)
 
@@ -157,6 +160,9 @@ def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
     }
     for name in ("capex", "debt", "A", "revenue", "energy_cost", "opex", "ebitda"):
         out[name] = full(fl[name])
+    for name in ITEMISED:  # version 2: [S, C, I]
+        if name in fl:
+            out[name] = xp.broadcast_to(fl[name], (S,) + fl[name].shape[1:])
     return out
 
 
@@ -213,7 +219,11 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     for name in ("revenue", "energy_cost", "opex", "ebitda"):
         cluster[name] = lin[name]
         portfolio[name] = xp.sum(cluster[name], axis=1)
-    for name in OUTPUTS:
+    for name in ITEMISED:
+        if name in lin:
+            cluster[name] = lin[name]
+            portfolio[name] = xp.sum(lin[name], axis=1)
+    for name in OUTPUTS + tuple(n for n in ITEMISED if n in cluster):
         out[name] = portfolio[name]
         out["cluster_" + name] = cluster[name]
     if cumulative:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-MODEL_VERSION = 1
+MODEL_VERSION = 1  # files that use no version 2 field
+MODEL_VERSION_2 = 2
 HOURS_PER_MONTH = 730.0
 
 INF = math.inf
@@ -85,6 +86,43 @@ CLUSTER_PARAMS: tuple[Param, ...] = (
 
 PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in CLUSTER_PARAMS)
 PARAMS: dict[str, Param] = {p.name: p for p in CLUSTER_PARAMS}
+
+# Version 2: the reserved book as named contracts and the on-demand pool as segments
+# (MODEL.md, "Contracts", "Segments"). Fields of one item; default None: a file (or an
+# industry profile) must give it. utilization_sigma is the segment's Monte Carlo
+# volatility: it shapes the paths, not the flows, so it has no flow array.
+CONTRACT_FIELDS: tuple[Param, ...] = (
+    _share("share", None),
+    Param("price", None, 0.0, unit="USD per GPU-hour"),
+    Param("term_months", 36.0, 1.0, unit="months"),
+    _share("renewal_rate", 0.7),
+    _share("renewal_discount", 0.15),
+    _share("utilization", 0.85),
+    Param("loss_month", INF, unit="month"),
+)
+SEGMENT_FIELDS: tuple[Param, ...] = (
+    _share("share", None),
+    _share("utilization", None),
+    Param("price_multiplier", 1.0, 0.0, unit="multiple of the market price"),
+    Param("utilization_sigma", 0.10, 0.0, unit="utilization points"),
+)
+ITEM_FIELDS: dict[str, tuple[Param, ...]] = {"contracts": CONTRACT_FIELDS, "segments": SEGMENT_FIELDS}
+NOT_IN_FLOWS = frozenset({"segments.utilization_sigma"})
+
+# The flow arrays of the items, "<kind>.<field>" -> Param; each is [S|1, C, K] (K the
+# most items of a cluster; padding items have share 0 and move nothing).
+ITEM_PARAMS: dict[str, Param] = {
+    f"{kind}.{f.name}": f for kind, fields in ITEM_FIELDS.items() for f in fields
+    if f"{kind}.{f.name}" not in NOT_IN_FLOWS
+}
+ITEM_NAMES: tuple[str, ...] = tuple(ITEM_PARAMS)
+# One-hot industry of each item, [C, K, I] (not parameters: labels, never shocked)
+INDUSTRY_KEYS = ("contracts.industry", "segments.industry")
+# 1.0 where a cluster gives no contracts (or segments) and the implied ones stand in
+IMPLIED_KEYS = ("contracts.implied", "segments.implied")
+# The implied contracts of a cluster without `contracts` (MODEL.md): slot 0 "anchor",
+# slot 1 "others"; its implied segment is slot 0 and named only by "*".
+IMPLIED_CONTRACTS = ("anchor", "others")
 
 # Portfolio-level parameters. horizon_months fixes array shapes, so it cannot be an axis.
 PORTFOLIO_PARAMS: dict[str, Param] = {

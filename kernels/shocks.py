@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
-from .params import PARAMS, PORTFOLIO_PARAMS
+from .params import IMPLIED_KEYS, ITEM_NAMES, ITEM_PARAMS, PARAMS, PORTFOLIO_PARAMS
 
 # Where a range excludes its bound (discount_rate > -1), clip just inside it.
 _OPEN_EPS = 1e-9
@@ -25,16 +25,21 @@ class AxisSpec:
 
     targets: parameter names (a named shock may move two); op: scale, shift or set;
     cluster_mask: per cluster, True where the shock applies (None: all clusters).
+    Targets of version 2 items (contracts.share, segments.utilization, ...) are moved
+    after every version 1 parameter, as MODEL.md orders them (apply_axis_values).
     """
 
     name: str
     targets: tuple[str, ...]
     op: str
     cluster_mask: tuple[bool, ...] | None = None
+    # per cluster, per item slot: True where a target "contracts.<field>" or
+    # "segments.<field>" (params.ITEM_PARAMS) is moved; None: every item
+    item_mask: tuple[tuple[bool, ...], ...] | None = None
 
 
 def param_range(name: str) -> tuple[float, float]:
-    spec = PARAMS.get(name) or PORTFOLIO_PARAMS[name]
+    spec = PARAMS.get(name) or ITEM_PARAMS.get(name) or PORTFOLIO_PARAMS[name]
     lo = spec.lo + _OPEN_EPS if spec.lo_open and name == "discount_rate" else spec.lo
     return lo, spec.hi
 
@@ -86,15 +91,23 @@ def axis_point_values(axis_values, flat) -> tuple:
 def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], point_values):
     """Parameters after applying, in axis order, each axis's value per scenario.
 
-    base: name -> [C]; discount_rate: []; point_values: tuple of [S] (one per axis).
-    Returns (params name -> [S, C] for shocked names, [1, C] otherwise; discount [S] or [1]).
-    Differentiable in point_values: the slope of an output along an axis.
+    base: name -> [C] ([C, K] for items); discount_rate: []; point_values: tuple of [S]
+    (one per axis). Returns (params name -> [S, C] for shocked names, [1, C] otherwise
+    ([S|1, C, K] for items); discount [S] or [1]). Differentiable in point_values: the
+    slope of an output along an axis.
+
+    Version 2 (items in base): the version 1 parameters move first; then the clusters
+    without contracts or segments of their own get their implied ones from them; then
+    the items move, each field clipped to its range; last, contract shares summing past
+    1 are scaled down in proportion and segment shares renormalised (MODEL.md).
     """
     xp = array_namespace(discount_rate)
-    params = {k: v[None, :] for k, v in base.items()}
+    params = {k: v[None, ...] for k, v in base.items()}
     rate = xp.reshape(discount_rate, (1,))
     for spec, v in zip(axes, point_values):
         for name in spec.targets:
+            if name in ITEM_PARAMS:
+                continue
             if name == "discount_rate":
                 rate = clip_param(xp, name, apply_op(xp, rate, spec.op, v))
                 continue
@@ -104,7 +117,89 @@ def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], poi
                 mask = xp.asarray(spec.cluster_mask)
                 moved = xp.where(mask[None, :], moved, x)
             params[name] = moved
-    return params, rate
+    if ITEM_NAMES[0] not in params:
+        return params, rate
+    params.update(with_implied_items(xp, params))
+    for spec, v in zip(axes, point_values):
+        for name in spec.targets:
+            if name not in ITEM_PARAMS:
+                continue
+            x = params[name]
+            moved = clip_param(xp, name, apply_op(xp, x, spec.op, v[:, None, None]))
+            params[name] = xp.where(_item_mask(xp, spec, x.shape[1:])[None], moved, x)
+    return balance_shares(xp, params), rate
+
+
+def _item_mask(xp, spec: AxisSpec, shape: tuple[int, int]):
+    """[C, K] booleans: the items an axis moves (its item mask within its clusters)."""
+    mask = xp.ones(shape, dtype=xp.bool)
+    if spec.item_mask is not None:
+        mask = xp.asarray(spec.item_mask)
+    if spec.cluster_mask is not None:
+        mask = mask & xp.asarray(spec.cluster_mask)[:, None]
+    return mask
+
+
+def _with_lead(xp, arrays):
+    """The arrays broadcast to one leading (scenario) size, each keeping its other axes."""
+    n = max(a.shape[0] for a in arrays)
+    return [xp.broadcast_to(a, (n,) + a.shape[1:]) for a in arrays]
+
+
+def implied_items(xp, params: dict) -> dict:
+    """The implied items of a cluster without contracts or segments (MODEL.md): for every
+    cluster, contracts "anchor" (share r0 k, price p_R, loss month t_L) and "others"
+    (share r0 (1 - k), never lost) in slots 0 and 1, both with M, rho, delta and u_R, and
+    one segment (share 1, u = (1 - w) u_T + w u_I, multiplier 1) in slot 0. The other
+    slots keep the given arrays. Returns item name -> [S|1, C, K] (every cluster:
+    with_implied_items picks the implied clusters' rows)."""
+    r0, k = params["reserved_share"], params["top_client_share"]
+    w = params["inference_share"]
+    never = xp.full_like(params["client_loss_month"], math.inf)
+    one = xp.ones_like(r0)
+    pairs = {
+        "contracts.share": (r0 * k, r0 * (1.0 - k)),
+        "contracts.price": (params["reserved_price"],) * 2,
+        "contracts.term_months": (params["reserved_term_months"],) * 2,
+        "contracts.renewal_rate": (params["renewal_rate"],) * 2,
+        "contracts.renewal_discount": (params["renewal_discount"],) * 2,
+        "contracts.utilization": (params["reserved_utilization"],) * 2,
+        "contracts.loss_month": (params["client_loss_month"], never),
+        "segments.share": (one,),
+        "segments.utilization": ((1.0 - w) * params["utilization_training"] + w * params["utilization_inference"],),
+        "segments.price_multiplier": (one,),
+    }
+    out = {}
+    for name, values in pairs.items():
+        given = params[name]
+        parts = _with_lead(xp, [xp.stack(_with_lead(xp, list(values)), axis=-1), given[..., len(values):]])
+        out[name] = xp.concat(parts, axis=-1)
+    return out
+
+
+def with_implied_items(xp, params: dict) -> dict:
+    """The item arrays with the implied clusters' rows replaced by implied_items'."""
+    derived = implied_items(xp, params)
+    out = {}
+    for name, full in derived.items():
+        flag = params[IMPLIED_KEYS[0] if name.startswith("contracts.") else IMPLIED_KEYS[1]]
+        out[name] = xp.where(flag[..., None] > 0, full, params[name])
+    return out
+
+
+def balance_shares(xp, params: dict) -> dict:
+    """Contract shares summing past 1 scaled down in proportion; segment shares
+    renormalised to sum to 1 (all 0 stays 0: a pool without demand)."""
+    out = dict(params)
+    share = params["contracts.share"]
+    total = xp.sum(share, axis=-1, keepdims=True)
+    over = total > 1.0
+    out["contracts.share"] = xp.where(over, share / xp.where(over, total, 1.0), share)
+    seg = params["segments.share"]
+    total = xp.sum(seg, axis=-1, keepdims=True)
+    some = total > 0.0
+    out["segments.share"] = xp.where(some, seg / xp.where(some, total, 1.0), seg)
+    return out
 
 
 def shocked_params(base: dict, discount_rate, axes: tuple[AxisSpec, ...], axis_values, flat):
