@@ -767,5 +767,58 @@ def presets():
         click.echo(f"{name:<16} {preset_kind(path):<10} {path}")
 
 
+def _complete_industry(ctx, param, incomplete):
+    from click.shell_completion import CompletionItem
+
+    from .industries import BUNDLED
+
+    return [CompletionItem(incomplete, type="file"), *_complete_names(BUNDLED, incomplete, "bundled industry")]
+
+
+@main.group()
+def industries():
+    """Industry profiles: the defaults an `industry:` label gives a contract or a segment."""
+
+
+@industries.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def industries_list(as_json):
+    """Every bundled profile: name, description and the fields it sets."""
+    from .industries import bundled_table
+
+    rows = bundled_table()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<12} {row['description']}")
+        click.echo(f"{'':<12} sets {', '.join(row['fields'])}")
+    click.echo("each number and its source: stresstest industries show NAME")
+
+
+@industries.command("show")
+@click.argument("name", metavar="NAME|FILE", shell_complete=_complete_industry)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def industries_show(name, as_json):
+    """One profile, bundled or a file: each number, its source, and whether it is an
+    assumption to calibrate."""
+    from .industries import load_profile
+
+    try:
+        profile = load_profile(name, "industries show")
+    except ConfigError as err:
+        _fail_input(err)
+    data = profile.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{profile.name}: {profile.description}")
+    for kind in ("contract", "segment"):
+        for field, number in data[kind].items():
+            flag = "  (assumption to calibrate)" if number["assumption"] else ""
+            click.echo(f"  {kind}.{field} = {number['value']:g}{flag}")
+            click.echo(f"      source: {number['source']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
