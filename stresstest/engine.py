@@ -25,13 +25,13 @@ from .outputs import EXPECTED_NONFINITE, EXPECTED_WHERE_NEVER, SUMMARY_OUTPUTS, 
 # Bytes of working memory per scenario-cluster-month, measured roughly (about 60
 # float64 temporaries live at once, more in the IRR solve); sets the default chunk.
 _BYTES_PER_SCM = 8 * 80
-# CPU: about the size of the caches' reach. On the 2-core EPYC VM of 2026-12-01, chunks of
-# 1,024 example scenarios (256 MiB) ran 2.2x slower than 512 (benchmarks/README.md)
+# CPU: about the size of the caches' reach; chunks twice as large ran much slower
+# (benchmarks/README.md, "Measurements behind design choices in the code")
 _DEFAULT_BUDGET = 128 * 2**20
 GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy (where its memory is unknown)
 # GPU chunks of a grid fill a share of the device's memory, so that each chunk's fixed
 # costs (its launch, the copy of each output back, the conditionals' predicates; on CuPy
-# a kernel per array operation, 937 a W1 chunk: benchmarks/op_count.py) spread over
+# a kernel per array operation, hundreds a chunk: benchmarks/op_count.py) spread over
 # many points: an eighth of the device's memory, at most half of what is free.
 _GPU_SHARE = 8
 _GPU_MAX_POINTS = 2**20
@@ -43,8 +43,8 @@ _GPU_MAX_POINTS = 2**20
 GPU_FOOTPRINT = {"cupy": 5, "jax": 4}
 # CPU: XLA's scratch buffer for a chunk stays within this. Above 32 MiB (glibc's largest
 # mmap threshold) the runtime maps it afresh on every call and each of its pages faults
-# once: a 12-month portfolio's default chunks (34 MiB of scratch) ran 2.2x slower than
-# half as many points (benchmarks/README.md). A slab of two chunks stays near 28 MiB.
+# once, and chunks past it ran much slower than half as many points (benchmarks/README.md,
+# "Measurements behind design choices in the code"). A slab of two chunks stays near 28 MiB.
 _CPU_SCRATCH = 12 * 2**20
 
 
@@ -198,10 +198,11 @@ def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) ->
 
 def max_slab(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
     """Largest slab a factored grid is cut into (points): two CPU chunks' worth, so that
-    a CPU chunk of one slab keeps its scratch under glibc's 32 MiB mmap ceiling (W2's
-    10^6-point grid, slabs of 992 points: 1.5x faster than evaluating every point; a
-    1,617-point slab, 40 MB of scratch, ran 2x slower than 462 points). It depends on
-    the portfolio and the grid alone, so every backend and device factors a grid alike."""
+    a CPU chunk of one slab keeps its scratch under glibc's 32 MiB mmap ceiling: slabs
+    within it made W2's grid faster than evaluating every point, a slab past it ran
+    slower than the smaller chunks (benchmarks/README.md, "Measurements behind design
+    choices in the code"). It depends on the portfolio and the grid alone, so every
+    backend and device factors a grid alike."""
     return 2 * default_chunk_size(portfolio, 2**62, scratch=_CPU_SCRATCH, scenario=scenario)
 
 

@@ -102,10 +102,10 @@ def _deflate_shuffled(values: np.ndarray, level: int) -> bytes:
     regrouped by significance (byte 0 of every element, then byte 1, ...), then a zlib
     stream.
 
-    The stream comes from ISA-L (the `isal` package) where it is installed: on the
-    example grid's outputs its level 2 deflates about 7x faster than zlib's level 1,
-    for files about 4 % larger. Any zlib inflates it, so readers see an ordinary gzip
-    dataset. Without isal, zlib at `level`.
+    The stream comes from ISA-L (the `isal` package) where it is installed: its level 2
+    deflates several times faster than zlib's level 1, for files a little larger
+    (benchmarks/README.md, "Measurements behind design choices in the code"). Any zlib
+    inflates it, so readers see an ordinary gzip dataset. Without isal, zlib at `level`.
     """
     a = np.ascontiguousarray(values)
     shuffled = np.ascontiguousarray(a.view(np.uint8).reshape(-1, a.dtype.itemsize).T)

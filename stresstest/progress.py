@@ -22,9 +22,10 @@ class Estimate:
     """Time left of one counted phase: the rate of the work done after its first step.
 
     The first step (a chunk) is timed but not used: it may carry a compile or other
-    one-off costs, which made the old estimate (done / elapsed since the start) 60x too
-    long. From the second step on, the rate is (done since the first step) / (time since
-    the first step), so the estimate is exact for steady steps whatever the first cost.
+    one-off costs, which made the old estimate (done / elapsed since the start) far too
+    long (benchmarks/README.md, "Measurements behind design choices in the code"). From
+    the second step on, the rate is (done since the first step) / (time since the first
+    step), so the estimate is exact for steady steps whatever the first cost.
     """
 
     def __init__(self, total: int, now: float):
@@ -219,7 +220,7 @@ def in_worker(work, *, name: str = "stresstest-worker", poll_s: float = 0.05):
     """work() in a daemon thread while this thread waits for it, taking signals at once.
 
     Python runs signal handlers in the main thread only, between bytecodes: while that
-    thread is inside one long C++ call (XLA compiling a program: 5-20 s on 2 cores), a
+    thread is inside one long C++ call (XLA compiling a program: seconds), a
     Ctrl-C waits for the call to return. Here the C++ call runs in a worker and the main
     thread only waits, in steps of poll_s: a signal recorded by an active Interrupts, or
     raised by Python's own handler, stops the wait within poll_s, and KeyboardInterrupt

@@ -51,7 +51,8 @@ class Moments:
         fin = np.isfinite(x)
         if fin.all() and x.shape[0]:
             # the common case: the same sums as below, without the masks and in place
-            # (4x faster on [16384, 7])
+            # (several times faster; benchmarks/README.md, "Measurements behind design
+            # choices in the code")
             nb = np.full(x.shape[1], x.shape[0], dtype=np.int64)
             first = x[0]
             d = x - first
@@ -125,8 +126,10 @@ class Sketch:
         self.pos_inf = 0
 
     def index(self, x: np.ndarray) -> np.ndarray:
-        # in place, one buffer (3x faster than a temporary per step); log|x| - log X_MIN,
-        # not log(|x| / X_MIN), which overflows past 1.8e299; |x| <= X_MIN gives 0 exactly
+        # in place, one buffer (several times faster than a temporary per step;
+        # benchmarks/README.md, "Measurements behind design choices in the code");
+        # log|x| - log X_MIN, not log(|x| / X_MIN), which overflows past 1.8e299;
+        # |x| <= X_MIN gives 0 exactly
         a = np.abs(x, dtype=np.float64)
         np.maximum(a, X_MIN, out=a)
         np.log(a, out=a)
