@@ -105,7 +105,7 @@ def main() -> None:
     from stresstest.config import load_portfolio
     from stresstest.loaders import load_scenario
     from stresstest.engine import _GPU_BUDGET, default_chunk_size, prepare
-    from stresstest.montecarlo import prepare as mc_prepare
+    from stresstest.mc_paths import prepare as mc_prepare
     from stresstest.presets import list_presets
 
     be = make_backend("jax")

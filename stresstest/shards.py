@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from .version import __version__
-from .config import ConfigError, config_json, portfolio_from_dict, scenario_from_dict
+from .config import config_json, portfolio_from_dict
+from .grid_config import scenario_from_dict
 from .h5io import AtomicPath, provenance
 from .kernels.params import MODEL_VERSION
+from .validation import ConfigError
 
 SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
 READ_BLOCK = 1 << 20  # rows per read when checking or merging
@@ -121,7 +123,7 @@ def read_shard(path: Path) -> ShardInfo:
             if int(a["model_version"]) != MODEL_VERSION:
                 raise ValueError(f"model version {a['model_version']}, this version reads {MODEL_VERSION}")
             if a.get("scenario_kind") == "montecarlo":
-                from .montecarlo import Summary
+                from .mc_summary import Summary
 
                 fmt, block = int(a.get("summary_format", 1)), int(a.get("summary_block", 0))
                 if (fmt, block) != (Summary.STATE_FORMAT, Summary.BLOCK):
@@ -171,8 +173,9 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
     start, stop = shard_range(sc.size, index, count)
     kind = sc.kind
     if kind == "montecarlo":
-        from .montecarlo import Summary, summary_workers
-        from .montecarlo import prepare as mc_prepare
+        from .mc_paths import prepare as mc_prepare
+        from .mc_summary import Summary
+        from .montecarlo import summary_workers
 
         if sensitivities:
             raise ConfigError(["--sensitivities: Monte Carlo gradients need the whole set's tail "
@@ -471,7 +474,7 @@ def _merge_montecarlo(infos, meta, cfg, pf, output: Path, compression) -> Path:
     import h5py
 
     from .mc_io import MonteCarloWriter
-    from .montecarlo import Summary
+    from .mc_summary import Summary
 
     scd = cfg["scenario"]
     mc = SimpleNamespace(paths=int(scd["paths"]), hurdle_irr=scd["hurdle_irr"],

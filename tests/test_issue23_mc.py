@@ -17,7 +17,8 @@ from stresstest.backends import make_backend
 from stresstest.cli import main
 from stresstest.kernels.params import OUTPUTS
 from stresstest.mc_config import load_montecarlo
-from stresstest.montecarlo import Summary, prepare
+from stresstest.mc_paths import prepare
+from stresstest.mc_summary import Summary
 from stresstest.outputs import STATISTICS
 
 MOMENTS = [STATISTICS.index(s) for s in ("mean", "std", "stderr")]
