@@ -138,6 +138,17 @@ NAMED_SHOCKS: dict[str, tuple[tuple[str, ...], str, float]] = {
     "obsolescence": (("next_gen_month",), "shift", 0.0),
 }
 
+# What a named shock moves besides, where the portfolio carries items (version 2): the
+# `utilization` shock shifts every segment of a cluster with segments of its own
+# (kernels/shocks.py leaves the implied ones to the version 1 keys)
+NAMED_ITEM_TARGETS: dict[str, tuple[str, ...]] = {"utilization": ("segments.utilization",)}
+
+
+def named_targets(name: str, itemised: bool) -> tuple[str, ...]:
+    """The parameters the named shock `name` moves, in a portfolio with or without items."""
+    return NAMED_SHOCKS[name][0] + (NAMED_ITEM_TARGETS.get(name, ()) if itemised else ())
+
+
 OPS = ("scale", "shift", "set")
 
 OUTPUTS: tuple[str, ...] = (

@@ -126,7 +126,13 @@ def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], poi
                 continue
             x = params[name]
             moved = clip_param(xp, name, apply_op(xp, x, spec.op, v[:, None, None]))
-            params[name] = xp.where(_item_mask(xp, spec, x.shape[1:])[None], moved, x)
+            mask = _item_mask(xp, spec, x.shape[1:])[None]
+            if any(t not in ITEM_PARAMS for t in spec.targets):
+                # a shock on version 1 keys and items alike (the named `utilization`): a
+                # cluster with implied items took it through its version 1 keys already
+                kind = IMPLIED_KEYS[0] if name.startswith("contracts.") else IMPLIED_KEYS[1]
+                mask = mask & (params[kind][..., None] == 0)
+            params[name] = xp.where(mask, moved, x)
     return balance_shares(xp, params), rate
 
 
