@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from stresstest.backends import make_backend
-from stresstest.config import Axis, Scenario, load_portfolio
+from stresstest.config import load_portfolio
+from stresstest.grid_config import Axis, Scenario
 from stresstest.loaders import load_scenario
 from stresstest.engine import prepare
 from stresstest.kernels.params import NAMED_SHOCKS

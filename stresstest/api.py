@@ -17,7 +17,7 @@ def run(portfolio: str | Path | None = None, scenario: str | Path | None = None,
     that very file (kept at `output` when given, else a temporary one). An existing file
     at `output` is replaced only with overwrite=True; otherwise the run raises ConfigError
     before any work, as `stresstest run` without --overwrite refuses. Bad input raises
-    stresstest.config.ConfigError with the file, key and reason.
+    stresstest.validation.ConfigError with the file, key and reason.
 
         import stresstest
         ds = stresstest.run("my_portfolio.yaml", "my_grid.yaml")

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Portfolio
+from .config import Portfolio
 from .kernels.params import NAMED_SHOCKS, PARAMS
 from .kernels.shocks import AxisSpec
+from .validation import ConfigError
 
 TARGETS = ("npv", "irr", "min_dscr", "equity_irr", "payback_months")
 RATE_TARGETS = ("irr", "equity_irr")  # solved as "NPV of the flows at the rate = 0"

@@ -11,9 +11,9 @@ import numpy as np
 
 from .version import __version__
 from .backends import BACKENDS, DTYPES, BackendError, keep_compiled_programs
-from .config import ConfigError
 from .presets import DEFAULT_PORTFOLIO, DEFAULT_SCENARIO, list_presets, preset_kind, resolve
 from .submit import MERGE_MEM, MERGE_TIME
+from .validation import ConfigError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -68,7 +68,7 @@ STRICT_HELP = "Refuse (exit 2) values far outside realistic ranges instead of wa
 
 
 def _warn(lines, strict: bool = False) -> None:
-    """The inputs' plausibility warnings (config.PLAUSIBLE) as `warning: FILE: key.path:
+    """The inputs' plausibility warnings (validation.PLAUSIBLE) as `warning: FILE: key.path:
     reason` on stderr; with --strict they are errors (exit 2)."""
     lines = list(dict.fromkeys(lines))
     if strict and lines:
@@ -742,7 +742,7 @@ def scenarios_show(name, as_json):
     lib = list_library()
     try:
         if name not in lib:
-            from .config import did_you_mean
+            from .validation import did_you_mean
 
             raise ConfigError([f"{name}: no such named scenario{did_you_mean(name, lib)} (known: {', '.join(lib)})"])
         s = load_shockset(lib[name])

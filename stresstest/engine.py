@@ -13,9 +13,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .backends import Backend, BackendError
-from .config import Portfolio, Scenario
+from .config import Portfolio
 from .factoring import Factoring
 from .factoring import plan as plan_factoring
+from .grid_config import Scenario
 from .kernels.factored import evaluate_corners, slab_corners
 from .kernels.metrics import evaluate
 from .kernels.params import OUTPUTS

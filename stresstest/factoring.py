@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import Portfolio, Scenario
+from .config import Portfolio
+from .grid_config import Scenario
 from .kernels.params import AFFINE_PARAMS
 from .kernels.shocks import param_range
 

@@ -11,11 +11,11 @@ import matplotlib
 import numpy as np
 from matplotlib.lines import Line2D
 
-from .config import ConfigError
 from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP, cell_edges, coords, literal, new_figure, wrap
 from .fig_html import escape, fmt, fmt_money, header, table
 from .fig_named import named_bars
 from .fig_read import AxisInfo, Plan, attr, extreme, held_index, on_axis, plan_grid, read_axes, strings, value_text
+from .validation import ConfigError
 
 
 def plan(f, path: Path, kind: str, x, y, at: dict) -> Plan:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError
 from .kernels.params import PARAMS, PORTFOLIO_PARAMS
+from .validation import ConfigError
 
 CHUNK_ELEMS = 1 << 20  # values read at once
 

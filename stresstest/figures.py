@@ -47,10 +47,10 @@ from typing import Callable
 from matplotlib.figure import Figure
 
 from . import fig_breakeven, fig_grid, fig_montecarlo
-from .config import ConfigError
 from .fig_common import DPI
 from .fig_html import page
 from .fig_read import attr, open_result, provenance, result_kind
+from .validation import ConfigError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError
+from .validation import ConfigError
 
 _TARGET_CHUNK_ELEMS = 1 << 16
 

@@ -10,8 +10,9 @@ from typing import Callable
 
 import numpy as np
 
-from .config import ConfigError, Portfolio
+from .config import Portfolio
 from .kernels.params import CLUSTER_PARAMS
+from .validation import ConfigError
 
 HEADLINE = ("npv", "irr", "roi")
 

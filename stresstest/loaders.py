@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Portfolio, load_grid, read_document
+from .config import Portfolio
+from .grid_config import load_grid
 from .mc_config import load_montecarlo
 from .named import load_named
+from .validation import read_document
 
 LOADERS = {"grid": load_grid, "montecarlo": load_montecarlo, "named": load_named}
 KINDS = tuple(LOADERS)

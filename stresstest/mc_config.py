@@ -15,10 +15,11 @@ from typing import Optional, Union
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import (STRICT, ConfigError, Portfolio, check_value, did_you_mean, lenient, num_text, problem_key,
-                     pydantic_problems)
+from .config import Portfolio
 from .kernels.params import OPS, PARAMS
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec
+from .validation import (STRICT, ConfigError, check_value, did_you_mean, lenient, num_text, problem_key,
+                         pydantic_problems)
 
 KINDS = ("price", "utilization", "energy")
 DISTS = {"normal": ("mean", "sd"), "uniform": ("low", "high"), "triangular": ("low", "mode", "high"),

@@ -15,8 +15,9 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .config import STRICT, ConfigError, Portfolio, pydantic_problems, check_value, did_you_mean, read_yaml
+from .config import Portfolio
 from .kernels.params import NAMED_SHOCKS, OPS, PARAMS
+from .validation import STRICT, ConfigError, pydantic_problems, check_value, did_you_mean, read_yaml
 
 
 class ShockModel(BaseModel):

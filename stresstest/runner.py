@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from .backends import make_backend
-from .config import ConfigError, Portfolio, Scenario, config_json, load_portfolio
+from .config import Portfolio, config_json, load_portfolio
+from .grid_config import Scenario
 from .loaders import load_scenario
 from .engine import Extremes, evaluate_base, prepare
 from .h5io import check_output, provenance
 from .progress import Interrupts, Progress, compile_ahead
 from .results import Result
+from .validation import ConfigError
 
 
 @dataclass(kw_only=True)

@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from .version import __version__
-from .config import ConfigError, config_json, portfolio_from_dict, scenario_from_dict
+from .config import config_json, portfolio_from_dict
+from .grid_config import scenario_from_dict
 from .h5io import AtomicPath, provenance
 from .kernels.params import MODEL_VERSION
+from .validation import ConfigError
 
 SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
 READ_BLOCK = 1 << 20  # rows per read when checking or merging

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Portfolio
+from .config import Portfolio
 from .kernels.params import OUTPUTS
+from .validation import ConfigError
 
 # (key, terminal header, kind): kind "flow" sums over a year, "stock" takes the year's
 # last month, "ratio" the year's minimum (DSCR), "factor" is monthly only.

@@ -26,8 +26,8 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .config import ConfigError
 from .shards import ranges
+from .validation import ConfigError
 
 MERGE_TIME = "00:30:00"
 MERGE_MEM = "8G"

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from .config import Portfolio, Scenario
+from .config import Portfolio
+from .grid_config import Scenario
 from .kernels.metrics import evaluate
 from .kernels.params import AFFINE_PARAMS, CLUSTER_PARAMS, PARAM_NAMES
 

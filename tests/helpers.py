@@ -9,8 +9,9 @@ import math
 import numpy as np
 import reference_model as ref
 
-from stresstest.config import Axis, Portfolio, Scenario
+from stresstest.config import Portfolio
 from stresstest.engine import grid_point, prepare
+from stresstest.grid_config import Axis, Scenario
 from stresstest.kernels.params import CLUSTER_PARAMS, NAMED_SHOCKS, OUTPUTS, PARAMS
 from stresstest.kernels.shocks import AxisSpec
 

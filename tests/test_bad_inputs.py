@@ -351,8 +351,9 @@ def written_names(tmp_path_factory):
 def test_every_name_in_a_result_file_is_refused_as_an_axis_name(written_names, tmp_path):
     """Validation, not the HDF5 writer, refuses each (the writer failed with 'name
     already exists' after all the work), and the API raises the same ConfigError."""
-    from stresstest.config import ConfigError, load_portfolio
+    from stresstest.config import load_portfolio
     from stresstest.loaders import load_scenario
+    from stresstest.validation import ConfigError
 
     pf = load_portfolio(VALID_P)
     for name in written_names:
@@ -367,7 +368,7 @@ def test_every_name_in_a_result_file_is_refused_as_an_axis_name(written_names, t
 
 def test_api_refuses_an_axis_named_like_an_output(tmp_path):
     import stresstest
-    from stresstest.config import ConfigError
+    from stresstest.validation import ConfigError
 
     bad = HERE / "s_output_axis_name.yaml"
     out = tmp_path / "out.h5"

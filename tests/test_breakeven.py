@@ -14,9 +14,10 @@ pytest.importorskip("jax")
 
 from stresstest.breakeven import breakeven, parse_target  # noqa: E402
 from stresstest.cli import main  # noqa: E402
-from stresstest.config import ConfigError, load_portfolio  # noqa: E402
+from stresstest.config import load_portfolio  # noqa: E402
 from stresstest.kernels.params import NAMED_SHOCKS  # noqa: E402
 from stresstest.presets import list_presets  # noqa: E402
+from stresstest.validation import ConfigError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_info_names_the_compile_cache_and_counts_its_programs(tmp_path):
 
 
 def test_import_is_light():
-    code = ("import sys, stresstest, stresstest.cli, stresstest.config; "
+    code = ("import sys, stresstest, stresstest.cli, stresstest.config, stresstest.grid_config; "
             "heavy = [m for m in ('jax', 'cupy', 'h5py', 'xarray') if m in sys.modules]; "
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -85,7 +85,7 @@ def test_default_chunk_bounds_memory():
 
 def _named_grid(pf, sizes):
     """The four named shocks, with sizes[k] values on the k-th."""
-    from stresstest.config import Scenario
+    from stresstest.grid_config import Scenario
     from stresstest.kernels.params import NAMED_SHOCKS
 
     spans = {"utilization": (-0.4, 0.1), "price": (0.3, 1.4), "energy": (0.5, 3.0), "obsolescence": (-18, 18)}
@@ -180,7 +180,7 @@ def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters,
     portfolio whose grid gives every cluster debt (an axis of debt_fraction instead of
     energy), so the equity IRRs are solved (47 MB when the estimate ignored the grid)."""
     jax = pytest.importorskip("jax")
-    from stresstest.config import Scenario
+    from stresstest.grid_config import Scenario
     from stresstest.engine import scratch_per_point
     from stresstest.kernels.params import NAMED_SHOCKS
 
@@ -208,7 +208,7 @@ def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters,
 
 
 def test_named_shock_moves_both_utilizations_and_clips():
-    from stresstest.config import Axis
+    from stresstest.grid_config import Axis
     from stresstest.kernels.shocks import AxisSpec, shocked_params
     import array_api_compat.numpy as xp
 

@@ -17,9 +17,9 @@ from helpers import make_axis, random_cluster, random_portfolio
 from helpers import compare_with_reference
 
 from stresstest.backends import make_backend
-from stresstest.config import Scenario
 from stresstest.engine import prepare
 from stresstest.factoring import plan
+from stresstest.grid_config import Scenario
 from stresstest.kernels.factored import interpolate
 from stresstest.kernels.params import AFFINE_PARAMS, NAMED_SHOCKS, PARAMS
 

@@ -30,8 +30,8 @@ from click.testing import CliRunner
 
 from stresstest.backends import jax_importable
 from stresstest.cli import main
-from stresstest.config import Axis, Scenario
 from stresstest.engine import Chunk, Extremes, describe_nonfinite, unexpected_nonfinite
+from stresstest.grid_config import Axis, Scenario
 from stresstest.kernels.params import PARAM_NAMES
 from stresstest.kernels.shocks import AxisSpec
 

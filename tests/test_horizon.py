@@ -17,7 +17,7 @@ import reference_model as ref
 from helpers import make_axis, random_portfolio
 from helpers import compare_with_reference
 
-from stresstest.config import Scenario
+from stresstest.grid_config import Scenario
 
 jax = pytest.importorskip("jax")
 

@@ -13,7 +13,6 @@ import reference_model as ref
 from helpers import random_portfolio
 
 from stresstest.backends import jax_importable, make_backend
-from stresstest.config import ConfigError
 from stresstest.engine import evaluate_base
 from stresstest.kernels.params import OUTPUTS, PARAM_NAMES
 from stresstest.kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -23,6 +22,7 @@ from stresstest.mc_summary import Summary
 from stresstest.montecarlo import run_montecarlo
 from stresstest.outputs import STATISTICS
 from stresstest.summaries import ALPHA, X_MIN, Moments, Sketch, cvar_from
+from stresstest.validation import ConfigError
 
 needs_jax = pytest.mark.skipif(not jax_importable(), reason="jax is not installed")
 

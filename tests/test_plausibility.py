@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from stresstest.cli import main
-from stresstest.config import PLAUSIBLE, ConfigError, implausible, load_portfolio
+from stresstest.config import load_portfolio
 from stresstest.loaders import load_scenario
 from stresstest.kernels.params import NAMED_SHOCKS, PARAMS, PORTFOLIO_PARAMS
 from stresstest.presets import list_presets, preset_kind
+from stresstest.validation import PLAUSIBLE, ConfigError, implausible
 
 HERE = Path(__file__).parent / "bad_inputs"
 VALID_P = HERE / "valid_portfolio.yaml"

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from stresstest.backends import make_backend
-from stresstest.config import Scenario
 from stresstest.engine import evaluate_base, prepare
+from stresstest.grid_config import Scenario
 from stresstest.kernels.cashflows import cash_flows
 from stresstest.kernels.metrics import evaluate
 

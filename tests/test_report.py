@@ -14,8 +14,8 @@ import xarray as xr
 from click.testing import CliRunner
 
 from stresstest.cli import main
-from stresstest.config import ConfigError
 from stresstest.figures import make_report
+from stresstest.validation import ConfigError
 
 GRID4 = """
 scenario:

@@ -237,7 +237,7 @@ def _no_work(monkeypatch):
 @pytest.mark.parametrize("how", ["api", "run_scenario"])
 def test_existing_output_is_refused_before_any_work(tmp_path, monkeypatch, how):
     import stresstest
-    from stresstest.config import ConfigError
+    from stresstest.validation import ConfigError
 
     out = tmp_path / "r.h5"
     out.write_bytes(b"precious")

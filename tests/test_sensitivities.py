@@ -19,8 +19,8 @@ pytest.importorskip("jax")
 
 from stresstest import jax_adapter  # noqa: E402
 from stresstest.backends import make_backend  # noqa: E402
-from stresstest.config import Scenario  # noqa: E402
 from stresstest.engine import prepare  # noqa: E402
+from stresstest.grid_config import Scenario  # noqa: E402
 from stresstest.kernels.metrics import evaluate  # noqa: E402
 from stresstest.kernels.params import PARAM_NAMES  # noqa: E402
 from stresstest.kernels.shocks import shocked_params  # noqa: E402

@@ -21,9 +21,10 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from stresstest.config import ConfigError, load_portfolio
+from stresstest.config import load_portfolio
 from stresstest.loaders import load_scenario
 from stresstest.kernels.params import CLUSTER_PARAMS
+from stresstest.validation import ConfigError
 
 KEYS = [p.name for p in CLUSTER_PARAMS] + ["name", "gpu", "region", "gpu_market", "power_market", "sources",
                                           "portfolio", "defaults", "clusters", "scenario", "kind", "axes",
