@@ -1,4 +1,5 @@
-"""Plain, independent reference implementation of the cash-flow model (MODEL.md, version 1).
+"""Plain, independent reference implementation of the cash-flow model (MODEL.md,
+version 1 and the version 2 additions).
 
 This module is the test oracle for the vectorised kernels.  It is deliberately
 simple: pure Python floats (IEEE float64), the ``math`` module, one cluster and
@@ -28,6 +29,33 @@ Monte Carlo path factors (MODEL.md, "Stochastic paths"), optional, for one path:
 * each factor is a sequence of length T, element t-1 being month t; None means
   no factor (P = X = 1, U = 0), and then the flows are the deterministic ones.
   Factors 1 and 0 give bit-identical flows, since x*1.0 and x+0.0 are exact.
+
+Version 2 (MODEL.md, "Version 2 additions" and "clarifications").  A cluster without
+any version 2 field gives version 1's numbers bit for bit: its implied contracts
+"anchor" and "others" are computed by version 1's single formula (the same flows,
+summed), its implied segment "pool" (share 1, multiplier 1) multiplies by 1.0 exactly.
+Choices where MODEL.md leaves room:
+
+* form: a cluster's ``contracts`` (``segments``) list, when present, decides its form;
+  the version 1 keys it replaces are ignored if also present, and a shock on such a
+  key changes nothing for that cluster (as a path to an item a cluster lacks);
+* contract and segment dicts are resolved by :func:`contract_defaults` and
+  :func:`segment_defaults`; ``industry`` None is unlabelled; an empty contract list is
+  an all on-demand cluster, an empty segment list an empty pool (u-bar = 0);
+* revenue by industry: a contract's revenue is live N H res_k pr_k; a segment's is
+  live N H od sigma_j mu_j u_{j,t} m(t) (1 + q pi); they add up to Revenue_t to
+  round-off.  Labels in order of first appearance over the clusters in order, each
+  cluster's contracts before its segments, then "unlabelled" (always present);
+* path shocks on a version 1 cluster's implied items write out that kind of item
+  explicitly (:func:`explicit_v2` for one kind); the implied segment is then named
+  "pool".  Version 1 key shocks must come first (MODEL.md's order), since afterwards
+  the replaced keys no longer count;
+* share shocks: each share clipped to [0, 1], then contracts divided by their sum when
+  it exceeds 1, segments divided by their sum when it is above 0 (only after a share
+  shock: file shares are used as given);
+* Monte Carlo: ``util`` may be one series for every segment (version 1's one series),
+  a list of series in segment order, or a dict segment name -> series (a segment left
+  out has no shift; an unknown name is an error).
 """
 
 from __future__ import annotations
@@ -148,6 +176,119 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "ebitda",
 )
 
+# Version 2's outputs (evaluate()["v2"]), by their names in the result file.
+V2_OUTPUT_NAMES: tuple[str, ...] = ("revenue_by_industry", "cluster_revenue_by_industry")
+
+# ---------------------------------------------------------------------------
+# Version 2 items: contracts and segments
+# ---------------------------------------------------------------------------
+
+# The version 1 keys that a cluster's ``contracts`` (resp. ``segments``) replace.
+RESERVED_KEYS: tuple[str, ...] = (
+    "reserved_share",
+    "reserved_price",
+    "reserved_term_months",
+    "renewal_rate",
+    "renewal_discount",
+    "reserved_utilization",
+    "top_client_share",
+    "client_loss_month",
+)
+POOL_KEYS: tuple[str, ...] = ("utilization_training", "utilization_inference", "inference_share")
+
+CONTRACT_DEFAULTS: dict = {
+    "term_months": 36.0,
+    "renewal_rate": 0.7,
+    "renewal_discount": 0.15,
+    "utilization": 0.85,
+    "loss_month": math.inf,
+    "industry": None,
+}
+SEGMENT_DEFAULTS: dict = {"price_multiplier": 1.0, "utilization_sigma": 0.10, "industry": None}
+
+# Monte Carlo utilization volatilities of training and inference demand (v1's sigma_T, sigma_I).
+SIGMA_TRAINING = 0.10
+SIGMA_INFERENCE = 0.04
+
+# Names of a version 1 cluster's implied items.
+ANCHOR, OTHERS, POOL = "anchor", "others", "pool"
+UNLABELLED = "unlabelled"
+
+
+def contract_defaults(contract: dict) -> dict:
+    """A contract with MODEL.md's defaults filled in; name, share and price are required."""
+    for key in ("name", "share", "price"):
+        if key not in contract:
+            raise KeyError(f"a contract needs {key!r}")
+    return {**CONTRACT_DEFAULTS, **contract}
+
+
+def segment_defaults(segment: dict) -> dict:
+    """A segment with MODEL.md's defaults filled in; name, share and utilization are required."""
+    for key in ("name", "share", "utilization"):
+        if key not in segment:
+            raise KeyError(f"a segment needs {key!r}")
+    return {**SEGMENT_DEFAULTS, **segment}
+
+
+def implied_contracts(p: dict) -> list[dict]:
+    """A version 1 cluster's reserved book as MODEL.md's two implied contracts: "anchor"
+    (the largest client, share r0 k, lost at t_L) and "others" (share r0 (1 - k), never
+    lost), both at p_R with v1's term, renewal and utilization."""
+    r0 = float(p["reserved_share"])
+    k = float(p["top_client_share"])
+    common = {
+        "price": float(p["reserved_price"]),
+        "term_months": float(p["reserved_term_months"]),
+        "renewal_rate": float(p["renewal_rate"]),
+        "renewal_discount": float(p["renewal_discount"]),
+        "utilization": float(p["reserved_utilization"]),
+        "industry": None,
+    }
+    return [
+        {"name": ANCHOR, "share": r0 * k, "loss_month": float(p["client_loss_month"]), **common},
+        {"name": OTHERS, "share": r0 * (1.0 - k), "loss_month": math.inf, **common},
+    ]
+
+
+def implied_segment(p: dict) -> dict:
+    """A version 1 cluster's on-demand pool as MODEL.md's one implied segment: the
+    blended utilization (1-w) u_T + w u_I, multiplier 1, blended Monte Carlo sigma."""
+    w = float(p["inference_share"])
+    return {
+        "name": POOL,
+        "share": 1.0,
+        "utilization": (1.0 - w) * float(p["utilization_training"]) + w * float(p["utilization_inference"]),
+        "price_multiplier": 1.0,
+        "utilization_sigma": (1.0 - w) * SIGMA_TRAINING + w * SIGMA_INFERENCE,
+        "industry": None,
+    }
+
+
+def _with_explicit_contracts(p: dict) -> dict:
+    out = {k: v for k, v in p.items() if k not in RESERVED_KEYS}
+    out["contracts"] = implied_contracts(p)
+    return out
+
+
+def _with_explicit_segment(p: dict) -> dict:
+    out = {k: v for k, v in p.items() if k not in POOL_KEYS}
+    out["segments"] = [implied_segment(p)]
+    return out
+
+
+def explicit_v2(p: dict) -> dict:
+    """The cluster rewritten with explicit ``contracts`` and ``segments`` in place of
+    the version 1 keys they replace: the same flows, to round-off.  Lists the cluster
+    already has are kept."""
+    out = dict(p)
+    if out.get("contracts") is None:
+        out = _with_explicit_contracts(out)
+    if out.get("segments") is None:
+        out = _with_explicit_segment(out)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Shocks
 # ---------------------------------------------------------------------------
@@ -203,6 +344,23 @@ SHOCK_RANGES["client_loss_month"] = None
 del _k
 assert set(SHOCK_RANGES) == set(PARAM_NAMES), set(PARAM_NAMES) ^ set(SHOCK_RANGES)
 
+# Ranges of the items' numeric fields (MODEL.md, "Addressing the new fields").
+CONTRACT_RANGES: dict[str, tuple[float, float] | None] = {
+    "share": (0.0, 1.0),
+    "price": (0.0, _INF),
+    "term_months": (1.0, _INF),
+    "renewal_rate": (0.0, 1.0),
+    "renewal_discount": (0.0, 1.0),
+    "utilization": (0.0, 1.0),
+    "loss_month": None,
+}
+SEGMENT_RANGES: dict[str, tuple[float, float] | None] = {
+    "share": (0.0, 1.0),
+    "utilization": (0.0, 1.0),
+    "price_multiplier": (0.0, _INF),
+    "utilization_sigma": (0.0, _INF),
+}
+
 # Named shocks of a stress grid: name -> (op, targets)
 NAMED_SHOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "utilization": ("shift", ("utilization_training", "utilization_inference")),
@@ -233,13 +391,37 @@ def _apply_op(old: float, op: str, value: float) -> float:
     raise ValueError(f"unknown shock op {op!r}")
 
 
+def _round_half_up(x: float) -> float:
+    return float(math.floor(x + 0.5))
+
+
+def _shocked(old: float, op: str, value: float, rng: tuple[float, float] | None) -> float:
+    """One value under one shock, clipped to ``rng`` (None: unclipped)."""
+    x = _apply_op(float(old), op, float(value))
+    if rng is not None:
+        x = _clip(x, rng[0], rng[1])
+    return x
+
+
+def _replaced_by_items(params: dict, key: str) -> bool:
+    """True when ``key`` is a version 1 key that the cluster's version 2 list replaces
+    (a reserved key beside ``contracts``, a pool key beside ``segments``)."""
+    if key in RESERVED_KEYS:
+        return params.get("contracts") is not None
+    if key in POOL_KEYS:
+        return params.get("segments") is not None
+    return False
+
+
 def apply_shock(params: dict, param: str, op: str, value: float) -> dict:
     """Return a copy of one cluster's resolved params with one shock applied.
 
     ``param`` is a cluster config key or one of the named shocks ``utilization``
-    (shift of both utilizations), ``price`` (scale of on_demand_price), ``energy``
-    (scale of energy_price), ``obsolescence`` (shift of next_gen_month); for named
-    shocks ``op`` is ignored.  The result is clipped to the range of MODEL.md.
+    (shift of both utilizations, or of every segment's utilization on a cluster with
+    ``segments``), ``price`` (scale of on_demand_price), ``energy`` (scale of
+    energy_price), ``obsolescence`` (shift of next_gen_month); for named shocks ``op``
+    is ignored.  The result is clipped to the range of MODEL.md.  A version 1 key that
+    the cluster's ``contracts`` or ``segments`` replace changes nothing.
     """
     out = dict(params)
     if param in NAMED_SHOCKS:
@@ -250,15 +432,102 @@ def apply_shock(params: dict, param: str, op: str, value: float) -> dict:
         targets = (param,)
     else:
         raise KeyError(f"unknown parameter {param!r}")
+    if param == "utilization" and out.get("segments") is not None:
+        out["segments"] = [
+            dict(s, utilization=_shocked(s["utilization"], op, value, SEGMENT_RANGES["utilization"]))
+            for s in out["segments"]
+        ]
+        return out
     for key in targets:
+        if _replaced_by_items(out, key):
+            continue
         x = _apply_op(float(out[key]), op, float(value))
         if key == "debt_term_months":
-            x = float(math.floor(x + 0.5))
+            x = _round_half_up(x)
         rng = SHOCK_RANGES[key]
         if rng is not None:
             x = _clip(x, rng[0], rng[1])
         out[key] = x
     return out
+
+
+def _rescaled_shares(items: list[dict], kind: str) -> list[dict]:
+    """Shares after a share shock: contracts scaled down in proportion when their sum
+    exceeds 1, segments renormalised to sum 1 (left at 0 when every share is 0)."""
+    total = 0.0
+    for it in items:
+        total += it["share"]
+    if (kind == "contracts" and total > 1.0) or (kind == "segments" and total > 0.0):
+        return [dict(it, share=it["share"] / total) for it in items]
+    return items
+
+
+def _shock_items(c: dict, kind: str, name: str, field: str, op: str, value: float) -> dict | None:
+    """The cluster with a path shock on its contracts or segments, or None when it has
+    no item of that name.  A version 1 cluster's implied items are addressable as
+    MODEL.md says (contracts: anchor, others, *; its segment: * only) and are written
+    out explicitly, for that kind only, when shocked."""
+    if c.get(kind) is None:
+        if kind == "contracts" and name in ("*", "anchor", "others"):
+            c = _with_explicit_contracts(c)
+        elif kind == "segments" and name == "*":
+            c = _with_explicit_segment(c)
+        else:
+            return None
+    resolve = contract_defaults if kind == "contracts" else segment_defaults
+    items = [resolve(it) for it in c[kind]]
+    hits = [it for it in items if name == "*" or it["name"] == name]
+    if not hits:
+        return None
+    rng = (CONTRACT_RANGES if kind == "contracts" else SEGMENT_RANGES)[field]
+    for it in hits:
+        it[field] = _shocked(it[field], op, value, rng)
+    if field == "share":
+        items = _rescaled_shares(items, kind)
+    return dict(c, **{kind: items})
+
+
+def apply_path_shock(
+    clusters: list[dict],
+    platform: dict | None,
+    path: str,
+    op: str,
+    value: float,
+    cluster_mask=None,
+) -> tuple[list[dict], dict | None]:
+    """Return copies of the clusters and the platform with one shock on a version 2
+    field addressed by path (MODEL.md, "Addressing the new fields").
+
+    Paths: ``contracts.<name>.<field>``, ``contracts.*.<field>``,
+    ``segments.<name>.<field>``, ``segments.*.<field>``.  ``op`` is scale, shift or set
+    as in :func:`apply_shock` (inf stays inf under scale and shift); the result is
+    clipped to its range, contract shares are scaled down in proportion when their sum
+    exceeds 1 and segment shares renormalised.  ``cluster_mask`` (one bool per cluster,
+    None: all) selects the clusters.  A cluster without the item is unchanged; a path
+    that no selected cluster has raises ValueError.  Shocks on version 1 keys
+    (:func:`apply_shock`) must be applied first, as MODEL.md orders them: a path shock
+    on a version 1 cluster's implied items writes them out explicitly, after which the
+    version 1 keys they replace no longer count.
+    """
+    if op not in ("scale", "shift", "set"):
+        raise ValueError(f"unknown shock op {op!r}")
+    mask = [True] * len(clusters) if cluster_mask is None else [bool(x) for x in cluster_mask]
+    if len(mask) != len(clusters):
+        raise ValueError(f"cluster_mask must have one entry per cluster ({len(clusters)}), got {len(mask)}")
+    kind, _, rest = path.partition(".")
+    name, _, field = rest.rpartition(".")
+    ranges = {"contracts": CONTRACT_RANGES, "segments": SEGMENT_RANGES}.get(kind)
+    if ranges is None or not name or field not in ranges:
+        raise KeyError(f"unknown path {path!r}")
+    out = []
+    found = False
+    for c, selected in zip(clusters, mask):
+        shocked = _shock_items(c, kind, name, field, op, value) if selected else None
+        found = found or shocked is not None
+        out.append(c if shocked is None else shocked)
+    if not found:
+        raise ValueError(f"path {path!r}: no selected cluster has this item")
+    return out, platform
 
 
 # ---------------------------------------------------------------------------
@@ -321,6 +590,28 @@ def _factor_series(name: str, values, T: int, default: float) -> list[float]:
     return out
 
 
+def _is_series(values) -> bool:
+    return len(values) > 0 and np.ndim(values[0]) == 0
+
+
+def _segment_util_shifts(values, segments: list[dict], T: int) -> list[list[float]]:
+    """U_{j,t} for each segment, indexed t = 0..T.  ``values`` is None (no shift), one
+    series (the same shift for every segment: version 1's one series of a cluster
+    without segments), a list of series in segment order, or a dict segment name ->
+    series (a segment left out has no shift)."""
+    if values is None or (not isinstance(values, dict) and _is_series(values)):
+        return [_factor_series("util", values, T, 0.0)] * len(segments)
+    names = [s["name"] for s in segments]
+    if isinstance(values, dict):
+        unknown = set(values) - set(names)
+        if unknown:
+            raise KeyError(f"util factors for unknown segments {sorted(unknown)}; segments: {names}")
+        return [_factor_series("util", values.get(n), T, 0.0) for n in names]
+    if len(values) != len(segments):
+        raise ValueError(f"util factors must have one series per segment ({len(segments)}), got {len(values)}")
+    return [_factor_series("util", v, T, 0.0) for v in values]
+
+
 def cluster_monthly(
     p: dict,
     horizon_months: int,
@@ -329,16 +620,21 @@ def cluster_monthly(
     energy_factor=None,
 ) -> dict:
     """All monthly series of one cluster, each a list indexed t = 0..T (t = 0 entries
-    of the operating series are 0), plus the scalars capex, debt, A, M_d.
+    of the operating series are 0), plus the scalars capex, debt, A, M_d and the
+    revenue over t = 1..T by industry label ("unlabelled" for items without one) in
+    order of first appearance, contracts before segments.
 
     Optional Monte Carlo path factors (sequences of length T, element t-1 = month t):
-    ``price_factor`` P_t, ``util_shift`` U_t, ``energy_factor`` X_t, as in the module
-    docstring.  None means no factor."""
+    ``price_factor`` P_t, ``util_shift`` U_t (or one such series per segment, see
+    :func:`_segment_util_shifts`), ``energy_factor`` X_t, as in the module docstring.
+    None means no factor."""
     T = int(horizon_months)
     H = HOURS_PER_MONTH
     Pf = _factor_series("price", price_factor, T, 1.0)
-    Us = _factor_series("util", util_shift, T, 0.0)
     Xf = _factor_series("energy", energy_factor, T, 1.0)
+    contracts = None if p.get("contracts") is None else [contract_defaults(c) for c in p["contracts"]]
+    segments = [implied_segment(p)] if p.get("segments") is None else [segment_defaults(s) for s in p["segments"]]
+    Us = _segment_util_shifts(util_shift, segments, T)
 
     N = float(p["gpus"])
     K = float(p["capex_per_gpu"])
@@ -356,17 +652,15 @@ def cluster_monthly(
     s_p = float(p["next_gen_price_drop"])
     s_u = float(p["next_gen_utilization_drop"])
     s_r = float(p["next_gen_resale_drop"])
-    r0 = float(p["reserved_share"])
-    pR = float(p["reserved_price"])
-    M = float(p["reserved_term_months"])
-    rho = float(p["renewal_rate"])
-    delta = float(p["renewal_discount"])
-    uR = float(p["reserved_utilization"])
-    k = float(p["top_client_share"])
-    tL = float(p["client_loss_month"])
-    uT = float(p["utilization_training"])
-    uI = float(p["utilization_inference"])
-    w = float(p["inference_share"])
+    if contracts is None:
+        r0 = float(p["reserved_share"])
+        pR = float(p["reserved_price"])
+        M = float(p["reserved_term_months"])
+        rho = float(p["renewal_rate"])
+        delta = float(p["renewal_discount"])
+        uR = float(p["reserved_utilization"])
+        k = float(p["top_client_share"])
+        tL = float(p["client_loss_month"])
     q = float(p["priority_share"])
     pi = float(p["priority_premium"])
     gO = float(p["opex_escalation"])
@@ -386,6 +680,35 @@ def cluster_monthly(
 
     def market(t: float) -> float:
         return p0 * (1.0 - d) ** (t / 12.0) * (1.0 - s_p * g(t))
+
+    def renewal_price(start: float, discount: float) -> float:
+        k_lock = int(_clip(float(math.floor(start)), 1.0, float(T)))
+        return market(start) * (1.0 - discount) * Pf[k_lock]
+
+    def book_month(t: int) -> list[tuple[float, float, float]]:
+        """(res, pr, u_R) of each contract in month t."""
+        if contracts is None:
+            # version 1's formula for the implied anchor and others together
+            n = math.floor(max(t - 1 - D, 0.0) / M)
+            lost = 1.0 if t >= tL else 0.0
+            res = r0 * rho ** n * (1.0 - k * lost)
+            pr = pR if n == 0 else renewal_price(D + 1.0 + n * M, delta)
+            return [(res, pr, uR)]
+        book = []
+        for c in contracts:
+            n = math.floor(max(t - 1 - D, 0.0) / float(c["term_months"]))
+            kept = 1.0 if t < float(c["loss_month"]) else 0.0
+            res = float(c["share"]) * float(c["renewal_rate"]) ** n * kept
+            if n == 0:
+                pr = float(c["price"])
+            else:
+                pr = renewal_price(D + 1.0 + n * float(c["term_months"]), float(c["renewal_discount"]))
+            book.append((res, pr, float(c["utilization"])))
+        return book
+
+    book_labels = [None] if contracts is None else [c["industry"] for c in contracts]
+    item_labels = book_labels + [s["industry"] for s in segments]
+    item_revenue = [0.0] * len(item_labels)
 
     capex = N * K + Kf
     debt = theta * capex
@@ -415,21 +738,28 @@ def cluster_monthly(
         gt = g(t)
         m_t = market(t) * Pf[t]
 
-        n = math.floor(max(t - 1 - D, 0.0) / M)
-        lost = 1.0 if t >= tL else 0.0
-        res = r0 * rho ** n * (1.0 - k * lost)
-        if n == 0:
-            pr = pR
-        else:
-            start = D + 1.0 + n * M
-            k_lock = int(_clip(float(math.floor(start)), 1.0, float(T)))
-            pr = market(start) * (1.0 - delta) * Pf[k_lock]
-
-        u = _clip((1.0 - w) * uT + w * uI - s_u * gt + Us[t], 0.0, 1.0)
+        book = book_month(t)
+        res = 0.0
+        book_revenue = 0.0
+        book_busy = 0.0
+        for i, (res_k, pr_k, uR_k) in enumerate(book):
+            res += res_k
+            book_revenue += res_k * pr_k
+            book_busy += res_k * uR_k
+            item_revenue[i] += live * N * H * (res_k * pr_k)
         od = 1.0 - res
 
-        revenue = live * N * H * (res * pr + od * u * m_t * (1.0 + q * pi))
-        busy = res * uR + od * u
+        u_bar = 0.0  # sigma-weighted utilization (power)
+        u_mu = 0.0  # sigma- and multiplier-weighted utilization (revenue)
+        for j, seg in enumerate(segments):
+            u_j = _clip(float(seg["utilization"]) - s_u * gt + Us[j][t], 0.0, 1.0)
+            weight = float(seg["share"]) * float(seg["price_multiplier"])
+            u_bar += float(seg["share"]) * u_j
+            u_mu += weight * u_j
+            item_revenue[len(book) + j] += live * N * H * (od * (weight * u_j) * m_t * (1.0 + q * pi))
+
+        revenue = live * N * H * (book_revenue + od * u_mu * m_t * (1.0 + q * pi))
+        busy = book_busy + od * u_bar
         energy = live * N * P * pue * H * E * (1.0 + gE) ** (t / 12.0) * Xf[t] * (phi + (1.0 - phi) * busy)
         e_t = (1.0 + gO) ** (t / 12.0)
         opex = e_t * (live * (m_r * N * K / 12.0 + N * sw + N * P * c_k) + S / 12.0)
@@ -462,7 +792,13 @@ def cluster_monthly(
             cfe -= B[T]
         cfe_s[t] = cfe
 
+    revenue_by_industry: dict = {}
+    for label, total in zip(item_labels, item_revenue):
+        label = UNLABELLED if label is None else label
+        revenue_by_industry[label] = revenue_by_industry.get(label, 0.0) + total
+
     return {
+        "revenue_by_industry": revenue_by_industry,
         "capex": capex,
         "debt": debt,
         "A": A,
@@ -538,7 +874,15 @@ def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, fa
 
     ``factors`` (one Monte Carlo path) is None or a list with one entry per cluster,
     each None or a dict with optional keys "price", "util", "energy" (sequences of
-    length T, element t-1 = month t) passed to ``cluster_monthly``."""
+    length T, element t-1 = month t; "util" may also be one series per segment, as a
+    list in segment order or a dict segment name -> series) passed to
+    ``cluster_monthly``.
+
+    Returns "portfolio" and "clusters" (version 1's outputs, OUTPUT_NAMES), "flows"
+    and "v2", version 2's outputs by their file names (V2_OUTPUT_NAMES):
+    "revenue_by_industry" (label -> USD over t = 1..T, labels in order of first
+    appearance, clusters in order and contracts before segments, then "unlabelled")
+    and "cluster_revenue_by_industry" (one such dict per cluster, same labels)."""
     T = int(horizon_months)
     r = float(discount_rate)
     if factors is None:
@@ -617,11 +961,27 @@ def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, fa
         p_totals[key] = _sum_months(series)
     portfolio = _metrics(pcf, pcfe, pcapex, p_has_debt, p_min_dscr, p_totals, r)
 
+    labels = []
+    for mo in monthly:
+        labels += [x for x in mo["revenue_by_industry"] if x != UNLABELLED and x not in labels]
+    labels.append(UNLABELLED)
+    cluster_by_industry = [{x: mo["revenue_by_industry"].get(x, 0.0) for x in labels} for mo in monthly]
+    by_industry = {}
+    for x in labels:
+        total = 0.0
+        for row in cluster_by_industry:
+            total += row[x]
+        by_industry[x] = total
+
     return {
         "portfolio": portfolio,
         "clusters": cluster_out,
         "flows": {
             "cf": [list(mo["cf"]) for mo in monthly],
             "cfe": [list(mo["cfe"]) for mo in monthly],
+        },
+        "v2": {
+            "revenue_by_industry": by_industry,
+            "cluster_revenue_by_industry": cluster_by_industry,
         },
     }

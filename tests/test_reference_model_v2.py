@@ -1,0 +1,442 @@
+"""Checks of the plain reference model's version 2 features (MODEL.md, "Version 2
+additions" and "Version 2 clarifications") against hand-computed cases, closed forms
+and numpy_financial, never against the package under test.
+"""
+
+import math
+import os
+import random
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from reference_model import (  # noqa: E402
+    DEFAULTS,
+    OUTPUT_NAMES,
+    PARAM_NAMES,
+    POOL_KEYS,
+    RESERVED_KEYS,
+    apply_path_shock,
+    apply_shock,
+    cluster_monthly,
+    contract_defaults,
+    evaluate,
+    explicit_v2,
+    implied_contracts,
+    implied_segment,
+    segment_defaults,
+)
+
+H = 730.0
+MONEY = {"npv", "revenue", "energy_cost", "opex", "ebitda"}
+
+
+def approx(x, rel=1e-12, abs=1e-9):
+    return pytest.approx(x, rel=rel, abs=abs)
+
+
+def plain(**over):
+    """One GPU live from t = 1, on-demand only at 100 % utilization and a flat price,
+    every cost, tax, resale and debt switched off: revenue is H * p0 a month."""
+    p = dict(DEFAULTS)
+    p.update(
+        gpus=1.0, capex_per_gpu=1000.0, delivery_months=0.0, kw_per_gpu=0.0, idle_power_fraction=0.0, pue=1.0,
+        energy_price=0.0, energy_escalation=0.0, on_demand_price=1.0, price_decline=0.0, next_gen_month=1.0e6,
+        next_gen_ramp_months=1.0, next_gen_price_drop=0.0, next_gen_utilization_drop=0.0,
+        next_gen_resale_drop=0.0, reserved_share=0.0, reserved_price=0.0, utilization_training=1.0,
+        utilization_inference=1.0, opex_escalation=0.0, maintenance_rate=0.0, software_per_gpu_month=0.0,
+        tax_rate=0.0, resale_decline=1.0,
+    )
+    p.update(over)
+    assert set(p) <= set(PARAM_NAMES) | {"contracts", "segments", "order_month", "capex_decline", "optimization"}
+    return p
+
+
+def v2_plain(contracts, segments, **over):
+    """plain() in version 2 form: its reserved and pool keys replaced by the lists."""
+    p = {k: v for k, v in plain(**over).items() if k not in RESERVED_KEYS + POOL_KEYS}
+    p["contracts"] = [contract_defaults(c) for c in contracts]
+    p["segments"] = [segment_defaults(s) for s in segments]
+    return p
+
+
+def random_v1_cluster(rng):
+    """Every version 1 parameter drawn inside its range, contracts and loss included."""
+    u = rng.uniform
+    p = dict(DEFAULTS)
+    p.update(
+        gpus=float(rng.randint(1, 2048)), capex_per_gpu=u(5000.0, 40000.0), capex_fixed=u(0.0, 1e6),
+        delivery_months=rng.choice([0.0, 2.5, u(0.0, 8.0)]), kw_per_gpu=u(0.5, 2.0),
+        idle_power_fraction=u(0.0, 0.5), pue=u(1.0, 1.6), energy_price=u(0.02, 0.2),
+        energy_escalation=u(-0.05, 0.1), on_demand_price=u(0.5, 4.0), price_decline=u(-0.1, 0.4),
+        next_gen_month=u(-5.0, 70.0), next_gen_ramp_months=u(1.0, 12.0), next_gen_price_drop=u(0.0, 0.5),
+        next_gen_utilization_drop=u(0.0, 0.3), next_gen_resale_drop=u(0.0, 0.5), reserved_share=u(0.0, 1.0),
+        reserved_price=u(0.5, 4.0), reserved_term_months=rng.choice([6.0, 12.0, 17.5, 36.0]),
+        renewal_rate=u(0.0, 1.0), renewal_discount=u(0.0, 0.3), reserved_utilization=u(0.5, 1.0),
+        top_client_share=u(0.0, 0.6), client_loss_month=rng.choice([math.inf, u(0.0, 60.0)]),
+        utilization_training=u(0.0, 1.0), utilization_inference=u(0.0, 1.0), inference_share=u(0.0, 1.0),
+        priority_share=u(0.0, 0.5), priority_premium=u(0.0, 0.5), opex_escalation=u(0.0, 0.06),
+        staff_cost_per_year=u(0.0, 5e5), colocation_per_kw_month=u(0.0, 150.0), useful_life_years=u(2.0, 7.0),
+        tax_rate=u(0.0, 0.35), resale_decline=u(-0.1, 0.5), debt_fraction=rng.choice([0.0, u(0.1, 0.8)]),
+        interest_rate=u(0.0, 0.15), debt_term_months=float(rng.randint(6, 84)),
+    )
+    return p
+
+
+def assert_outputs_close(got, want, scale, rel=1e-12):
+    """Every version 1 output of a result within rel (money: of the capex scale too)."""
+    for where, g, w in [("portfolio", got["portfolio"], want["portfolio"])] + [
+        (f"cluster {i}", a, b) for i, (a, b) in enumerate(zip(got["clusters"], want["clusters"]))
+    ]:
+        for k in OUTPUT_NAMES:
+            x, y = g[k], w[k]
+            if math.isnan(y) or math.isinf(y):
+                assert (math.isnan(x) and math.isnan(y)) or x == y, (where, k, x, y)
+            else:
+                atol = rel * scale if k in MONEY else 1e-10 if k == "payback_months" else rel
+                assert abs(x - y) <= atol + rel * abs(y), (where, k, x, y)
+
+
+# ---------------------------------------------------------------------------
+# (a) a version 1 cluster written out explicitly has version 1's numbers
+# ---------------------------------------------------------------------------
+
+
+def test_implied_items_follow_model_md():
+    p = plain(reserved_share=0.6, reserved_price=1.7, top_client_share=0.25, client_loss_month=14.0,
+              reserved_term_months=18.0, renewal_rate=0.6, renewal_discount=0.1, reserved_utilization=0.8,
+              utilization_training=0.5, utilization_inference=0.9, inference_share=0.25)
+    anchor, others = implied_contracts(p)
+    assert anchor == approx_dict(name="anchor", share=0.15, price=1.7, term_months=18.0, renewal_rate=0.6,
+                                 renewal_discount=0.1, utilization=0.8, loss_month=14.0, industry=None)
+    assert others == approx_dict(name="others", share=0.45, price=1.7, term_months=18.0, renewal_rate=0.6,
+                                 renewal_discount=0.1, utilization=0.8, loss_month=math.inf, industry=None)
+    seg = implied_segment(p)
+    assert seg == approx_dict(name="pool", share=1.0, utilization=0.6, price_multiplier=1.0,
+                              utilization_sigma=0.75 * 0.10 + 0.25 * 0.04, industry=None)
+    e = explicit_v2(p)
+    assert not set(e) & set(RESERVED_KEYS + POOL_KEYS)
+    assert e["contracts"] == [anchor, others] and e["segments"] == [seg]
+    assert explicit_v2(e) == e
+
+
+def approx_dict(**kw):
+    return {k: approx(v) if isinstance(v, float) and math.isfinite(v) else v for k, v in kw.items()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_explicit_v2_of_random_clusters_gives_v1_numbers(seed):
+    rng = random.Random(seed)
+    T = rng.choice([1, 13, 60, 97])
+    clusters = [random_v1_cluster(rng) for _ in range(rng.randint(1, 3))]
+    r = rng.uniform(-0.05, 0.3)
+    scale = sum(c["gpus"] * c["capex_per_gpu"] + c["capex_fixed"] for c in clusters)
+    want = evaluate(clusters, T, r)
+    got = evaluate([explicit_v2(c) for c in clusters], T, r)
+    assert_outputs_close(got, want, scale)
+    # with Monte Carlo factors: v1's one utilization series drives the implied segment
+    factors = [{"price": [rng.uniform(0.5, 1.5) for _ in range(T)],
+                "util": [rng.uniform(-0.3, 0.3) for _ in range(T)],
+                "energy": [rng.uniform(0.5, 1.5) for _ in range(T)]} for _ in clusters]
+    want = evaluate(clusters, T, r, factors)
+    assert_outputs_close(evaluate([explicit_v2(c) for c in clusters], T, r, factors), want, scale)
+    per_segment = [dict(f, util={"pool": f["util"]}) for f in factors]
+    assert_outputs_close(evaluate([explicit_v2(c) for c in clusters], T, r, per_segment), want, scale)
+    # the version 1 named shocks move the explicit form as they move version 1's keys
+    # (utilization: no clipping here, where MODEL.md's two rules would differ)
+    for name, value in (("price", 0.7), ("energy", 1.4), ("obsolescence", -6.0), ("utilization", 0.0)):
+        moved = [apply_shock(c, name, "", value) for c in clusters]
+        assert_outputs_close(evaluate([apply_shock(explicit_v2(c), name, "", value) for c in clusters], T, r),
+                             evaluate(moved, T, r), scale)
+
+
+# ---------------------------------------------------------------------------
+# (b) named contracts and segments: a month's revenue by hand
+# ---------------------------------------------------------------------------
+
+BANK = {"name": "bank", "share": 0.3, "price": 1.5, "term_months": 12.0, "renewal_rate": 0.5,
+        "renewal_discount": 0.2, "utilization": 0.9, "loss_month": 10.0, "industry": "finance"}
+LAB = {"name": "lab", "share": 0.2, "price": 1.8, "term_months": 6.0, "renewal_rate": 1.0,
+       "renewal_discount": 0.1, "utilization": 0.6, "industry": "healthcare"}
+TRAIN = {"name": "train", "share": 0.25, "utilization": 0.6, "price_multiplier": 0.8}
+INFER = {"name": "infer", "share": 0.75, "utilization": 0.9, "price_multiplier": 1.3, "industry": "retail"}
+
+
+def two_by_two(**over):
+    kw = dict(gpus=2.0, on_demand_price=2.0, price_decline=0.1, priority_share=0.2, priority_premium=0.5,
+              kw_per_gpu=1.0, energy_price=0.1, idle_power_fraction=0.2)
+    kw.update(over)
+    return v2_plain([BANK, LAB], [TRAIN, INFER], **kw)
+
+
+def test_contract_lost_and_segments_with_multipliers_by_hand():
+    N, T = 2.0, 24
+    mo = cluster_monthly(two_by_two(), T)
+
+    def m(t):
+        return 2.0 * 0.9 ** (t / 12)
+
+    u_mu = 0.25 * 0.8 * 0.6 + 0.75 * 1.3 * 0.9
+    u_bar = 0.25 * 0.6 + 0.75 * 0.9
+    # t = 8: bank in its first term; lab renewed once (cycle 1 from t = 7, locked at m(7))
+    rev_8 = N * H * (0.3 * 1.5 + 0.2 * m(7) * 0.9 + 0.5 * u_mu * m(8) * 1.1)
+    assert mo["revenue"][8] == approx(rev_8)
+    busy_8 = 0.3 * 0.9 + 0.2 * 0.6 + 0.5 * u_bar
+    assert mo["energy_cost"][8] == approx(N * 1.0 * H * 0.1 * (0.2 + 0.8 * busy_8))
+    # t = 9: last month with the bank; t = 10: the bank is gone, its hours join the pool
+    assert mo["revenue"][9] == approx(N * H * (0.3 * 1.5 + 0.2 * m(7) * 0.9 + 0.5 * u_mu * m(9) * 1.1))
+    assert mo["revenue"][10] == approx(N * H * (0.2 * m(7) * 0.9 + 0.8 * u_mu * m(10) * 1.1))
+    # t = 14: lab's cycle 2 (t = 13..18) locked at m(13)
+    assert mo["revenue"][14] == approx(N * H * (0.2 * m(13) * 0.9 + 0.8 * u_mu * m(14) * 1.1))
+    # by industry: the bank pays p_k for months 1..9; labels in order, contracts first
+    by = mo["revenue_by_industry"]
+    assert list(by) == ["finance", "healthcare", "unlabelled", "retail"]
+    assert by["finance"] == approx(9 * N * H * 0.3 * 1.5)
+    lab = sum(N * H * 0.2 * (1.8 if t <= 6 else m(1 + 6 * ((t - 1) // 6)) * 0.9) for t in range(1, T + 1))
+    assert by["healthcare"] == approx(lab)
+    pool = [1.0 - (0.3 * (t < 10) + 0.2) for t in range(T + 1)]
+    assert by["unlabelled"] == approx(sum(N * H * pool[t] * 0.25 * 0.8 * 0.6 * m(t) * 1.1 for t in range(1, T + 1)))
+    assert by["retail"] == approx(sum(N * H * pool[t] * 0.75 * 1.3 * 0.9 * m(t) * 1.1 for t in range(1, T + 1)))
+
+
+def test_contract_defaults_and_required_fields():
+    c = contract_defaults({"name": "x", "share": 0.1, "price": 2.0})
+    assert c == {"name": "x", "share": 0.1, "price": 2.0, "term_months": 36.0, "renewal_rate": 0.7,
+                 "renewal_discount": 0.15, "utilization": 0.85, "loss_month": math.inf, "industry": None}
+    assert segment_defaults({"name": "s", "share": 1.0, "utilization": 0.5}) == {
+        "name": "s", "share": 1.0, "utilization": 0.5, "price_multiplier": 1.0, "utilization_sigma": 0.10,
+        "industry": None}
+    with pytest.raises(KeyError):
+        contract_defaults({"name": "x", "share": 0.1})
+    with pytest.raises(KeyError):
+        segment_defaults({"name": "s", "share": 1.0})
+
+
+def test_version_1_keys_beside_the_lists_are_ignored():
+    """A cluster's lists decide its form: stray version 1 keys change nothing."""
+    p = two_by_two()
+    stray = dict(p, reserved_share=0.9, reserved_price=9.0, top_client_share=1.0, client_loss_month=1.0,
+                 utilization_training=0.0, utilization_inference=0.0, inference_share=0.3)
+    assert cluster_monthly(stray, 24)["revenue"] == cluster_monthly(p, 24)["revenue"]
+
+
+def test_empty_contract_list_is_all_on_demand():
+    p = v2_plain([], [{"name": "s", "share": 1.0, "utilization": 0.5}], on_demand_price=2.0)
+    assert evaluate([p], 12, 0.1)["clusters"][0]["revenue"] == approx(12 * H * 2.0 * 0.5)
+
+
+# ---------------------------------------------------------------------------
+# Monte Carlo: one utilization series per segment
+# ---------------------------------------------------------------------------
+
+
+def test_util_factors_per_segment():
+    T = 6
+    p = v2_plain([], [{"name": "a", "share": 0.5, "utilization": 0.5},
+                      {"name": "b", "share": 0.5, "utilization": 0.7, "price_multiplier": 2.0}])
+
+    def revenue(util):
+        return evaluate([p], T, 0.1, factors=[{"util": util}])["clusters"][0]["revenue"]
+
+    assert revenue(None) == approx(T * H * (0.5 * 0.5 + 0.5 * 2.0 * 0.7))
+    # a dict by name (b left out: no shift), a list in segment order, one series for all
+    assert revenue({"a": [0.1] * T}) == approx(T * H * (0.5 * 0.6 + 0.5 * 2.0 * 0.7))
+    assert revenue([[0.1] * T, [0.2] * T]) == approx(T * H * (0.5 * 0.6 + 0.5 * 2.0 * 0.9))
+    assert revenue([0.1] * T) == approx(T * H * (0.5 * 0.6 + 0.5 * 2.0 * 0.8))
+    # each segment clipped on its own
+    assert revenue([[0.9] * T, [-0.9] * T]) == approx(T * H * 0.5 * 1.0)
+    with pytest.raises(KeyError):
+        revenue({"c": [0.1] * T})
+    with pytest.raises(ValueError):
+        revenue([[0.1] * T])
+    with pytest.raises(ValueError):
+        revenue({"a": [0.1] * (T - 1)})
+
+
+# ---------------------------------------------------------------------------
+# (c) path shocks: shares, ranges, implied items, errors
+# ---------------------------------------------------------------------------
+
+
+def shares(cluster, kind):
+    return [it["share"] for it in cluster[kind]]
+
+
+def test_contract_shares_scaled_down_in_proportion_when_sum_exceeds_one():
+    contracts = [{"name": "a", "share": 0.5, "price": 1.0}, {"name": "b", "share": 0.3, "price": 1.0},
+                 {"name": "c", "share": 0.1, "price": 1.0}]
+    p = v2_plain(contracts, [{"name": "s", "share": 1.0, "utilization": 0.5}])
+    (q,), _ = apply_path_shock([p], None, "contracts.a.share", "shift", 0.4)
+    assert shares(q, "contracts") == [approx(0.9 / 1.3), approx(0.3 / 1.3), approx(0.1 / 1.3)]
+    # each share clipped to [0, 1] first: 1.5 -> 1, then the sum 2.2 scaled to 1
+    (q,), _ = apply_path_shock([p], None, "contracts.*.share", "scale", 3.0)
+    assert shares(q, "contracts") == [approx(1.0 / 2.2), approx(0.9 / 2.2), approx(0.3 / 2.2)]
+    # a sum below 1 is left alone
+    (q,), _ = apply_path_shock([p], None, "contracts.b.share", "set", 0.0)
+    assert shares(q, "contracts") == [0.5, 0.0, 0.1]
+    assert shares(p, "contracts") == [0.5, 0.3, 0.1]  # input untouched
+
+
+def test_segment_shares_renormalised():
+    p = v2_plain([], [{"name": "a", "share": 0.5, "utilization": 0.4},
+                      {"name": "b", "share": 0.5, "utilization": 0.8}], on_demand_price=1.0)
+    (q,), _ = apply_path_shock([p], None, "segments.a.share", "set", 0.8)
+    assert shares(q, "segments") == [approx(0.8 / 1.3), approx(0.5 / 1.3)]
+    assert evaluate([q], 1, 0.1)["clusters"][0]["revenue"] == approx(H * (0.8 * 0.4 + 0.5 * 0.8) / 1.3)
+    (q,), _ = apply_path_shock([p], None, "segments.b.share", "scale", 3.0)  # 1.5 -> 1, then renormalised
+    assert shares(q, "segments") == [approx(0.5 / 1.5), approx(1.0 / 1.5)]
+    # every share 0: no on-demand demand, not an error
+    (q,), _ = apply_path_shock([p], None, "segments.*.share", "set", 0.0)
+    assert shares(q, "segments") == [0.0, 0.0]
+    assert evaluate([q], 3, 0.1)["clusters"][0]["revenue"] == 0.0
+
+
+def test_item_field_ranges_and_ops():
+    p = two_by_two()
+
+    def shocked(path, op, value, kind, i, field):
+        (q,), _ = apply_path_shock([p], None, path, op, value)
+        return q[kind][i][field]
+
+    assert shocked("contracts.bank.price", "scale", 2.0, "contracts", 0, "price") == 3.0
+    assert shocked("contracts.bank.price", "shift", -5.0, "contracts", 0, "price") == 0.0
+    assert shocked("contracts.lab.term_months", "set", 0.2, "contracts", 1, "term_months") == 1.0
+    assert shocked("contracts.*.renewal_rate", "shift", 0.7, "contracts", 0, "renewal_rate") == 1.0
+    assert shocked("contracts.*.renewal_discount", "set", -1.0, "contracts", 1, "renewal_discount") == 0.0
+    assert shocked("contracts.bank.utilization", "scale", 2.0, "contracts", 0, "utilization") == 1.0
+    assert shocked("contracts.bank.loss_month", "shift", -30.0, "contracts", 0, "loss_month") == -20.0
+    # loss_month "never" stays never under scale and shift, and set replaces it
+    assert shocked("contracts.lab.loss_month", "shift", -30.0, "contracts", 1, "loss_month") == math.inf
+    assert shocked("contracts.lab.loss_month", "scale", 0.5, "contracts", 1, "loss_month") == math.inf
+    assert shocked("contracts.lab.loss_month", "set", 5.0, "contracts", 1, "loss_month") == 5.0
+    assert shocked("segments.infer.utilization", "shift", 0.5, "segments", 1, "utilization") == 1.0
+    assert shocked("segments.*.price_multiplier", "shift", -1.0, "segments", 0, "price_multiplier") == 0.0
+    assert shocked("segments.train.utilization_sigma", "set", -0.1, "segments", 0, "utilization_sigma") == 0.0
+    # the other items are untouched
+    (q,), _ = apply_path_shock([p], None, "contracts.bank.price", "set", 9.0)
+    assert q["contracts"][1] == contract_defaults(LAB) and q["segments"] == p["segments"]
+    for bad in ("contracts.bank.industry", "contracts.bank", "segments.train.price", "pricing.x.share"):
+        with pytest.raises(KeyError):
+            apply_path_shock([p], None, bad, "set", 1.0)
+    with pytest.raises(ValueError):
+        apply_path_shock([p], None, "contracts.bank.price", "multiply", 1.0)
+
+
+def test_paths_to_missing_items():
+    a = two_by_two()
+    b = v2_plain([{"name": "solo", "share": 0.5, "price": 1.0}], [{"name": "s", "share": 1.0, "utilization": 1.0}])
+    # a cluster without the item is unchanged; the other is shocked
+    (qa, qb), _ = apply_path_shock([a, b], None, "contracts.solo.price", "set", 2.0)
+    assert qa is a and qb["contracts"][0]["price"] == 2.0
+    # no selected cluster has it: an error
+    with pytest.raises(ValueError):
+        apply_path_shock([a, b], None, "contracts.solo.price", "set", 2.0, cluster_mask=[True, False])
+    with pytest.raises(ValueError):
+        apply_path_shock([a, b], None, "segments.nobody.share", "set", 0.5)
+    with pytest.raises(ValueError):
+        apply_path_shock([a, b], None, "contracts.bank.price", "set", 2.0, cluster_mask=[True])
+    # "*" on an empty contract list finds nothing
+    c = v2_plain([], [{"name": "s", "share": 1.0, "utilization": 1.0}])
+    with pytest.raises(ValueError):
+        apply_path_shock([c], None, "contracts.*.price", "set", 2.0)
+
+
+def test_paths_on_implied_items_of_a_version_1_cluster():
+    T, r = 48, 0.1
+    v1 = plain(reserved_share=0.6, reserved_price=1.7, top_client_share=0.25, client_loss_month=14.0,
+               reserved_term_months=18.0, renewal_rate=0.6, renewal_discount=0.1, on_demand_price=2.0,
+               price_decline=0.2, utilization_training=0.5, utilization_inference=0.7)
+    scale = 1000.0
+
+    def check(path, op, value, equivalent_v1):
+        (q,), _ = apply_path_shock([v1], None, path, op, value)
+        assert_outputs_close(evaluate([q], T, r), evaluate([equivalent_v1], T, r), scale)
+        return q
+
+    # the anchor's share: r0 and k move together
+    q = check("contracts.anchor.share", "set", 0.3, dict(v1, reserved_share=0.75, top_client_share=0.4))
+    assert "reserved_share" not in q and [c["name"] for c in q["contracts"]] == ["anchor", "others"]
+    assert "segments" not in q  # only the contracts are written out
+    check("contracts.others.share", "scale", 0.0, dict(v1, reserved_share=0.15, top_client_share=1.0))
+    check("contracts.*.term_months", "set", 12.0, dict(v1, reserved_term_months=12.0))
+    check("contracts.anchor.loss_month", "shift", 10.0, dict(v1, client_loss_month=24.0))
+    q = check("segments.*.utilization", "shift", 0.1, dict(v1, utilization_training=0.6, utilization_inference=0.8))
+    assert q["segments"][0]["name"] == "pool" and "contracts" not in q
+    # the implied segment answers only to "*"
+    with pytest.raises(ValueError):
+        apply_path_shock([v1], None, "segments.pool.utilization", "shift", 0.1)
+    with pytest.raises(ValueError):
+        apply_path_shock([v1], None, "contracts.bank.price", "set", 1.0)
+
+
+def test_named_shocks_on_version_2_clusters():
+    p = two_by_two()
+    # utilization: every segment's u_j shifted, each clipped
+    q = apply_shock(p, "utilization", "ignored", 0.2)
+    assert [s["utilization"] for s in q["segments"]] == [approx(0.8), 1.0]
+    assert [s["utilization"] for s in p["segments"]] == [0.6, 0.9]
+    assert "utilization_training" not in q
+    # version 1 keys that the lists replace change nothing
+    assert apply_shock(p, "reserved_share", "set", 0.9) == p
+    assert apply_shock(p, "utilization_training", "shift", 0.1) == p
+    # price: the pool and renewals move with p0, a signed first term does not
+    T = 24
+    base = cluster_monthly(p, T)
+    half = cluster_monthly(apply_shock(p, "price", "", 0.5), T)
+
+    def m(t):
+        return 2.0 * 0.9 ** (t / 12)
+
+    u_mu = 0.25 * 0.8 * 0.6 + 0.75 * 1.3 * 0.9
+    # t = 5: both contracts in their first term, only the pool halves
+    assert base["revenue"][5] - half["revenue"][5] == approx(0.5 * 2 * H * 0.5 * u_mu * m(5) * 1.1)
+    # t = 14: the bank is gone, lab renewed at market: everything halves
+    assert half["revenue"][14] == approx(0.5 * base["revenue"][14])
+
+
+# ---------------------------------------------------------------------------
+# (g) revenue by industry adds up to revenue
+# ---------------------------------------------------------------------------
+
+
+def random_v2_cluster(rng, labels=("finance", "healthcare", "retail", "logistics", None)):
+    p = random_v1_cluster(rng)
+    p = {k: v for k, v in p.items() if k not in RESERVED_KEYS + POOL_KEYS}
+    n_c = rng.randint(0, 3)
+    raw = [rng.uniform(0.0, 1.0) for _ in range(n_c)]
+    total = max(1.0, sum(raw) * rng.uniform(1.0, 1.5))
+    p["contracts"] = [contract_defaults({
+        "name": f"c{i}", "share": x / total, "price": rng.uniform(0.5, 4.0),
+        "term_months": rng.choice([6.0, 12.5, 36.0]), "renewal_rate": rng.uniform(0, 1),
+        "renewal_discount": rng.uniform(0, 0.3), "utilization": rng.uniform(0.5, 1.0),
+        "loss_month": rng.choice([math.inf, rng.uniform(0.0, 60.0)]), "industry": rng.choice(labels)})
+        for i, x in enumerate(raw)]
+    n_s = rng.randint(1, 3)
+    raw = [rng.uniform(0.1, 1.0) for _ in range(n_s)]
+    p["segments"] = [segment_defaults({
+        "name": f"s{j}", "share": x / sum(raw), "utilization": rng.uniform(0.2, 1.0),
+        "price_multiplier": rng.uniform(0.5, 1.5), "industry": rng.choice(labels)})
+        for j, x in enumerate(raw)]
+    return p
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_revenue_by_industry_sums_to_revenue(seed):
+    rng = random.Random(seed)
+    T = rng.choice([1, 24, 60])
+    clusters = [random_v2_cluster(rng) for _ in range(3)] + [random_v1_cluster(rng)]
+    res = evaluate(clusters, T, 0.1)
+    by = res["v2"]["revenue_by_industry"]
+    assert list(by)[-1] == "unlabelled"
+    seen = [it["industry"] for c in clusters[:3] for it in c["contracts"] + c["segments"] if it["industry"]]
+    assert list(by)[:-1] == list(dict.fromkeys(seen))
+    assert sum(by.values()) == approx(res["portfolio"]["revenue"], rel=1e-12, abs=1e-6)
+    for row, c in zip(res["v2"]["cluster_revenue_by_industry"], res["clusters"]):
+        assert list(row) == list(by)
+        assert sum(row.values()) == approx(c["revenue"], rel=1e-12, abs=1e-6)
+    # the version 1 cluster's revenue is all unlabelled
+    assert res["v2"]["cluster_revenue_by_industry"][3]["unlabelled"] == approx(res["clusters"][3]["revenue"])
+    for x in by:
+        assert by[x] == approx(sum(row[x] for row in res["v2"]["cluster_revenue_by_industry"]))
