@@ -7,12 +7,23 @@ pads the last chunk so a run compiles exactly once).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 
 # float64 is the project's default; float32 runs still pass float32 arrays in.
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
+
+from .kernels.cashflows import cash_flows  # noqa: E402
+from .kernels.factored import evaluate_corners, interpolate, slab_corners  # noqa: E402
+from .kernels.metrics import evaluate  # noqa: E402
+from .kernels.params import PARAM_NAMES  # noqa: E402
+from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,  # noqa: E402
+                                  npv_rate_derivative, roi_gradient)
+from .kernels.shocks import apply_axis_values, axis_point_values  # noqa: E402
+from .kernels.staging import stage  # noqa: E402
 
 
 def gpu_devices() -> list:
@@ -161,9 +172,9 @@ def _by_subchunks(f, sub: int, n: int, args):
 
 
 # Scenario-cluster-months per reverse pass on the CPU: the pass keeps about 60 arrays
-# of [sub, clusters, months] alive, and this many keep them in the caches (on the
-# 2-core VM, 32 scenarios of the example portfolio ran 1.5x faster than 128, 4x faster
-# than 1024; benchmarks/README.md)
+# of [sub, clusters, months] alive, and this many keep them in the caches (larger
+# sub-chunks ran markedly slower; benchmarks/README.md, "Measurements behind design
+# choices in the code")
 CPU_SUBCHUNK_SCM = 12288
 
 
@@ -194,112 +205,156 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     through each grid point's flows. The function then takes (base, rate, values,
     corner_points, weights, start), start a multiple of the slab.
     """
-    from .kernels.cashflows import cash_flows
-    from .kernels.factored import evaluate_corners, interpolate, slab_corners
-    from .kernels.metrics import evaluate
-    from .kernels.params import PARAM_NAMES
-    from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,
-                                      npv_rate_derivative, roi_gradient)
-    from .kernels.shocks import apply_axis_values, axis_point_values
-    from .kernels.staging import stage
-
-    C = n_clusters
-    T1 = horizon + 1
     if sub is None:
-        sub = chunk if gpu_devices() else cpu_subchunk(n_clusters, T1)
+        sub = chunk if gpu_devices() else cpu_subchunk(n_clusters, horizon + 1)
+    layout = _SensitivityLayout(horizon, specs, equity_clusters, chunk, n_clusters, sub, factoring)
+    return jax.jit(layout.chunk_outputs)
 
-    def stack(g):
-        return jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
 
-    def pull_back(pb, pf, w):
-        """One scenario's cash flows and the weights w [K, C, T+1] pulled back through
-        them: (gradients [K, C, P], the flows [C, T+1]).
+def _stack_params(g: dict):
+    """Gradients by parameter name -> one array, the parameters last in PARAM_NAMES order."""
+    return jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
 
-        pb: shocked parameters [C] (this scenario's); pf: the others [1, C], shared by
-        every scenario, so vmap computes their month factors once.
-        """
-        def flows(pb, pf):
-            return cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)["cf"][0]
 
-        cf, flow_pull = jax.vjp(flows, pb, pf)
-        gb, gf = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape)))(w)
-        return stack({**gb, **{k: v[:, 0] for k, v in gf.items()}}), cf
+def _unstack_params(a) -> dict:
+    """The inverse of _stack_params: parameter name -> a[..., i]."""
+    return {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}
 
-    def scenario_gradients(pb, pf, r, irr_m, kinds):
-        """The weights `kinds` (of npv, roi, irr: flow_weights' order) for one scenario;
-        returns the gradients [K, C, P], dNPV_m/di at the IRR's root and dNPV/dr [C]."""
-        w = flow_weights(r[None], irr_m[None], T1)[list(kinds), 0]  # [K, 1, T+1]
-        g, cf = pull_back(pb, pf, w)
-        return (g, npv_m_slope(jnp.sum(cf, axis=0)[None], irr_m[None])[0],
-                npv_rate_derivative(cf[None], r[None])[0])
 
-    def flow_gradients(p_hoisted, r, irr_m, kinds):
+def _monthly_irr(irr):
+    """The monthly rate of annual IRRs: the root at which the IRR's weights are taken."""
+    return jnp.expm1(jnp.log1p(irr) / 12.0)
+
+
+def _pull_back(pb, pf, w, horizon: int):
+    """One scenario's cash flows and the weights w [K, C, T+1] pulled back through
+    them: (gradients [K, C, P], the flows [C, T+1]).
+
+    pb: shocked parameters [C] (this scenario's); pf: the others [1, C], shared by
+    every scenario, so vmap computes their month factors once.
+    """
+    def flows(pb, pf):
+        return cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)["cf"][0]
+
+    cf, flow_pull = jax.vjp(flows, pb, pf)
+    gb, gf = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape)))(w)
+    return _stack_params({**gb, **{k: v[:, 0] for k, v in gf.items()}}), cf
+
+
+def _scenario_gradients(pb, pf, r, irr_m, kinds: tuple[int, ...], horizon: int):
+    """The weights `kinds` (of npv, roi, irr: flow_weights' order) for one scenario;
+    returns the gradients [K, C, P], dNPV_m/di at the IRR's root and dNPV/dr [C]."""
+    w = flow_weights(r[None], irr_m[None], horizon + 1)[list(kinds), 0]  # [K, 1, T+1]
+    g, cf = _pull_back(pb, pf, w, horizon)
+    return (g, npv_m_slope(jnp.sum(cf, axis=0)[None], irr_m[None])[0],
+            npv_rate_derivative(cf[None], r[None])[0])
+
+
+def _gradient_outputs(out: dict, p: dict, g_npv, g_sum, g_npv_m, slope_m, d_rate) -> None:
+    """Adds the parameter gradients to `out` (which holds the model's outputs): NPV,
+    each cluster's NPV, ROI and IRR [S, C, P], the discount-rate derivatives and
+    npv_per_pct; p: the shocked parameters, each [S, C]."""
+    d_capex = capex_gradient(p)
+    total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
+    out["grad_npv"] = g_npv
+    out["grad_cluster_npv"] = out["grad_npv"]
+    out["grad_roi"] = roi_gradient(g_sum, _stack_params(d_capex), out["roi"], total_capex)
+    out["grad_irr"] = irr_gradient(g_npv_m, slope_m, out["irr"])
+    out["grad_cluster_npv_discount_rate"] = d_rate
+    out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
+    # a percent move of "never" (client_loss_month = +inf) is not a number: NaN there,
+    # by definition and expected (engine.EXPECTED_WHERE_NEVER), where inf x 0 gave it by chance
+    pv = _stack_params(p)
+    out["npv_per_pct"] = jnp.where(jnp.isinf(pv), jnp.nan, out["grad_npv"] * pv * 0.01)
+
+
+def _axis_slopes(out: dict, shock_pull, g_npv_m, slope_m, r, chunk: int) -> None:
+    """Adds slope_npv, slope_roi and slope_irr [S, A] to `out`: the parameter gradients
+    pulled back through the shocks (shock_pull, clipping included) to the axis values."""
+    irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
+    zero_r = jnp.zeros_like(r)
+    for name, gp, gr, scale in (("npv", out["grad_npv"], out["grad_npv_discount_rate"], None),
+                                ("roi", out["grad_roi"], zero_r, None), ("irr", g_npv_m, zero_r, irr_factor)):
+        slopes = shock_pull((_unstack_params(gp), gr))[0]
+        sl = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
+        out["slope_" + name] = sl if scale is None else sl * scale[:, None]
+
+
+@dataclass(frozen=True, eq=False)
+class _SensitivityLayout:
+    """What a sensitivity chunk function is compiled for (see sensitivity_chunk_fn):
+    the shapes and the static structure of one run."""
+
+    horizon: int
+    specs: tuple
+    equity_clusters: tuple
+    chunk: int
+    n_clusters: int
+    sub: int  # scenarios per reverse pass
+    factoring: object = None  # a factoring.Factoring, or None: every point in full
+
+    def chunk_outputs(self, base, rate, values, *rest) -> dict:
+        """The chunk function: (base, rate, values[, corner_values, weights], start) ->
+        the outputs and their sensitivities."""
+        *extra, start = rest
+        point = axis_point_values(values, start + jnp.arange(self.chunk, dtype=jnp.int64))
+        (p, r), shock_pull = jax.vjp(lambda point: self.scenario_params(base, rate, point), point)
+        # the forward outputs from the unbroadcast parameters: month factors of
+        # unshocked parameters stay [1, C, T] (computed once per chunk)
+        p_hoisted, r_hoisted = apply_axis_values(base, rate, self.specs, point)
+        if self.factoring is None:
+            out, grads = self.full_gradients(p_hoisted, r_hoisted, r)
+        else:
+            out, grads = self.factored_gradients((base, rate, values, *extra, start), p_hoisted, r)
+        g_npv, g_sum, g_npv_m, slope_m, d_rate = grads
+        _gradient_outputs(out, p, g_npv, g_sum, g_npv_m, slope_m, d_rate)
+        _axis_slopes(out, shock_pull, g_npv_m, slope_m, r, self.chunk)
+        return out
+
+    def scenario_params(self, base, rate, point):
+        """The scenarios' parameters from their axis values, each broadcast to [S, C],
+        and the discount rate [S]: the map that the axis slopes pull back through."""
+        p, r = apply_axis_values(base, rate, self.specs, point)
+        p = {k: jnp.broadcast_to(x, (self.chunk, self.n_clusters)) for k, x in p.items()}
+        return p, jnp.broadcast_to(r, (self.chunk,))
+
+    def flow_gradients(self, p_hoisted, r, irr_m, kinds: tuple[int, ...]):
         """Gradients [S, K, C, P] of the weighted flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
         pb = {k: v for k, v in p_hoisted.items() if v.shape[0] != 1}
         pf = {k: v for k, v in p_hoisted.items() if v.shape[0] == 1}
         n = r.shape[0]
-        per_scenario = jax.vmap(lambda pb, r, irr_m: scenario_gradients(pb, pf, r, irr_m, kinds))
+        per_scenario = jax.vmap(lambda pb, r, irr_m: _scenario_gradients(pb, pf, r, irr_m, kinds, self.horizon))
         # the reverse pass runs over sub-chunks of `sub` scenarios (a loop inside the
         # compiled function): its residuals then stay in the CPU's caches
-        return _by_subchunks(per_scenario, sub, n, (pb, r, irr_m))
+        return _by_subchunks(per_scenario, self.sub, n, (pb, r, irr_m))
 
-    def corners_part(base, rate, values, corner_values, weights, start):
+    def full_gradients(self, p_hoisted, r_hoisted, r):
+        """Every grid point in full: the outputs, and (grad NPV, grad of the flows' sum,
+        grad NPV_m, dNPV_m/di, dNPV/dr) from one reverse pass with all three weights."""
+        out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (self.chunk,)), self.horizon,
+                            equity_clusters=self.equity_clusters))
+        g, slope_m, d_rate = self.flow_gradients(p_hoisted, r, _monthly_irr(out["irr"]), (0, 1, 2))
+        return out, (g[:, 0], g[:, 1], g[:, 2], slope_m, d_rate)
+
+    def factored_gradients(self, inputs: tuple, p_hoisted, r):
+        """A factored grid (inputs: base, rate, values, corner_values, weights, start):
+        the outputs and the NPV and ROI gradients from the corners, the IRR's pulled back
+        per point; the same five gradients as full_gradients."""
+        out, g2 = self.corner_gradients(*inputs)
+        irr_m = _monthly_irr(out["irr"])
+        # a stage of its own (kernels/staging.py): faster than fused with the corners'
+        # (benchmarks/README.md, "Measurements behind design choices in the code")
+        g, slope_m, d_rate = stage(jnp, lambda ph, r, irr_m: self.flow_gradients(ph, r, irr_m, (2,)),
+                                   p_hoisted, r, irr_m)
+        return out, (g2[:, 0], g2[:, 1], g[:, 0], slope_m, d_rate)
+
+    def corner_gradients(self, base, rate, values, corner_values, weights, start):
         """Factored grids: the outputs and the NPV and ROI gradients from the corners."""
-        lead = chunk // factoring.slab
-        point, axes = slab_corners(values, corner_values, weights, start, lead, factoring)
-        pc, rc = apply_axis_values(base, rate, specs, point)
+        fact = self.factoring
+        lead = self.chunk // fact.slab
+        point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
+        pc, rc = apply_axis_values(base, rate, self.specs, point)
         rc = jnp.broadcast_to(rc, (point[0].shape[0],))
-        out = dict(evaluate_corners(pc, rc, horizon, equity_clusters, lead, factoring.shape, axes))
-        g = flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, P]
-        return out, interpolate(g, lead, factoring.shape, axes)
-
-    def fn(base, rate, values, *rest):
-        *extra, start = rest
-        flat = start + jnp.arange(chunk, dtype=jnp.int64)
-        point = axis_point_values(values, flat)
-
-        def shock(point):
-            p, r = apply_axis_values(base, rate, specs, point)
-            p = {k: jnp.broadcast_to(x, (chunk, C)) for k, x in p.items()}
-            return p, jnp.broadcast_to(r, (chunk,))
-
-        (p, r), shock_pull = jax.vjp(shock, point)
-        # the forward outputs from the unbroadcast parameters: month factors of
-        # unshocked parameters stay [1, C, T] (computed once per chunk)
-        p_hoisted, r_hoisted = apply_axis_values(base, rate, specs, point)
-        if factoring is None:
-            out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (chunk,)), horizon,
-                                equity_clusters=equity_clusters))
-            irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
-            g, slope_m, d_rate = flow_gradients(p_hoisted, r, irr_m, (0, 1, 2))
-            g_npv, g_sum, g_npv_m = g[:, 0], g[:, 1], g[:, 2]
-        else:
-            out, g2 = corners_part(base, rate, values, *extra, start)
-            irr_m = jnp.expm1(jnp.log1p(out["irr"]) / 12.0)
-            # a stage of its own (kernels/staging.py): 7 % faster than fused with the corners'
-            g, slope_m, d_rate = stage(jnp, lambda ph, r, irr_m: flow_gradients(ph, r, irr_m, (2,)),
-                                       p_hoisted, r, irr_m)
-            g_npv, g_sum, g_npv_m = g2[:, 0], g2[:, 1], g[:, 0]
-        d_capex = capex_gradient(p)
-        total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
-        out["grad_npv"] = g_npv
-        out["grad_cluster_npv"] = out["grad_npv"]
-        out["grad_roi"] = roi_gradient(g_sum, stack(d_capex), out["roi"], total_capex)
-        out["grad_irr"] = irr_gradient(g_npv_m, slope_m, out["irr"])
-        out["grad_cluster_npv_discount_rate"] = d_rate
-        out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
-        # a percent move of "never" (client_loss_month = +inf) is not a number: NaN there,
-        # by definition and expected (engine.EXPECTED_WHERE_NEVER), where inf x 0 gave it by chance
-        pv = stack(p)
-        out["npv_per_pct"] = jnp.where(jnp.isinf(pv), jnp.nan, out["grad_npv"] * pv * 0.01)
-        irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
-        unstack = lambda a: {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}  # noqa: E731
-        zero_r = jnp.zeros_like(r)
-        for name, gp, gr, scale in (("npv", g_npv, out["grad_npv_discount_rate"], None),
-                                    ("roi", out["grad_roi"], zero_r, None), ("irr", g_npv_m, zero_r, irr_factor)):
-            slopes = shock_pull((unstack(gp), gr))[0]
-            sl = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
-            out["slope_" + name] = sl if scale is None else sl * scale[:, None]
-        return out
-
-    return jax.jit(fn)
+        out = dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, lead, fact.shape, axes))
+        g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, P]
+        return out, interpolate(g, lead, fact.shape, axes)
