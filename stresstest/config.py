@@ -1,5 +1,5 @@
 """The portfolio file: its clusters, the defaults they share, the portfolio's terms
-(MODEL.md, "Files").
+(docs/model.md, "Files in brief").
 
 Every parameter of every cluster is resolved (the cluster's own value, else defaults:,
 else the model's default) and checked by the rules every file shares (validation.py):
@@ -163,8 +163,10 @@ class _Findings:
         why = check_value(spec, value)
         if why:
             self.problem(at, why)
-        elif given and implausible(spec.name, value):
-            self.warn(at, implausible(spec.name, value))
+        elif given:
+            odd = implausible(spec.name, value)
+            if odd:
+                self.warn(at, odd)
 
 
 def load_portfolio(path: str | Path) -> Portfolio:

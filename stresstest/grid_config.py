@@ -1,5 +1,5 @@
 """The grid scenario file (`kind: grid`): axes of shocks and parameters, every point of
-their product evaluated (MODEL.md, "Scenario files").
+their product evaluated (docs/model.md, "The grid").
 
 Each axis is a named shock or any parameter with its operation (scale, shift, set),
 its values, and optionally the clusters it applies to. Validation follows the rules
