@@ -20,7 +20,8 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ValidationError, create_model
 
-from .kernels.params import CLUSTER_PARAMS, PARAMS, PORTFOLIO_PARAMS, Param
+from .items import LIST_FIELDS, Items, check_defaults, item_arrays, items_from_dict, resolve_items
+from .kernels.params import CLUSTER_PARAMS, MODEL_VERSION, MODEL_VERSION_2, PARAMS, PORTFOLIO_PARAMS, Param
 from .validation import (STRICT, ConfigError, check_value, implausible, lenient, num_text, pydantic_problems,
                          read_document, structure_first)
 
@@ -42,6 +43,7 @@ DefaultsModel = create_model(
     "DefaultsModel",
     __config__=STRICT,
     **_param_fields(),
+    **LIST_FIELDS,
     **{k: (Optional[str], None) for k in ("gpu", "region")},
 )
 ClusterModel = create_model(
@@ -50,6 +52,7 @@ ClusterModel = create_model(
     name=(str, ...),
     sources=(Optional[dict[str, str]], None),
     **_param_fields(),
+    **LIST_FIELDS,
     **{k: (Optional[str], None) for k in LABELS},
 )
 
@@ -91,16 +94,34 @@ class Portfolio:
     # `file: key.path: reason` for each value that looks unrealistic (PLAUSIBLE): the
     # command line prints them as warnings, or refuses the file with --strict
     warnings: list[str] = field(default_factory=list)
+    # version 2: each cluster's contracts and segments (Items(): implied by its version 1 keys)
+    items: list[Items] = field(default_factory=list)
+    # the kernels carry item arrays: some cluster gives items, or a scenario moves them
+    itemised: bool = False
+
+    def __post_init__(self):
+        if not self.items:
+            self.items = [Items() for _ in self.clusters]
+        self.itemised = self.itemised or any(it.explicit for it in self.items)
+
+    @property
+    def model_version(self) -> int:
+        """2 where the model's version 2 fields are in use, else 1 (the file attribute)."""
+        return MODEL_VERSION_2 if self.itemised else MODEL_VERSION
 
     def base_arrays(self) -> dict[str, np.ndarray]:
-        return {
+        """Parameter name -> [C] for the kernels; with items, also their arrays [C, K]."""
+        out = {
             p.name: np.array([c[p.name] for c in self.clusters], dtype=np.float64)
             for p in CLUSTER_PARAMS
         }
+        if self.itemised:
+            out.update(item_arrays(self.items))
+        return out
 
     def to_dict(self) -> dict:
         cited = self.cluster_sources or [{} for _ in self.clusters]
-        return {
+        out = {
             "name": self.name,
             "currency": self.currency,
             "horizon_months": self.horizon_months,
@@ -108,16 +129,20 @@ class Portfolio:
             "sources": self.sources,
             "clusters": [
                 {"name": n, **lab, **{k: (None if math.isinf(v) else v) for k, v in c.items()},
-                 "sources": src}
-                for n, lab, c, src in zip(self.cluster_names, self.labels, self.clusters, cited)
+                 **it.to_dict(), "sources": src}
+                for n, lab, c, it, src in zip(self.cluster_names, self.labels, self.clusters, self.items, cited)
             ],
         }
+        if self.itemised:  # a version 1 portfolio's JSON stays as it was
+            out["itemised"] = True
+        return out
 
 
 def portfolio_from_dict(d: dict, path: str = "<config>") -> Portfolio:
     """The resolved portfolio back from Portfolio.to_dict() (a result file's config)."""
-    clusters, names, labels, sources = [], [], [], []
+    clusters, names, labels, sources, items = [], [], [], [], []
     for c in d["clusters"]:
+        items.append(items_from_dict(c))
         names.append(c["name"])
         labels.append({k: c[k] for k in LABELS if k in c})
         sources.append(c.get("sources") or {})
@@ -126,7 +151,8 @@ def portfolio_from_dict(d: dict, path: str = "<config>") -> Portfolio:
     return Portfolio(path=path, name=d["name"], currency=d["currency"],
                      horizon_months=int(d["horizon_months"]), discount_rate=float(d["discount_rate"]),
                      clusters=clusters, cluster_names=names, labels=labels,
-                     sources=d.get("sources") or {}, cluster_sources=sources)
+                     sources=d.get("sources") or {}, cluster_sources=sources, items=items,
+                     itemised=bool(d.get("itemised")))
 
 
 def config_json(portfolio: Portfolio, scenario) -> tuple[str, str]:
@@ -183,9 +209,10 @@ def load_portfolio(path: str | Path) -> Portfolio:
     for key, value in defaults.items():
         if key in PARAMS:
             found.check(f"defaults.{key}", PARAMS[key], value)
+    check_defaults(defaults, found)
     if cms is not None and not cms:
         found.problem("clusters", "must list at least one cluster")
-    clusters, names, labels, origins, sources = [], [], [], [], []
+    clusters, names, labels, origins, sources, items = [], [], [], [], [], []
     seen: dict[str, int] = {}
     for i, cm in enumerate(cms or []):
         if cm is None:  # not valid on its own: its structure's problems say why
@@ -195,7 +222,9 @@ def load_portfolio(path: str | Path) -> Portfolio:
         _check_name(found, where, raw["name"], seen)
         seen.setdefault(raw["name"], i)
         values, origin = _merge_defaults(raw, defaults)
-        _check_cluster(found, where, values, origin, horizon)
+        own = resolve_items(raw, defaults, where, found, path.parent)
+        _check_cluster(found, where, values, origin, horizon, own)
+        items.append(own)
         clusters.append(values)
         names.append(raw["name"])
         labels.append(_labels(raw, defaults))
@@ -217,6 +246,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
         sources=pb.sources or {},
         cluster_sources=sources,
         warnings=found.warnings,
+        items=items,
     )
 
 
@@ -283,7 +313,7 @@ def _merge_defaults(raw: dict, defaults: dict) -> tuple[dict[str, float], dict[s
 
 
 def _check_cluster(found: _Findings, where: str, values: dict[str, float], origin: dict[str, str],
-                   horizon: float) -> None:
+                   horizon: float, items: Items) -> None:
     """One cluster's merged parameters: those it gives itself in range (defaults: are
     checked once, by load_portfolio), every required one given somewhere, a reserved
     price where a reserved share needs one; a delivery at or past the horizon is a
@@ -294,7 +324,7 @@ def _check_cluster(found: _Findings, where: str, values: dict[str, float], origi
     for key in REQUIRED:
         if key not in values:
             found.problem(f"{where}.{key}", "required key is missing (no default)")
-    if origin["reserved_price"] == "model" and values.get("reserved_share", 0.0) > 0:
+    if origin["reserved_price"] == "model" and values.get("reserved_share", 0.0) > 0 and items.contracts is None:
         found.problem(f"{where}.reserved_price", "required when reserved_share > 0 "
                       f"(reserved_share is {num_text(values['reserved_share'])})")
     delivery = values["delivery_months"]

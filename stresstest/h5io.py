@@ -40,10 +40,9 @@ def provenance(pf, scenario_name: str, config: str, sha: str, backend: str, devi
     import datetime as _dt
 
     from .version import __version__
-    from .kernels.params import MODEL_VERSION
 
     return {
-        "model_version": MODEL_VERSION, "stresstest_version": __version__, "config": config,
+        "model_version": pf.model_version, "stresstest_version": __version__, "config": config,
         "config_sha256": sha, "backend": backend, "device": device, "dtype": np.dtype(dtype).name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "portfolio": pf.name, "scenario": scenario_name, "currency": pf.currency,

@@ -26,7 +26,9 @@ from .version import __version__
 from .config import config_json, portfolio_from_dict
 from .grid_config import scenario_from_dict
 from .h5io import AtomicPath, provenance
-from .kernels.params import MODEL_VERSION
+from .kernels.params import MODEL_VERSION, MODEL_VERSION_2
+
+MODEL_VERSIONS = (MODEL_VERSION, MODEL_VERSION_2)  # the model versions this version reads
 from .validation import ConfigError
 
 SHARD_RE = re.compile(r"^shard-(\d{6})-of-(\d{6})\.h5$")
@@ -120,8 +122,9 @@ def read_shard(path: Path) -> ShardInfo:
                              int(a["stop"]), int(a["total"]), str(a["config_sha256"]),
                              int(a["model_version"]), str(a["dtype"]), int(a["sensitivities"]),
                              str(a["backend"]), str(a["device"]))
-            if int(a["model_version"]) != MODEL_VERSION:
-                raise ValueError(f"model version {a['model_version']}, this version reads {MODEL_VERSION}")
+            if int(a["model_version"]) not in MODEL_VERSIONS:
+                raise ValueError(f"model version {a['model_version']}, this version reads "
+                                 f"{' and '.join(map(str, MODEL_VERSIONS))}")
             if a.get("scenario_kind") == "montecarlo":
                 from .mc_summary import Summary
 
@@ -160,7 +163,7 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
         except ValueError:
             info = None  # corrupt, truncated or of another version: recomputed
         if info is not None and (info.index, info.count) == (index, count):
-            want = {"config_sha256": sha, "model_version": MODEL_VERSION, "dtype": np.dtype(be.dtype).name,
+            want = {"config_sha256": sha, "model_version": pf.model_version, "dtype": np.dtype(be.dtype).name,
                     "sensitivities": int(sensitivities)}
             differ = [k for k in MUST_AGREE if info.setting(k) != want[k]]
             if not differ:
@@ -191,7 +194,7 @@ def run_shard(pf, sc, out_dir: Path, index: int, count: int, be, *, chunk_size=N
         with out, h5py.File(out.tmp, "w") as f:
             attrs = {
                 "kind": "shard", "scenario_kind": kind, "shard_index": index, "shard_count": count,
-                "start": start, "stop": stop, "total": sc.size, "model_version": MODEL_VERSION,
+                "start": start, "stop": stop, "total": sc.size, "model_version": pf.model_version,
                 "stresstest_version": __version__, "config": cfg, "config_sha256": sha,
                 "backend": be.name, "device": be.device, "dtype": np.dtype(be.dtype).name,
                 "sensitivities": int(sensitivities), "chunk_size": run.chunk_size,

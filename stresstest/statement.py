@@ -509,7 +509,6 @@ def write_xlsx(st: Statement, path: Path) -> None:
     from openpyxl.utils import get_column_letter
 
     from .version import __version__
-    from .kernels.params import MODEL_VERSION
 
     wb = Workbook()
     wb.remove(wb.active)
@@ -532,7 +531,7 @@ def write_xlsx(st: Statement, path: Path) -> None:
     pf = st.portfolio
     for k, v in (("portfolio", pf.name), ("case", st.case.label), ("currency", pf.currency),
                  ("period", st.period), ("horizon_months", pf.horizon_months),
-                 ("model_version", MODEL_VERSION), ("stresstest_version", __version__),
+                 ("model_version", pf.model_version), ("stresstest_version", __version__),
                  ("sheets", ", ".join(f"{n} = {s}" for n, s in zip(names, st.scopes)))):
         about.append([k, v])
     about.append([])
@@ -550,7 +549,6 @@ def write_h5(st: Statement, path: Path) -> None:
     import xarray as xr
 
     from .version import __version__
-    from .kernels.params import MODEL_VERSION
 
     pf = st.portfolio
     u = units(pf.currency)
@@ -569,7 +567,7 @@ def write_h5(st: Statement, path: Path) -> None:
         "case_json": json.dumps(st.case.info), "period": st.period,
         "outputs_json": json.dumps({s: {k: (v if math.isfinite(v) else None) for k, v in o.items()}
                                     for s, o in st.outputs.items()}),
-        "model_version": MODEL_VERSION, "stresstest_version": __version__,
+        "model_version": pf.model_version, "stresstest_version": __version__,
     })
     ds.to_netcdf(path, engine="h5netcdf")
 
