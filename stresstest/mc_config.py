@@ -18,8 +18,8 @@ from pydantic import BaseModel, ValidationError
 from .config import Portfolio
 from .kernels.params import OPS, PARAMS
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec
-from .validation import (STRICT, ConfigError, check_value, did_you_mean, lenient, num_text, problem_key,
-                         pydantic_problems)
+from .validation import (STRICT, ConfigError, check_value, did_you_mean, lenient, num_text, pydantic_problems,
+                         structure_first)
 
 KINDS = ("price", "utilization", "energy")
 DISTS = {"normal": ("mean", "sd"), "uniform": ("low", "high"), "triangular": ("low", "mode", "high"),
@@ -130,117 +130,212 @@ class MonteCarlo:
         }
 
 
+@dataclass(frozen=True)
+class PathSeries:
+    """The stochastic series of a portfolio's paths, in the order of the correlation
+    matrix and of the kernels' draws: price per GPU market, utilization per cluster,
+    energy per power market (each market once, in the order the clusters first name it).
+    Which series exist, and which of them each cluster reads, is decided here alone."""
+
+    gpu_markets: tuple[str, ...]
+    clusters: tuple[str, ...]  # one utilization series each
+    power_markets: tuple[str, ...]
+    price_of: tuple[int, ...]  # per cluster: its GPU market's index in gpu_markets
+    energy_of: tuple[int, ...]  # per cluster: its power market's index in power_markets
+
+    @classmethod
+    def of(cls, pf: Portfolio) -> "PathSeries":
+        gpu = tuple(dict.fromkeys(c["gpu_market"] for c in pf.labels))
+        power = tuple(dict.fromkeys(c["power_market"] for c in pf.labels))
+        return cls(gpu, tuple(pf.cluster_names), power,
+                   tuple(gpu.index(c["gpu_market"]) for c in pf.labels),
+                   tuple(power.index(c["power_market"]) for c in pf.labels))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """"price/<gpu_market>", "utilization/<cluster>", "energy/<power_market>"."""
+        return (tuple(f"price/{m}" for m in self.gpu_markets) + tuple(f"utilization/{c}" for c in self.clusters)
+                + tuple(f"energy/{m}" for m in self.power_markets))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Each series' kind (one of KINDS)."""
+        return tuple(s.split("/", 1)[0] for s in self.names)
+
+
+class _Problems:
+    """The problems found so far, as `file: key.path: reason` lines, every key under one
+    prefix (`scenario`, `scenario.events[2]`)."""
+
+    def __init__(self, path: Path, prefix: str = "scenario"):
+        self.path, self.prefix = path, prefix
+        self.lines: list[str] = []
+
+    def bad(self, key: str, reason: str) -> None:
+        self.lines.append(f"{self.path}: {self.prefix}.{key}: {reason}")
+
+
+# the processes' settings and the correlation within a kind, each with its range
+RANGES = (
+    ("price.volatility", 0.0, 5.0),
+    ("utilization.ar", 0.0, 0.999),
+    ("utilization.sigma_training", 0.0, 1.0),
+    ("utilization.sigma_inference", 0.0, 1.0),
+    ("energy.volatility", 0.0, 5.0),
+    ("energy.mean_reversion", 0.0, 1.0),
+    ("correlation.same_kind", -1.0, 1.0),
+)
+
+
 def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
+    """The Monte Carlo scenario of the file `path` (its parsed `doc`) for the portfolio;
+    ConfigError with every problem of the file."""
+    sb, structure = _read_block(path, doc)
+    found = _Problems(path)
+    _check_settings(found, sb)
+    series = PathSeries.of(pf)
+    _check_draws(found, series, sb.events, pf)
+    R, explicit = _correlation(found, sb.correlation, series)
+    events = _events(found, sb.events, pf)
+    chol = None if found.lines or structure else _factor_or_problem(found, R, series, explicit)
+    problems = structure_first(path, structure, found.lines)
+    if problems:
+        raise ConfigError(problems)
+    processes = {"price": sb.price.model_dump(), "utilization": sb.utilization.model_dump(),
+                 "energy": sb.energy.model_dump()}
+    return MonteCarlo(str(path), sb.name or path.stem, int(sb.paths), int(sb.seed), _path_spec(sb, pf, series, chol),
+                      tuple(events), series.names, R, sb.hurdle_irr, sb.covenant_dscr, processes)
+
+
+def _read_block(path: Path, doc: dict) -> tuple[MonteCarloBlock, list[str]]:
+    """The scenario block and the problems of its structure. A block with structural
+    problems is read less the keys that fail (left at their defaults), so that the checks
+    of the parts valid on their own still run and every problem shows at once."""
     try:
-        sb = MonteCarloFile.model_validate(doc).scenario
-        structure: list[str] = []
+        return MonteCarloFile.model_validate(doc).scenario, []
     except ValidationError as err:
-        # the structure's problems, then the checks of the parts that are valid on their own
-        # (a key that fails is left at its default for them), so every problem shows at once
         structure = pydantic_problems(path, err, MonteCarloFile)
         sb = lenient(MonteCarloBlock, doc.get("scenario"))
         if sb is None:
             raise ConfigError(structure) from None
-    problems: list[str] = []
+        return sb, structure
 
-    def bad(key: str, reason: str) -> None:
-        problems.append(f"{path}: scenario.{key}: {reason}")
 
+def _check_settings(found: _Problems, sb: MonteCarloBlock) -> None:
+    """The number of paths, the seed, the processes' settings (RANGES) and the hurdle."""
     if sb.paths != math.floor(sb.paths) or not 1 <= sb.paths <= MAX_PATHS:
-        bad("paths", f"must be a whole number from 1 to {MAX_PATHS:.3g}, got {num_text(sb.paths)}")
+        found.bad("paths", f"must be a whole number from 1 to {MAX_PATHS:.3g}, got {num_text(sb.paths)}")
     if (isinstance(sb.seed, float) and (sb.seed != math.floor(sb.seed) or sb.seed >= 2**53)) \
             or not 0 <= sb.seed < 2**63:
-        bad("seed", f"must be a whole number from 0 to 2^63 - 1 (written as an integer above 2^53), "
-            f"got {num_text(sb.seed) if isinstance(sb.seed, float) else sb.seed}")
-    for key, lo, hi, value in (
-        ("price.volatility", 0.0, 5.0, sb.price.volatility),
-        ("utilization.ar", 0.0, 0.999, sb.utilization.ar),
-        ("utilization.sigma_training", 0.0, 1.0, sb.utilization.sigma_training),
-        ("utilization.sigma_inference", 0.0, 1.0, sb.utilization.sigma_inference),
-        ("energy.volatility", 0.0, 5.0, sb.energy.volatility),
-        ("energy.mean_reversion", 0.0, 1.0, sb.energy.mean_reversion),
-        ("correlation.same_kind", -1.0, 1.0, sb.correlation.same_kind),
-    ):
+        found.bad("seed", f"must be a whole number from 0 to 2^63 - 1 (written as an integer above 2^53), "
+                  f"got {num_text(sb.seed) if isinstance(sb.seed, float) else sb.seed}")
+    for key, lo, hi in RANGES:
+        block, name = key.split(".")
+        value = getattr(getattr(sb, block), name)
         if not lo <= value <= hi:
-            bad(key, f"must be in [{num_text(lo)}, {num_text(hi)}], got {num_text(value)}")
+            found.bad(key, f"must be in [{num_text(lo)}, {num_text(hi)}], got {num_text(value)}")
     if sb.hurdle_irr is not None and sb.hurdle_irr <= -1:
-        bad("hurdle_irr", f"must be > -1, got {num_text(sb.hurdle_irr)}")
+        found.bad("hurdle_irr", f"must be > -1, got {num_text(sb.hurdle_irr)}")
 
-    # series: price per gpu_market, utilization per cluster, energy per power_market
-    gpu_markets = list(dict.fromkeys(c["gpu_market"] for c in pf.labels))
-    power_markets = list(dict.fromkeys(c["power_market"] for c in pf.labels))
-    series = ([f"price/{m}" for m in gpu_markets] + [f"utilization/{c}" for c in pf.cluster_names]
-              + [f"energy/{m}" for m in power_markets])
-    kind_of = [s.split("/", 1)[0] for s in series]
-    n = len(series)
-    draws = 2 * (n * pf.horizon_months + len(sb.events) * len(pf.clusters))
+
+def _check_draws(found: _Problems, series: PathSeries, events: list[Event], pf: Portfolio) -> None:
+    """A path's uniforms (two per series and month, two per event and cluster: the draw
+    numbers of kernels/paths.py) must fit the counter's 2^24 draws per path."""
+    draws = 2 * (len(series.names) * pf.horizon_months + len(events) * len(pf.clusters))
     if draws > MAX_DRAWS:
-        bad("events", f"needs {draws:,} draws per path, more than {MAX_DRAWS:,}; shorten the horizon")
+        found.bad("events", f"needs {draws:,} draws per path, more than {MAX_DRAWS:,}; shorten the horizon")
 
-    R = np.where(np.equal.outer(kind_of, kind_of), sb.correlation.same_kind, 0.0)
-    explicit: dict[tuple[int, int], str] = {}
-    for key, rho in sb.correlation.between.items():
+
+def _correlation(found: _Problems, corr: Correlation, series: PathSeries) -> tuple[np.ndarray, dict]:
+    """The series' correlation matrix: same_kind within a kind, 0 across, then the
+    `between` rules by pair of kinds, then the pairs of series; and, for the problems of
+    a matrix that is not a correlation, the key that set each entry given by pairs."""
+    kinds = series.kinds
+    R = np.where(np.equal.outer(kinds, kinds), corr.same_kind, 0.0)
+    _between_kinds(found, R, corr.between, kinds)
+    explicit = _between_series(found, R, corr.pairs, series.names)
+    np.fill_diagonal(R, 1.0)
+    return R, explicit
+
+
+def _between_kinds(found: _Problems, R: np.ndarray, between: dict[str, float], kinds: tuple[str, ...]) -> None:
+    """correlation.between: `kind-kind: rho` sets every entry between series of the two kinds."""
+    n = len(kinds)
+    for key, rho in between.items():
         parts = key.split("-")
         if len(parts) != 2 or parts[0] not in KINDS or parts[1] not in KINDS or parts[0] == parts[1]:
-            bad(f"correlation.between.{key}", "must name two different kinds, e.g. price-energy "
-                f"(kinds: {', '.join(KINDS)})")
+            found.bad(f"correlation.between.{key}", "must name two different kinds, e.g. price-energy "
+                      f"(kinds: {', '.join(KINDS)})")
             continue
         if not -1 <= rho <= 1:
-            bad(f"correlation.between.{key}", f"must be in [-1, 1], got {num_text(rho)}")
+            found.bad(f"correlation.between.{key}", f"must be in [-1, 1], got {num_text(rho)}")
             continue
         for i in range(n):
             for j in range(n):
-                if {kind_of[i], kind_of[j]} == set(parts):
+                if {kinds[i], kinds[j]} == set(parts):
                     R[i, j] = rho
-    for k, pair in enumerate(sb.correlation.pairs):
+
+
+def _between_series(found: _Problems, R: np.ndarray, pairs: list[Pair], names: tuple[str, ...]) -> dict:
+    """correlation.pairs: each sets the entry of two named series. Returns (i, j), i < j ->
+    the key of the pair that set it."""
+    explicit: dict[tuple[int, int], str] = {}
+    for k, pair in enumerate(pairs):
         where = f"correlation.pairs[{k}]"
         idx = []
         for end in ("a", "b"):
             name = getattr(pair, end)
-            if name not in series:
-                bad(f"{where}.{end}", f"unknown series {name!r}{did_you_mean(name, series)} "
-                    f"(series: {', '.join(series)})")
+            if name not in names:
+                found.bad(f"{where}.{end}", f"unknown series {name!r}{did_you_mean(name, names)} "
+                          f"(series: {', '.join(names)})")
             else:
-                idx.append(series.index(name))
+                idx.append(names.index(name))
         if len(idx) == 2:
             i, j = idx
             if i == j:
-                bad(where, "a series' correlation with itself is 1")
+                found.bad(where, "a series' correlation with itself is 1")
             elif not -1 <= pair.rho <= 1:
-                bad(f"{where}.rho", f"must be in [-1, 1], got {num_text(pair.rho)}")
+                found.bad(f"{where}.rho", f"must be in [-1, 1], got {num_text(pair.rho)}")
             else:
                 R[i, j] = R[j, i] = pair.rho
                 explicit[(min(i, j), max(i, j))] = f"scenario.{where}"
-    np.fill_diagonal(R, 1.0)
+    return explicit
 
-    events = []
-    for k, ev in enumerate(sb.events):
-        spec, errs = _resolve_event(path, f"scenario.events[{k}]", ev, pf)
-        problems += errs
+
+def _events(found: _Problems, events: list[Event], pf: Portfolio) -> list[EventSpec]:
+    """The events resolved, those with problems left out (their problems in `found`); a
+    parameter drawn by two events is a problem of the second."""
+    out: list[EventSpec] = []
+    for k, ev in enumerate(events):
+        own = _Problems(found.path, f"scenario.events[{k}]")
+        spec = _resolve_event(own, ev, pf)
+        found.lines += own.lines
         if spec is not None:
-            if any(e.param == spec.param for e in events):
-                bad(f"events[{k}].param", f"{spec.param} is drawn by an earlier event too")
-            events.append(spec)
+            if any(e.param == spec.param for e in out):
+                found.bad(f"events[{k}].param", f"{spec.param} is drawn by an earlier event too")
+            out.append(spec)
+    return out
 
-    chol = None
-    if not problems and not structure:
-        chol, why = _factor(R, series, explicit)
-        if why:
-            problems.append(f"{path}: scenario.correlation: {why}")
-    if structure:
-        reported = {problem_key(p, path) for p in structure}
-        problems = structure + [p for p in problems if problem_key(p, path) not in reported]
-    if problems:
-        raise ConfigError(problems)
 
+def _factor_or_problem(found: _Problems, R: np.ndarray, series: PathSeries, explicit: dict) -> np.ndarray | None:
+    """_factor's factor of R, or None with its reason in `found`."""
+    chol, why = _factor(R, series.names, explicit)
+    if why:
+        found.bad("correlation", why)
+    return chol
+
+
+def _path_spec(sb: MonteCarloBlock, pf: Portfolio, series: PathSeries, chol: np.ndarray) -> PathSpec:
+    """The kernels' description of the processes: a cluster's utilization volatility is its
+    blend of training's and inference's by its inference share."""
     u = sb.utilization
     w = np.array([c["inference_share"] for c in pf.clusters])
-    spec = PathSpec(
+    return PathSpec(
         horizon=pf.horizon_months,
-        n_price=len(gpu_markets),
-        n_energy=len(power_markets),
-        price_of=tuple(gpu_markets.index(c["gpu_market"]) for c in pf.labels),
-        energy_of=tuple(power_markets.index(c["power_market"]) for c in pf.labels),
+        n_price=len(series.gpu_markets),
+        n_energy=len(series.power_markets),
+        price_of=series.price_of,
+        energy_of=series.energy_of,
         price_vol=sb.price.volatility,
         util_ar=u.ar,
         util_sigma=tuple(float(x) for x in (1 - w) * u.sigma_training + w * u.sigma_inference),
@@ -248,13 +343,9 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
         energy_kappa=sb.energy.mean_reversion,
         chol=tuple(tuple(float(x) for x in row) for row in chol),
     )
-    processes = {"price": sb.price.model_dump(), "utilization": u.model_dump(),
-                 "energy": sb.energy.model_dump()}
-    return MonteCarlo(str(path), sb.name or path.stem, int(sb.paths), int(sb.seed), spec, tuple(events),
-                      tuple(series), R, sb.hurdle_irr, sb.covenant_dscr, processes)
 
 
-def _factor(R: np.ndarray, series: list[str], explicit: dict) -> tuple[np.ndarray | None, str | None]:
+def _factor(R: np.ndarray, series: tuple[str, ...], explicit: dict) -> tuple[np.ndarray | None, str | None]:
     """A factor L with L L^T = R, or the reason R is not a correlation matrix we can use.
 
     Not positive semi-definite: the offending entries are the off-diagonal ones among the
@@ -283,76 +374,102 @@ def _factor(R: np.ndarray, series: list[str], explicit: dict) -> tuple[np.ndarra
         return vecs * np.sqrt(np.clip(vals, 0.0, None)), None
 
 
-def _resolve_event(path, where, ev: Event, pf: Portfolio):
-    problems: list[str] = []
-
-    def bad(key, reason):
-        problems.append(f"{path}: {where}{'.' + key if key else ''}: {reason}")
-
-    if ev.param == "inference_share":
-        bad("param", "inference_share sets the utilization process's volatility; it cannot be drawn "
-            "per path (give it per cluster in the portfolio)")
-        return None, problems
-    if ev.param not in PARAMS:
-        bad("param", f"unknown parameter {ev.param!r}{did_you_mean(ev.param, PARAMS)}" + (
-            " (the portfolio's discount_rate and horizon cannot be drawn per path)"
-            if ev.param in ("discount_rate", "horizon_months") else ""))
-        return None, problems
+def _resolve_event(found: _Problems, ev: Event, pf: Portfolio) -> EventSpec | None:
+    """The event, or None with its problems in `found` (the event's own). The parameter,
+    operation and distribution come first: the arguments are checked only for a known
+    distribution given the arguments it takes."""
+    if not _drawable(found, ev.param):
+        return None
     if ev.op not in OPS:
-        bad("op", f"must be one of scale, shift, set, got {ev.op!r}{did_you_mean(ev.op, OPS)}")
+        found.bad("op", f"must be one of scale, shift, set, got {ev.op!r}{did_you_mean(ev.op, OPS)}")
     if ev.dist not in DISTS:
-        bad("dist", f"unknown distribution {ev.dist!r}{did_you_mean(ev.dist, DISTS)} "
-            f"(known: {', '.join(DISTS)})")
-        return None, problems
+        found.bad("dist", f"unknown distribution {ev.dist!r}{did_you_mean(ev.dist, DISTS)} "
+                  f"(known: {', '.join(DISTS)})")
+        return None
+    _check_arguments_given(found, ev)
+    if found.lines:
+        return None
+    args, values = _distribution(found, ev)
+    mask = _cluster_mask(found, ev.clusters, pf)
+    if found.lines:
+        return None
+    return EventSpec(ev.param, ev.dist, tuple(float(a) for a in args), ev.op, mask, ev.per_cluster, values)
+
+
+def _drawable(found: _Problems, param: str) -> bool:
+    """Whether a path may draw `param` (a cluster parameter other than inference_share)."""
+    if param == "inference_share":
+        found.bad("param", "inference_share sets the utilization process's volatility; it cannot be drawn "
+                  "per path (give it per cluster in the portfolio)")
+        return False
+    if param not in PARAMS:
+        found.bad("param", f"unknown parameter {param!r}{did_you_mean(param, PARAMS)}" + (
+            " (the portfolio's discount_rate and horizon cannot be drawn per path)"
+            if param in ("discount_rate", "horizon_months") else ""))
+        return False
+    return True
+
+
+def _check_arguments_given(found: _Problems, ev: Event) -> None:
+    """Exactly the arguments the distribution takes (DISTS) are given."""
     need = DISTS[ev.dist]
     for key in ("mean", "sd", "low", "high", "mode", "values", "probs"):
         given = getattr(ev, key) is not None
         if given and key not in need:
-            bad(key, f"does not apply to dist {ev.dist} (it takes {', '.join(need)})")
+            found.bad(key, f"does not apply to dist {ev.dist} (it takes {', '.join(need)})")
         if not given and key in need:
-            bad(key, f"dist {ev.dist} needs {key}")
-    if problems:
-        return None, problems
-    values: tuple[float, ...] = ()
+            found.bad(key, f"dist {ev.dist} needs {key}")
+
+
+def _distribution(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]]:
+    """The kernels' arguments of the event's distribution and, for a discrete one, its
+    values; the arguments' problems in `found`."""
     if ev.dist == "normal":
         if ev.sd < 0:
-            bad("sd", f"must be >= 0, got {num_text(ev.sd)}")
-        args = (ev.mean, ev.sd)
-    elif ev.dist == "uniform":
+            found.bad("sd", f"must be >= 0, got {num_text(ev.sd)}")
+        return (ev.mean, ev.sd), ()
+    if ev.dist == "uniform":
         if ev.high < ev.low:
-            bad("high", f"must be >= low ({num_text(ev.low)}), got {num_text(ev.high)}")
-        args = (ev.low, ev.high)
-    elif ev.dist == "triangular":
+            found.bad("high", f"must be >= low ({num_text(ev.low)}), got {num_text(ev.high)}")
+        return (ev.low, ev.high), ()
+    if ev.dist == "triangular":
         if not ev.low <= ev.mode <= ev.high:
-            bad("mode", f"must lie in [low, high] = [{num_text(ev.low)}, {num_text(ev.high)}], got {num_text(ev.mode)}")
-        args = (ev.low, ev.mode, ev.high)
-    else:
-        if not ev.values:
-            bad("values", "must list at least one value")
-        elif len(ev.probs) != len(ev.values):
-            bad("probs", f"must give one probability per value ({len(ev.values)}), got {len(ev.probs)}")
-        elif any(p < 0 for p in ev.probs):
-            bad("probs", "probabilities must be >= 0")
-        elif abs(sum(ev.probs) - 1.0) > 1e-9:
-            bad("probs", f"must sum to 1, got {sum(ev.probs):.12g}")
-        values = tuple(ev.values or ())
-        cum = np.cumsum(ev.probs or [1.0])
-        args = tuple(float(x) for x in cum[:-1]) + (1.0,)
-        if ev.op == "set" and not problems:
-            for k, v in enumerate(values):
-                why = check_value(PARAMS[ev.param], v)
-                if why:
-                    bad(f"values[{k}]", why)
-    mask = tuple(True for _ in pf.cluster_names)
-    if ev.clusters is not None:
-        if not ev.clusters:
-            bad("clusters", "must list at least one cluster name (leave it out for all clusters)")
-        for c in ev.clusters:
-            if c not in pf.cluster_names:
-                bad("clusters", f"unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
-                    f"(clusters: {', '.join(pf.cluster_names)})")
-        mask = tuple(n in ev.clusters for n in pf.cluster_names)
-    if problems:
-        return None, problems
-    return EventSpec(ev.param, ev.dist, tuple(float(a) for a in args), ev.op, mask, ev.per_cluster,
-                     values), problems
+            found.bad("mode", f"must lie in [low, high] = [{num_text(ev.low)}, {num_text(ev.high)}], "
+                      f"got {num_text(ev.mode)}")
+        return (ev.low, ev.mode, ev.high), ()
+    return _discrete(found, ev)
+
+
+def _discrete(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]]:
+    """A discrete distribution: its cumulative probabilities (the last exactly 1) and its
+    values, which an event that sets the parameter must give within its range."""
+    if not ev.values:
+        found.bad("values", "must list at least one value")
+    elif len(ev.probs) != len(ev.values):
+        found.bad("probs", f"must give one probability per value ({len(ev.values)}), got {len(ev.probs)}")
+    elif any(p < 0 for p in ev.probs):
+        found.bad("probs", "probabilities must be >= 0")
+    elif abs(sum(ev.probs) - 1.0) > 1e-9:
+        found.bad("probs", f"must sum to 1, got {sum(ev.probs):.12g}")
+    values = tuple(ev.values or ())
+    cum = np.cumsum(ev.probs or [1.0])
+    args = tuple(float(x) for x in cum[:-1]) + (1.0,)
+    if ev.op == "set" and not found.lines:
+        for k, v in enumerate(values):
+            why = check_value(PARAMS[ev.param], v)
+            if why:
+                found.bad(f"values[{k}]", why)
+    return args, values
+
+
+def _cluster_mask(found: _Problems, clusters: list[str] | None, pf: Portfolio) -> tuple[bool, ...]:
+    """For each cluster, whether the event draws for it: every cluster, or those named."""
+    if clusters is None:
+        return tuple(True for _ in pf.cluster_names)
+    if not clusters:
+        found.bad("clusters", "must list at least one cluster name (leave it out for all clusters)")
+    for c in clusters:
+        if c not in pf.cluster_names:
+            found.bad("clusters", f"unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
+                      f"(clusters: {', '.join(pf.cluster_names)})")
+    return tuple(n in clusters for n in pf.cluster_names)
