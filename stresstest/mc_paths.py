@@ -60,7 +60,8 @@ class MonteCarloRun:
 
 # CPU chunks of paths are smaller than a grid's: drawing a path adds arrays of [series,
 # months] per path (normals, the correlated innovations, the scans), and past about 256
-# paths of the example portfolio they leave the caches (1,024 ran 1.6x slower; 2-core VM)
+# paths of the example portfolio they leave the caches; larger chunks ran markedly slower
+# (benchmarks/README.md, "Measurements behind design choices in the code")
 _MC_CPU_BUDGET = 64 * 2**20
 
 

@@ -180,14 +180,15 @@ class Summary:
     A shard whose range starts or ends inside a block keeps that block's paths as they
     are (at most 2 (BLOCK - 1) paths' summarised outputs); merging completes the block.
     Integer counts, minima and maxima do not depend on the order anyway.
-    Cost: the tree's merges are about one more pass over each sketch's bins per block
-    (+20 % of the host summaries on the example, 1 thread: 0.29 s per 66,000 paths, where
-    computing those paths on the CPU took 15 s).
+    Cost: the tree's merges are about one more pass over each sketch's bins per block, a
+    small share of the host summaries and far less than computing the paths
+    (benchmarks/README.md, "Measurements behind design choices in the code").
     """
 
     # Blocks of this many paths: the accumulators cost about 130 numpy calls per block
-    # whatever its size, as much as computing 1,000 paths. (Absorbing on a thread while the
-    # next chunks compute gained nothing measurable on 2 cores, and raised the peak memory.)
+    # whatever its size, a fixed cost that a large block makes small against computing its
+    # paths. (Absorbing on a thread while the next chunks compute gained nothing measurable,
+    # and raised the peak memory; benchmarks/README.md.)
     # The value changes the last bits of the sums: shards merge only with the same.
     BLOCK = 16384
     STATE_FORMAT = 2  # of state(): 2 = blocks in a tree (1 was one running accumulator)

@@ -34,7 +34,8 @@ class MonteCarloResult(Result):
 def summary_workers(be: Backend) -> int:
     """Threads for the summaries (Summary.workers): several where the paths are evaluated
     on a GPU, whose host cores are otherwise idle; one on the CPU, where they would take
-    cores from XLA's threads (no gain measured on 2 cores: benchmarks/README.md)."""
+    cores from XLA's threads (no gain measured there: benchmarks/README.md, "Measurements
+    behind design choices in the code")."""
     return max(1, min(8, (os.cpu_count() or 1) - 1)) if be.is_gpu else 1
 
 
