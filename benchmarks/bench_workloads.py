@@ -131,8 +131,9 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float, f
 
 def around(b, timed):
     """(timed(), (flop/s, bytes/s, host bytes/s or None), note): the ceilings measured just
-    before and just after the timed runs, and the higher of each pair. This VM's speed
-    moves by up to 2x within minutes; ceilings measured in another phase than the workload
+    before and just after the timed runs, and the higher of each pair. A shared machine's
+    speed can drift widely within minutes (benchmarks/README.md, "Measurements behind
+    design choices in the code"); ceilings measured in another phase than the workload
     would misstate its share."""
     c0 = ceilings(b)
     out = timed()
@@ -376,7 +377,7 @@ def roof_met(roof: float | None) -> str:
     return met(roof is not None and roof >= GPU_ROOF_SHARE, ">= 50 % of the roofline")
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="W1,W2,W3,W4")
     ap.add_argument("--repeats", type=int, default=3)
@@ -399,49 +400,102 @@ def main(argv=None):
                     help="W1 also on the backend evaluating every point in full")
     ap.add_argument("--budget", type=float, default=0,
                     help="seconds: a workload that would start after this is skipped (0: none)")
-    args = ap.parse_args(argv)
-    t_start = time.perf_counter()
-    only = set(args.only.split(","))
-    names = args.backend.split(",")
-    np_repeats = args.numpy_repeats or args.repeats
-    limit = int(args.numpy_limit)
-    pf = load_portfolio(list_presets()["example"])
-    scm_chunk = lambda run: run.chunk_size * len(pf.clusters) * pf.horizon_months  # noqa: E731
+    return ap.parse_args(argv)
 
-    def grid(size):
+
+def header(b):
+    """The heading of a backend's rows (`line`'s columns)."""
+    print(f"\n# {b.describe()}")
+    print(f"{'':<5}{'backend':<30}{'compile s':>10}{'median s':>10}{'scm/s':>11}{'vs numpy':>9}"
+          f"{'peak MiB':>10}")
+
+
+class Workloads:
+    """One run of the script: its options, the example portfolio, the summary table, the
+    numpy baselines (run once, whatever the backends) and JAX's cost figures (which
+    CuPy's roofline borrows, and its W1 time, which CuPy's is held against)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.t_start = time.perf_counter()
+        self.np_repeats = args.numpy_repeats or args.repeats
+        self.limit = int(args.numpy_limit)
+        self.pf = load_portfolio(list_presets()["example"])
+        self.table = Table()
+        self.base, self.jax_costs, self.jax_w1 = {}, {}, None
+
+    def scm_chunk(self, run) -> int:
+        """Scenario-cluster-months of one chunk of `run`."""
+        return run.chunk_size * len(self.pf.clusters) * self.pf.horizon_months
+
+    def grid(self, size):
+        """The grid of --w1 or --w3: the bundled default grid, or that many points."""
+        pf = self.pf
         return load_scenario(list_presets()["default_grid"], pf) if size == "default" else grid_of_size(
             int(float(size)), pf)
 
-    table = Table()
-    base, jax_costs, jax_w1 = {}, {}, None
-
-    def numpy_sample(sc):
+    def numpy_sample(self, sc):
         """The points the numpy baselines run on a grid: all, or the first --numpy-limit."""
-        return None if sc.size <= limit else limit
+        return None if sc.size <= self.limit else self.limit
 
-    def numpy_baselines(sc, label):
+    def numpy_baselines(self, sc, label):
         """The plain numpy backend on W1's grid (a sample of at most --numpy-limit points),
         and numpy interpolated alike, counting its IRR rows that take the rare branch."""
-        if label not in base:
-            plain = measure(pf, sc, "numpy", np_repeats, limit=numpy_sample(sc), factor=False)
+        if label not in self.base:
+            plain = measure(self.pf, sc, "numpy", self.np_repeats, limit=self.numpy_sample(sc), factor=False)
             with rare_branches("count") as taken:
-                factored = measure(pf, sc, "numpy", np_repeats, limit=numpy_sample(sc))
-            base[label] = (plain, factored, taken)
-        return base[label]
+                factored = measure(self.pf, sc, "numpy", self.np_repeats, limit=self.numpy_sample(sc))
+            self.base[label] = (plain, factored, taken)
+        return self.base[label]
 
-    def header(b):
-        print(f"\n# {b.describe()}")
-        print(f"{'':<5}{'backend':<30}{'compile s':>10}{'median s':>10}{'scm/s':>11}{'vs numpy':>9}"
-              f"{'peak MiB':>10}")
+    def numpy_w4(self, n):
+        """W4's numpy baseline, once: (its measure, rare-branch rows taken, paths)."""
+        if "W4" not in self.base:
+            # numpy on a sample: a twentieth of the paths, at most 50,000 (the GPU check's
+            # 10^7 paths would otherwise give numpy 500,000, past its time limit)
+            sample = min(max(1000, n // 20), 50_000)
+            with rare_branches("count") as taken4:
+                self.base["W4"] = (mc_measure(self.pf, sample, "numpy", 1), taken4, sample)
+        return self.base["W4"]
 
-    def run_w1(name, b):
-        # the engine's default (affine axes interpolated) on the backend, the same backend
-        # evaluating every point in full, and the plain numpy backend as the baseline
-        nonlocal jax_w1
+    def alternated_ratio(self, w1, np_plain, sc) -> float:
+        """W1's ratio to numpy from alternated passes (backend, then numpy), the median of
+        the pairs' ratios: the separate runs are minutes apart, and this machine's speed
+        drifts."""
+        pairs, secs = [], []
+        for _ in range(self.np_repeats):
+            t_b, n_b = timed_pass(w1["run"], None)
+            t_n, n_n = timed_pass(np_plain["run"], self.numpy_sample(sc))
+            pairs.append((n_b / t_b) / (n_n / t_n))
+            secs.append(f"{t_b:.3f}/{t_n:.2f}")
+        paired = statistics.median(pairs)
+        print(f"     W1 vs numpy in {len(pairs)} alternated pairs: median {paired:.1f}x "
+              f"({', '.join(f'{p:.1f}' for p in pairs)}; s per pass {', '.join(secs)})")
+        return paired
+
+    def w1_verdicts(self, name, gpu, w1, roof, ratio, paired) -> list[str]:
+        """W1 against its targets: on a GPU the rate (JAX) or the distance to JAX (CuPy)
+        and the roofline share, on the CPU the rate and the ratio to numpy."""
+        if gpu:
+            verdicts = [roof_met(roof)]
+            if name == "jax":
+                verdicts.insert(0, met(w1["scm_per_s"] >= GPU_W1_TARGET, ">= 2e10"))
+            elif self.jax_w1 is not None:
+                within = self.jax_w1["scm_per_s"] / w1["scm_per_s"]
+                verdicts.insert(0, met(within <= CUPY_WITHIN, f"within 3x of JAX ({within:.2f}x)"))
+            return verdicts
+        return [met(w1["scm_per_s"] >= W1_TARGET, ">= 1.5e8"),
+                met(paired >= 10, f">= 10x numpy ({paired:.1f}x in alternated pairs, "
+                                  f"{ratio:.1f}x from the separate medians)")]
+
+    def run_w1(self, name, b):
+        """W1: the engine's default (affine axes interpolated) on the backend, the same
+        backend evaluating every point in full, and the plain numpy backend as the baseline."""
+        args, pf = self.args, self.pf
         gpu = b.is_gpu
-        sc = grid(args.w1)
+        sc = self.grid(args.w1)
         w1, peaks, note = around(b, lambda: measure(pf, sc, name, args.repeats))
-        np_plain, np_fact, taken = numpy_baselines(sc, args.w1)
+        np_plain, np_fact, taken = self.numpy_baselines(sc, args.w1)
         ratio = w1["scm_per_s"] / np_plain["scm_per_s"]
         line("W1", w1, ratio)
         if args.plain:
@@ -452,41 +506,23 @@ def main(argv=None):
         print(f"     W1 vs numpy with the same interpolation: {w1['scm_per_s'] / np_fact['scm_per_s']:.1f}x"
               + (f" (numpy on {np_plain['points']:,} of {sc.size:,} points)" if np_plain["points"] < sc.size
                  else ""))
-        # the ratio again from alternated passes (backend, then numpy), the median of the pairs'
-        # ratios: the runs above are minutes apart, and this machine's speed drifts
-        pairs, secs = [], []
-        for _ in range(np_repeats):
-            t_b, n_b = timed_pass(w1["run"], None)
-            t_n, n_n = timed_pass(np_plain["run"], numpy_sample(sc))
-            pairs.append((n_b / t_b) / (n_n / t_n))
-            secs.append(f"{t_b:.3f}/{t_n:.2f}")
-        paired = statistics.median(pairs)
-        print(f"     W1 vs numpy in {len(pairs)} alternated pairs: median {paired:.1f}x "
-              f"({', '.join(f'{p:.1f}' for p in pairs)}; s per pass {', '.join(secs)})")
+        paired = self.alternated_ratio(w1, np_plain, sc)
         run = w1["run"]
-        ex = executed_flops(lambda: prepare(pf, sc, b), scm_chunk, taken) if name == "jax" else (None, "")
-        text, roof, used = roofline(run, scm_chunk(run), peaks, w1["scm_per_s"],
-                                    None if gpu else W1_TARGET, ex, cost=jax_costs.get("W1"))
+        ex = executed_flops(lambda: prepare(pf, sc, b), self.scm_chunk, taken) if name == "jax" else (None, "")
+        text, roof, used = roofline(run, self.scm_chunk(run), peaks, w1["scm_per_s"],
+                                    None if gpu else W1_TARGET, ex, cost=self.jax_costs.get("W1"))
         print(f"     {note}\n     {text}")
         if name == "jax":
-            jax_costs["W1"], jax_w1 = used, w1
-        if gpu:
-            verdicts = [roof_met(roof)]
-            if name == "jax":
-                verdicts.insert(0, met(w1["scm_per_s"] >= GPU_W1_TARGET, ">= 2e10"))
-            elif jax_w1 is not None:
-                within = jax_w1["scm_per_s"] / w1["scm_per_s"]
-                verdicts.insert(0, met(within <= CUPY_WITHIN, f"within 3x of JAX ({within:.2f}x)"))
-        else:
-            verdicts = [met(w1["scm_per_s"] >= W1_TARGET, ">= 1.5e8"),
-                        met(paired >= 10, f">= 10x numpy ({paired:.1f}x in alternated pairs, "
-                                          f"{ratio:.1f}x from the separate medians)")]
-        table.add("W1", name, f"{sc.size:,} points", w1, paired, roof, "; ".join(verdicts))
+            self.jax_costs["W1"], self.jax_w1 = used, w1
+        verdicts = self.w1_verdicts(name, gpu, w1, roof, ratio, paired)
+        self.table.add("W1", name, f"{sc.size:,} points", w1, paired, roof, "; ".join(verdicts))
 
-    def run_w3(name, b):
+    def run_w3(self, name, b):
+        """W3: W1's grid with every gradient, timed in pairs against the forward pass."""
         from bench_sensitivities import compile_time, paired
 
-        sc = grid(args.w3)
+        args, pf = self.args, self.pf
+        sc = self.grid(args.w3)
         fwd, sen = prepare(pf, sc, b), prepare(pf, sc, b, sensitivities=True)
         c_s = compile_time(sen)
         compile_time(fwd)
@@ -498,43 +534,41 @@ def main(argv=None):
         line("W3", w3)
         r3 = statistics.median(ratios)
         print(f"     W3 / W1 time: median of paired ratios {r3:.2f}x (target <= 3x)")
-        if args.w3 in base:  # W1's grid: its numpy baseline counted the IRR rows
-            taken = base[args.w3][2]
+        if args.w3 in self.base:  # W1's grid: its numpy baseline counted the IRR rows
+            taken = self.base[args.w3][2]
         else:
             with rare_branches("count") as taken:
-                measure(pf, sc, "numpy", 1, limit=numpy_sample(sc))
-        ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), scm_chunk, taken)
-        text, roof, _ = roofline(sen, scm_chunk(sen), peaks, scm / med, executed=ex)
+                measure(pf, sc, "numpy", 1, limit=self.numpy_sample(sc))
+        ex = executed_flops(lambda: prepare(pf, sc, b, sensitivities=True), self.scm_chunk, taken)
+        text, roof, _ = roofline(sen, self.scm_chunk(sen), peaks, scm / med, executed=ex)
         print(f"     {note}\n     {text}")
         verdicts = [met(r3 <= 3, f"<= 3x W1 ({r3:.2f}x)")]
         if b.is_gpu:
             verdicts.append(roof_met(roof))
-        table.add("W3", name, f"{sc.size:,} points", w3, None, roof, "; ".join(verdicts))
+        self.table.add("W3", name, f"{sc.size:,} points", w3, None, roof, "; ".join(verdicts))
 
-    def run_w2(name, b):
-        over, peak, points = w2(pf, int(args.w2), name, None if args.compression == "none" else args.compression,
-                        args.w2_pairs, args.compression)
-        table.add("W2", name, f"{points:,} points", None,
-                  note=f"{met(over <= 0.2, f'writing adds {100 * over:.0f} % <= 20 %')}; "
-                       f"{met(peak <= 2048, f'peak {peak:.0f} MiB <= 2 GiB')}")
+    def run_w2(self, name, b):
+        """W2: a large grid streamed to HDF5 (the function `w2`)."""
+        args = self.args
+        compression = None if args.compression == "none" else args.compression
+        over, peak, points = w2(self.pf, int(args.w2), name, compression, args.w2_pairs, args.compression)
+        self.table.add("W2", name, f"{points:,} points", None,
+                       note=f"{met(over <= 0.2, f'writing adds {100 * over:.0f} % <= 20 %')}; "
+                            f"{met(peak <= 2048, f'peak {peak:.0f} MiB <= 2 GiB')}")
 
-    def run_w4(name, b):
-        n = int(args.w4)
-        w4, peaks, note = around(b, lambda: mc_measure(pf, n, name, args.repeats))
-        if "W4" not in base:
-            # numpy on a sample: a twentieth of the paths, at most 50,000 (about 10 s; the GPU
-            # check's 10^7 paths would otherwise give numpy 500,000, past its time limit)
-            sample = min(max(1000, n // 20), 50_000)
-            with rare_branches("count") as taken4:
-                base["W4"] = (mc_measure(pf, sample, "numpy", 1), taken4, sample)
-        np4, taken4, sample = base["W4"]
+    def run_w4(self, name, b):
+        """W4: Monte Carlo paths with summaries, against numpy on a sample of the paths."""
+        pf = self.pf
+        n = int(self.args.w4)
+        w4, peaks, note = around(b, lambda: mc_measure(pf, n, name, self.args.repeats))
+        np4, taken4, sample = self.numpy_w4(n)
         ratio = w4["scm_per_s"] / np4["scm_per_s"]
         line("W4", w4, ratio)
         line("", np4)
         run = w4["run"]
-        ex = executed_flops(lambda: mc_run(pf, n, name), scm_chunk, taken4) if name == "jax" else (None, "")
-        text, roof, used = roofline(run, scm_chunk(run), peaks, w4["scm_per_s"],
-                                    None if b.is_gpu else W4_TARGET, ex, cost=jax_costs.get("W4"))
+        ex = executed_flops(lambda: mc_run(pf, n, name), self.scm_chunk, taken4) if name == "jax" else (None, "")
+        text, roof, used = roofline(run, self.scm_chunk(run), peaks, w4["scm_per_s"],
+                                    None if b.is_gpu else W4_TARGET, ex, cost=self.jax_costs.get("W4"))
         print(f"     {note}\n     {text}  ({n:,} paths; numpy on {sample:,})")
         print(f"     summaries on the host: {w4['summary_s']:.3f} s of the {w4['median_s']:.3f} s "
               f"({100 * w4['summary_s'] / w4['median_s']:.0f} %), {w4['workers']} thread(s)")
@@ -545,50 +579,66 @@ def main(argv=None):
                   f"{bound:.3g} path-cluster-months/s before any cash flow (the target is "
                   f"{100 * W4_TARGET / bound:.0f} % of that)")
         if name == "jax":
-            jax_costs["W4"] = used
+            self.jax_costs["W4"] = used
         verdict = (roof_met(roof) if b.is_gpu
                    else met(w4["scm_per_s"] >= W4_TARGET, ">= 5e7"))
-        table.add("W4", name, f"{n:,} paths", w4, ratio, roof, verdict)
+        self.table.add("W4", name, f"{n:,} paths", w4, ratio, roof, verdict)
 
-    def stop(signum, frame):  # `timeout` ends the run: the table of what was measured still prints
-        raise SystemExit(f"stopped by signal {signum} after {time.perf_counter() - t_start:.0f} s")
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"# stresstest workloads  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()} "
-          f"{os.cpu_count()} cpus")
-    try:
-        backends = []
-        for name in names:
-            try:
-                b = make_backend(name)
-            except BackendError as exc:
-                table.add("-", name, "-", note=f"backend unavailable: {exc}")
-                continue
-            flops, bw, host = ceilings(b)
-            print(f"# {b.describe()}: ceilings {flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {bw / 1e9:.1f} GB/s "
-                  "(copy)" + (f", {host / 1e9:.1f} GB/s to the host" if host else "")
-                  + "; measured again around each workload's timed runs")
-            backends.append((name, b))
-        # workload by workload, every backend in turn, W2 (the longest) last
-        plan = [("W1", args.w1, run_w1, None), ("W3", args.w3, run_w3, "jax"),
-                ("W4", f"{args.w4:.0e}", run_w4, None), ("W2", f"{args.w2:.0e}", run_w2, "first")]
+    def run_all(self, backends):
+        """Workload by workload, every backend in turn, W2 (the longest) last; W3 on JAX
+        only (the gradients need it), W2 on the first backend only."""
+        args = self.args
+        only = set(args.only.split(","))
+        plan = [("W1", args.w1, self.run_w1, None), ("W3", args.w3, self.run_w3, "jax"),
+                ("W4", f"{args.w4:.0e}", self.run_w4, None), ("W2", f"{args.w2:.0e}", self.run_w2, "first")]
         for workload, size, fn, which in plan:
             if workload not in only:
                 continue
             for k, (name, b) in enumerate(backends):
                 if which == "jax" and name != "jax":
-                    table.add(workload, name, size, note="gradients need JAX")
+                    self.table.add(workload, name, size, note="gradients need JAX")
                     continue
                 if which == "first" and k > 0:
                     continue
-                if args.budget and time.perf_counter() - t_start > args.budget:
-                    table.add(workload, name, size, note=f"skipped: past the {args.budget:.0f} s budget")
+                if args.budget and time.perf_counter() - self.t_start > args.budget:
+                    self.table.add(workload, name, size, note=f"skipped: past the {args.budget:.0f} s budget")
                     continue
                 header(b)
                 fn(name, b)
+
+
+def open_backends(names, table) -> list:
+    """(name, backend) for each of --backend that is available, its ceilings printed; an
+    unavailable one goes into the table as such."""
+    backends = []
+    for name in names:
+        try:
+            b = make_backend(name)
+        except BackendError as exc:
+            table.add("-", name, "-", note=f"backend unavailable: {exc}")
+            continue
+        flops, bw, host = ceilings(b)
+        print(f"# {b.describe()}: ceilings {flops / 1e9:.1f} GFLOP/s (2048^2 matmul), {bw / 1e9:.1f} GB/s "
+              "(copy)" + (f", {host / 1e9:.1f} GB/s to the host" if host else "")
+              + "; measured again around each workload's timed runs")
+        backends.append((name, b))
+    return backends
+
+
+def main(argv=None):
+    work = Workloads(parse_args(argv))
+
+    def stop(signum, frame):  # `timeout` ends the run: the table of what was measured still prints
+        raise SystemExit(f"stopped by signal {signum} after {time.perf_counter() - work.t_start:.0f} s")
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"# stresstest workloads  {time.strftime('%Y-%m-%d %H:%M')}  {platform.node()} "
+          f"{os.cpu_count()} cpus")
+    try:
+        work.run_all(open_backends(work.args.backend.split(","), work.table))
     finally:
-        table.print()
-        print(f"# {time.perf_counter() - t_start:.0f} s in all")
+        work.table.print()
+        print(f"# {time.perf_counter() - work.t_start:.0f} s in all")
 
 
 if __name__ == "__main__":
