@@ -62,6 +62,7 @@ CLUSTER_DIM = "cluster"  # the cluster names; per-cluster outputs are "cluster_"
 BASE_GROUP = "base"  # the base case's outputs
 PARAMETER_DIM = "parameter"  # --sensitivities: the cluster parameters
 AXIS_DIM = "axis"  # --sensitivities: the grid's axes, for the slopes along them
+INDUSTRY_DIM = "industry"  # version 2: the industry labels (items.industry_labels)
 PER_UNIT = "USD per unit of the parameter"
 # --sensitivities: (name, dims after the grid's, units, long name)
 SENSITIVITY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
@@ -83,6 +84,16 @@ SENSITIVITY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
 )
 
 
+# Version 2, where the portfolio carries items: revenue by industry, (name, dims after
+# the grid's, units, long name); the kernels return them as metrics.ITEMISED says
+INDUSTRY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    ("revenue_by_industry", (INDUSTRY_DIM,), "USD",
+     "total revenue over months 1..T by industry of the contract or segment"),
+    (CLUSTER_DIM + "_revenue_by_industry", (CLUSTER_DIM, INDUSTRY_DIM), "USD",
+     "total revenue over months 1..T by industry of the contract or segment (per cluster)"),
+)
+
+
 def reserved_names() -> dict[str, str]:
     """Every root name a grid result file may hold besides its axes' coordinates, with
     what it holds there: the names the grid writer writes (one list, read by both)."""
@@ -94,4 +105,7 @@ def reserved_names() -> dict[str, str]:
     names[AXIS_DIM] = "the axis dimension of --sensitivities"
     for name, *_ in SENSITIVITY_VARIABLES:
         names[name] = "an output of --sensitivities"
+    names[INDUSTRY_DIM] = "the industry dimension of version 2 files"
+    for name, *_ in INDUSTRY_VARIABLES:
+        names[name] = "an output by industry"
     return names
