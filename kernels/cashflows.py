@@ -181,6 +181,92 @@ def _by_industry(xp, p, gpu_hours, contract_items, pool_price, segment_items):
             + xp.sum(per_segment[..., None] * p[INDUSTRY_KEYS[1]], axis=-2))
 
 
+def _revenue_v1(xp, P, t, D, live, m_premium, g, factors, T: float, lines: bool) -> dict:
+    """Version 1's reserved book (one contract cycle, a top client) and pool (the
+    training/inference blend): revenue_t, busy_t and, for the lines, the two parts."""
+    N = P["gpus"]
+    price_f = factors.get("price")
+    # Contract cycles and the reserved book
+    M = P["reserved_term_months"]
+    n = xp.floor(xp.maximum(t - 1.0 - D, 0.0) / M)
+    lost = xp.where(t >= P["client_loss_month"], P["top_client_share"], 0.0)
+    res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
+    tau_renew = D + 1.0 + n * M
+    m_renew, _ = market_price(xp, P, tau_renew)
+    if price_f is not None:
+        m_renew = m_renew * renewal_factor(xp, price_f, tau_renew, T)
+    pr = xp.where(n == 0, P["reserved_price"], m_renew * (1.0 - P["renewal_discount"]))
+
+    # On-demand pool
+    w = P["inference_share"]
+    u_raw = ((1.0 - w) * P["utilization_training"] + w * P["utilization_inference"]
+             - P["next_gen_utilization_drop"] * g)
+    if factors.get("util") is not None:
+        u_raw = u_raw + factors["util"]
+    u = _ramp(xp, u_raw)
+    od = 1.0 - res
+
+    out = {"revenue": (N * H) * (live * (res * pr + od * u * m_premium)),
+           "busy": res * P["reserved_utilization"] + od * u}
+    if lines:
+        out["revenue_reserved"] = (N * H) * (live * (res * pr))
+        out["revenue_on_demand"] = (N * H) * (live * (od * u * m_premium))
+    return out
+
+
+def _revenue_items(xp, p, P, t, D, live, m_premium, g, factors, T: float) -> dict:
+    """Version 2's named contracts and segments: revenue_t, busy_t, its two parts and,
+    where the items carry industry labels, the revenue by industry."""
+    N = P["gpus"]
+    book = _contracts(xp, P, t, D, factors.get("price"), T)
+    pool = _segments(xp, P, g, factors.get("util"))
+    od = 1.0 - book["res"]
+    out = {"revenue_reserved": (N * H) * (live * book["revenue"]),
+           "revenue_on_demand": (N * H) * (live * (od * pool["demand_priced"] * m_premium)),
+           "busy": book["busy"] + od * pool["demand"]}
+    out["revenue"] = out["revenue_reserved"] + out["revenue_on_demand"]
+    if INDUSTRY_KEYS[0] in p:
+        out["revenue_by_industry"] = _by_industry(xp, p, (N * H) * live, book["by_item"],
+                                                  od * m_premium, pool["by_item"])
+    return out
+
+
+def _operating_costs(xp, P, t, live, busy, factors, lines: bool) -> dict:
+    """Energy_t (idle and busy power, PUE, escalation, the path's energy factor) and
+    Opex_t (maintenance, software, colocation while live; staff from month 1)."""
+    N = P["gpus"]
+    K = P["capex_per_gpu"]
+    phi = P["idle_power_fraction"]
+    kw = N * P["kw_per_gpu"]
+    e_month = live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
+    if factors.get("energy") is not None:
+        e_month = e_month * factors["energy"]
+    out = {"energy": (kw * P["pue"] * H * P["energy_price"]) * (e_month * (phi + (1.0 - phi) * busy))}
+    esc = _pow(xp, 1.0 + P["opex_escalation"], t / 12.0)
+    out["opex"] = esc * (
+        live * (P["maintenance_rate"] * N * K / 12.0 + N * P["software_per_gpu_month"]
+                + kw * P["colocation_per_kw_month"])
+        + P["staff_cost_per_year"] / 12.0
+    )
+    if lines:
+        esc_live = esc * live
+        out["opex_lines"] = {"maintenance": esc_live * (P["maintenance_rate"] * N * K / 12.0),
+                             "software": esc_live * (N * P["software_per_gpu_month"]),
+                             "colocation": esc_live * (kw * P["colocation_per_kw_month"]),
+                             "staff": esc * (P["staff_cost_per_year"] / 12.0)}
+    return out
+
+
+def _terminal(xp, P, capex, dep, tau, T: float) -> dict:
+    """The sale at T: resale value, tax on the gain over book value, what is left."""
+    book_T = capex - xp.sum(dep, axis=-1, keepdims=True)
+    g_T = _ramp(xp, (T - P["next_gen_month"]) / P["next_gen_ramp_months"])
+    resale = P["gpus"] * P["capex_per_gpu"] * _pow(xp, 1.0 - P["resale_decline"], T / 12.0) * (
+        1.0 - P["next_gen_resale_drop"] * g_T)
+    tax_on_sale = tau * (resale - book_T)  # tax on the gain over book value
+    return {"resale": resale, "tax_on_sale": tax_on_sale, "terminal": resale - tax_on_sale}  # [S|1, C, 1]
+
+
 def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     """cash_flows (lines=False) or cash_flow_lines (lines=True: a static flag)."""
     any_param = p["gpus"]
@@ -190,72 +276,23 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     t = xp.reshape(xp.arange(1, horizon + 1, dtype=dtype), (1, 1, horizon))
     T = float(horizon)
 
-    N = P["gpus"]
-    K = P["capex_per_gpu"]
-    capex = N * K + P["capex_fixed"]
+    capex = P["gpus"] * P["capex_per_gpu"] + P["capex_fixed"]
     D = P["delivery_months"]
     live = _ramp(xp, t - D)
 
     factors = factors or {}
-    price_f = factors.get("price")
     premium = 1.0 + P["priority_share"] * P["priority_premium"]
     m_premium, g = market_price(xp, P, t, premium)  # m(t) (1 + s_q q)
-    if price_f is not None:
-        m_premium = m_premium * price_f
+    if factors.get("price") is not None:
+        m_premium = m_premium * factors["price"]
 
     if ITEM_NAMES[0] in p:  # version 2: named contracts and segments
-        book = _contracts(xp, P, t, D, price_f, T)
-        pool = _segments(xp, P, g, factors.get("util"))
-        res = book["res"]
-        od = 1.0 - res
-        rev_reserved = (N * H) * (live * book["revenue"])
-        rev_on_demand = (N * H) * (live * (od * pool["demand_priced"] * m_premium))
-        revenue = rev_reserved + rev_on_demand
-        busy = book["busy"] + od * pool["demand"]
+        rev = _revenue_items(xp, p, P, t, D, live, m_premium, g, factors, T)
     else:
-        # Contract cycles and the reserved book
-        M = P["reserved_term_months"]
-        n = xp.floor(xp.maximum(t - 1.0 - D, 0.0) / M)
-        lost = xp.where(t >= P["client_loss_month"], P["top_client_share"], 0.0)
-        res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
-        tau_renew = D + 1.0 + n * M
-        m_renew, _ = market_price(xp, P, tau_renew)
-        if price_f is not None:
-            m_renew = m_renew * renewal_factor(xp, price_f, tau_renew, T)
-        pr = xp.where(n == 0, P["reserved_price"], m_renew * (1.0 - P["renewal_discount"]))
-
-        # On-demand pool
-        w = P["inference_share"]
-        u_raw = ((1.0 - w) * P["utilization_training"] + w * P["utilization_inference"]
-                 - P["next_gen_utilization_drop"] * g)
-        if factors.get("util") is not None:
-            u_raw = u_raw + factors["util"]
-        u = _ramp(xp, u_raw)
-        od = 1.0 - res
-
-        revenue = (N * H) * (live * (res * pr + od * u * m_premium))
-        if lines:
-            rev_reserved = (N * H) * (live * (res * pr))
-            rev_on_demand = (N * H) * (live * (od * u * m_premium))
-        busy = res * P["reserved_utilization"] + od * u
-    phi = P["idle_power_fraction"]
-    kw = N * P["kw_per_gpu"]
-    e_month = live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
-    if factors.get("energy") is not None:
-        e_month = e_month * factors["energy"]
-    energy = (kw * P["pue"] * H * P["energy_price"]) * (e_month * (phi + (1.0 - phi) * busy))
-    esc = _pow(xp, 1.0 + P["opex_escalation"], t / 12.0)
-    opex = esc * (
-        live * (P["maintenance_rate"] * N * K / 12.0 + N * P["software_per_gpu_month"]
-                + kw * P["colocation_per_kw_month"])
-        + P["staff_cost_per_year"] / 12.0
-    )
-    if lines:
-        esc_live = esc * live
-        opex_lines = {"maintenance": esc_live * (P["maintenance_rate"] * N * K / 12.0),
-                      "software": esc_live * (N * P["software_per_gpu_month"]),
-                      "colocation": esc_live * (kw * P["colocation_per_kw_month"]),
-                      "staff": esc * (P["staff_cost_per_year"] / 12.0)}
+        rev = _revenue_v1(xp, P, t, D, live, m_premium, g, factors, T, lines)
+    revenue = rev["revenue"]
+    costs = _operating_costs(xp, P, t, live, rev["busy"], factors, lines)
+    energy, opex = costs["energy"], costs["opex"]
     ebitda = revenue - energy - opex
 
     life_months = 12.0 * P["useful_life_years"]
@@ -264,13 +301,9 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     tax = tau * (ebitda - dep)
     after_tax = ebitda - tax  # EBITDA - Tax
 
-    book_T = capex - xp.sum(dep, axis=-1, keepdims=True)
-    g_T = _ramp(xp, (T - P["next_gen_month"]) / P["next_gen_ramp_months"])
-    resale = N * K * _pow(xp, 1.0 - P["resale_decline"], T / 12.0) * (1.0 - P["next_gen_resale_drop"] * g_T)
-    tax_on_sale = tau * (resale - book_T)  # tax on the gain over book value
-    terminal = resale - tax_on_sale  # [S|1, C, 1]
+    sale = _terminal(xp, P, capex, dep, tau, T)
     is_T = t == T
-    cf_ops = after_tax + xp.where(is_T, terminal, 0.0)
+    cf_ops = after_tax + xp.where(is_T, sale["terminal"], 0.0)
 
     # Debt service
     md = P["debt_term_months"]
@@ -301,14 +334,13 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
         "opex": xp.sum(opex, axis=-1),
         "ebitda": xp.sum(ebitda, axis=-1),
     }
-    if ITEM_NAMES[0] in p and INDUSTRY_KEYS[0] in p:
-        out["revenue_by_industry"] = _by_industry(xp, p, (N * H) * live, book["by_item"],
-                                                  od * m_premium, pool["by_item"])
+    if "revenue_by_industry" in rev:
+        out["revenue_by_industry"] = rev["revenue_by_industry"]
     if lines:
         out["lines"] = {
-            "revenue_reserved": rev_reserved, "revenue_on_demand": rev_on_demand, "revenue": revenue,
-            "energy": energy, **opex_lines, "opex": opex, "ebitda": ebitda, "depreciation": dep,
-            "tax": tax, "resale": resale, "tax_on_sale": tax_on_sale, "terminal": terminal,
+            "revenue_reserved": rev["revenue_reserved"], "revenue_on_demand": rev["revenue_on_demand"],
+            "revenue": revenue, "energy": energy, **costs["opex_lines"], "opex": opex, "ebitda": ebitda,
+            "depreciation": dep, "tax": tax, **sale,
             "debt_service": service, "balloon": balloon, "interest": interest,
             "interest_tax_shield": shield, "balance": balance(xp, debt, md, j, lj, growth_m1, t),
         }
