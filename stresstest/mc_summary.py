@@ -166,6 +166,51 @@ class MergeTree:
         return acc
 
 
+class HeldBlocks:
+    """The paths of the blocks not yet whole, by block: [(first path, outputs)], each piece
+    views of a chunk's arrays (or a shard file's), held until the block's paths are all
+    there. The block size is the caller's (Summary.BLOCK)."""
+
+    def __init__(self):
+        self.pieces: dict[int, list[tuple[int, dict]]] = {}
+
+    def __contains__(self, b: int) -> bool:
+        return b in self.pieces
+
+    def blocks(self) -> list[int]:
+        return sorted(self.pieces)
+
+    def in_order(self, b: int) -> list[tuple[int, dict]]:
+        """Block b's pieces in path order."""
+        return sorted(self.pieces[b], key=lambda p: p[0])
+
+    def hold(self, b: int, pieces: list[tuple[int, dict]]) -> None:
+        self.pieces.setdefault(b, []).extend(pieces)
+
+    def joined(self, b: int, size: int) -> tuple[dict, bool]:
+        """The paths held for block b, concatenated in path order, and whether they are all
+        of the block's paths (blocks of `size`)."""
+        pieces = self.in_order(b)
+        edge = pieces[0][0]
+        for a, piece in pieces:
+            if a < edge:
+                raise ValueError(f"paths {a}.. were added twice (block {b})")
+            edge = a + piece["npv"].shape[0]
+        joined = {k: np.concatenate([p[k] for _, p in pieces]) for k in Summary.SUMMARISED}
+        whole = pieces[0][0] == b * size and joined["npv"].shape[0] == size and edge == (b + 1) * size
+        return joined, whole
+
+    def take_if_whole(self, b: int, size: int) -> dict | None:
+        """Block b's paths, no longer held, if they are all there; else None."""
+        if sum(p["npv"].shape[0] for _, p in self.pieces[b]) < size:
+            return None
+        out, whole = self.joined(b, size)
+        if not whole:
+            return None
+        del self.pieces[b]
+        return out
+
+
 class Summary:
     """Everything the summary tables need, accumulated chunk by chunk (mergeable).
 
@@ -173,7 +218,8 @@ class Summary:
     shards merge (on a backend whose paths are: numpy's are the same for any chunk size).
     Floating-point sums depend on their order, so the order is fixed by path index alone:
     - the paths fall in blocks of BLOCK by index, [b BLOCK, (b + 1) BLOCK); a block is
-      absorbed into its own Accumulators once all its paths are there, in path order;
+      absorbed into its own Accumulators once all its paths are there, in path order
+      (HeldBlocks keeps them until then);
     - blocks combine in a fixed binary tree over the block index (MergeTree);
     - reading folds the nodes left, from the right (the tree's root with empty
       right-hand parts passed through), after absorbing the blocks still short.
@@ -203,7 +249,7 @@ class Summary:
         # outputs the model never leaves non-finite: name -> (count, first path index)
         self.unexpected: dict[str, tuple[int, int]] = {}
         self._tree = MergeTree()  # the blocks absorbed
-        self._partial: dict[int, list[tuple[int, dict]]] = {}  # block -> [(first path, outputs)]
+        self._held = HeldBlocks()  # the paths of blocks not yet whole
         self._total: Accumulators | None = None  # every node folded (cached for the readers)
 
     @staticmethod
@@ -227,10 +273,10 @@ class Summary:
             b = a // B
             e = min(start + n, (b + 1) * B)
             piece = {k: out[k][a - start:e - start] for k in self.SUMMARISED}
-            if a == b * B and e == (b + 1) * B and b not in self._partial:
+            if a == b * B and e == (b + 1) * B and b not in self._held:
                 self._leaf(b, piece)
             else:  # held until the block is whole (views of the chunk's arrays, not copies)
-                self._partial.setdefault(b, []).append((a, piece))
+                self._held.hold(b, [(a, piece)])
                 self._complete(b)
             a = e
 
@@ -243,27 +289,10 @@ class Summary:
                     count, first = self.unexpected.get(o, (0, start + int(np.argmax(bad))))
                     self.unexpected[o] = (count + int(bad.sum()), first)
 
-    def _block_outputs(self, b: int) -> tuple[dict, bool]:
-        """The paths held for block b, concatenated in path order, and whether they are all
-        of the block's paths."""
-        pieces = sorted(self._partial[b], key=lambda p: p[0])
-        edge = pieces[0][0]
-        for a, piece in pieces:
-            if a < edge:
-                raise ValueError(f"paths {a}.. were added twice (block {b})")
-            edge = a + piece["npv"].shape[0]
-        joined = {k: np.concatenate([p[k] for _, p in pieces]) for k in self.SUMMARISED}
-        whole = pieces[0][0] == b * self.BLOCK and joined["npv"].shape[0] == self.BLOCK \
-            and edge == (b + 1) * self.BLOCK
-        return joined, whole
-
     def _complete(self, b: int) -> None:
         """Absorb held block b if its paths are all there."""
-        if sum(p["npv"].shape[0] for _, p in self._partial[b]) < self.BLOCK:
-            return
-        out, whole = self._block_outputs(b)
-        if whole:
-            del self._partial[b]
+        out = self._held.take_if_whole(b, self.BLOCK)
+        if out is not None:
             self._leaf(b, out)
 
     def _absorbed(self, out: dict) -> Accumulators:
@@ -280,10 +309,10 @@ class Summary:
         self.n += other.n
         self._total = None
         self._tree.merge(other._tree)
-        for b, pieces in other._partial.items():
-            self._partial.setdefault(b, []).extend(pieces)
+        for b, pieces in other._held.pieces.items():
+            self._held.hold(b, pieces)
             self._complete(b)
-        other._tree, other._partial = MergeTree(), {}
+        other._tree, other._held = MergeTree(), HeldBlocks()
         for o, (count, first) in other.unexpected.items():
             c0, f0 = self.unexpected.get(o, (0, first))
             self.unexpected[o] = (c0 + count, min(f0, first))
@@ -294,8 +323,8 @@ class Summary:
         the summary itself is left as it was, so more paths can still be added)."""
         if self._total is None:
             tree = self._tree.snapshot()
-            for b in sorted(self._partial):
-                tree.insert(0, b, self._absorbed(self._block_outputs(b)[0]))
+            for b in self._held.blocks():
+                tree.insert(0, b, self._absorbed(self._held.joined(b, self.BLOCK)[0]))
             self._total = tree.fold(self._new)
         return self._total
 
@@ -392,7 +421,7 @@ class Summary:
                "n": np.array([self.n]), "horizon": np.array([self.horizon]),
                "clusters": np.array([self.C])}
         self._tree_state(out)
-        self._partial_state(out)
+        self._held_state(out)
         names = sorted(self.unexpected)
         out["unexpected.names"] = np.array(names, dtype="S")
         out["unexpected.values"] = np.array([self.unexpected[k] for k in names], dtype=np.int64).reshape(-1, 2)
@@ -408,8 +437,8 @@ class Summary:
             out[f"acc.{name}"] = np.concatenate(parts)
             out[f"acc.{name}.len"] = np.array([p.shape[0] for p in parts], dtype=np.int64)
 
-    def _partial_state(self, out: dict) -> None:
-        pieces = [(a, p) for b in sorted(self._partial) for a, p in sorted(self._partial[b], key=lambda x: x[0])]
+    def _held_state(self, out: dict) -> None:
+        pieces = [piece for b in self._held.blocks() for piece in self._held.in_order(b)]
         out["partial.start"] = np.array([a for a, _ in pieces], dtype=np.int64)
         out["partial.len"] = np.array([p["npv"].shape[0] for _, p in pieces], dtype=np.int64)
         if pieces:
@@ -426,7 +455,7 @@ class Summary:
         s = cls(int(d["clusters"][0]), int(d["horizon"][0]), hurdle, covenant)
         s.n = int(d["n"][0])
         s._load_tree(d)
-        s._load_partial(d)
+        s._load_held(d)
         for k, (count, first) in zip(d["unexpected.names"], d["unexpected.values"]):
             s.unexpected[k.decode() if isinstance(k, bytes) else str(k)] = (int(count), int(first))
         return s
@@ -441,11 +470,11 @@ class Summary:
                       for name in names})
             self._tree.nodes[key] = acc
 
-    def _load_partial(self, d: dict) -> None:
+    def _load_held(self, d: dict) -> None:
         at = 0
         for a, n in zip(np.asarray(d["partial.start"]), np.asarray(d["partial.len"])):
             piece = {k: np.array(d[f"partial.{k}"][at:at + n]) for k in self.SUMMARISED}
-            self._partial.setdefault(int(a) // self.BLOCK, []).append((int(a), piece))
+            self._held.hold(int(a) // self.BLOCK, [(int(a), piece)])
             at += int(n)
 
 
