@@ -253,7 +253,7 @@ def _named_case(pf, sc, held: dict, problems: list) -> Case:
 
 def _path_case(pf, mc, path: int, base, rate) -> Case:
     """Path `path` of a Monte Carlo run: its factors and events drawn exactly as
-    montecarlo.path_outputs_fn draws them, from (seed, path index) alone."""
+    mc_paths.path_outputs_fn draws them, from (seed, path index) alone."""
     from .engine import equity_clusters
     from .kernels.paths import apply_events, event_draws, path_factors, seed_key
 

@@ -6,7 +6,7 @@ i = sign(x) ceil((log|x| - log X_MIN) / log(gamma)), gamma = (1 + alpha) / (1 - 
 each bin keeping its count, sum and sum of squares (and, for the portfolio NPV, the
 sum of every cluster's NPV over the paths in it). Bins depend only on the value, so
 sketches of chunks or shards merge exactly by adding counts. The floating-point sums
-(here and in Moments) depend on their order; montecarlo.Summary fixes that order by
+(here and in Moments) depend on their order; mc_summary.Summary fixes that order by
 path index (blocks of paths, combined in a fixed tree), so its results do not depend
 on the chunk size or the shard split at all, bit for bit.
 
@@ -36,7 +36,7 @@ class Moments:
 
     add and merge are deterministic, but not associative to the last bit: the same values
     absorbed in other batches, or merged in another order, give sums that differ by
-    round-off. Callers that promise bit-for-bit results fix the order (montecarlo.Summary).
+    round-off. Callers that promise bit-for-bit results fix the order (mc_summary.Summary).
     """
 
     def __init__(self, width: int):
