@@ -55,7 +55,27 @@ Choices where MODEL.md leaves room:
   shock: file shares are used as given);
 * Monte Carlo: ``util`` may be one series for every segment (version 1's one series),
   a list of series in segment order, or a dict segment name -> series (a segment left
-  out has no shift; an unknown name is an error).
+  out has no shift; an unknown name is an error);
+* order month: ``order_month`` must be a whole month 0..T (``launch_month`` 1..T),
+  else ValueError.  Month t_o holds -Capex (+Debt in the equity flows) and, when the
+  programme starts then, its one-off cost; everything else starts after t_o.  The
+  loan's schedule runs on the cluster's clock s = t - t_o;
+* optimization: a cluster without a programme has a zero one (start never), which
+  leaves version 1's flows bit for bit.  ``start_month`` None is the default
+  max(ceil(t_o + D), 1) from the evaluated t_o and D; an explicit start before t_o
+  moves to t_o.  A scale or shift of a default start acts on the default resolved at
+  the time of the shock.  The saving multiplies all of version 1's Opex_t (staff
+  included); the energy saving multiplies the energy cost after the Monte Carlo
+  factor; cost_per_year escalates with the cluster's opex_escalation on the calendar;
+* platform: the take rate applies to the clusters' summed revenue of the month
+  (partial go-live included); its CF counts in the portfolio's CF, equity flows, DSCR
+  numerator and payback (cumulative from t = 0, so platform flows before the earliest
+  t_o count; months counted from the earliest t_o); ROI's denominator is the clusters'
+  capex; ``platform_npv`` and ``platform_revenue`` are 0 without a platform;
+* whole-month fields under a shock (order_month, start_month, launch_month) are
+  clipped, then rounded half up: the bounds are whole months, so this equals
+  rounding first, and inf stays inf.  ``utilization_gain``, ``adoption_months`` and
+  ``loss_month`` are unclipped.
 """
 
 from __future__ import annotations
@@ -177,7 +197,14 @@ OUTPUT_NAMES: tuple[str, ...] = (
 )
 
 # Version 2's outputs (evaluate()["v2"]), by their names in the result file.
-V2_OUTPUT_NAMES: tuple[str, ...] = ("revenue_by_industry", "cluster_revenue_by_industry")
+V2_OUTPUT_NAMES: tuple[str, ...] = (
+    "revenue_by_industry",
+    "cluster_revenue_by_industry",
+    "optimization_cost",
+    "cluster_optimization_cost",
+    "platform_npv",
+    "platform_revenue",
+)
 
 # ---------------------------------------------------------------------------
 # Version 2 items: contracts and segments
@@ -205,6 +232,29 @@ CONTRACT_DEFAULTS: dict = {
     "industry": None,
 }
 SEGMENT_DEFAULTS: dict = {"price_multiplier": 1.0, "utilization_sigma": 0.10, "industry": None}
+# start_month None: the default, go-live (see default_start_month)
+OPTIMIZATION_DEFAULTS: dict = {
+    "cost": 0.0,
+    "cost_per_year": 0.0,
+    "start_month": None,
+    "ramp_months": 6.0,
+    "utilization_gain": 0.0,
+    "energy_saving": 0.0,
+    "opex_saving": 0.0,
+}
+PLATFORM_DEFAULTS: dict = {
+    "build_cost": 0.0,
+    "launch_month": 1,
+    "run_cost_per_year": 0.0,
+    "opex_escalation": 0.03,
+    "take_rate": 0.0,
+    "users_max": 0.0,
+    "adoption_months": 12.0,
+    "fee_per_user_month": 0.0,
+    "fee_growth": 0.0,
+    "margin": 0.7,
+    "tax_rate": 0.21,
+}
 
 # Monte Carlo utilization volatilities of training and inference demand (v1's sigma_T, sigma_I).
 SIGMA_TRAINING = 0.10
@@ -213,22 +263,35 @@ SIGMA_INFERENCE = 0.04
 # Names of a version 1 cluster's implied items.
 ANCHOR, OTHERS, POOL = "anchor", "others", "pool"
 UNLABELLED = "unlabelled"
+PLATFORM = "platform"  # the platform layer's revenue in revenue_by_industry
+
+
+def _filled(what: str, item: dict, required: tuple[str, ...], defaults: dict) -> dict:
+    missing = [key for key in required if key not in item]
+    unknown = set(item) - set(required) - set(defaults)
+    if missing or unknown:
+        raise KeyError(f"{what} {item.get('name')!r}: missing {missing}, unknown {sorted(unknown)}")
+    return {**defaults, **item}
 
 
 def contract_defaults(contract: dict) -> dict:
     """A contract with MODEL.md's defaults filled in; name, share and price are required."""
-    for key in ("name", "share", "price"):
-        if key not in contract:
-            raise KeyError(f"a contract needs {key!r}")
-    return {**CONTRACT_DEFAULTS, **contract}
+    return _filled("contract", contract, ("name", "share", "price"), CONTRACT_DEFAULTS)
 
 
 def segment_defaults(segment: dict) -> dict:
     """A segment with MODEL.md's defaults filled in; name, share and utilization are required."""
-    for key in ("name", "share", "utilization"):
-        if key not in segment:
-            raise KeyError(f"a segment needs {key!r}")
-    return {**SEGMENT_DEFAULTS, **segment}
+    return _filled("segment", segment, ("name", "share", "utilization"), SEGMENT_DEFAULTS)
+
+
+def optimization_defaults(opt: dict) -> dict:
+    """An optimization programme with MODEL.md's defaults filled in."""
+    return _filled("optimization", opt, (), OPTIMIZATION_DEFAULTS)
+
+
+def platform_defaults(platform: dict) -> dict:
+    """The platform layer with MODEL.md's defaults filled in."""
+    return _filled("platform", platform, (), PLATFORM_DEFAULTS)
 
 
 def implied_contracts(p: dict) -> list[dict]:
@@ -360,6 +423,32 @@ SEGMENT_RANGES: dict[str, tuple[float, float] | None] = {
     "price_multiplier": (0.0, _INF),
     "utilization_sigma": (0.0, _INF),
 }
+OPTIMIZATION_RANGES: dict[str, tuple[float, float] | None] = {
+    "cost": (0.0, _INF),
+    "cost_per_year": (0.0, _INF),
+    "start_month": (1.0, _INF),
+    "ramp_months": (1.0, _INF),
+    "utilization_gain": None,  # the month's utilization is clipped anyway
+    "energy_saving": (0.0, 1.0),
+    "opex_saving": (0.0, 1.0),
+}
+# A high bound of None is the horizon T.
+PLATFORM_RANGES: dict[str, tuple[float, float | None] | None] = {
+    "build_cost": (0.0, _INF),
+    "launch_month": (1.0, None),
+    "run_cost_per_year": (0.0, _INF),
+    "opex_escalation": (-1.0, _INF),
+    "take_rate": (0.0, 1.0),
+    "users_max": (0.0, _INF),
+    "adoption_months": None,  # <= 0: adoption is instant
+    "fee_per_user_month": (0.0, _INF),
+    "fee_growth": (-1.0, _INF),
+    "margin": (0.0, 1.0),
+    "tax_rate": (0.0, 1.0),
+}
+CLUSTER_V2_RANGES: dict[str, tuple[float, float | None]] = {"order_month": (0.0, None), "capex_decline": (-1.0, 1.0)}
+# Month fields: a shocked value is rounded to a whole month, halves up.
+WHOLE_MONTH_FIELDS = ("order_month", "start_month", "launch_month")
 
 # Named shocks of a stress grid: name -> (op, targets)
 NAMED_SHOCKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -392,7 +481,7 @@ def _apply_op(old: float, op: str, value: float) -> float:
 
 
 def _round_half_up(x: float) -> float:
-    return float(math.floor(x + 0.5))
+    return float(math.floor(x + 0.5)) if math.isfinite(x) else x
 
 
 def _shocked(old: float, op: str, value: float, rng: tuple[float, float] | None) -> float:
@@ -487,6 +576,32 @@ def _shock_items(c: dict, kind: str, name: str, field: str, op: str, value: floa
     return dict(c, **{kind: items})
 
 
+def _shocked_field(old: float, op: str, value: float, field: str, rng, horizon_months) -> float:
+    """A version 2 field under one shock: clipped to its range (a high bound None is
+    the horizon), whole-month fields rounded half up (after the clip, which has whole
+    bounds, so that inf stays inf)."""
+    if rng is not None and rng[1] is None:
+        if horizon_months is None:
+            raise ValueError(f"a shock on {field} needs horizon_months for its range")
+        rng = (rng[0], float(horizon_months))
+    x = _shocked(old, op, value, rng)
+    return _round_half_up(x) if field in WHOLE_MONTH_FIELDS else x
+
+
+def _shock_optimization(c: dict, field: str, op: str, value: float) -> dict | None:
+    """The cluster with a shock on its optimization programme, or None without one.
+    A scale or shift of a default start month acts on the default resolved now, from
+    the cluster's (already shocked) order month and delivery."""
+    if c.get("optimization") is None:
+        return None
+    opt = optimization_defaults(c["optimization"])
+    old = opt[field]
+    if field == "start_month" and old is None:
+        old = default_start_month(int(c.get("order_month", 0)), float(c["delivery_months"]))
+    opt[field] = _shocked_field(old, op, value, field, OPTIMIZATION_RANGES[field], None)
+    return dict(c, optimization=opt)
+
+
 def apply_path_shock(
     clusters: list[dict],
     platform: dict | None,
@@ -494,35 +609,67 @@ def apply_path_shock(
     op: str,
     value: float,
     cluster_mask=None,
+    horizon_months: int | None = None,
 ) -> tuple[list[dict], dict | None]:
     """Return copies of the clusters and the platform with one shock on a version 2
     field addressed by path (MODEL.md, "Addressing the new fields").
 
     Paths: ``contracts.<name>.<field>``, ``contracts.*.<field>``,
-    ``segments.<name>.<field>``, ``segments.*.<field>``.  ``op`` is scale, shift or set
-    as in :func:`apply_shock` (inf stays inf under scale and shift); the result is
-    clipped to its range, contract shares are scaled down in proportion when their sum
-    exceeds 1 and segment shares renormalised.  ``cluster_mask`` (one bool per cluster,
-    None: all) selects the clusters.  A cluster without the item is unchanged; a path
-    that no selected cluster has raises ValueError.  Shocks on version 1 keys
+    ``segments.<name>.<field>``, ``segments.*.<field>``, ``optimization.<field>``,
+    ``platform.<field>`` (no ``cluster_mask``), ``order_month``, ``capex_decline``.
+    ``op`` is scale, shift or set as in :func:`apply_shock` (inf stays inf under scale
+    and shift); the result is clipped to its range, whole-month fields are rounded
+    half up (``order_month`` and ``launch_month`` need ``horizon_months`` for their
+    range), contract shares are scaled down in proportion when their sum exceeds 1
+    and segment shares renormalised.  ``cluster_mask`` (one bool per cluster, None:
+    all) selects the clusters.  A cluster without the item is unchanged; a path that
+    no selected cluster has raises ValueError.  Shocks on version 1 keys
     (:func:`apply_shock`) must be applied first, as MODEL.md orders them: a path shock
     on a version 1 cluster's implied items writes them out explicitly, after which the
     version 1 keys they replace no longer count.
     """
     if op not in ("scale", "shift", "set"):
         raise ValueError(f"unknown shock op {op!r}")
+    kind, _, rest = path.partition(".")
+    if kind == "platform":
+        if rest not in PLATFORM_RANGES:
+            raise KeyError(f"unknown path {path!r}")
+        if cluster_mask is not None:
+            raise ValueError(f"path {path!r}: the platform takes no clusters")
+        if platform is None:
+            raise ValueError(f"path {path!r}: the portfolio has no platform")
+        pl = platform_defaults(platform)
+        pl[rest] = _shocked_field(pl[rest], op, value, rest, PLATFORM_RANGES[rest], horizon_months)
+        return list(clusters), pl
+
+    if path in CLUSTER_V2_RANGES:
+        default = {"order_month": 0, "capex_decline": 0.0}[path]
+
+        def shock(c):
+            x = _shocked_field(c.get(path, default), op, value, path, CLUSTER_V2_RANGES[path], horizon_months)
+            return dict(c, **{path: x})
+
+    elif kind == "optimization" and rest in OPTIMIZATION_RANGES:
+
+        def shock(c):
+            return _shock_optimization(c, rest, op, value)
+
+    else:
+        name, _, field = rest.rpartition(".")
+        ranges = {"contracts": CONTRACT_RANGES, "segments": SEGMENT_RANGES}.get(kind)
+        if ranges is None or not name or field not in ranges:
+            raise KeyError(f"unknown path {path!r}")
+
+        def shock(c):
+            return _shock_items(c, kind, name, field, op, value)
+
     mask = [True] * len(clusters) if cluster_mask is None else [bool(x) for x in cluster_mask]
     if len(mask) != len(clusters):
         raise ValueError(f"cluster_mask must have one entry per cluster ({len(clusters)}), got {len(mask)}")
-    kind, _, rest = path.partition(".")
-    name, _, field = rest.rpartition(".")
-    ranges = {"contracts": CONTRACT_RANGES, "segments": SEGMENT_RANGES}.get(kind)
-    if ranges is None or not name or field not in ranges:
-        raise KeyError(f"unknown path {path!r}")
     out = []
     found = False
     for c, selected in zip(clusters, mask):
-        shocked = _shock_items(c, kind, name, field, op, value) if selected else None
+        shocked = shock(c) if selected else None
         found = found or shocked is not None
         out.append(c if shocked is None else shocked)
     if not found:
@@ -590,6 +737,49 @@ def _factor_series(name: str, values, T: int, default: float) -> list[float]:
     return out
 
 
+def _whole_month(name: str, value, lo: int, hi: int) -> int:
+    """A month given as a whole number in lo..hi (order_month, launch_month)."""
+    x = float(value)
+    if x != math.floor(x) or not lo <= x <= hi:
+        raise ValueError(f"{name} must be a whole month in {lo}..{hi}, got {value!r}")
+    return int(x)
+
+
+def default_start_month(t_o: int, D: float) -> float:
+    """An optimization programme's start when the file gives none: go-live, ceil(t_o + D), at least 1."""
+    return float(max(math.ceil(t_o + D), 1))
+
+
+class _Programme:
+    """A cluster's optimization programme resolved on its clock; without a programme
+    every effect is zero (start never), so the flows are version 1's bit for bit."""
+
+    def __init__(self, opt: dict | None, t_o: int, D: float):
+        o = optimization_defaults({} if opt is None else opt)
+        if opt is None:
+            self.start = math.inf
+        elif o["start_month"] is None:
+            self.start = default_start_month(t_o, D)
+        else:
+            self.start = max(float(o["start_month"]), float(t_o))  # an explicit start before t_o moves to t_o
+        self.ramp_months = float(o["ramp_months"])
+        self.gain = float(o["utilization_gain"])
+        self.energy_saving = float(o["energy_saving"])
+        self.opex_saving = float(o["opex_saving"])
+        self.one_off = float(o["cost"])
+        self.per_year = float(o["cost_per_year"])
+
+    def ramp(self, t: int) -> float:
+        """h_t = ramp((t - t_s)/R_s)."""
+        return _clip((t - self.start) / self.ramp_months, 0.0, 1.0)
+
+    def cost(self, t: int, e_t: float) -> float:
+        """The programme's own cost in month t: the one-off at t_s, then cost_per_year/12 escalated."""
+        one_off = self.one_off if t == self.start else 0.0
+        running = self.per_year / 12.0 * e_t if t > self.start else 0.0
+        return one_off + running
+
+
 def _is_series(values) -> bool:
     return len(values) > 0 and np.ndim(values[0]) == 0
 
@@ -635,6 +825,8 @@ def cluster_monthly(
     contracts = None if p.get("contracts") is None else [contract_defaults(c) for c in p["contracts"]]
     segments = [implied_segment(p)] if p.get("segments") is None else [segment_defaults(s) for s in p["segments"]]
     Us = _segment_util_shifts(util_shift, segments, T)
+    t_o = _whole_month("order_month", p.get("order_month", 0), 0, T)
+    c_K = float(p.get("capex_decline", 0.0))
 
     N = float(p["gpus"])
     K = float(p["capex_per_gpu"])
@@ -674,6 +866,7 @@ def cluster_monthly(
     theta = float(p["debt_fraction"])
     i_rate = float(p["interest_rate"])
     Md = float(p["debt_term_months"])
+    programme = _Programme(p.get("optimization"), t_o, D)
 
     def g(t: float) -> float:
         return _clip((t - t_ng) / R, 0.0, 1.0)
@@ -686,23 +879,24 @@ def cluster_monthly(
         return market(start) * (1.0 - discount) * Pf[k_lock]
 
     def book_month(t: int) -> list[tuple[float, float, float]]:
-        """(res, pr, u_R) of each contract in month t."""
+        """(res, pr, u_R) of each contract in month t: cycles on the cluster's clock,
+        loss months and renewal prices on the calendar."""
         if contracts is None:
             # version 1's formula for the implied anchor and others together
-            n = math.floor(max(t - 1 - D, 0.0) / M)
+            n = math.floor(max(t - 1 - t_o - D, 0.0) / M)
             lost = 1.0 if t >= tL else 0.0
             res = r0 * rho ** n * (1.0 - k * lost)
-            pr = pR if n == 0 else renewal_price(D + 1.0 + n * M, delta)
+            pr = pR if n == 0 else renewal_price(t_o + D + 1.0 + n * M, delta)
             return [(res, pr, uR)]
         book = []
         for c in contracts:
-            n = math.floor(max(t - 1 - D, 0.0) / float(c["term_months"]))
+            n = math.floor(max(t - 1 - t_o - D, 0.0) / float(c["term_months"]))
             kept = 1.0 if t < float(c["loss_month"]) else 0.0
             res = float(c["share"]) * float(c["renewal_rate"]) ** n * kept
             if n == 0:
                 pr = float(c["price"])
             else:
-                pr = renewal_price(D + 1.0 + n * float(c["term_months"]), float(c["renewal_discount"]))
+                pr = renewal_price(t_o + D + 1.0 + n * float(c["term_months"]), float(c["renewal_discount"]))
             book.append((res, pr, float(c["utilization"])))
         return book
 
@@ -710,9 +904,10 @@ def cluster_monthly(
     item_labels = book_labels + [s["industry"] for s in segments]
     item_revenue = [0.0] * len(item_labels)
 
-    capex = N * K + Kf
+    K_o = K * (1.0 - c_K) ** (t_o / 12.0)  # the price per GPU paid at t_o
+    capex = N * K_o + Kf
     debt = theta * capex
-    sched = debt_schedule(debt, i_rate, Md, T)
+    sched = debt_schedule(debt, i_rate, Md, T - t_o)  # on the cluster's clock s = t - t_o
     A = sched["A"]
     B = sched["B"]
     I = sched["I"]
@@ -728,13 +923,11 @@ def cluster_monthly(
     cf_s = list(zeros)
     cfe_s = list(zeros)
     nopat_s = list(zeros)  # EBITDA_t - Tax_t (DSCR numerator)
-
-    cf_s[0] = -capex
-    cfe_s[0] = -capex + debt
+    programme_s = list(zeros)  # the optimization programme's own cost
 
     life_months = 12.0 * L
     for t in range(1, T + 1):
-        live = _clip(t - D, 0.0, 1.0)
+        live = _clip(t - t_o - D, 0.0, 1.0)
         gt = g(t)
         m_t = market(t) * Pf[t]
 
@@ -749,10 +942,11 @@ def cluster_monthly(
             item_revenue[i] += live * N * H * (res_k * pr_k)
         od = 1.0 - res
 
+        h = programme.ramp(t)
         u_bar = 0.0  # sigma-weighted utilization (power)
         u_mu = 0.0  # sigma- and multiplier-weighted utilization (revenue)
         for j, seg in enumerate(segments):
-            u_j = _clip(float(seg["utilization"]) - s_u * gt + Us[j][t], 0.0, 1.0)
+            u_j = _clip(float(seg["utilization"]) - s_u * gt + programme.gain * h + Us[j][t], 0.0, 1.0)
             weight = float(seg["share"]) * float(seg["price_multiplier"])
             u_bar += float(seg["share"]) * u_j
             u_mu += weight * u_j
@@ -761,11 +955,15 @@ def cluster_monthly(
         revenue = live * N * H * (book_revenue + od * u_mu * m_t * (1.0 + q * pi))
         busy = book_busy + od * u_bar
         energy = live * N * P * pue * H * E * (1.0 + gE) ** (t / 12.0) * Xf[t] * (phi + (1.0 - phi) * busy)
+        energy = energy * (1.0 - programme.energy_saving * h)
         e_t = (1.0 + gO) ** (t / 12.0)
-        opex = e_t * (live * (m_r * N * K / 12.0 + N * sw + N * P * c_k) + S / 12.0)
+        staff = S / 12.0 if t > t_o else 0.0
+        opex = e_t * (live * (m_r * N * K_o / 12.0 + N * sw + N * P * c_k) + staff)
+        programme_s[t] = programme.cost(t, e_t)
+        opex = opex * (1.0 - programme.opex_saving * h) + programme_s[t]
         ebitda = revenue - energy - opex
 
-        dep = capex / (12.0 * L) if t <= life_months else 0.0
+        dep = capex / (12.0 * L) if t_o < t <= t_o + life_months else 0.0
         tax = tau * (ebitda - dep)
         cf = ebitda - tax
 
@@ -779,18 +977,21 @@ def cluster_monthly(
         nopat_s[t] = ebitda - tax
         cf_s[t] = cf
 
+    cf_s[t_o] += -capex
     book_T = capex
     for t in range(1, T + 1):
         book_T -= dep_s[t]
-    resale = N * K * (1.0 - d_r) ** (T / 12.0) * (1.0 - s_r * g(T))
+    resale = N * K_o * (1.0 - d_r) ** ((T - t_o) / 12.0) * (1.0 - s_r * g(T))
     cf_s[T] += resale - tau * (resale - book_T)
 
-    for t in range(1, T + 1):
-        pay = A if t <= Md else 0.0
-        cfe = cf_s[t] - pay + tau * I[t]
-        if t == T and Md > T:
-            cfe -= B[T]
+    for t in range(t_o, T + 1):
+        s = t - t_o
+        pay = A if 1 <= s <= Md else 0.0
+        cfe = cf_s[t] - pay + tau * I[s]
+        if t == T and Md > T - t_o:
+            cfe -= B[T - t_o]
         cfe_s[t] = cfe
+    cfe_s[t_o] += debt
 
     revenue_by_industry: dict = {}
     for label, total in zip(item_labels, item_revenue):
@@ -799,6 +1000,7 @@ def cluster_monthly(
 
     return {
         "revenue_by_industry": revenue_by_industry,
+        "t_o": t_o,
         "capex": capex,
         "debt": debt,
         "A": A,
@@ -817,6 +1019,7 @@ def cluster_monthly(
         "nopat": nopat_s,
         "cf": cf_s,
         "cfe": cfe_s,
+        "optimization_cost": programme_s,
     }
 
 
@@ -832,15 +1035,20 @@ def npv(cf: list[float], discount_rate: float) -> float:
     return total
 
 
-def payback_months(cf: list[float]) -> float:
+def payback_months(cf: list[float], start: int = 0) -> float:
+    """Months from the investment month ``start`` (a cluster's t_o, the portfolio's
+    earliest) to the first t >= start with cumulative CF >= 0, interpolated linearly
+    inside the month; 0 when the cumulative CF at ``start`` is >= 0, inf if never."""
     cum = cf[0]
+    for t in range(1, start + 1):
+        cum += cf[t]
     if cum >= 0.0:
         return 0.0
-    for t in range(1, len(cf)):
+    for t in range(start + 1, len(cf)):
         prev = cum
         cum = prev + cf[t]
         if cum >= 0.0:
-            return (t - 1) + (-prev) / cf[t]
+            return (t - 1 - start) + (-prev) / cf[t]
     return math.inf
 
 
@@ -851,7 +1059,7 @@ def _sum_months(series: list[float]) -> float:
     return total
 
 
-def _metrics(cf, cfe, capex, has_debt, min_dscr, totals, discount_rate) -> dict:
+def _metrics(cf, cfe, capex, has_debt, min_dscr, totals, discount_rate, start) -> dict:
     total_cf = 0.0
     for x in cf:
         total_cf += x
@@ -859,7 +1067,7 @@ def _metrics(cf, cfe, capex, has_debt, min_dscr, totals, discount_rate) -> dict:
         "npv": npv(cf, discount_rate),
         "roi": total_cf / capex if capex != 0.0 else math.nan,
         "irr": irr_monthly_to_annual(cf),
-        "payback_months": payback_months(cf),
+        "payback_months": payback_months(cf, start),
         "equity_irr": irr_monthly_to_annual(cfe) if has_debt else math.nan,
         "min_dscr": min_dscr,
         "revenue": totals["revenue"],
@@ -869,20 +1077,64 @@ def _metrics(cf, cfe, capex, has_debt, min_dscr, totals, discount_rate) -> dict:
     }
 
 
-def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, factors=None) -> dict:
+def _services_debt(mo: dict, t: int) -> bool:
+    """Month t counts for DSCR: fully live and within the loan's term on the cluster's clock."""
+    return mo["live"][t] == 1.0 and mo["t_o"] < t <= mo["t_o"] + mo["M_d"]
+
+
+def platform_monthly(platform: dict, cluster_revenue: list[float], T: int) -> dict:
+    """The platform layer's monthly series, each indexed t = 0..T: revenue R^p (the
+    take on the clusters' summed revenue plus user fees), opex ((1 - margin) R^p plus
+    run and build costs), EBITDA and CF = EBITDA (1 - tax_rate); 0 before launch."""
+    pl = platform_defaults(platform)
+    t_p = _whole_month("launch_month", pl["launch_month"], 1, T)
+    users_max = float(pl["users_max"])
+    adoption = float(pl["adoption_months"])
+    fee = float(pl["fee_per_user_month"])
+    g_f = float(pl["fee_growth"])
+    take = float(pl["take_rate"])
+    margin = float(pl["margin"])
+    run_cost = float(pl["run_cost_per_year"])
+    g_O = float(pl["opex_escalation"])
+    tax = float(pl["tax_rate"])
+    out = {key: [0.0] * (T + 1) for key in ("revenue", "opex", "ebitda", "cf")}
+    for t in range(t_p, T + 1):
+        # adoption_months <= 0 (a shocked value): every user from launch
+        users = users_max if adoption <= 0.0 else users_max * (1.0 - math.exp(-(t - t_p + 1) / adoption))
+        revenue = take * cluster_revenue[t] + users * fee * (1.0 + g_f) ** (t / 12.0)
+        costs = run_cost / 12.0 * (1.0 + g_O) ** (t / 12.0) + (float(pl["build_cost"]) if t == t_p else 0.0)
+        ebitda = margin * revenue - costs
+        out["revenue"][t] = revenue
+        out["opex"][t] = (1.0 - margin) * revenue + costs
+        out["ebitda"][t] = ebitda
+        out["cf"][t] = ebitda * (1.0 - tax)
+    return out
+
+
+def evaluate(
+    clusters: list[dict],
+    horizon_months: int,
+    discount_rate: float,
+    factors=None,
+    platform: dict | None = None,
+) -> dict:
     """Evaluate one scenario: per-cluster and portfolio outputs plus the flows.
 
     ``factors`` (one Monte Carlo path) is None or a list with one entry per cluster,
     each None or a dict with optional keys "price", "util", "energy" (sequences of
     length T, element t-1 = month t; "util" may also be one series per segment, as a
     list in segment order or a dict segment name -> series) passed to
-    ``cluster_monthly``.
+    ``cluster_monthly``.  ``platform`` is the portfolio's platform layer (None: none).
 
-    Returns "portfolio" and "clusters" (version 1's outputs, OUTPUT_NAMES), "flows"
-    and "v2", version 2's outputs by their file names (V2_OUTPUT_NAMES):
-    "revenue_by_industry" (label -> USD over t = 1..T, labels in order of first
-    appearance, clusters in order and contracts before segments, then "unlabelled")
-    and "cluster_revenue_by_industry" (one such dict per cluster, same labels)."""
+    Returns "portfolio" and "clusters" (version 1's outputs, OUTPUT_NAMES; the
+    portfolio's include the platform, the clusters' do not), "flows" ("cf", "cfe" per
+    cluster, "platform_cf" or None) and "v2", version 2's outputs by their file names
+    (V2_OUTPUT_NAMES): "revenue_by_industry" (label -> USD over t = 1..T, labels in
+    order of first appearance, clusters in order and contracts before segments, then
+    "unlabelled", then "platform" with the platform's revenue when there is one),
+    "cluster_revenue_by_industry" (one such dict per cluster, same labels, 0 under
+    "platform"), "optimization_cost", "cluster_optimization_cost" (one per cluster),
+    "platform_npv" and "platform_revenue" (0 without a platform)."""
     T = int(horizon_months)
     r = float(discount_rate)
     if factors is None:
@@ -912,26 +1164,30 @@ def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, fa
         if has_debt:
             best = None
             for t in range(1, T + 1):
-                if mo["live"][t] == 1.0 and t <= mo["M_d"]:
+                if _services_debt(mo, t):
                     x = mo["nopat"][t] / mo["A"]
                     if best is None or x < best:
                         best = x
             if best is not None:
                 min_dscr = best
         totals = {key: _sum_months(mo[key]) for key in ("revenue", "energy_cost", "opex", "ebitda")}
-        cluster_out.append(_metrics(mo["cf"], mo["cfe"], mo["capex"], has_debt, min_dscr, totals, r))
+        cluster_out.append(_metrics(mo["cf"], mo["cfe"], mo["capex"], has_debt, min_dscr, totals, r, mo["t_o"]))
 
-    # Portfolio: month-by-month sums over clusters.
-    pcf = [0.0] * (T + 1)
-    pcfe = [0.0] * (T + 1)
-    pnopat = [0.0] * (T + 1)
+    # Portfolio: month-by-month sums over clusters, plus the platform layer.
+    series = {key: [0.0] * (T + 1) for key in ("cf", "cfe", "nopat", "revenue", "energy_cost", "opex", "ebitda")}
     pcapex = 0.0
     for mo in monthly:
         pcapex += mo["capex"]
-        for t in range(T + 1):
-            pcf[t] += mo["cf"][t]
-            pcfe[t] += mo["cfe"][t]
-            pnopat[t] += mo["nopat"][t]
+        for key, s in series.items():
+            for t in range(T + 1):
+                s[t] += mo[key][t]
+    plat = None
+    if platform is not None:
+        plat = platform_monthly(platform, series["revenue"], T)
+        for key, plat_key in (("cf", "cf"), ("cfe", "cf"), ("nopat", "cf"), ("revenue", "revenue"),
+                              ("opex", "opex"), ("ebitda", "ebitda")):
+            for t in range(T + 1):
+                series[key][t] += plat[plat_key][t]
     debtors = [mo for mo in monthly if mo["debt"] != 0.0]
     p_has_debt = len(debtors) > 0
     p_min_dscr = math.nan
@@ -941,30 +1197,22 @@ def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, fa
             denom += mo["A"]
         best = None
         for t in range(1, T + 1):
-            in_window = True
-            for mo in debtors:
-                if not (mo["live"][t] == 1.0 and t <= mo["M_d"]):
-                    in_window = False
-                    break
-            if in_window:
-                x = pnopat[t] / denom
+            if all(_services_debt(mo, t) for mo in debtors):
+                x = series["nopat"][t] / denom
                 if best is None or x < best:
                     best = x
         if best is not None:
             p_min_dscr = best
-    p_totals = {}
-    for key in ("revenue", "energy_cost", "opex", "ebitda"):
-        series = [0.0] * (T + 1)
-        for mo in monthly:
-            for t in range(T + 1):
-                series[t] += mo[key][t]
-        p_totals[key] = _sum_months(series)
-    portfolio = _metrics(pcf, pcfe, pcapex, p_has_debt, p_min_dscr, p_totals, r)
+    p_totals = {key: _sum_months(series[key]) for key in ("revenue", "energy_cost", "opex", "ebitda")}
+    start = min((mo["t_o"] for mo in monthly), default=0)
+    portfolio = _metrics(series["cf"], series["cfe"], pcapex, p_has_debt, p_min_dscr, p_totals, r, start)
 
     labels = []
     for mo in monthly:
         labels += [x for x in mo["revenue_by_industry"] if x != UNLABELLED and x not in labels]
     labels.append(UNLABELLED)
+    if plat is not None:
+        labels.append(PLATFORM)
     cluster_by_industry = [{x: mo["revenue_by_industry"].get(x, 0.0) for x in labels} for mo in monthly]
     by_industry = {}
     for x in labels:
@@ -972,6 +1220,13 @@ def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, fa
         for row in cluster_by_industry:
             total += row[x]
         by_industry[x] = total
+    platform_revenue = 0.0 if plat is None else _sum_months(plat["revenue"])
+    if plat is not None:
+        by_industry[PLATFORM] = platform_revenue
+    cluster_optimization_cost = [_sum_months(mo["optimization_cost"]) for mo in monthly]
+    optimization_cost = 0.0
+    for x in cluster_optimization_cost:
+        optimization_cost += x
 
     return {
         "portfolio": portfolio,
@@ -979,9 +1234,14 @@ def evaluate(clusters: list[dict], horizon_months: int, discount_rate: float, fa
         "flows": {
             "cf": [list(mo["cf"]) for mo in monthly],
             "cfe": [list(mo["cfe"]) for mo in monthly],
+            "platform_cf": None if plat is None else list(plat["cf"]),
         },
         "v2": {
             "revenue_by_industry": by_industry,
             "cluster_revenue_by_industry": cluster_by_industry,
+            "optimization_cost": optimization_cost,
+            "cluster_optimization_cost": cluster_optimization_cost,
+            "platform_npv": 0.0 if plat is None else npv(plat["cf"], r),
+            "platform_revenue": platform_revenue,
         },
     }

@@ -8,6 +8,7 @@ import os
 import random
 import sys
 
+import numpy_financial as npf
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -440,3 +441,329 @@ def test_revenue_by_industry_sums_to_revenue(seed):
     assert res["v2"]["cluster_revenue_by_industry"][3]["unlabelled"] == approx(res["clusters"][3]["revenue"])
     for x in by:
         assert by[x] == approx(sum(row[x] for row in res["v2"]["cluster_revenue_by_industry"]))
+
+
+# ---------------------------------------------------------------------------
+# (d) order month: the cluster's clock starts at t_o
+# ---------------------------------------------------------------------------
+
+
+def calendar_free(**over):
+    """A cluster with every feature on except the calendar's: no price decline, no
+    next generation, no escalation; contracts never lost (loss months are calendar)."""
+    p = two_by_two(
+        price_decline=0.0, next_gen_month=1.0e6, energy_escalation=0.0, opex_escalation=0.0,
+        delivery_months=2.5, capex_per_gpu=8000.0, capex_fixed=5000.0, maintenance_rate=0.03,
+        software_per_gpu_month=15.0, colocation_per_kw_month=100.0, staff_cost_per_year=20000.0,
+        tax_rate=0.21, useful_life_years=3.0, resale_decline=0.25, next_gen_resale_drop=0.2,
+        debt_fraction=0.5, interest_rate=0.08, debt_term_months=30.0,
+        optimization={"cost": 3000.0, "cost_per_year": 1200.0, "utilization_gain": 0.05,
+                      "energy_saving": 0.1, "opex_saving": 0.05},
+    )
+    p["contracts"] = [dict(c, loss_month=math.inf) for c in p["contracts"]]
+    p.update(over)
+    return p
+
+
+@pytest.mark.parametrize("t_o", [1, 7, 24])
+@pytest.mark.parametrize("T", [12, 60])
+def test_order_month_shifts_the_flows_without_calendar_effects(T, t_o):
+    r = 0.12
+    base = evaluate([calendar_free()], T, r)
+    late = evaluate([calendar_free(order_month=t_o)], T + t_o, r)
+    cf0, cf = base["flows"]["cf"][0], late["flows"]["cf"][0]
+    assert cf[:t_o] == [0.0] * t_o  # nothing before t_o, not even staff
+    assert cf[t_o:] == [approx(x, abs=1e-6) for x in cf0]
+    assert late["flows"]["cfe"][0][t_o:] == [approx(x, abs=1e-6) for x in base["flows"]["cfe"][0]]
+    b, c = base["clusters"][0], late["clusters"][0]
+    assert c["irr"] == approx(b["irr"], rel=1e-9, abs=1e-12)
+    assert c["irr"] == approx((1 + npf.irr(cf0)) ** 12 - 1, rel=1e-9)
+    assert c["equity_irr"] == approx(b["equity_irr"], rel=1e-9, abs=1e-12)
+    assert c["npv"] == approx(b["npv"] * (1 + r) ** (-t_o / 12), rel=1e-11, abs=1e-6)
+    monthly = (1 + r) ** (1 / 12) - 1
+    assert c["npv"] == approx(npf.npv(monthly, cf), rel=1e-11, abs=1e-6)
+    for k in ("roi", "payback_months", "min_dscr", "revenue", "energy_cost", "opex", "ebitda"):
+        assert c[k] == approx(b[k], rel=1e-11), k  # payback counts from t_o
+    for k in OUTPUT_NAMES:
+        assert late["portfolio"][k] == approx(c[k], rel=1e-11), k
+    if T == 60:
+        assert 0 < c["payback_months"] < T and 0 < c["irr"] and c["min_dscr"] > 0
+    assert late["v2"]["optimization_cost"] == approx(base["v2"]["optimization_cost"])
+
+
+def test_order_month_clock_rules_by_hand():
+    # t_o = 4, D = 1.5: live 0.5 in month 6, from month 7 fully; capex at t = 4
+    T, t_o, N, K, c_K, L, d_r, tau = 40, 4, 2.0, 12000.0, 0.3, 1.0, 0.25, 0.2
+    p = two_by_two(order_month=t_o, delivery_months=1.5, capex_per_gpu=K, capex_decline=c_K,
+                   maintenance_rate=0.06, staff_cost_per_year=1200.0, useful_life_years=L, resale_decline=d_r,
+                   tax_rate=tau, debt_fraction=0.5, interest_rate=0.12, debt_term_months=48.0)
+    mo = cluster_monthly(p, T)
+    K_o = K * (1 - c_K) ** (t_o / 12)
+    assert mo["capex"] == approx(N * K_o)
+    assert mo["live"][4:8] == [0.0, 0.0, 0.5, 1.0]
+    assert mo["opex"][1:5] == [0.0] * 4
+    assert mo["opex"][5] == approx(100.0)  # staff from t_o + 1, not live yet
+    assert mo["opex"][7] == approx(0.06 * N * K_o / 12 + 100.0)  # maintenance on the price paid
+    assert mo["dep"][4] == 0.0 and mo["dep"][5] == approx(N * K_o / 12) and mo["dep"][16] == approx(N * K_o / 12)
+    assert mo["dep"][17] == 0.0
+    assert mo["resale"] == approx(N * K_o * (1 - d_r) ** ((T - t_o) / 12))
+    assert mo["cf"][4] == approx(-N * K_o)
+    # the loan runs from t_o + 1 to t_o + 48 > T: payments in 5..40, the balance of s = 36 repaid at T
+    debt = 0.5 * N * K_o
+    A = -npf.pmt(0.01, 48, debt)
+    assert mo["cfe"][4] == approx(-N * K_o + debt)
+    balance = npf.fv(0.01, 36, -A, debt) * -1
+    interest_T = 0.01 * npf.fv(0.01, 35, -A, debt) * -1
+    assert mo["cfe"][T] == approx(mo["cf"][T] - A + tau * interest_T - balance)
+    assert mo["cfe"][6] == approx(mo["cf"][6] - A + tau * 0.01 * (npf.fv(0.01, 1, -A, debt) * -1))
+    # contracts: the bank (loss month 10, calendar) is lost at t = 10 although t_o = 4;
+    # lab (6-month terms) renews at t = t_o + D + 1 + 6 = 12.5, locked at m(12.5), whole month 12
+    def m(t):
+        return 2.0 * 0.9 ** (t / 12)
+    u_mu = 0.25 * 0.8 * 0.6 + 0.75 * 1.3 * 0.9
+    assert mo["revenue"][9] == approx(N * H * (0.3 * 1.5 + 0.2 * 1.8 + 0.5 * u_mu * m(9) * 1.1))
+    assert mo["revenue"][10] == approx(N * H * (0.2 * 1.8 + 0.8 * u_mu * m(10) * 1.1))
+    assert mo["revenue"][13] == approx(N * H * (0.2 * m(12.5) * 0.9 + 0.8 * u_mu * m(13) * 1.1))
+    price = [1.0] * T
+    price[11] = 0.5  # month 12: the renewal locks P at floor(12.5)
+    mc = cluster_monthly(p, T, price_factor=price)
+    assert mc["revenue"][13] == approx(N * H * (0.2 * m(12.5) * 0.9 * 0.5 + 0.8 * u_mu * m(13) * 1.1))
+
+
+def test_order_month_dscr_window_and_payback_from_the_investment_month():
+    T = 36
+    p = plain(on_demand_price=2.0, debt_fraction=0.5, interest_rate=0.0, debt_term_months=6.0, delivery_months=1.0)
+    a = evaluate([dict(p, order_month=5)], T, 0.1)["clusters"][0]
+    # live from t = 7 (t_o + D + 1), payments 6..11: DSCR months 7..11, each H p0 / A
+    A = 500.0 / 6
+    assert a["min_dscr"] == approx(H * 2.0 / A)
+    # payback: -1000 at t = 5, +1460 a month from t = 7: cumulative >= 0 inside month 7
+    assert a["payback_months"] == approx(1.0 + 1000.0 / 1460.0)
+    # the portfolio counts from its earliest order month, platform flows before it included
+    b = dict(plain(on_demand_price=2.0), order_month=9)
+    res = evaluate([dict(p, order_month=5), b], T, 0.1)
+    cf = [x + y for x, y in zip(*res["flows"]["cf"])]
+    cum = [sum(cf[: t + 1]) for t in range(T + 1)]
+    first = next(t for t in range(5, T + 1) if cum[t] >= 0)
+    assert res["portfolio"]["payback_months"] == approx(first - 1 + -cum[first - 1] / cf[first] - 5)
+    with pytest.raises(ValueError):
+        evaluate([dict(p, order_month=T + 1)], T, 0.1)
+    with pytest.raises(ValueError):
+        evaluate([dict(p, order_month=2.5)], T, 0.1)
+
+
+def test_order_month_at_the_horizon():
+    T = 12
+    p = plain(resale_decline=0.5, tax_rate=0.2, order_month=T, capex_per_gpu=1000.0)
+    c = evaluate([p], T, 0.1)
+    # bought and sold at T: resale = N K, book = capex, no gain; nothing earned
+    assert c["flows"]["cf"][0] == [0.0] * T + [approx(0.0)]
+    assert c["clusters"][0]["revenue"] == 0.0
+
+
+def test_order_month_and_capex_decline_paths():
+    p = plain()
+    (q,), _ = apply_path_shock([p], None, "order_month", "set", 2.5, horizon_months=24)
+    assert q["order_month"] == 3.0
+    (q,), _ = apply_path_shock([q], None, "order_month", "shift", -0.51, horizon_months=24)
+    assert q["order_month"] == 2.0
+    (q,), _ = apply_path_shock([q], None, "order_month", "scale", 100.0, horizon_months=24)
+    assert q["order_month"] == 24.0
+    (q,), _ = apply_path_shock([q], None, "order_month", "shift", -100.0, horizon_months=24)
+    assert q["order_month"] == 0.0
+    with pytest.raises(ValueError):
+        apply_path_shock([p], None, "order_month", "set", 2.0)  # the range needs the horizon
+    (q,), _ = apply_path_shock([p], None, "capex_decline", "shift", 1.5)
+    assert q["capex_decline"] == 1.0
+    (q,), _ = apply_path_shock([p], None, "capex_decline", "set", -3.0)
+    assert q["capex_decline"] == -1.0
+    # only the selected clusters move
+    (a, b), _ = apply_path_shock([p, p], None, "order_month", "set", 5.0, cluster_mask=[False, True],
+                                 horizon_months=24)
+    assert a is p and b["order_month"] == 5.0
+
+
+# ---------------------------------------------------------------------------
+# (e) platform layer
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("launch", [1, 9])
+def test_platform_take_rate_adds_its_margin_on_discounted_revenue(launch):
+    T, r, take, margin, tax = 48, 0.1, 0.08, 0.6, 0.25
+    clusters = [calendar_free(price_decline=0.2), two_by_two(delivery_months=3.5, order_month=2)]
+    base = evaluate(clusters, T, r)
+    pl = {"take_rate": take, "margin": margin, "tax_rate": tax, "opex_escalation": 0.5, "launch_month": launch}
+    res = evaluate(clusters, T, r, platform=pl)
+    revenue = [sum(cluster_monthly(c, T)["revenue"][t] for c in clusters) if t >= launch else 0.0
+               for t in range(T + 1)]
+    monthly = (1 + r) ** (1 / 12) - 1
+    added = margin * take * (1 - tax) * npf.npv(monthly, revenue)
+    assert res["portfolio"]["npv"] - base["portfolio"]["npv"] == approx(added, rel=1e-10)
+    assert res["v2"]["platform_npv"] == approx(added)
+    assert res["v2"]["platform_revenue"] == approx(take * sum(revenue))
+    assert res["portfolio"]["revenue"] == approx(base["portfolio"]["revenue"] + take * sum(revenue))
+    assert res["portfolio"]["opex"] == approx(base["portfolio"]["opex"] + (1 - margin) * take * sum(revenue))
+    assert res["portfolio"]["ebitda"] == approx(base["portfolio"]["ebitda"] + margin * take * sum(revenue))
+    assert res["portfolio"]["energy_cost"] == base["portfolio"]["energy_cost"]
+    # ROI over the clusters' capex; the clusters' own outputs exclude the platform
+    capex = sum(cluster_monthly(c, T)["capex"] for c in clusters)
+    cf = [sum(col) for col in zip(*res["flows"]["cf"], res["flows"]["platform_cf"])]
+    assert res["portfolio"]["roi"] == approx(sum(cf) / capex)
+    assert res["portfolio"]["irr"] == approx((1 + npf.irr(cf)) ** 12 - 1, rel=1e-9)
+    assert res["clusters"] == base["clusters"]
+    by = res["v2"]["revenue_by_industry"]
+    assert list(by)[-2:] == ["unlabelled", "platform"] and by["platform"] == res["v2"]["platform_revenue"]
+    assert sum(by.values()) == approx(res["portfolio"]["revenue"])
+    assert all(row["platform"] == 0.0 for row in res["v2"]["cluster_revenue_by_industry"])
+
+
+def test_platform_users_fees_and_costs_by_hand():
+    T, t_p, U, A, f, g_f = 30, 4, 1000.0, 6.0, 20.0, 0.1
+    build, run, g_O, margin, tax = 5000.0, 12000.0, 0.05, 0.7, 0.3
+    pl = {"launch_month": t_p, "users_max": U, "adoption_months": A, "fee_per_user_month": f, "fee_growth": g_f,
+          "build_cost": build, "run_cost_per_year": run, "opex_escalation": g_O, "margin": margin, "tax_rate": tax}
+    res = evaluate([], T, 0.1, platform=pl)
+    cf = res["flows"]["platform_cf"]
+    assert cf[:t_p] == [0.0] * t_p
+    for t in (t_p, 10, T):
+        users = U * (1 - math.exp(-(t - t_p + 1) / A))
+        rev = users * f * (1 + g_f) ** (t / 12)
+        ebitda = margin * rev - run / 12 * (1 + g_O) ** (t / 12) - (build if t == t_p else 0.0)
+        assert cf[t] == approx(ebitda * (1 - tax)), t
+    # instant adoption when a shock takes adoption_months to 0 or below
+    _, fast = apply_path_shock([], pl, "platform.adoption_months", "shift", -10.0)
+    assert fast["adoption_months"] == -4.0
+    cf = evaluate([], T, 0.1, platform=fast)["flows"]["platform_cf"]
+    assert cf[T] == approx((margin * U * f * (1 + g_f) ** (T / 12) - run / 12 * (1 + g_O) ** (T / 12)) * (1 - tax))
+    assert res["portfolio"]["npv"] == approx(res["v2"]["platform_npv"])
+    with pytest.raises(ValueError):
+        evaluate([], T, 0.1, platform=dict(pl, launch_month=T + 1))
+
+
+def test_platform_counts_in_equity_flows_and_portfolio_dscr():
+    T = 24
+    a = plain(on_demand_price=2.0, debt_fraction=0.5, interest_rate=0.0, debt_term_months=12.0)
+    pl = {"take_rate": 0.1, "margin": 1.0, "tax_rate": 0.0}
+    base = evaluate([a], T, 0.1)
+    res = evaluate([a], T, 0.1, platform=pl)
+    A = 500.0 / 12
+    assert base["portfolio"]["min_dscr"] == approx(H * 2.0 / A)
+    assert res["portfolio"]["min_dscr"] == approx(H * 2.0 * 1.1 / A)
+    assert res["clusters"][0]["min_dscr"] == base["clusters"][0]["min_dscr"]
+    cfe = [x + y for x, y in zip(res["flows"]["cfe"][0], res["flows"]["platform_cf"])]
+    assert res["portfolio"]["equity_irr"] == approx((1 + npf.irr(cfe)) ** 12 - 1, rel=1e-9)
+
+
+def test_platform_paths():
+    pl = {"take_rate": 0.1}
+    _, q = apply_path_shock([], pl, "platform.take_rate", "shift", 2.0)
+    assert q["take_rate"] == 1.0 and q["margin"] == 0.7 and pl == {"take_rate": 0.1}
+    _, q = apply_path_shock([], pl, "platform.launch_month", "set", 7.5, horizon_months=24)
+    assert q["launch_month"] == 8.0
+    _, q = apply_path_shock([], pl, "platform.launch_month", "shift", 100.0, horizon_months=24)
+    assert q["launch_month"] == 24.0
+    _, q = apply_path_shock([], pl, "platform.launch_month", "set", -3.0, horizon_months=24)
+    assert q["launch_month"] == 1.0
+    for field, op, value, want in (("build_cost", "shift", -1.0, 0.0), ("opex_escalation", "set", -2.0, -1.0),
+                                   ("fee_growth", "set", -2.0, -1.0), ("margin", "scale", 2.0, 1.0),
+                                   ("tax_rate", "set", -0.1, 0.0), ("users_max", "shift", 5.0, 5.0),
+                                   ("fee_per_user_month", "set", -1.0, 0.0), ("run_cost_per_year", "scale", 2.0, 0.0)):
+        _, q = apply_path_shock([], pl, f"platform.{field}", op, value)
+        assert q[field] == want, field
+    with pytest.raises(ValueError):
+        apply_path_shock([plain()], pl, "platform.take_rate", "set", 0.2, cluster_mask=[True])
+    with pytest.raises(ValueError):
+        apply_path_shock([plain()], None, "platform.take_rate", "set", 0.2)
+    with pytest.raises(ValueError):
+        apply_path_shock([], pl, "platform.launch_month", "set", 2.0)  # the range needs the horizon
+    with pytest.raises(KeyError):
+        apply_path_shock([], pl, "platform.take", "set", 0.2)
+
+
+# ---------------------------------------------------------------------------
+# (f) optimization programmes
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t_s", [1, 5, 30])
+def test_one_off_optimization_cost_reduces_npv_after_tax(t_s):
+    T, r, tax, cost = 36, 0.09, 0.3, 25000.0
+    p = calendar_free(tax_rate=tax)
+    del p["optimization"]
+    base = evaluate([p], T, r)
+    res = evaluate([dict(p, optimization={"cost": cost, "start_month": t_s})], T, r)
+    drop = base["clusters"][0]["npv"] - res["clusters"][0]["npv"]
+    assert drop == approx(cost * (1 - tax) * (1 + r) ** (-t_s / 12), rel=1e-10)
+    assert res["v2"]["optimization_cost"] == cost and res["v2"]["cluster_optimization_cost"] == [cost]
+    assert res["clusters"][0]["opex"] == approx(base["clusters"][0]["opex"] + cost)
+    assert base["v2"]["optimization_cost"] == 0.0
+
+
+def test_optimization_savings_gain_and_running_cost_by_hand():
+    T, t_s, R_s, gain, e_s, o_s, per_year = 20, 6, 4.0, 0.05, 0.2, 0.1, 2400.0
+    p = v2_plain([], [{"name": "a", "share": 0.5, "utilization": 0.5}, {"name": "b", "share": 0.5, "utilization": 0.98}],
+                 on_demand_price=2.0, kw_per_gpu=1.0, energy_price=0.1, staff_cost_per_year=1200.0,
+                 opex_escalation=0.06)
+    base = cluster_monthly(p, T)
+    opt = {"start_month": t_s, "ramp_months": R_s, "utilization_gain": gain, "energy_saving": e_s,
+           "opex_saving": o_s, "cost_per_year": per_year}
+    mo = cluster_monthly(dict(p, optimization=opt), T)
+    for t in (5, 6, 8, 10, 20):
+        h = min(max((t - t_s) / R_s, 0.0), 1.0)
+        u_a, u_b = 0.5 + gain * h, min(0.98 + gain * h, 1.0)
+        assert mo["revenue"][t] == approx(H * 2.0 * 0.5 * (u_a + u_b)), t
+        busy = 0.5 * (u_a + u_b)
+        assert mo["energy_cost"][t] == approx(H * 0.1 * busy * (1 - e_s * h)), t
+        e_t = 1.06 ** (t / 12)
+        running = per_year / 12 * e_t if t > t_s else 0.0
+        assert mo["opex"][t] == approx(base["opex"][t] * (1 - o_s * h) + running), t
+        assert mo["optimization_cost"][t] == approx(running)
+
+
+def test_optimization_start_month_rules():
+    T = 24
+
+    def cost_month(**over):
+        p = dict(plain(), **over)
+        mo = cluster_monthly(p, T)
+        return [t for t in range(T + 1) if mo["optimization_cost"][t] != 0.0]
+
+    one_off = {"cost": 100.0}
+    assert cost_month(delivery_months=2.5, optimization=one_off) == [3]  # ceil(t_o + D)
+    assert cost_month(delivery_months=2.5, order_month=4, optimization=one_off) == [7]
+    assert cost_month(delivery_months=0.0, optimization=one_off) == [1]  # clamped to >= 1
+    assert cost_month(order_month=6, optimization=dict(one_off, start_month=2)) == [6]  # moved to t_o
+    assert cost_month(optimization=dict(one_off, start_month=30)) == []  # beyond the horizon
+    # paths: rounded half up, kept >= 1; a default start resolved from the shocked t_o and D
+    p = dict(plain(delivery_months=2.5, order_month=4), optimization=one_off)
+    (q,), _ = apply_path_shock([p], None, "optimization.start_month", "shift", 1.5)
+    assert q["optimization"]["start_month"] == 9.0  # ceil(6.5) + 1.5 = 8.5 -> 9
+    (q,), _ = apply_path_shock([p], None, "optimization.start_month", "set", -4.0)
+    assert q["optimization"]["start_month"] == 1.0
+    assert cost_month(**q) == [4]
+    (q,), _ = apply_path_shock([p], None, "optimization.utilization_gain", "set", -3.0)
+    assert q["optimization"]["utilization_gain"] == -3.0  # unclipped
+    for field, value, want in (("energy_saving", 2.0, 1.0), ("opex_saving", -1.0, 0.0), ("cost", -5.0, 0.0),
+                               ("cost_per_year", -5.0, 0.0), ("ramp_months", 0.0, 1.0)):
+        (q,), _ = apply_path_shock([p], None, f"optimization.{field}", "set", value)
+        assert q["optimization"][field] == want, field
+    # a cluster without a programme is left alone; none selected with one: an error
+    (a, b), _ = apply_path_shock([plain(), p], None, "optimization.cost", "scale", 2.0)
+    assert "optimization" not in a and b["optimization"]["cost"] == 200.0
+    with pytest.raises(ValueError):
+        apply_path_shock([plain(), p], None, "optimization.cost", "scale", 2.0, cluster_mask=[True, False])
+    with pytest.raises(KeyError):
+        apply_path_shock([p], None, "optimization.savings", "set", 0.1)
+
+
+def test_version_2_fields_off_give_version_1_numbers_exactly():
+    """order_month 0, capex_decline 0 and a programme that does nothing: version 1 bit for bit."""
+    rng = random.Random(7)
+    clusters = [random_v1_cluster(rng) for _ in range(3)]
+    off = [dict(c, order_month=0, capex_decline=0.0) for c in clusters]
+    T = 60
+    want = evaluate(clusters, T, 0.1)
+    got = evaluate(off, T, 0.1, platform=None)
+    assert got["flows"]["cf"] == want["flows"]["cf"] and got["flows"]["cfe"] == want["flows"]["cfe"]
+    assert got["portfolio"] == pytest.approx(want["portfolio"], nan_ok=True)
