@@ -10,6 +10,11 @@ Draw numbers of one path (T months, n series, E events, C clusters):
   normal k = j T + t - 1 of series j, month t (1..T), with h = ceil(n T / 2): Box-Muller
       on uniforms 2k and 2k + 1 (cosine) for k < h, on 2(k - h) and 2(k - h) + 1 (sine) after
   event e, cluster c: uniforms 2 (n T + e C + c) and that + 1
+Series order j: price per GPU market, then utilization, then energy per power market
+(PathSpec). The utilization series are, clusters in order, one per cluster without
+segments of its own (its implied segment) and one per segment of a cluster with
+segments, in the segments' order: a version 1 portfolio has one per cluster, as it always
+had, and so draws the same paths bit for bit.
 Paths are limited to 2^40 and draws per path to 2^24 (checked by the configuration).
 """
 
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from array_api_compat import array_namespace
+
+from .params import ITEM_NAMES
 
 DRAW_BITS = 24
 MAX_PATHS = 1 << 40
@@ -124,9 +131,13 @@ def ar1_scan(xp, b, phi: float):
 class PathSpec:
     """Static description of the processes of a Monte Carlo scenario (numbers as tuples).
 
-    Series order: price per gpu_market, utilization per cluster, energy per power_market.
-    chol: lower-triangular factor of the innovations' correlation, n x n (row-major tuple
-    of tuples). price_of / energy_of: for each cluster, the index of its market's series.
+    Series order: price per gpu_market, utilization series (the module docstring), energy
+    per power_market. chol: lower-triangular factor of the innovations' correlation,
+    n x n (row-major tuple of tuples). price_of / energy_of: for each cluster, the index
+    of its market's series. util_of: for each cluster and segment slot (version 2: the
+    portfolio carries items), the index of the slot's utilization series among them
+    (padding slots name any: their share is 0); None: one series per cluster, in
+    cluster order (version 1).
     """
 
     horizon: int
@@ -136,18 +147,23 @@ class PathSpec:
     energy_of: tuple[int, ...]
     price_vol: float
     util_ar: float
-    util_sigma: tuple[float, ...]  # per cluster: (1 - w) sigma_T + w sigma_I
+    util_sigma: tuple[float, ...]  # per utilization series: its stationary deviation
     energy_vol: float
     energy_kappa: float
     chol: tuple[tuple[float, ...], ...]
+    util_of: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def n_clusters(self) -> int:
         return len(self.price_of)
 
     @property
+    def n_util(self) -> int:
+        return len(self.util_sigma)
+
+    @property
     def n_series(self) -> int:
-        return self.n_price + self.n_clusters + self.n_energy
+        return self.n_price + self.n_util + self.n_energy
 
 
 def innovations(xp, key: int, paths, spec: PathSpec, dtype):
@@ -165,18 +181,22 @@ def innovations(xp, key: int, paths, spec: PathSpec, dtype):
 
 
 def path_factors(xp, key: int, paths, spec: PathSpec, dtype) -> dict:
-    """Monthly factors of every cluster: price P, utilization shift U, energy X, each [S, C, T]."""
+    """Monthly factors of every cluster: price P, utilization shift U, energy X, each
+    [S, C, T]; with spec.util_of, U per segment slot, [S, C, J, T] (the cash flows'
+    version 2 layout)."""
     eps = innovations(xp, key, paths, spec, dtype)
     T = spec.horizon
-    ip, ic = spec.n_price, spec.n_price + spec.n_clusters
+    ip, ic = spec.n_price, spec.n_price + spec.n_util
     # price: log P_t = sum_{s<=t} (sigma/sqrt(12) eps_s - sigma^2/24), E[P_t] = 1
     sp = spec.price_vol
     log_p = ar1_scan(xp, (sp / math.sqrt(12.0)) * eps[:, :ip, :] - sp * sp / 24.0, 1.0)
     price = xp.exp(log_p)
     # utilization: AR(1) from U_0 = 0 with stationary deviation s
     a = spec.util_ar
-    s = xp.reshape(xp.asarray(spec.util_sigma, dtype=dtype), (1, spec.n_clusters, 1))
+    s = xp.reshape(xp.asarray(spec.util_sigma, dtype=dtype), (1, spec.n_util, 1))
     util = ar1_scan(xp, s * math.sqrt(max(1.0 - a * a, 0.0)) * eps[:, ip:ic, :], a)
+    if spec.util_of is not None:
+        util = _by_segment_slot(xp, util, spec.util_of)
     # energy: x_t = (1 - kappa) x_{t-1} + sigma/sqrt(12) eps_t, X_t = exp(x_t - Var[x_t]/2)
     phi = 1.0 - spec.energy_kappa
     se = spec.energy_vol / math.sqrt(12.0)
@@ -191,6 +211,14 @@ def path_factors(xp, key: int, paths, spec: PathSpec, dtype) -> dict:
     }
 
 
+def _by_segment_slot(xp, util, util_of: tuple[tuple[int, ...], ...]):
+    """The utilization series [S, n_util, T] laid out per cluster and segment slot,
+    [S, C, J, T]: slot (c, j) takes series util_of[c][j]."""
+    C, J = len(util_of), len(util_of[0])
+    picked = xp.take(util, xp.asarray([i for row in util_of for i in row]), axis=1)
+    return xp.reshape(picked, (util.shape[0], C, J, util.shape[-1]))
+
+
 def _geometric_sum(xp, q: float, t):
     """sum_{j=0}^{t-1} q^j for q in [0, 1] (t exact where q = 1)."""
     if q == 1.0:
@@ -203,7 +231,11 @@ class EventSpec:
     """A parameter drawn per path: dist normal (a, b = mean, sd), uniform (low, high),
     triangular (low, mode, high) or discrete (values, cumulative probabilities); op
     applies the draw to the parameter (set, shift or scale); mask: clusters it touches;
-    per_cluster: one draw per cluster instead of one shared by them."""
+    per_cluster: one draw per cluster instead of one shared by them.
+
+    param is a cluster parameter, or the path of an item field (contracts.<name>.<field>,
+    segments.*.<field>, ...: MODEL.md, "Addressing the new fields"); a path's item_mask
+    says, per cluster and item slot, which items the draw moves."""
 
     param: str
     dist: str
@@ -212,6 +244,19 @@ class EventSpec:
     mask: tuple[bool, ...]
     per_cluster: bool
     values: tuple[float, ...] = ()
+    item_mask: tuple[tuple[bool, ...], ...] | None = None
+
+    @property
+    def target(self) -> str:
+        return event_target(self.param)
+
+
+def event_target(param: str) -> str:
+    """The parameter array an event on `param` moves: the parameter itself, or for an item
+    path <kind>.<name>.<field> the field's array <kind>.<field> (item names hold no dot,
+    cluster parameters none at all)."""
+    kind, _, rest = param.partition(".")
+    return f"{kind}.{rest.rpartition('.')[2]}" if rest else param
 
 
 def event_draws(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: int, horizon: int,
@@ -252,15 +297,33 @@ def event_draws(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: in
 
 
 def apply_events(base: dict, events: tuple[EventSpec, ...], draws: list) -> dict:
-    """Parameters [S, C] for the drawn events ([1, C] for the others), clipped to range."""
-    from .shocks import apply_op, clip_param
+    """Parameters [S, C] for the drawn events ([1, C] for the others), clipped to range.
+
+    Version 2 (items in base, [C, K]): in the order of a grid's shocks
+    (shocks.apply_axis_values): the events on cluster parameters first, then the implied
+    items derived from them, then the events on item paths (each draw applied to the
+    items of its item_mask), then the shares balanced. Items come out [S|1, C, K].
+    """
+    from .shocks import apply_op, balance_shares, clip_param, with_implied_items
 
     xp = array_namespace(draws[0]) if draws else None
-    params = {k: v[None, :] for k, v in base.items()}
+    params = {k: v[None, ...] for k, v in base.items()}
     for ev, v in zip(events, draws):
+        if ev.item_mask is not None:
+            continue
         x = params[ev.param]
         moved = clip_param(xp, ev.param, apply_op(xp, x, ev.op, v))
         if not all(ev.mask):
             moved = xp.where(xp.asarray(ev.mask)[None, :], moved, x)
         params[ev.param] = moved
-    return params
+    if ITEM_NAMES[0] not in params:
+        return params
+    xp = xp or array_namespace(params[ITEM_NAMES[0]])
+    params.update(with_implied_items(xp, params))
+    for ev, v in zip(events, draws):
+        if ev.item_mask is None:
+            continue
+        x = params[ev.target]
+        moved = clip_param(xp, ev.target, apply_op(xp, x, ev.op, v[:, :, None]))
+        params[ev.target] = xp.where(xp.asarray(ev.item_mask)[None], moved, x)
+    return balance_shares(xp, params)

@@ -16,8 +16,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
-from .kernels.params import OPS, PARAMS
-from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec
+from .items import KINDS as ITEM_KINDS
+from .items import SINGULAR, Items, slots
+from .kernels.params import IMPLIED_CONTRACTS, ITEM_FIELDS, ITEM_PARAMS, OPS, PARAMS, Param
+from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec, event_target
 from .validation import (STRICT, ConfigError, check_value, did_you_mean, lenient, num_text, pydantic_problems,
                          structure_first)
 
@@ -107,7 +109,7 @@ class MonteCarlo:
     seed: int
     spec: PathSpec
     events: tuple[EventSpec, ...]
-    series: tuple[str, ...]  # "price/<gpu_market>", "utilization/<cluster>", "energy/<power_market>"
+    series: tuple[str, ...]  # PathSeries.names
     correlation: np.ndarray
     hurdle_irr: float | None
     covenant_dscr: float | None
@@ -124,7 +126,8 @@ class MonteCarlo:
             "processes": self.processes, "series": list(self.series),
             "correlation": self.correlation.tolist(),
             "events": [{"param": e.param, "dist": e.dist, "args": list(e.args), "values": list(e.values),
-                        "op": e.op, "mask": list(e.mask), "per_cluster": e.per_cluster}
+                        "op": e.op, "mask": list(e.mask), "per_cluster": e.per_cluster,
+                        **({} if e.item_mask is None else {"item_mask": [list(r) for r in e.item_mask]})}
                        for e in self.events],
             "hurdle_irr": self.hurdle_irr, "covenant_dscr": self.covenant_dscr,
         }
@@ -133,34 +136,57 @@ class MonteCarlo:
 @dataclass(frozen=True)
 class PathSeries:
     """The stochastic series of a portfolio's paths, in the order of the correlation
-    matrix and of the kernels' draws: price per GPU market, utilization per cluster,
-    energy per power market (each market once, in the order the clusters first name it).
+    matrix and of the kernels' draws (kernels/paths.py): price per GPU market,
+    utilization, energy per power market (each market once, in the order the clusters
+    first name it). Utilization: clusters in order, one series for a cluster without
+    segments of its own (`utilization/<cluster>`, version 1's) and one per segment of a
+    cluster with segments (`utilization/<cluster>/<segment>`, in the segments' order).
     Which series exist, and which of them each cluster reads, is decided here alone."""
 
     gpu_markets: tuple[str, ...]
-    clusters: tuple[str, ...]  # one utilization series each
+    clusters: tuple[str, ...]
     power_markets: tuple[str, ...]
     price_of: tuple[int, ...]  # per cluster: its GPU market's index in gpu_markets
     energy_of: tuple[int, ...]  # per cluster: its power market's index in power_markets
+    segments: tuple[tuple[str, ...] | None, ...]  # per cluster: its segments' names; None: implied
 
     @classmethod
     def of(cls, pf: Portfolio) -> "PathSeries":
         gpu = tuple(dict.fromkeys(c["gpu_market"] for c in pf.labels))
         power = tuple(dict.fromkeys(c["power_market"] for c in pf.labels))
+        segments = tuple(None if it.segments is None else tuple(s["name"] for s in it.segments)
+                         for it in pf.items)
         return cls(gpu, tuple(pf.cluster_names), power,
                    tuple(gpu.index(c["gpu_market"]) for c in pf.labels),
-                   tuple(power.index(c["power_market"]) for c in pf.labels))
+                   tuple(power.index(c["power_market"]) for c in pf.labels), segments)
+
+    @property
+    def utilization(self) -> tuple[tuple[int, str | None], ...]:
+        """The utilization series as (cluster index, segment name; None: the cluster's one)."""
+        return tuple((c, seg) for c, own in enumerate(self.segments) for seg in (own or (None,)))
 
     @property
     def names(self) -> tuple[str, ...]:
-        """"price/<gpu_market>", "utilization/<cluster>", "energy/<power_market>"."""
-        return (tuple(f"price/{m}" for m in self.gpu_markets) + tuple(f"utilization/{c}" for c in self.clusters)
+        """"price/<gpu_market>", "utilization/<cluster>[/<segment>]", "energy/<power_market>"."""
+        util = tuple(f"utilization/{self.clusters[c]}" + ("" if seg is None else f"/{seg}")
+                     for c, seg in self.utilization)
+        return (tuple(f"price/{m}" for m in self.gpu_markets) + util
                 + tuple(f"energy/{m}" for m in self.power_markets))
 
     @property
     def kinds(self) -> tuple[str, ...]:
         """Each series' kind (one of KINDS)."""
         return tuple(s.split("/", 1)[0] for s in self.names)
+
+    def util_of(self, n_slots: int) -> tuple[tuple[int, ...], ...]:
+        """Per cluster and segment slot (n_slots a cluster), the index of the slot's
+        utilization series among them; a padding slot (no segment) takes the cluster's
+        first."""
+        first: dict[int, int] = {}
+        for i, (c, _) in enumerate(self.utilization):
+            first.setdefault(c, i)
+        return tuple(tuple(first[c] + (j if j < len(own or (None,)) else 0) for j in range(n_slots))
+                     for c, own in enumerate(self.segments))
 
 
 class _Problems:
@@ -201,6 +227,8 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
     problems = structure_first(path, structure, found.lines)
     if problems:
         raise ConfigError(problems)
+    if any(e.item_mask is not None for e in events):
+        pf.itemised = True  # its base arrays carry the items the events move
     processes = {"price": sb.price.model_dump(), "utilization": sb.utilization.model_dump(),
                  "energy": sb.energy.model_dump()}
     return MonteCarlo(str(path), sb.name or path.stem, int(sb.paths), int(sb.seed), _path_spec(sb, pf, series, chol),
@@ -313,8 +341,21 @@ def _events(found: _Problems, events: list[Event], pf: Portfolio) -> list[EventS
         if spec is not None:
             if any(e.param == spec.param for e in out):
                 found.bad(f"events[{k}].param", f"{spec.param} is drawn by an earlier event too")
+            else:
+                for e in out:
+                    if _same_items(e, spec):
+                        found.bad(f"events[{k}].param", f"{spec.param} draws items that an earlier "
+                                  f"event ({e.param}) draws too")
+                        break
             out.append(spec)
     return out
+
+
+def _same_items(a: EventSpec, b: EventSpec) -> bool:
+    """Whether two events on item paths move a field of the same item."""
+    if a.item_mask is None or b.item_mask is None or a.target != b.target:
+        return False
+    return any(x and y for ra, rb in zip(a.item_mask, b.item_mask) for x, y in zip(ra, rb))
 
 
 def _factor_or_problem(found: _Problems, R: np.ndarray, series: PathSeries, explicit: dict) -> np.ndarray | None:
@@ -326,10 +367,18 @@ def _factor_or_problem(found: _Problems, R: np.ndarray, series: PathSeries, expl
 
 
 def _path_spec(sb: MonteCarloBlock, pf: Portfolio, series: PathSeries, chol: np.ndarray) -> PathSpec:
-    """The kernels' description of the processes: a cluster's utilization volatility is its
-    blend of training's and inference's by its inference share."""
+    """The kernels' description of the processes. A utilization series' volatility is, for
+    a cluster without segments, its blend of training's and inference's by its inference
+    share; for a segment, its own utilization_sigma. Where the portfolio carries items,
+    the cash flows take the utilization per segment slot (util_of)."""
     u = sb.utilization
-    w = np.array([c["inference_share"] for c in pf.clusters])
+    sigma = []
+    for c, seg in series.utilization:
+        if seg is None:
+            w = pf.clusters[c]["inference_share"]
+            sigma.append(float((1 - w) * u.sigma_training + w * u.sigma_inference))
+        else:
+            sigma.append(float({s["name"]: s for s in pf.items[c].segments}[seg]["utilization_sigma"]))
     return PathSpec(
         horizon=pf.horizon_months,
         n_price=len(series.gpu_markets),
@@ -338,10 +387,11 @@ def _path_spec(sb: MonteCarloBlock, pf: Portfolio, series: PathSeries, chol: np.
         energy_of=series.energy_of,
         price_vol=sb.price.volatility,
         util_ar=u.ar,
-        util_sigma=tuple(float(x) for x in (1 - w) * u.sigma_training + w * u.sigma_inference),
+        util_sigma=tuple(sigma),
         energy_vol=sb.energy.volatility,
         energy_kappa=sb.energy.mean_reversion,
         chol=tuple(tuple(float(x) for x in row) for row in chol),
+        util_of=series.util_of(slots(pf.items)["segments"]) if pf.itemised else None,
     )
 
 
@@ -393,11 +443,19 @@ def _resolve_event(found: _Problems, ev: Event, pf: Portfolio) -> EventSpec | No
     mask = _cluster_mask(found, ev.clusters, pf)
     if found.lines:
         return None
-    return EventSpec(ev.param, ev.dist, tuple(float(a) for a in args), ev.op, mask, ev.per_cluster, values)
+    items = _item_mask(found, ev.param, mask, pf.items) if ev.param.partition(".")[2] else None
+    if found.lines:
+        return None
+    return EventSpec(ev.param, ev.dist, tuple(float(a) for a in args), ev.op, mask, ev.per_cluster, values,
+                     items)
 
 
 def _drawable(found: _Problems, param: str) -> bool:
-    """Whether a path may draw `param` (a cluster parameter other than inference_share)."""
+    """Whether a path may draw `param`: a cluster parameter other than inference_share, or
+    the path of an item field other than a segment's utilization_sigma."""
+    kind, _, rest = param.partition(".")
+    if rest:
+        return _drawable_path(found, kind, rest)
     if param == "inference_share":
         found.bad("param", "inference_share sets the utilization process's volatility; it cannot be drawn "
                   "per path (give it per cluster in the portfolio)")
@@ -408,6 +466,64 @@ def _drawable(found: _Problems, param: str) -> bool:
             if param in ("discount_rate", "horizon_months") else ""))
         return False
     return True
+
+
+def _drawable_path(found: _Problems, kind: str, rest: str) -> bool:
+    """An item path, `<kind>.<name>.<field>` (`*` for every item), by its form alone;
+    which clusters have the item is _item_mask's to say."""
+    if kind not in ITEM_KINDS:
+        found.bad("param", f"unknown parameter {kind + '.' + rest!r}: a path starts with "
+                  f"{' or '.join(ITEM_KINDS)} (e.g. contracts.<name>.price, segments.*.utilization)")
+        return False
+    name, _, field = rest.rpartition(".")
+    fields = [f.name for f in ITEM_FIELDS[kind]]
+    if not name.strip():
+        found.bad("param", f"{kind}.{rest}: a path names the item: {kind}.<name>.<field>, or "
+                  f"{kind}.*.<field> for every item")
+        return False
+    if field not in fields:
+        found.bad("param", f"unknown field {field!r} of a {SINGULAR[kind]}{did_you_mean(field, fields)} "
+                  f"(fields: {', '.join(fields)})")
+        return False
+    if f"{kind}.{field}" not in ITEM_PARAMS:
+        found.bad("param", f"{field} sets the segment's utilization series' volatility; it cannot be drawn "
+                  "per path (give it per segment in the portfolio)")
+        return False
+    return True
+
+
+def _item_mask(found: _Problems, param: str, mask: tuple[bool, ...],
+               items: list[Items]) -> tuple[tuple[bool, ...], ...]:
+    """Per cluster and item slot, whether the event on the path `param` moves the item: the
+    named item (`*`: every item) of each selected cluster (mask) that has it. A version 1
+    cluster's implied contracts are anchor and others, its implied segment is reached by
+    `*` alone (MODEL.md, "Version 2 clarifications"). A path no selected cluster has is a
+    problem, naming the items they have."""
+    kind, _, rest = param.partition(".")
+    name = rest.rpartition(".")[0]
+    n_slots = slots(items)[kind]
+    rows, known = [], []
+    for it, selected in zip(items, mask):
+        names = it.names(kind)
+        count = len(it.of(kind)) if it.of(kind) is not None else (
+            len(IMPLIED_CONTRACTS) if kind == "contracts" else 1)
+        rows.append(tuple(selected and (j < count if name == "*" else j < len(names) and names[j] == name)
+                          for j in range(n_slots)))
+        if selected:
+            known += [n for n in names if n not in known]
+    if not any(any(r) for r in rows):
+        where = "cluster" if all(mask) else "selected cluster"
+        what = f"any {SINGULAR[kind]}" if name == "*" else f"a {SINGULAR[kind]} {name!r}"
+        have = f"{kind}: {', '.join(known)}" if known else f"no named {kind}"
+        hint = "; a cluster without segments has one implied segment, reached by segments.* alone" \
+            if kind == "segments" else ""
+        found.bad("param", f"no {where} has {what}{did_you_mean(name, known)} ({have}{hint})")
+    return tuple(rows)
+
+
+def _param_spec(param: str) -> Param:
+    """The range of what an event on `param` moves: the cluster parameter's or the item field's."""
+    return PARAMS.get(param) or ITEM_PARAMS[event_target(param)]
 
 
 def _check_arguments_given(found: _Problems, ev: Event) -> None:
@@ -456,7 +572,7 @@ def _discrete(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]]:
     args = tuple(float(x) for x in cum[:-1]) + (1.0,)
     if ev.op == "set" and not found.lines:
         for k, v in enumerate(values):
-            why = check_value(PARAMS[ev.param], v)
+            why = check_value(_param_spec(ev.param), v)
             if why:
                 found.bad(f"values[{k}]", why)
     return args, values
