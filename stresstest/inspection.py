@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 
 from .config import Portfolio
+from .industries import FIELDS
+from .items import KINDS, REPLACES, SINGULAR, UNLABELLED
 from .kernels.params import CLUSTER_PARAMS
 from .validation import ConfigError
 
@@ -293,17 +295,62 @@ ORIGINS = {"cluster": ("", "given for the cluster in the file"),
 _ORIGIN_STYLE = {"cluster": "", "defaults": "cyan", "model": "dim"}
 
 
+# The same for a contract's or a segment's field (Items.origins): the mark and its legend;
+# a profile's value is marked by the kind of origin, its name is the item's industry row.
+ITEM_ORIGINS = {"file": ("", "given in the file"),
+                "profile": ("§", "from the industry profile the item names (its industry row)"),
+                "default": ("‡", "the model's default (not in the file)")}
+_ITEM_ORIGIN_STYLE = {"file": "", "profile": "green", "default": "dim"}
+# A version 1 key of a cluster whose contracts or segments replace it: no value is used.
+REPLACED = ("–", "replaced by the cluster's contracts or segments")
+
+
 def portfolio_table(pf: Portfolio) -> dict:
-    """{"clusters": [...], "parameters": [{name, unit, values, origins}]} for `show`."""
+    """{"clusters": [...], "parameters": [{name, unit, values, origins}]} for `show`.
+
+    A portfolio with contracts or segments also gets "items": per cluster, its resolved
+    contracts and segments (null: implied by its version 1 keys), every field with its
+    value and origin ("file", "profile NAME" or "default"); the version 1 keys they
+    replace have the origin "replaced". A version 1 portfolio's table is as it was."""
+    explicit = any(it.explicit for it in pf.items)
     params = []
     for spec in CLUSTER_PARAMS:
         values = [c[spec.name] for c in pf.clusters]
         origins = [o.get(spec.name, "model") for o in (pf.origins or [{} for _ in pf.clusters])]
+        if explicit:
+            origins = [_replaced_or(it, spec.name, o) for it, o in zip(pf.items, origins)]
         params.append({"name": spec.name, "unit": spec.unit,
                        "values": [None if math.isinf(v) else v for v in values], "origins": origins})
-    return {"portfolio": pf.name, "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
-            "clusters": pf.cluster_names, "labels": pf.labels, "parameters": params,
-            "origin_legend": {k: text for k, (_, text) in ORIGINS.items()}}
+    table = {"portfolio": pf.name, "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
+             "clusters": pf.cluster_names, "labels": pf.labels, "parameters": params,
+             "origin_legend": {k: text for k, (_, text) in ORIGINS.items()}}
+    if explicit:
+        table["origin_legend"]["replaced"] = REPLACED[1]
+        table["items"] = [{"cluster": name, **{kind: _item_rows(it, kind) for kind in KINDS}}
+                          for name, it in zip(pf.cluster_names, pf.items)]
+        table["item_origin_legend"] = {"file": ITEM_ORIGINS["file"][1],
+                                       "profile NAME": ITEM_ORIGINS["profile"][1],
+                                       "default": ITEM_ORIGINS["default"][1]}
+    return table
+
+
+def _replaced_or(items, key: str, origin: str) -> str:
+    """"replaced" where the cluster's own contracts or segments replace the version 1 key."""
+    return "replaced" if any(items.of(k) is not None and key in REPLACES[k] for k in KINDS) else origin
+
+
+def _item_rows(items, kind: str) -> list[dict] | None:
+    """A cluster's resolved contracts (or segments) for `show`: name, industry and every
+    field as {name, unit, value, origin}; None where they are implied."""
+    given = items.of(kind)
+    if given is None:
+        return None
+    specs = FIELDS[SINGULAR[kind]]
+    return [{"name": item["name"], "industry": item.get("industry"),
+             "fields": [{"name": f, "unit": spec.unit,
+                         "value": None if math.isinf(item[f]) else item[f], "origin": origin[f]}
+                        for f, spec in specs.items()]}
+            for item, origin in zip(given, items.origins[kind])]
 
 
 def _value_text(v: float | None) -> str:
@@ -333,9 +380,11 @@ def print_portfolio_table(pf: Portfolio, table: dict, console=None) -> None:
     """Every resolved parameter per cluster. No name is ever cut: the parameter and cluster
     names are printed whole (the clusters split over several tables where the terminal is
     too narrow for all of them, the units wrap); each value carries a mark of its origin
-    (none: the cluster's own entry; † defaults:; ‡ the model's default), with a legend."""
+    (none: the cluster's own entry; † defaults:; ‡ the model's default), with a legend.
+    A cluster with contracts or segments gets a table of each after them, every field
+    marked by its origin in the same way (none: the file; § the item's industry profile;
+    ‡ the model's default)."""
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     console = console or Console()
@@ -344,29 +393,74 @@ def print_portfolio_table(pf: Portfolio, table: dict, console=None) -> None:
     legend = Text("where each value comes from:")
     for k, (mark, text) in ORIGINS.items():
         legend.append(f"\n  {mark or 'no mark':<7} {text}", style=_ORIGIN_STYLE[k])
+    if "items" in table:
+        legend.append(f"\n  {REPLACED[0]:<7} {REPLACED[1]} (tables below)", style="dim")
     rows = table["parameters"]
-    cells = [[f"{_value_text(v)} {ORIGINS[o][0] or ' '}" for v, o in zip(r["values"], r["origins"])]
-             for r in rows]
+    cells = [[_parameter_cell(v, o) for v, o in zip(r["values"], r["origins"])] for r in rows]
+    styles = [[_ORIGIN_STYLE.get(o, "dim") for o in r["origins"]] for r in rows]
+    _print_columns(console, pf.cluster_names, rows, cells, styles, "parameter", legend)
+    if "items" not in table:
+        return
+    for cluster in table["items"]:
+        for kind in KINDS:
+            if cluster[kind] is not None:
+                console.print(f"[bold]{cluster['cluster']}[/]: {kind}")
+                _print_items(console, cluster[kind])
+    legend = Text("where each contract or segment value comes from:")
+    for k, (mark, text) in ITEM_ORIGINS.items():
+        legend.append(f"\n  {mark or 'no mark':<7} {text}", style=_ITEM_ORIGIN_STYLE[k])
+    console.print(legend)
+
+
+def _parameter_cell(v, origin: str) -> str:
+    if origin == "replaced":
+        return f"{REPLACED[0]} "
+    return f"{_value_text(v)} {ORIGINS[origin][0] or ' '}"
+
+
+def _print_items(console, items: list[dict]) -> None:
+    """One table of a cluster's contracts (or segments): a row per field, a column per item."""
+    fields = items[0]["fields"]
+    rows = [{"name": "industry", "unit": ""}] + [{"name": f["name"], "unit": f["unit"]} for f in fields]
+    cells, styles = [[it["industry"] or UNLABELLED for it in items]], [["" for _ in items]]
+    for k in range(len(fields)):
+        kinds = [it["fields"][k]["origin"].split()[0] for it in items]
+        cells.append([f"{_value_text(it['fields'][k]['value'])} {ITEM_ORIGINS[o][0] or ' '}"
+                      for it, o in zip(items, kinds)])
+        styles.append([_ITEM_ORIGIN_STYLE[o] for o in kinds])
+    _print_columns(console, [it["name"] for it in items], rows, cells, styles, "field", None)
+
+
+def _print_columns(console, names: list[str], rows: list[dict], cells: list[list[str]],
+                   styles: list[list[str]], first: str, legend) -> None:
+    """Rows of {name, unit} against the named columns, cells[row][column] styled as given.
+    No name is ever cut: the columns split over several tables where the terminal is too
+    narrow for all of them, the units wrap, and where a column fits no table each value
+    goes on a line of its own (after the legend, when one is given)."""
+    from rich.table import Table
+    from rich.text import Text
+
     name_w = max(len(r["name"]) for r in rows)
     unit_w = max(max((len(w) for r in rows for w in r["unit"].split()), default=4), len("unit"))
     unit_w = max(unit_w, min(16, max(len(r["unit"]) for r in rows)))
-    widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(pf.cluster_names)]
+    widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(names)]
     fixed = 1 + name_w + 3 + unit_w + 3
-    if fixed + min(widths, default=0) + 3 > console.width:  # not even one cluster: one line a value
-        console.print(legend)
+    if fixed + max(widths, default=0) + 3 > console.width:  # a column that fits no table: one line a value
+        if legend is not None:
+            console.print(legend)
         for r, row_cells in zip(rows, cells):
-            console.print(f"[bold]{r['name']}[/] ({r['unit']}):")
-            for n, c in zip(pf.cluster_names, row_cells):
+            console.print(f"[bold]{r['name']}[/] ({r['unit']}):" if r["unit"] else f"[bold]{r['name']}[/]:")
+            for n, c in zip(names, row_cells):
                 console.print(f"  {n}: {c.rstrip()}")
         return
     for group in _column_groups(widths, fixed, console.width):
         t = Table(show_header=True, header_style="bold")
-        t.add_column("parameter", no_wrap=True, min_width=name_w)
+        t.add_column(first, no_wrap=True, min_width=name_w)
         t.add_column("unit", overflow="fold", min_width=min(unit_w, 16), max_width=unit_w)
         for i in group:
-            t.add_column(pf.cluster_names[i], justify="right", no_wrap=True, min_width=widths[i])
-        for r, row_cells in zip(rows, cells):
-            styled = [Text(row_cells[i], style=_ORIGIN_STYLE[r["origins"][i]]) for i in group]
-            t.add_row(r["name"], r["unit"], *styled)
+            t.add_column(names[i], justify="right", no_wrap=True, min_width=widths[i])
+        for r, row_cells, row_styles in zip(rows, cells, styles):
+            t.add_row(r["name"], r["unit"], *[Text(row_cells[i], style=row_styles[i]) for i in group])
         console.print(t)
-    console.print(legend)
+    if legend is not None:
+        console.print(legend)
