@@ -11,7 +11,10 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 from .params import HOURS_PER_MONTH as H
-from .params import INDUSTRY_KEYS, ITEM_NAMES
+from .params import INDUSTRY_KEYS, ITEM_NAMES, OPTIMIZATION_START_GIVEN
+
+PLATFORM_PREFIX = "platform."
+PLATFORM_KEY = "platform.take_rate"  # present: the portfolio has a platform layer
 
 # the parameters of the market price m(t)
 MARKET_KEYS = ("on_demand_price", "price_decline", "next_gen_month", "next_gen_ramp_months",
@@ -151,7 +154,7 @@ def _contracts(xp, P, t, D, price_f, T: float) -> dict:
             "busy": xp.sum(res * P["contracts.utilization"], axis=-2), "by_item": by_item}
 
 
-def _segments(xp, P, g, util_f) -> dict:
+def _segments(xp, P, g, util_f, gain=None) -> dict:
     """The on-demand pool's segments (MODEL.md, "Segments"), month by month.
 
     u_j,t = clip(u_j - s_u g_t + U_j,t, 0, 1) with the segment arrays [S|1, C, J, 1]
@@ -159,6 +162,8 @@ def _segments(xp, P, g, util_f) -> dict:
     demand_priced (sum of sigma_j mu_j u_j,t) and by_item (sigma_j mu_j u_j,t).
     """
     u_raw = P["segments.utilization"] - P["next_gen_utilization_drop"][..., None, :] * g[..., None, :]
+    if gain is not None:  # an optimization programme's Delta u h_t
+        u_raw = u_raw + gain[..., None, :]
     if util_f is not None:
         u_raw = u_raw + util_f
     weighted = P["segments.share"] * _ramp(xp, u_raw)
@@ -201,6 +206,8 @@ def _revenue_v1(xp, P, t, D, live, m_premium, g, factors, T: float, lines: bool)
     w = P["inference_share"]
     u_raw = ((1.0 - w) * P["utilization_training"] + w * P["utilization_inference"]
              - P["next_gen_utilization_drop"] * g)
+    if factors.get("gain") is not None:  # an optimization programme's Delta u h_t
+        u_raw = u_raw + factors["gain"]
     if factors.get("util") is not None:
         u_raw = u_raw + factors["util"]
     u = _ramp(xp, u_raw)
@@ -219,7 +226,7 @@ def _revenue_items(xp, p, P, t, D, live, m_premium, g, factors, T: float) -> dic
     where the items carry industry labels, the revenue by industry."""
     N = P["gpus"]
     book = _contracts(xp, P, t, D, factors.get("price"), T)
-    pool = _segments(xp, P, g, factors.get("util"))
+    pool = _segments(xp, P, g, factors.get("util"), factors.get("gain"))
     od = 1.0 - book["res"]
     out = {"revenue_reserved": (N * H) * (live * book["revenue"]),
            "revenue_on_demand": (N * H) * (live * (od * pool["demand_priced"] * m_premium)),
@@ -231,11 +238,12 @@ def _revenue_items(xp, p, P, t, D, live, m_premium, g, factors, T: float) -> dic
     return out
 
 
-def _operating_costs(xp, P, t, live, busy, factors, lines: bool) -> dict:
+def _operating_costs(xp, P, t, live, busy, factors, lines: bool, K, started=None, programme=None) -> dict:
     """Energy_t (idle and busy power, PUE, escalation, the path's energy factor) and
-    Opex_t (maintenance, software, colocation while live; staff from month 1)."""
+    Opex_t (maintenance, software, colocation while live; staff from month 1, or from the
+    month after the order, `started`); K: the price paid per GPU. programme (an
+    optimization programme, _programme): its savings, then its own cost."""
     N = P["gpus"]
-    K = P["capex_per_gpu"]
     phi = P["idle_power_fraction"]
     kw = N * P["kw_per_gpu"]
     e_month = live * _pow(xp, 1.0 + P["energy_escalation"], t / 12.0)
@@ -243,28 +251,62 @@ def _operating_costs(xp, P, t, live, busy, factors, lines: bool) -> dict:
         e_month = e_month * factors["energy"]
     out = {"energy": (kw * P["pue"] * H * P["energy_price"]) * (e_month * (phi + (1.0 - phi) * busy))}
     esc = _pow(xp, 1.0 + P["opex_escalation"], t / 12.0)
+    staff = P["staff_cost_per_year"] / 12.0
+    if started is not None:
+        staff = xp.where(started, staff, 0.0)
     out["opex"] = esc * (
         live * (P["maintenance_rate"] * N * K / 12.0 + N * P["software_per_gpu_month"]
                 + kw * P["colocation_per_kw_month"])
-        + P["staff_cost_per_year"] / 12.0
+        + staff
     )
+    if programme is not None:
+        h = programme["h"]
+        out["energy"] = out["energy"] * (1.0 - P["optimization.energy_saving"] * h)
+        cost = (xp.where(t == programme["start"], P["optimization.cost"], 0.0)
+                + xp.where(t > programme["start"], P["optimization.cost_per_year"] / 12.0 * esc, 0.0))
+        out["opex"] = out["opex"] * (1.0 - P["optimization.opex_saving"] * h) + cost
+        out["optimization_cost"] = xp.sum(cost, axis=-1)
     if lines:
         esc_live = esc * live
         out["opex_lines"] = {"maintenance": esc_live * (P["maintenance_rate"] * N * K / 12.0),
                              "software": esc_live * (N * P["software_per_gpu_month"]),
                              "colocation": esc_live * (kw * P["colocation_per_kw_month"]),
-                             "staff": esc * (P["staff_cost_per_year"] / 12.0)}
+                             "staff": esc * staff}
     return out
 
 
-def _terminal(xp, P, capex, dep, tau, T: float) -> dict:
-    """The sale at T: resale value, tax on the gain over book value, what is left."""
+def _terminal(xp, P, capex, dep, tau, T: float, K, age) -> dict:
+    """The sale at T: resale value, tax on the gain over book value, what is left; K the
+    price paid per GPU, age the months owned (T, or T - t_o)."""
     book_T = capex - xp.sum(dep, axis=-1, keepdims=True)
     g_T = _ramp(xp, (T - P["next_gen_month"]) / P["next_gen_ramp_months"])
-    resale = P["gpus"] * P["capex_per_gpu"] * _pow(xp, 1.0 - P["resale_decline"], T / 12.0) * (
+    resale = P["gpus"] * K * _pow(xp, 1.0 - P["resale_decline"], age / 12.0) * (
         1.0 - P["next_gen_resale_drop"] * g_T)
     tax_on_sale = tau * (resale - book_T)  # tax on the gain over book value
     return {"resale": resale, "tax_on_sale": tax_on_sale, "terminal": resale - tax_on_sale}  # [S|1, C, 1]
+
+
+def _programme(xp, P, t, t_o, start_after):
+    """An optimization programme's month of start t_s and ramp h_t = ramp((t - t_s)/R_s).
+
+    t_s: the file's start month, kept >= 1 and moved to the order month t_o when before
+    it; where the file gives none, ceil(t_o + D) (start_after, from the shocked values), >= 1.
+    """
+    given = xp.maximum(P["optimization.start_month"], 1.0)
+    if t_o is not None:
+        given = xp.maximum(given, t_o)
+    default = xp.maximum(xp.ceil(start_after), 1.0)
+    start = xp.where(P[OPTIMIZATION_START_GIVEN] > 0, given, default)
+    return {"start": start, "h": _ramp(xp, (t - start) / P["optimization.ramp_months"])}
+
+
+def _clock(xp, P, T: float):
+    """The order month t_o (rounded by the shocks; here clipped to 0..T) and the price
+    paid per GPU, K (1 - c_K)^(t_o/12); None and K without a clock (version 1)."""
+    if "order_month" not in P:
+        return None, P["capex_per_gpu"]
+    t_o = clip(xp, P["order_month"], 0.0, T)
+    return t_o, P["capex_per_gpu"] * _pow(xp, 1.0 - P["capex_decline"], t_o / 12.0)
 
 
 def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
@@ -276,11 +318,16 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     t = xp.reshape(xp.arange(1, horizon + 1, dtype=dtype), (1, 1, horizon))
     T = float(horizon)
 
-    capex = P["gpus"] * P["capex_per_gpu"] + P["capex_fixed"]
-    D = P["delivery_months"]
+    t_o, K = _clock(xp, P, T)  # the cluster's clock starts at t_o; the market's is t
+    capex = P["gpus"] * K + P["capex_fixed"]
+    D = P["delivery_months"] if t_o is None else t_o + P["delivery_months"]
     live = _ramp(xp, t - D)
 
-    factors = factors or {}
+    factors = dict(factors or {})
+    programme = None
+    if "optimization.cost" in P:
+        programme = _programme(xp, P, t, t_o, D)
+        factors["gain"] = P["optimization.utilization_gain"] * programme["h"]
     premium = 1.0 + P["priority_share"] * P["priority_premium"]
     m_premium, g = market_price(xp, P, t, premium)  # m(t) (1 + s_q q)
     if factors.get("price") is not None:
@@ -291,35 +338,50 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     else:
         rev = _revenue_v1(xp, P, t, D, live, m_premium, g, factors, T, lines)
     revenue = rev["revenue"]
-    costs = _operating_costs(xp, P, t, live, rev["busy"], factors, lines)
+    started = None if t_o is None else t > t_o
+    costs = _operating_costs(xp, P, t, live, rev["busy"], factors, lines, K, started, programme)
     energy, opex = costs["energy"], costs["opex"]
     ebitda = revenue - energy - opex
 
     life_months = 12.0 * P["useful_life_years"]
-    dep = xp.where(t <= life_months, capex / life_months, 0.0)
+    if t_o is None:
+        dep = xp.where(t <= life_months, capex / life_months, 0.0)
+    else:
+        dep = xp.where(started & (t - t_o <= life_months), capex / life_months, 0.0)
     tau = P["tax_rate"]
     tax = tau * (ebitda - dep)
     after_tax = ebitda - tax  # EBITDA - Tax
 
-    sale = _terminal(xp, P, capex, dep, tau, T)
+    sale = _terminal(xp, P, capex, dep, tau, T, K, T if t_o is None else T - t_o)
     is_T = t == T
     cf_ops = after_tax + xp.where(is_T, sale["terminal"], 0.0)
 
-    # Debt service
+    # Debt service, on the cluster's clock (s = t - t_o months after the draw)
     md = P["debt_term_months"]
     debt, A, j, lj, growth_m1 = debt_terms(xp, P, capex)
-    in_term = t <= md
-    interest = j * balance(xp, debt, md, j, lj, growth_m1, t - 1.0)
-    b_T = balance(xp, debt, md, j, lj, growth_m1, T)
+    s = t if t_o is None else t - t_o
+    s_T = T if t_o is None else T - t_o
+    in_term = s <= md if t_o is None else started & (s <= md)
+    interest = j * balance(xp, debt, md, j, lj, growth_m1, s - 1.0)
+    if t_o is not None:
+        interest = xp.where(started, interest, 0.0)
+    b_T = balance(xp, debt, md, j, lj, growth_m1, s_T)
     service = xp.where(in_term, A, 0.0)
     shield = tau * interest
-    balloon = xp.where(is_T & (md > T), b_T, 0.0)  # the balance left at T, repaid from equity
+    balloon = xp.where(is_T & (md > s_T), b_T, 0.0)  # the balance left at T, repaid from equity
     cfe_ops = cf_ops - service + shield - balloon
 
     cf_ops, cfe_ops = xp.broadcast_arrays(cf_ops, cfe_ops)
     shape = cf_ops.shape[:2] + (1,)
-    cf = xp.concat([xp.broadcast_to(-capex, shape), cf_ops], axis=-1)
-    cfe = xp.concat([xp.broadcast_to(debt - capex, shape), cfe_ops], axis=-1)
+    if t_o is None:
+        cf = xp.concat([xp.broadcast_to(-capex, shape), cf_ops], axis=-1)
+        cfe = xp.concat([xp.broadcast_to(debt - capex, shape), cfe_ops], axis=-1)
+    else:  # the investment (and the draw) at t_o, nothing before it
+        zero = xp.zeros(shape, dtype=dtype)
+        t_all = xp.reshape(xp.arange(0, horizon + 1, dtype=dtype), (1, 1, horizon + 1))
+        at_order = t_all == t_o
+        cf = xp.concat([zero, cf_ops], axis=-1) + xp.where(at_order, -capex, 0.0)
+        cfe = xp.concat([zero, cfe_ops], axis=-1) + xp.where(at_order, debt - capex, 0.0)
 
     out = {
         "cf": cf,
@@ -336,12 +398,47 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     }
     if "revenue_by_industry" in rev:
         out["revenue_by_industry"] = rev["revenue_by_industry"]
+    if t_o is not None:
+        out["order_month"] = t_o[..., 0]
+    if programme is not None:
+        out["optimization_cost"] = costs["optimization_cost"]
+    if PLATFORM_KEY in p:
+        out["platform"] = platform_flows(xp, p, revenue, horizon)
     if lines:
         out["lines"] = {
             "revenue_reserved": rev["revenue_reserved"], "revenue_on_demand": rev["revenue_on_demand"],
             "revenue": revenue, "energy": energy, **costs["opex_lines"], "opex": opex, "ebitda": ebitda,
             "depreciation": dep, "tax": tax, **sale,
             "debt_service": service, "balloon": balloon, "interest": interest,
-            "interest_tax_shield": shield, "balance": balance(xp, debt, md, j, lj, growth_m1, t),
+            "interest_tax_shield": shield, "balance": balance(xp, debt, md, j, lj, growth_m1, s),
         }
     return out
+
+
+def platform_flows(xp, p: dict, revenue, horizon: int) -> dict:
+    """The platform layer's monthly flows (MODEL.md, "Platform layer"), portfolio level.
+
+    p["platform.<field>"]: [S|1, 1]; revenue: the clusters' Revenue_t [S|1, C, T].
+    Returns cf [S, T+1] (CF^p_t = EBITDA^p_t (1 - tax), nothing at t = 0), the totals
+    revenue, opex, ebitda [S] over t = 1..T.
+    """
+    q = {k[len(PLATFORM_PREFIX):]: v for k, v in p.items() if k.startswith(PLATFORM_PREFIX)}
+    dtype = revenue.dtype
+    t = xp.reshape(xp.arange(1, horizon + 1, dtype=dtype), (1, horizon))
+    launch = clip(xp, q["launch_month"], 1.0, float(horizon))
+    on = t >= launch
+    adoption = q["adoption_months"]
+    instant = adoption <= 0.0  # a shocked adoption time <= 0: every user from the launch
+    grown = -xp.expm1(-(t - launch + 1.0) / xp.where(instant, 1.0, adoption))
+    users = q["users_max"] * xp.where(instant, 1.0, grown)
+    fees = users * (q["fee_per_user_month"] * _pow(xp, 1.0 + q["fee_growth"], t / 12.0))
+    rev = xp.where(on, q["take_rate"] * xp.sum(revenue, axis=1) + fees, 0.0)
+    run = xp.where(on, q["run_cost_per_year"] / 12.0 * _pow(xp, 1.0 + q["opex_escalation"], t / 12.0), 0.0)
+    build = xp.where(t == launch, q["build_cost"], 0.0)
+    ebitda = q["margin"] * rev - run - build
+    cf = ebitda * (1.0 - q["tax_rate"])
+    cf, rev, ebitda, run, build = xp.broadcast_arrays(cf, rev, ebitda, run, build)
+    zero = xp.zeros(cf.shape[:1] + (1,), dtype=dtype)
+    return {"cf": xp.concat([zero, cf], axis=-1), "revenue": xp.sum(rev, axis=-1),
+            "opex": xp.sum((1.0 - q["margin"]) * rev + run + build, axis=-1),
+            "ebitda": xp.sum(ebitda, axis=-1)}

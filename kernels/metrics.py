@@ -46,6 +46,17 @@ def payback_months(cf):
     return xp.reshape(months, cf.shape[:-1])
 
 
+def from_month(cf, t_f):
+    """cf [..., T+1] read from month t_f [...] (a whole month) on: row k holds CF at
+    t_f + k, zero past T; payback_months of it counts from the investment month."""
+    xp = array_namespace(cf)
+    n = cf.shape[-1]
+    idx = xp.astype(t_f, xp.int64)[..., None] + xp.arange(n, dtype=xp.int64)
+    inside = idx < n
+    idx = xp.where(inside, idx, n - 1)
+    return xp.where(inside, xp.take_along_axis(cf, idx, axis=-1), 0.0)
+
+
 def _payback_recurrence(xp, cf):
     """payback_months as one left-to-right pass over the months (for XLA).
 
@@ -118,9 +129,13 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
 
 # Outputs with an axis of their own after the cluster's (version 2): revenue by industry
 ITEMISED = ("revenue_by_industry",)
+# Version 2 outputs of the portfolio only (the platform layer) and of clusters and portfolio
+PLATFORM_OUTPUTS = ("platform_npv", "platform_revenue")
+PROGRAMME_OUTPUTS = ("optimization_cost",)
 
-# What linear_parts returns: every entry but these is linear in the cash flows.
-NOT_LINEAR = ("dscr_month",)
+# What linear_parts returns: every entry but these is linear in the cash flows (the
+# order month, version 2, is a parameter no factored axis moves).
+NOT_LINEAR = ("dscr_month", "order_month")
 
 
 def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
@@ -146,9 +161,14 @@ def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
     def full(x):
         return xp.broadcast_to(x, (S, C))
 
-    series = [cf, xp.sum(cf, axis=1)[:, None, :]]
+    platform = fl.get("platform")
+    p_cf, p_cfe = xp.sum(cf, axis=1), xp.sum(cfe, axis=1)
+    if platform is not None:  # the portfolio's flows carry the platform's (no debt)
+        pl_cf = xp.broadcast_to(platform["cf"], (S, cf.shape[-1]))
+        p_cf, p_cfe = p_cf + pl_cf, p_cfe + pl_cf
+    series = [cf, p_cf[:, None, :]]
     if eq:
-        series += [cfe[:, list(eq), :] if len(eq) < C else cfe, xp.sum(cfe, axis=1)[:, None, :]]
+        series += [cfe[:, list(eq), :] if len(eq) < C else cfe, p_cfe[:, None, :]]
     series = xp.concat(series, axis=1)
     out = {
         "series": series,
@@ -160,9 +180,14 @@ def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
     }
     for name in ("capex", "debt", "A", "revenue", "energy_cost", "opex", "ebitda"):
         out[name] = full(fl[name])
-    for name in ITEMISED:  # version 2: [S, C, I]
+    for name in ITEMISED + PROGRAMME_OUTPUTS + ("order_month",):  # version 2
         if name in fl:
             out[name] = xp.broadcast_to(fl[name], (S,) + fl[name].shape[1:])
+    if platform is not None:
+        out["platform_npv"] = npv(pl_cf, r)
+        out["platform_elt"] = pl_cf[:, 1:]  # the platform's CF^p, months 1..T
+        for name in ("revenue", "opex", "ebitda"):
+            out["platform_" + name] = xp.broadcast_to(platform[name], (S,))
     return out
 
 
@@ -192,13 +217,21 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     c_dscr = _masked_min(xp, elt / safe_A, month_ok & has_debt[..., None])
     window = xp.all(month_ok | ~has_debt[..., None], axis=1)  # [S, T]
     den = xp.sum(xp.where(has_debt, A, 0.0), axis=1)  # [S]
-    p_ratio = xp.sum(elt, axis=1) / xp.where(den != 0, den, 1.0)[:, None]
+    p_elt = xp.sum(elt, axis=1)
+    if "platform_elt" in lin:  # the platform's flows count in the numerator
+        p_elt = p_elt + lin["platform_elt"]
+    p_ratio = p_elt / xp.where(den != 0, den, 1.0)[:, None]
     p_dscr = _masked_min(xp, p_ratio, window & (den != 0)[:, None])
 
     # two calls: one over [S, C + 1] rows, a concatenation of the two, ran far slower
     # under XLA on the CPU (benchmarks/README.md, "Measurements behind design choices
     # in the code")
-    payback = xp.concat([payback_months(cf), payback_months(pcf)[:, None]], axis=1)
+    if "order_month" in lin:  # counted from the investment month: each cluster's t_o, the earliest
+        t_o = xp.broadcast_to(lin["order_month"], (S, C))
+        payback = xp.concat([payback_months(from_month(cf, t_o)),
+                             payback_months(from_month(pcf, xp.min(t_o, axis=1)))[:, None]], axis=1)
+    else:
+        payback = xp.concat([payback_months(cf), payback_months(pcf)[:, None]], axis=1)
     cluster = {
         "npv": lin["npv"],
         "roi": _safe_ratio(xp, lin["cf_sum"], capex),
@@ -207,25 +240,37 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
         "equity_irr": c_eirr,
         "min_dscr": c_dscr,
     }
+    cf_total = xp.sum(lin["cf_sum"], axis=1)
+    npv_total = xp.sum(lin["npv"], axis=1)
+    if "platform_npv" in lin:
+        cf_total = cf_total + xp.sum(lin["platform_elt"], axis=-1)
+        npv_total = npv_total + lin["platform_npv"]
     portfolio = {
-        "npv": xp.sum(lin["npv"], axis=1),
-        "roi": _safe_ratio(xp, xp.sum(lin["cf_sum"], axis=1), xp.sum(capex, axis=1)),
+        "npv": npv_total,
+        "roi": _safe_ratio(xp, cf_total, xp.sum(capex, axis=1)),
         "irr": p_irr,
         "payback_months": payback[:, C],
         "equity_irr": p_eirr,
         "min_dscr": p_dscr,
     }
     out = {}
-    for name in ("revenue", "energy_cost", "opex", "ebitda"):
-        cluster[name] = lin[name]
-        portfolio[name] = xp.sum(cluster[name], axis=1)
-    for name in ITEMISED:
+    for name in ("revenue", "energy_cost", "opex", "ebitda") + ITEMISED + PROGRAMME_OUTPUTS:
         if name in lin:
             cluster[name] = lin[name]
-            portfolio[name] = xp.sum(lin[name], axis=1)
-    for name in OUTPUTS + tuple(n for n in ITEMISED if n in cluster):
+            portfolio[name] = xp.sum(cluster[name], axis=1)
+    if "platform_npv" in lin:  # the portfolio's totals include the platform's
+        for name in ("revenue", "opex", "ebitda"):
+            portfolio[name] = portfolio[name] + lin["platform_" + name]
+        if "revenue_by_industry" in portfolio:  # under its own label, the last
+            by = portfolio["revenue_by_industry"]
+            last = xp.arange(by.shape[-1]) == by.shape[-1] - 1
+            portfolio["revenue_by_industry"] = by + xp.where(last, lin["platform_revenue"][:, None], 0.0)
+    for name in OUTPUTS + tuple(n for n in ITEMISED + PROGRAMME_OUTPUTS if n in cluster):
         out[name] = portfolio[name]
         out["cluster_" + name] = cluster[name]
+    if "platform_npv" in lin:
+        for name in PLATFORM_OUTPUTS:
+            out[name] = lin[name]
     if cumulative:
         out["cumulative_cf"] = xp.cumulative_sum(pcf, axis=1)
     return out

@@ -116,6 +116,41 @@ ITEM_PARAMS: dict[str, Param] = {
     if f"{kind}.{f.name}" not in NOT_IN_FLOWS
 }
 ITEM_NAMES: tuple[str, ...] = tuple(ITEM_PARAMS)
+# Version 2 scalars of a cluster, in groups: a portfolio whose files use none of a group
+# carries none of its arrays (version 1's arrays and file layout stay as they were).
+# order_month is a whole month 0..T (the kernels clip a shocked value to the horizon).
+ORDER_PARAMS: tuple[Param, ...] = (
+    Param("order_month", 0.0, 0.0, INF, integer=True, unit="month"),
+    Param("capex_decline", 0.0, -1.0, 1.0, unit="per year"),
+)
+OPTIMIZATION_PARAMS: tuple[Param, ...] = (
+    Param("optimization.cost", 0.0, 0.0, unit="USD"),
+    Param("optimization.cost_per_year", 0.0, 0.0, unit="USD per year"),
+    # a whole month >= 1; when the file leaves it out (optimization.start_given = 0) the
+    # kernels start at ceil(t_o + D), from the shocked order month and delivery
+    Param("optimization.start_month", 1.0, 1.0, INF, integer=True, unit="month"),
+    Param("optimization.ramp_months", 6.0, 1.0, unit="months"),
+    Param("optimization.utilization_gain", 0.0, unit="utilization points"),
+    _share("optimization.energy_saving", 0.0),
+    _share("optimization.opex_saving", 0.0),
+)
+OPTIMIZATION_START_GIVEN = "optimization.start_given"  # [C] 1.0 where the file gives start_month
+# The platform layer, portfolio level: arrays [1] (one column, like a cluster's)
+PLATFORM_PARAMS: tuple[Param, ...] = (
+    Param("platform.build_cost", 0.0, 0.0, unit="USD"),
+    Param("platform.launch_month", 1.0, 1.0, INF, integer=True, unit="month"),
+    Param("platform.run_cost_per_year", 0.0, 0.0, unit="USD per year"),
+    Param("platform.opex_escalation", 0.03, -1.0, unit="per year"),
+    _share("platform.take_rate", 0.0),
+    Param("platform.users_max", 0.0, 0.0, unit="users"),
+    Param("platform.adoption_months", 12.0, 0.0, lo_open=True, unit="months"),
+    Param("platform.fee_per_user_month", 0.0, 0.0, unit="USD per user-month"),
+    Param("platform.fee_growth", 0.0, -1.0, unit="per year"),
+    _share("platform.margin", 0.7),
+    _share("platform.tax_rate", 0.21),
+)
+V2_SCALARS: dict[str, Param] = {p.name: p for p in ORDER_PARAMS + OPTIMIZATION_PARAMS + PLATFORM_PARAMS}
+
 # One-hot industry of each item, [C, K, I] (not parameters: labels, never shocked)
 INDUSTRY_KEYS = ("contracts.industry", "segments.industry")
 # 1.0 where a cluster gives no contracts (or segments) and the implied ones stand in

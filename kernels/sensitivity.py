@@ -8,14 +8,75 @@ not differentiated through its solver: by the implicit function theorem,
 
 where NPV_m(i) = sum_t CF_t (1+i)^-t is the monthly-rate NPV; dNPV_m/d theta is the
 flow gradient weighted by (1+i*)^-t (see flow_weights).
+
+Version 2 items: the gradients of the item arrays [.., C, K] (one column per slot) are
+laid out for the files by item name instead (ItemColumns, by_item).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
+from .params import ITEM_FIELDS, ITEM_PARAMS
+
+# In a parameter name <kind>.*.<field>: every item of the kind of the cluster at once
+EVERY_ITEM = "*"
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """The item part of the parameter coordinate of the sensitivities (docs/model.md,
+    "Sensitivities"): per kind, contracts then segments, the item names in order of first
+    appearance over the clusters, then "*" (every item of the cluster: the derivative of
+    a common shift of them all), and for each name the kind's fields:
+    `contracts.bank.price`, ..., `segments.*.utilization`.
+
+    parts: per kind, (its flow arrays, select [C][K][N], present [C][N]): slot k of
+    cluster c counts in the kind's item column n where select says so, and cluster c has
+    item n where present says so (every cluster has "*"). Static: hashable tuples.
+    """
+
+    names: tuple[str, ...]
+    parts: tuple[tuple[tuple[str, ...], tuple, tuple], ...]
+
+
+def item_columns(slot_names: list[dict[str, list[str | None]]], slots: dict[str, int]) -> ItemColumns:
+    """The ItemColumns of clusters whose items of each kind have slot_names[c][kind], in
+    slot order (None: an item without a name, a version 1 cluster's implied segment,
+    reached only by "*"); slots: the item arrays' width per kind."""
+    names: list[str] = []
+    parts = []
+    for kind, fields in ITEM_FIELDS.items():
+        arrays = tuple(f"{kind}.{f.name}" for f in fields if f"{kind}.{f.name}" in ITEM_PARAMS)
+        items: list[str] = []
+        for cluster in slot_names:
+            items += [n for n in cluster[kind] if n is not None and n not in items]
+        items.append(EVERY_ITEM)
+        select = tuple(
+            tuple(tuple(k < len(own) and (item == EVERY_ITEM or own[k] == item) for item in items)
+                  for k in range(slots[kind]))
+            for own in (cluster[kind] for cluster in slot_names))
+        present = tuple(tuple(item == EVERY_ITEM or item in cluster[kind] for item in items)
+                        for cluster in slot_names)
+        names += [f"{kind}.{item}.{a.split('.', 1)[1]}" for item in items for a in arrays]
+        parts.append((arrays, select, present))
+    return ItemColumns(tuple(names), tuple(parts))
+
+
+def by_item(xp, arrays: dict, columns: ItemColumns):
+    """Item arrays name -> [..., C, K] (by slot) as the item columns [..., C, N]: each the
+    sum over the slots it selects (its item's, or every item's for "*"), NaN where the
+    cluster has no such item."""
+    out = []
+    for names, select, present in columns.parts:
+        g = xp.stack([arrays[n] for n in names], axis=-1)  # [..., C, K, F]
+        picked = xp.where(xp.asarray(select)[..., None], g[..., None, :], 0.0)  # [..., C, K, N, F]
+        v = xp.where(xp.asarray(present)[..., None], xp.sum(picked, axis=-3), math.nan)
+        out.append(xp.reshape(v, v.shape[:-2] + (v.shape[-2] * v.shape[-1],)))
+    return xp.concat(out, axis=-1)
 
 
 def flow_weights(discount_rate, irr_monthly, n_months: int):
@@ -44,10 +105,11 @@ def npv_rate_derivative(cf, discount_rate):
 
 
 def capex_gradient(p: dict) -> dict:
-    """d Capex_c / d theta_c for every parameter (Capex = N K + K_f); p name -> [S, C]."""
+    """d Capex_c / d theta_c for every parameter (Capex = N K + K_f); p name -> [S, C]
+    (item arrays [S, C, K], whose derivative is 0)."""
     xp = array_namespace(p["gpus"])
     zero = xp.zeros_like(p["gpus"])
-    g = {k: zero for k in p}
+    g = {k: xp.zeros_like(v) for k, v in p.items()}
     g["gpus"] = p["capex_per_gpu"] + zero
     g["capex_per_gpu"] = p["gpus"] + zero
     g["capex_fixed"] = zero + 1.0

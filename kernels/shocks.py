@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
-from .params import IMPLIED_KEYS, ITEM_NAMES, ITEM_PARAMS, PARAMS, PORTFOLIO_PARAMS
+from .params import IMPLIED_KEYS, ITEM_NAMES, ITEM_PARAMS, PARAMS, PORTFOLIO_PARAMS, V2_SCALARS
+
+# whole months: a shocked value is rounded to the nearest month, halves up (MODEL.md)
+ROUNDED = frozenset({"debt_term_months", "order_month", "optimization.start_month", "platform.launch_month"})
 
 # Where a range excludes its bound (discount_rate > -1), clip just inside it.
 _OPEN_EPS = 1e-9
@@ -39,7 +42,7 @@ class AxisSpec:
 
 
 def param_range(name: str) -> tuple[float, float]:
-    spec = PARAMS.get(name) or ITEM_PARAMS.get(name) or PORTFOLIO_PARAMS[name]
+    spec = PARAMS.get(name) or ITEM_PARAMS.get(name) or V2_SCALARS.get(name) or PORTFOLIO_PARAMS[name]
     lo = spec.lo + _OPEN_EPS if spec.lo_open and name == "discount_rate" else spec.lo
     return lo, spec.hi
 
@@ -58,7 +61,7 @@ def apply_op(xp, x, op: str, v):
 
 def clip_param(xp, name: str, x):
     lo, hi = param_range(name)
-    if name == "debt_term_months":
+    if name in ROUNDED:
         x = xp.floor(x + 0.5)
     if lo > -math.inf:
         x = xp.where(x < lo, lo, x)  # one-sided gradient at the bound, as cashflows.clip
