@@ -45,7 +45,8 @@ Choices where MODEL.md leaves room:
 * revenue by industry: a contract's revenue is live N H res_k pr_k; a segment's is
   live N H od sigma_j mu_j u_{j,t} m(t) (1 + q pi); they add up to Revenue_t to
   round-off.  Labels in order of first appearance over the clusters in order, each
-  cluster's contracts before its segments, then "unlabelled" (always present);
+  cluster's contracts before its segments, then "unlabelled" (always present), then
+  "platform"; an item may not use those two labels (ValueError);
 * path shocks on a version 1 cluster's implied items write out that kind of item
   explicitly (:func:`explicit_v2` for one kind); the implied segment is then named
   "pool".  Version 1 key shocks must come first (MODEL.md's order), since afterwards
@@ -207,7 +208,7 @@ V2_OUTPUT_NAMES: tuple[str, ...] = (
 )
 
 # ---------------------------------------------------------------------------
-# Version 2 items: contracts and segments
+# Version 2 items: contracts, segments, optimization programme, platform
 # ---------------------------------------------------------------------------
 
 # The version 1 keys that a cluster's ``contracts`` (resp. ``segments``) replace.
@@ -557,7 +558,7 @@ def _shock_items(c: dict, kind: str, name: str, field: str, op: str, value: floa
     MODEL.md says (contracts: anchor, others, *; its segment: * only) and are written
     out explicitly, for that kind only, when shocked."""
     if c.get(kind) is None:
-        if kind == "contracts" and name in ("*", "anchor", "others"):
+        if kind == "contracts" and name in ("*", ANCHOR, OTHERS):
             c = _with_explicit_contracts(c)
         elif kind == "segments" and name == "*":
             c = _with_explicit_segment(c)
@@ -810,9 +811,10 @@ def cluster_monthly(
     energy_factor=None,
 ) -> dict:
     """All monthly series of one cluster, each a list indexed t = 0..T (t = 0 entries
-    of the operating series are 0), plus the scalars capex, debt, A, M_d and the
-    revenue over t = 1..T by industry label ("unlabelled" for items without one) in
-    order of first appearance, contracts before segments.
+    of the operating series are 0; "optimization_cost" is the programme's own cost,
+    inside "opex"), plus the scalars capex, debt, A, M_d, t_o and the revenue over
+    t = 1..T by industry label ("unlabelled" for items without one) in order of first
+    appearance, contracts before segments.
 
     Optional Monte Carlo path factors (sequences of length T, element t-1 = month t):
     ``price_factor`` P_t, ``util_shift`` U_t (or one such series per segment, see
@@ -902,6 +904,8 @@ def cluster_monthly(
 
     book_labels = [None] if contracts is None else [c["industry"] for c in contracts]
     item_labels = book_labels + [s["industry"] for s in segments]
+    if UNLABELLED in item_labels or PLATFORM in item_labels:
+        raise ValueError(f"industry labels {UNLABELLED!r} and {PLATFORM!r} are the model's own")
     item_revenue = [0.0] * len(item_labels)
 
     K_o = K * (1.0 - c_K) ** (t_o / 12.0)  # the price per GPU paid at t_o
@@ -1211,18 +1215,17 @@ def evaluate(
     for mo in monthly:
         labels += [x for x in mo["revenue_by_industry"] if x != UNLABELLED and x not in labels]
     labels.append(UNLABELLED)
-    if plat is not None:
-        labels.append(PLATFORM)
-    cluster_by_industry = [{x: mo["revenue_by_industry"].get(x, 0.0) for x in labels} for mo in monthly]
     by_industry = {}
     for x in labels:
         total = 0.0
-        for row in cluster_by_industry:
-            total += row[x]
+        for mo in monthly:
+            total += mo["revenue_by_industry"].get(x, 0.0)
         by_industry[x] = total
     platform_revenue = 0.0 if plat is None else _sum_months(plat["revenue"])
     if plat is not None:
+        labels.append(PLATFORM)
         by_industry[PLATFORM] = platform_revenue
+    cluster_by_industry = [{x: mo["revenue_by_industry"].get(x, 0.0) for x in labels} for mo in monthly]
     cluster_optimization_cost = [_sum_months(mo["optimization_cost"]) for mo in monthly]
     optimization_cost = 0.0
     for x in cluster_optimization_cost:

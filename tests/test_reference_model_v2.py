@@ -17,6 +17,7 @@ from reference_model import (  # noqa: E402
     DEFAULTS,
     OUTPUT_NAMES,
     PARAM_NAMES,
+    V2_OUTPUT_NAMES,
     POOL_KEYS,
     RESERVED_KEYS,
     apply_path_shock,
@@ -429,6 +430,7 @@ def test_revenue_by_industry_sums_to_revenue(seed):
     T = rng.choice([1, 24, 60])
     clusters = [random_v2_cluster(rng) for _ in range(3)] + [random_v1_cluster(rng)]
     res = evaluate(clusters, T, 0.1)
+    assert set(res["v2"]) == set(V2_OUTPUT_NAMES)
     by = res["v2"]["revenue_by_industry"]
     assert list(by)[-1] == "unlabelled"
     seen = [it["industry"] for c in clusters[:3] for it in c["contracts"] + c["segments"] if it["industry"]]
@@ -439,6 +441,11 @@ def test_revenue_by_industry_sums_to_revenue(seed):
         assert sum(row.values()) == approx(c["revenue"], rel=1e-12, abs=1e-6)
     # the version 1 cluster's revenue is all unlabelled
     assert res["v2"]["cluster_revenue_by_industry"][3]["unlabelled"] == approx(res["clusters"][3]["revenue"])
+    # the model's own labels are not an industry's
+    for label in ("unlabelled", "platform"):
+        p = dict(clusters[0], segments=[dict(s, industry=label) for s in clusters[0]["segments"]])
+        with pytest.raises(ValueError):
+            evaluate([p], T, 0.1)
     for x in by:
         assert by[x] == approx(sum(row[x] for row in res["v2"]["cluster_revenue_by_industry"]))
 
@@ -702,8 +709,8 @@ def test_one_off_optimization_cost_reduces_npv_after_tax(t_s):
 
 def test_optimization_savings_gain_and_running_cost_by_hand():
     T, t_s, R_s, gain, e_s, o_s, per_year = 20, 6, 4.0, 0.05, 0.2, 0.1, 2400.0
-    p = v2_plain([], [{"name": "a", "share": 0.5, "utilization": 0.5}, {"name": "b", "share": 0.5, "utilization": 0.98}],
-                 on_demand_price=2.0, kw_per_gpu=1.0, energy_price=0.1, staff_cost_per_year=1200.0,
+    segments = [{"name": "a", "share": 0.5, "utilization": 0.5}, {"name": "b", "share": 0.5, "utilization": 0.98}]
+    p = v2_plain([], segments, on_demand_price=2.0, kw_per_gpu=1.0, energy_price=0.1, staff_cost_per_year=1200.0,
                  opex_escalation=0.06)
     base = cluster_monthly(p, T)
     opt = {"start_month": t_s, "ramp_months": R_s, "utilization_gain": gain, "energy_saving": e_s,
@@ -761,9 +768,10 @@ def test_version_2_fields_off_give_version_1_numbers_exactly():
     """order_month 0, capex_decline 0 and a programme that does nothing: version 1 bit for bit."""
     rng = random.Random(7)
     clusters = [random_v1_cluster(rng) for _ in range(3)]
-    off = [dict(c, order_month=0, capex_decline=0.0) for c in clusters]
+    off = [dict(c, order_month=0, capex_decline=0.0, optimization={}) for c in clusters]
     T = 60
     want = evaluate(clusters, T, 0.1)
     got = evaluate(off, T, 0.1, platform=None)
-    assert got["flows"]["cf"] == want["flows"]["cf"] and got["flows"]["cfe"] == want["flows"]["cfe"]
-    assert got["portfolio"] == pytest.approx(want["portfolio"], nan_ok=True)
+    assert got["flows"] == want["flows"]
+    for g, w in [(got["portfolio"], want["portfolio"])] + list(zip(got["clusters"], want["clusters"])):
+        assert all(g[k] == w[k] or (math.isnan(g[k]) and math.isnan(w[k])) for k in OUTPUT_NAMES)
