@@ -48,13 +48,16 @@ def payback_months(cf):
 
 def from_month(cf, t_f):
     """cf [..., T+1] read from month t_f [...] (a whole month) on: row k holds CF at
-    t_f + k, zero past T; payback_months of it counts from the investment month."""
+    t_f + k, zero past T, and row 0 the cumulative flow up to t_f (flows before the
+    investment, a platform's, still count); payback_months of it counts from t_f."""
     xp = array_namespace(cf)
     n = cf.shape[-1]
-    idx = xp.astype(t_f, xp.int64)[..., None] + xp.arange(n, dtype=xp.int64)
+    k = xp.arange(n, dtype=xp.int64)
+    idx = xp.astype(t_f, xp.int64)[..., None] + k
     inside = idx < n
     idx = xp.where(inside, idx, n - 1)
-    return xp.where(inside, xp.take_along_axis(cf, idx, axis=-1), 0.0)
+    head = xp.take_along_axis(xp.cumulative_sum(cf, axis=-1), idx[..., :1], axis=-1)
+    return xp.where(k == 0, head, xp.where(inside, xp.take_along_axis(cf, idx, axis=-1), 0.0))
 
 
 def _payback_recurrence(xp, cf):
