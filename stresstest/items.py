@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import create_model
 
-from .industries import FIELDS, fill, load_profile
+from .industries import FIELDS, OWN_FIELDS, fill, load_profile
 from .kernels.params import IMPLIED_CONTRACTS, IMPLIED_KEYS, INDUSTRY_KEYS, ITEM_FIELDS, ITEM_PARAMS
 from .validation import STRICT, ConfigError, check_value, num_text
 
@@ -148,21 +148,21 @@ def _resolve_list(kind: str, lst: list[dict], at: str, found, relative_to: Path)
     for k, item in enumerate(lst):
         where = f"{at}[{k}]"
         name = item["name"]
-        _check_item_name(where, name, seen, problem)
+        _check_item_name(kind, where, name, seen, problem)
         seen.setdefault(name, k)
         profile = None
         own = {f: v for f, v in item.items() if f in FIELDS[single] and v is not None}
         if item.get("industry"):
             try:
                 profile = load_profile(item["industry"], f"{found.path}: {where}.industry", relative_to)
-            except ConfigError as err:  # the profile file's own lines, `file: key: reason`
-                found.problems.extend(err.problems)
+            except ConfigError as err:
+                _profile_refused(err, item["industry"], f"{where}.industry", found)
         values, origin = fill(own, single, profile)
         for f, spec in FIELDS[single].items():
-            if f not in values:
-                problem(f"{where}.{f}", "required key is missing (no default"
-                        + (" and no industry profile gives it)" if profile is None else
-                           f"; the industry profile {profile.name} does not give it either)"))
+            # a field a refused profile might give is not reported missing: its errors say why
+            profile_refused = item.get("industry") and profile is None and f not in OWN_FIELDS[single]
+            if f not in values and not profile_refused:
+                problem(f"{where}.{f}", _missing(single, f, profile))
             elif origin.get(f) == "file":
                 why = check_value(spec, values[f])
                 if why:
@@ -179,14 +179,33 @@ def _resolve_list(kind: str, lst: list[dict], at: str, found, relative_to: Path)
     return resolved, origins
 
 
-def _check_item_name(where: str, name: str, seen: dict, problem) -> None:
+def _missing(single: str, f: str, profile) -> str:
+    """Why a field has no value: the item's own fields come from no profile or default."""
+    if f in OWN_FIELDS[single]:
+        return f"required key is missing (every {single} gives its own {f}: no industry profile or default does)"
+    if profile is None:
+        return f"required key is missing (no default, and the {single} names no industry profile to give it)"
+    return f"required key is missing (no default, and the industry profile {profile.name} does not give it)"
+
+
+def _profile_refused(err: ConfigError, industry: str, at: str, found) -> None:
+    """A profile that does not load: its problems, once each however many items name it,
+    and where a problem lies inside the profile file, a line at the item's key saying so.
+    The fields it would have given are not reported missing (the profile's lines say why)."""
+    found.problems.extend(p for p in err.problems if p not in found.problems)
+    if any(not p.startswith(f"{found.path}: ") for p in err.problems):
+        found.problem(at, f"the industry profile {industry!r} is refused (its own errors name its file)")
+
+
+def _check_item_name(kind: str, where: str, name: str, seen: dict, problem) -> None:
     if not name.strip():
         problem(f"{where}.name", "must not be empty")
     elif any(ch in name for ch in ".*"):
         problem(f"{where}.name", f"{name!r}: a name may not hold '.' or '*' (paths such as "
-                "contracts.<name>.share use them)")
+                f"{kind}.<name>.share use them)")
     if name in seen:
-        problem(f"{where}.name", f"duplicate name {name!r} (also [{seen[name]}])")
+        problem(f"{where}.name", f"duplicate {SINGULAR[kind]} name {name!r} (also {kind}[{seen[name]}]): "
+                f"paths such as {kind}.<name>.share must name one")
 
 
 def _check_sums(kind: str, resolved: list[dict], at: str, problem) -> None:

@@ -155,6 +155,37 @@ CASES = [
     S("m_event_unknown_cluster.yaml", ("scenario.events[0].clusters", "unknown cluster 'zz'")),
     S("m_unknown_series.yaml", ("scenario.correlation.pairs[0].b", "unknown series 'price/nowhere'")),
     S("m_grid_key_in_montecarlo.yaml", ("scenario.axes", "unknown key")),
+    # ------------------------------------------ version 2: contracts, segments, industries
+    P("v2_contract_shares_past_one.yaml", ("clusters[0].contracts", "the contracts' shares sum to 1.2: more than "
+                                                                    "the whole cluster")),
+    P("v2_segment_shares_not_one.yaml", ("clusters[0].segments", "the segments' shares sum to 0.8; they split the "
+                                                                 "on-demand pool, so they must sum to 1")),
+    P("v2_unknown_industry.yaml", ("clusters[0].contracts[0].industry", "unknown industry 'banking' (bundled: ")),
+    P("v2_duplicate_contract_names.yaml",
+      ("clusters[0].contracts[1].name", "duplicate contract name 'bank' (also contracts[0])")),
+    P("v2_duplicate_segment_names.yaml",
+      ("clusters[0].segments[1].name", "duplicate segment name 'training' (also segments[0])")),
+    P("v2_contracts_and_reserved_share.yaml",
+      ("clusters[0].contracts", "given together with reserved_share, reserved_price, which contracts replace")),
+    P("v2_segments_and_utilization_training.yaml",
+      ("clusters[0].segments", "given together with utilization_training, which segments replace")),
+    P("v2_contract_missing_price.yaml",
+      ("clusters[0].contracts[0].price", "required key is missing (every contract gives its own price")),
+    P("v2_segment_missing_utilization.yaml",
+      ("clusters[0].segments[1].utilization", "required key is missing (no default, and the segment names no "
+                                              "industry profile")),
+    P("v2_segment_share_zero.yaml", ("clusters[0].segments[1].share", "must be > 0")),
+    P("v2_contract_name_with_dot.yaml",
+      ("clusters[0].contracts[0].name", "'acme.bank': a name may not hold '.' or '*'")),
+    # a profile's own problems name the profile's file; the portfolio's line names the item
+    P("v2_profile_unknown_key.yaml",
+      ("clusters[0].segments[0].industry", "the industry profile 'v2_profiles/unknown_key.yaml' is refused")),
+    P("v2_profile_sets_price.yaml",
+      ("clusters[0].contracts[0].industry", "the industry profile 'v2_profiles/sets_price.yaml' is refused")),
+    P("v2_contract_utilization_above_one.yaml", ("clusters[0].contracts[0].utilization", "must be <= 1, got 1.5")),
+    P("v2_defaults_both_forms.yaml",
+      ("defaults.contracts", "given together with reserved_share, which contracts replace; defaults: may hold one")),
+    P("v2_empty_segments.yaml", ("clusters[0].segments", "must list at least one segment")),
 ]
 
 
@@ -218,7 +249,7 @@ def test_bad_file_is_refused(portfolio, scenario, bad_file, expected, tmp_path):
 def test_corpus_is_complete():
     """Every bad file in the folder has a case, and the corpus has at least 24 files."""
     named = {c.values[2].name for c in CASES}
-    on_disk = {p.name for p in HERE.glob("[psm]_*.yaml")}
+    on_disk = {p.name for pattern in ("[psm]_*.yaml", "v2_*.yaml") for p in HERE.glob(pattern)}
     assert on_disk == named
     assert len(on_disk) >= 24
 
