@@ -297,15 +297,19 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
 def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarray]:
     """The base case: every parameter as in the portfolio file, no shock.
 
-    One scenario: numpy evaluates it at once, where a jit would cost a compile.
+    One scenario: numpy evaluates it at once, where a jit would cost a compile. It goes
+    through the shocks with no axis all the same: where the portfolio carries items
+    (version 2), that is where a cluster without contracts or segments of its own gets
+    its implied ones from its version 1 keys (kernels.shocks.apply_axis_values).
     """
     from .backends import make_backend
 
     backend = make_backend("numpy", np.dtype(dtype).name)
-    base = {k: backend.asarray(v.astype(backend.dtype))[None, :] for k, v in portfolio.base_arrays().items()}
-    rate = backend.asarray(np.asarray([portfolio.discount_rate], dtype=backend.dtype))
+    base = {k: backend.asarray(v.astype(backend.dtype)) for k, v in portfolio.base_arrays().items()}
     with np.errstate(all="ignore"):
-        out = evaluate(base, rate, portfolio.horizon_months, equity_clusters=equity_clusters(portfolio))
+        params, rate = apply_axis_values(base, backend.asarray(np.asarray(portfolio.discount_rate,
+                                                                          dtype=backend.dtype)), (), ())
+        out = evaluate(params, rate, portfolio.horizon_months, equity_clusters=equity_clusters(portfolio))
     return {k: backend.to_numpy(v)[0] for k, v in out.items()}
 
 

@@ -4,7 +4,11 @@ Layout: one dimension scale per axis (named as the axis, holding its values) and
 one for `cluster` (the names, variable-length UTF-8), so that
 `xarray.open_dataset(path, engine="h5netcdf")` gives labelled arrays. Portfolio
 outputs have dims = the axes; per-cluster outputs (`cluster_<output>`) the axes
-then `cluster`. GridWriter is an h5io.AtomicFile: written under a temporary name in
+then `cluster`. A version 2 portfolio's files (one that carries items) add the scale
+`industry` (its labels, items.industry_labels) and the outputs by industry
+(outputs.INDUSTRY_VARIABLES): `revenue_by_industry` (axes, industry) and
+`cluster_revenue_by_industry` (axes, cluster, industry); a version 1 file has neither.
+GridWriter is an h5io.AtomicFile: written under a temporary name in
 the target folder and renamed when complete, so a killed run never leaves a file at
 the output name. Whole HDF5 chunks are deflated by the writer's own threads
 (_DirectChunks, _deflate_shuffled) and stored as they are.
@@ -21,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from .h5io import AtomicFile, chunk_shape
+from .items import industry_labels
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAMS, PORTFOLIO_PARAMS
-from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, PARAMETER_DIM, SENSITIVITY_VARIABLES,
-                      expected_reason)
+from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, INDUSTRY_DIM, INDUSTRY_VARIABLES, PARAMETER_DIM,
+                      SENSITIVITY_VARIABLES, expected_reason, output_name)
 
 LONG_NAMES = {
     "npv": "net present value of project cash flows",
@@ -37,6 +42,20 @@ LONG_NAMES = {
     "opex": "total operating cost over months 1..T",
     "ebitda": "total EBITDA over months 1..T",
 }
+
+# The long names of the label coordinates every file of a portfolio shares
+LABEL_LONG_NAMES = {
+    CLUSTER_DIM: "cluster name",
+    INDUSTRY_DIM: "industry label of the contracts and segments (unlabelled: those without one)",
+}
+
+
+def industry_coordinate(portfolio) -> list[str] | None:
+    """The `industry` labels of a portfolio's result files: items.industry_labels where
+    the kernels carry its items (version 2: they return revenue by industry), None for
+    a version 1 portfolio, whose files have no industry dimension."""
+    return industry_labels(portfolio.items) if portfolio.itemised else None
+
 
 # Each named shock's coordinate: (units, long_name). A param axis takes its parameter's
 # unit from the parameter table (a scale: "scale factor"); see axis_attrs.
@@ -189,18 +208,25 @@ class _DirectChunks:
 
 
 class GridWriter(AtomicFile):
-    """Write a grid's outputs chunk by chunk; `commit()` renames into place."""
+    """Write a grid's outputs chunk by chunk; `commit()` renames into place.
+
+    industries: the `industry` coordinate (industry_coordinate) where the outputs hold
+    revenue by industry (a version 2 portfolio), else None."""
 
     def __init__(self, path, axes, cluster_names, attrs: dict, dtype=np.float64,
-                 compression: str | None = "gzip", sensitivities: bool = False):
+                 compression: str | None = "gzip", sensitivities: bool = False,
+                 industries: list[str] | None = None):
         super().__init__(path)
         self.grid_shape = tuple(len(a.values) for a in axes)
         self.n_clusters = len(cluster_names)
+        self.industries = None if industries is None else list(industries)
         self._direct: dict[str, _DirectChunks] = {}
         self._pool = None
         self.seconds = 0.0  # spent in write, flush and commit
         try:
             self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
+            if self.industries is not None:
+                self._industry_layout(np.dtype(dtype), compression)
             if sensitivities:
                 self._sensitivity_layout(axes, np.dtype(dtype), compression)
             for name, ds in self.datasets.items():  # what a NaN (or inf) means, for readers
@@ -245,8 +271,8 @@ class GridWriter(AtomicFile):
         ds = (where or self.f).create_dataset(name, data=np.array(labels, dtype=object),
                                               dtype=h5py.string_dtype())
         ds.make_scale(name)
-        if name == CLUSTER_DIM:
-            ds.attrs["long_name"] = "cluster name"
+        if name in LABEL_LONG_NAMES:
+            ds.attrs["long_name"] = LABEL_LONG_NAMES[name]
         return ds
 
     def _output(self, name, extra_scales, dtype, compression, units, long_name):
@@ -266,6 +292,13 @@ class GridWriter(AtomicFile):
         ds.attrs["units"] = units
         ds.attrs["long_name"] = long_name
         self.datasets[name] = ds
+
+    def _industry_layout(self, dtype, compression):
+        """The `industry` coordinate and the outputs by industry (INDUSTRY_VARIABLES), laid
+        out as the per-cluster outputs are: after the axes, `cluster` then `industry`."""
+        scales = {CLUSTER_DIM: self.cluster_scale, INDUSTRY_DIM: self._labels(INDUSTRY_DIM, self.industries)}
+        for name, dims, units, long_name in INDUSTRY_VARIABLES:
+            self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
 
     def _sensitivity_layout(self, axes, dtype, compression):
         from .kernels.params import PARAM_NAMES
@@ -385,15 +418,27 @@ class GridWriter(AtomicFile):
 
     def write_group(self, group: str, values: dict[str, np.ndarray]) -> None:
         """One output per dataset, labelled as at the root: per-cluster outputs (named
-        cluster_<output>) get the group's own `cluster` coordinate, so that
+        cluster_<output>) get the group's own `cluster` coordinate, the outputs by
+        industry its own `industry` coordinate too, so that
         `xarray.open_dataset(f, group=..., engine="h5netcdf")` reads them labelled."""
         g = self.f.create_group(group)
-        scale = self._labels(CLUSTER_DIM, self.cluster_names, where=g)
+        scales = {CLUSTER_DIM: self._labels(CLUSTER_DIM, self.cluster_names, where=g)}
+        by_industry = {}
+        if self.industries is not None:
+            scales[INDUSTRY_DIM] = self._labels(INDUSTRY_DIM, self.industries, where=g)
+            by_industry = {name: rest for name, *rest in INDUSTRY_VARIABLES}
         for name, v in values.items():
             ds = g.create_dataset(name, data=v)
-            short = name[len(CLUSTER_DIM) + 1:] if name.startswith(CLUSTER_DIM + "_") else name
+            short = output_name(name)
+            if name in by_industry:
+                dims, units, long_name = by_industry[name]
+                for i, d in enumerate(dims):
+                    ds.dims[i].attach_scale(scales[d])
+                ds.attrs["units"] = units
+                ds.attrs["long_name"] = long_name
+                continue
             if ds.ndim == 1 and name != short and ds.shape[0] == len(self.cluster_names):
-                ds.dims[0].attach_scale(scale)
+                ds.dims[0].attach_scale(scales[CLUSTER_DIM])
             if short in OUTPUT_UNITS:
                 ds.attrs["units"] = OUTPUT_UNITS[short]
                 ds.attrs["long_name"] = LONG_NAMES[short] + (" (per cluster)" if name != short else "")

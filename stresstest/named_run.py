@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import Portfolio, config_json
 from .engine import equity_clusters
-from .grid_file import GridWriter
+from .grid_file import GridWriter, industry_coordinate
 from .h5io import provenance
 from .kernels.metrics import evaluate
 from .named import NamedScenario, shocked
@@ -50,9 +50,11 @@ class _LabelAxis:
 
 def write_named(path: Path, pf: Portfolio, sc: NamedScenario, out: dict, attrs: dict,
                 compression="gzip") -> Path:
-    """The result file: every output with dims (scenario[, cluster]), plus the base group."""
+    """The result file: every output with dims (scenario[, cluster][, industry]), plus the
+    base group."""
     axis = _LabelAxis("scenario", np.array([s.name for s in sc.sets], dtype=object))
-    writer = GridWriter(path, [axis], pf.cluster_names, attrs, np.float64, compression)
+    writer = GridWriter(path, [axis], pf.cluster_names, attrs, np.float64, compression,
+                        industries=industry_coordinate(pf))
     with writer:
         writer.write(0, len(sc.sets), {k: np.asarray(v)[1:] for k, v in out.items()})
         writer.write_base({k: np.asarray(v)[0] for k, v in out.items()})

@@ -92,7 +92,7 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
                   sensitivities=False, overlap=None, **_) -> RunResult:
     """A `kind: grid` run: every grid point in chunks, written as they come."""
     from .engine import never_parameters
-    from .grid_file import GridWriter
+    from .grid_file import GridWriter, industry_coordinate
 
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
@@ -102,7 +102,8 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
     extremes = Extremes(never=never_parameters(pf, sc) if sensitivities else None)
     compile_ahead(run._fn, run._args, be, status, "the grid and gradients" if sensitivities else "the grid")
     status.begin(sc.size, "grid points")
-    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities)
+    writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities,
+                        industry_coordinate(pf))
     with writer:
         if be.is_gpu if overlap is None else overlap:
             _write_beside(run, writer, extremes, status, interrupts)
