@@ -1,6 +1,7 @@
 """A grid's figures and tables: NPV and IRR heatmaps over two axes (white at NPV = 0 and
 at IRR = discount rate, a star at the base case), lines along one axis (bars by name for
-the named scenarios, fig_named), the tornado of a sensitivities file, and the HTML body."""
+the named scenarios, fig_named), the tornado of a sensitivities file, the base case's
+revenue by industry of a version 2 file, and the HTML body."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP, cell_edges, coords, liter
 from .fig_html import escape, fmt, fmt_money, header, table
 from .fig_named import named_bars
 from .fig_read import AxisInfo, Plan, attr, extreme, held_index, on_axis, plan_grid, read_axes, strings, value_text
+from .items import UNLABELLED
+from .outputs import BASE_GROUP, INDUSTRY_DIM
 from .validation import ConfigError
 
 
@@ -204,7 +207,8 @@ def base_in_plane(plan: Plan, by_name: dict[str, AxisInfo]) -> tuple[float, floa
 
 def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
     """The grid's tables and figures: heatmaps over plan.x and plan.y, or lines (bars for
-    labels) along plan.line, and the tornado of a sensitivities file."""
+    labels) along plan.line, the tornado of a sensitivities file, and the base case's
+    revenue by industry where the file has it (version 2)."""
     currency = str(attr(f, "currency", "USD"))
     tables: dict = {}
     base, clusters, held_title = summary_tables(f, plan, tables)
@@ -217,6 +221,8 @@ def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
         notes.append("Every axis of this grid has one value (or is held): no heatmap or line plot to draw.")
     if plan.kind == "sensitivities" and "npv_per_pct" in f:
         draw_tornado(f, plan, save, notes, tables, figs, currency, clusters)
+    if INDUSTRY_REVENUE in f:
+        draw_industry_revenue(f, save, tables, figs, currency, clusters)
     return {"tables": tables, "captions": figs, "currency": currency, "held_title": held_title}
 
 
@@ -379,6 +385,45 @@ def draw_tornado(f, plan: Plan, save, notes: list[str], tables: dict, figs: dict
         notes.append("No parameter moves the NPV at the base case: no tornado chart.")
 
 
+INDUSTRY_REVENUE = "revenue_by_industry"
+PORTFOLIO_BAR = "portfolio"
+
+
+def draw_industry_revenue(f, save, tables: dict, figs: dict, currency: str, clusters: list[str]) -> None:
+    """The base case's revenue over months 1..T by industry: one stacked bar per cluster
+    and one for the portfolio (its revenue_by_industry, which the clusters' rows add up
+    to), a segment per industry label; `unlabelled` in grey."""
+    base = f[BASE_GROUP]
+    industries = [str(s) for s in strings(f[INDUSTRY_DIM][()])]
+    rows = [*zip(clusters, np.asarray(base["cluster_" + INDUSTRY_REVENUE][()], dtype=np.float64)),
+            (PORTFOLIO_BAR, np.asarray(base[INDUSTRY_REVENUE][()], dtype=np.float64))]
+    tables[INDUSTRY_REVENUE] = {"industries": industries,
+                                "rows": [{"scope": n, **dict(zip(industries, map(float, v)))} for n, v in rows]}
+    fig = new_figure(max(6.0, 2.2 + 0.9 * len(rows)), 5.0)
+    fig.set_layout_engine("constrained")
+    ax = fig.add_subplot()
+    pos = np.arange(len(rows), dtype=float)
+    pos[-1] += 0.5  # the portfolio's bar apart from the clusters'
+    values = np.array([v for _, v in rows]) / 1e6  # (bar, industry), M
+    palette = matplotlib.colormaps["tab10"]
+    bottom = np.zeros(len(rows))
+    for j, industry in enumerate(industries):
+        colour = "0.7" if industry == UNLABELLED else palette(j % 10)
+        ax.bar(pos, values[:, j], bottom=bottom, color=colour, edgecolor="black", linewidth=0.5,
+               label=literal(industry))
+        bottom += values[:, j]
+    ax.set_xticks(pos, [literal(n) for n, _ in rows])
+    ax.axvline(pos[-1] - 0.75, color="0.5", linewidth=0.8, linestyle=":")
+    ax.set_ylabel(f"revenue, months 1..T (M {currency})")
+    ax.set_title(wrap("Base case revenue by industry, per cluster and for the portfolio", 80), fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside right upper", title="industry")
+    save(fig, "revenue_by_industry.png")
+    figs["revenue_by_industry.png"] = (f"Base case (no shock): revenue over months 1..T (M {currency}) by the "
+                                       "industry of its contracts and segments, one bar per cluster and the "
+                                       "portfolio's on the right; unlabelled: items without an industry.")
+
+
 def body(res: dict) -> list[str]:
     cur = res["currency"]
     t = res["tables"]
@@ -403,4 +448,11 @@ def body(res: dict) -> list[str]:
             from .tornado import STEP_NOTE
 
             parts.append(f"<p>* {escape(STEP_NOTE)}</p>")
+    if INDUSTRY_REVENUE in t:
+        by = t[INDUSTRY_REVENUE]
+        parts.append(f"<h3>Base case revenue by industry (M {escape(cur)}, months 1..T)</h3>")
+        parts.append(table(["", *by["industries"], "total"],
+                            [[r["scope"], *(fmt_money(r[i]) for i in by["industries"]),
+                              fmt_money(sum(r[i] for i in by["industries"]))] for r in by["rows"]],
+                            num_cols=range(1, 2 + len(by["industries"]))))
     return parts
