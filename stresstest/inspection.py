@@ -11,9 +11,11 @@ from typing import Callable
 import numpy as np
 
 from .config import Portfolio
+from .fig_read import strings
 from .industries import FIELDS
 from .items import KINDS, REPLACES, SINGULAR, UNLABELLED
 from .kernels.params import CLUSTER_PARAMS
+from .outputs import INDUSTRY_DIM
 from .validation import ConfigError
 
 HEADLINE = ("npv", "irr", "roi")
@@ -42,8 +44,9 @@ class Inspector:
 
 
 def describe(path: Path) -> dict:
-    """Kind, dimensions, variables, provenance, base case, and what the kind adds (worst and
-    best points, Monte Carlo statistics, a breakeven curve) of a result file."""
+    """Kind, dimensions, variables, provenance, base case, the industry labels of a version 2
+    file (its `industry` coordinate), and what the kind adds (worst and best points, Monte
+    Carlo statistics, a breakeven curve) of a result file."""
     import h5py
 
     if not path.is_file():
@@ -83,6 +86,8 @@ def describe(path: Path) -> dict:
                 "provenance": attrs, "groups": [k for k, v in f.items() if isinstance(v, h5py.Group)]}
         if "base" in f:
             info["base"] = {k: _f(f["base"][k][()]) for k in HEADLINE if k in f["base"]}
+        if INDUSTRY_DIM in f:
+            info["industries"] = [str(s) for s in strings(f[INDUSTRY_DIM][()])]
         info |= inspector.details(f, attrs, config)
     return info
 
@@ -215,6 +220,8 @@ def print_description(info: dict, console=None) -> None:
                   f"config sha256 {str(p.get('config_sha256'))[:16]}…")
     dims = ", ".join(f"{k} {v:,}" for k, v in info["dimensions"].items())
     console.print(f"  dimensions: {dims}")
+    if info.get("industries"):
+        console.print(f"  industry coordinate (revenue by industry): {', '.join(info['industries'])}")
     t = Table(show_header=True, header_style="bold", title="variables")
     t.add_column("name")
     t.add_column("dims")
