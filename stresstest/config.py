@@ -22,6 +22,9 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from .items import LIST_FIELDS, Items, check_defaults, item_arrays, items_from_dict, resolve_items
 from .kernels.params import CLUSTER_PARAMS, MODEL_VERSION, MODEL_VERSION_2, PARAMS, PORTFOLIO_PARAMS, Param
+from .programmes import (CLUSTER_FIELDS, GROUPS, PlatformModel, Scalars, check_default_scalars, groups_in_use,
+                         platform_from_dict, platform_to_dict, resolve_platform, resolve_scalars, scalar_arrays,
+                         scalars_from_dict, scalars_to_dict)
 from .validation import (STRICT, ConfigError, check_value, implausible, lenient, num_text, pydantic_problems,
                          read_document, structure_first)
 
@@ -44,6 +47,7 @@ DefaultsModel = create_model(
     __config__=STRICT,
     **_param_fields(),
     **LIST_FIELDS,
+    **CLUSTER_FIELDS,
     **{k: (Optional[str], None) for k in ("gpu", "region")},
 )
 ClusterModel = create_model(
@@ -53,6 +57,7 @@ ClusterModel = create_model(
     sources=(Optional[dict[str, str]], None),
     **_param_fields(),
     **LIST_FIELDS,
+    **CLUSTER_FIELDS,
     **{k: (Optional[str], None) for k in LABELS},
 )
 
@@ -64,6 +69,7 @@ class PortfolioBlock(BaseModel):
     discount_rate: float = None  # type: ignore[assignment]
     currency: str = "USD"
     sources: Optional[dict[str, str]] = None
+    platform: PlatformModel = None  # type: ignore[valid-type]
 
 
 class PortfolioFile(BaseModel):
@@ -96,13 +102,38 @@ class Portfolio:
     warnings: list[str] = field(default_factory=list)
     # version 2: each cluster's contracts and segments (Items(): implied by its version 1 keys)
     items: list[Items] = field(default_factory=list)
-    # the kernels carry item arrays: some cluster gives items, or a scenario moves them
+    # the kernels carry item arrays: some cluster gives items, or a scenario moves them;
+    # any version 2 feature in use makes a portfolio itemised (its files are version 2)
     itemised: bool = False
+    # version 2: each cluster's order month, capex decline and optimization programme
+    # (Scalars(): none), the portfolio's platform layer (None: none)
+    scalars: list[Scalars] = field(default_factory=list)
+    platform: Scalars | None = None
+    # the groups of version 2 scalars the kernels carry (programmes.GROUPS): those the
+    # file uses, and those a scenario moves (use)
+    groups: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         if not self.items:
             self.items = [Items() for _ in self.clusters]
-        self.itemised = self.itemised or any(it.explicit for it in self.items)
+        if not self.scalars:
+            self.scalars = [Scalars() for _ in self.clusters]
+        self.groups = set(self.groups) | groups_in_use(self.scalars, self.platform)
+        self.itemised = self.itemised or any(it.explicit for it in self.items) or bool(self.groups)
+
+    def use(self, group: str) -> None:
+        """Carry a group of version 2 scalars (programmes.GROUPS) that the file may not
+        use, because a scenario moves it: its arrays hold the model's defaults where the
+        file gives nothing, and the portfolio becomes itemised (version 2 files)."""
+        if group not in GROUPS:
+            raise ValueError(f"unknown group {group!r} (groups: {', '.join(GROUPS)})")
+        self.groups.add(group)
+        self.itemised = True
+
+    @property
+    def has_platform(self) -> bool:
+        """Whether the kernels carry a platform layer (its revenue: the last industry label)."""
+        return "platform" in self.groups
 
     @property
     def model_version(self) -> int:
@@ -110,13 +141,15 @@ class Portfolio:
         return MODEL_VERSION_2 if self.itemised else MODEL_VERSION
 
     def base_arrays(self) -> dict[str, np.ndarray]:
-        """Parameter name -> [C] for the kernels; with items, also their arrays [C, K]."""
+        """Parameter name -> [C] for the kernels; with items, also their arrays [C, K];
+        with version 2 scalars, the arrays of each group in use ([C], the platform's [1])."""
         out = {
             p.name: np.array([c[p.name] for c in self.clusters], dtype=np.float64)
             for p in CLUSTER_PARAMS
         }
         if self.itemised:
-            out.update(item_arrays(self.items))
+            out.update(item_arrays(self.items, self.has_platform))
+        out.update(scalar_arrays(self.scalars, self.platform, self.groups))
         return out
 
     def to_dict(self) -> dict:
@@ -129,20 +162,26 @@ class Portfolio:
             "sources": self.sources,
             "clusters": [
                 {"name": n, **lab, **{k: (None if math.isinf(v) else v) for k, v in c.items()},
-                 **it.to_dict(), "sources": src}
-                for n, lab, c, it, src in zip(self.cluster_names, self.labels, self.clusters, self.items, cited)
+                 **it.to_dict(), **scalars_to_dict(sc), "sources": src}
+                for n, lab, c, it, sc, src in zip(self.cluster_names, self.labels, self.clusters, self.items,
+                                                  self.scalars, cited)
             ],
         }
         if self.itemised:  # a version 1 portfolio's JSON stays as it was
             out["itemised"] = True
+        if self.platform is not None:
+            out["platform"] = platform_to_dict(self.platform)
+        if self.groups:
+            out["groups"] = sorted(self.groups)
         return out
 
 
 def portfolio_from_dict(d: dict, path: str = "<config>") -> Portfolio:
     """The resolved portfolio back from Portfolio.to_dict() (a result file's config)."""
-    clusters, names, labels, sources, items = [], [], [], [], []
+    clusters, names, labels, sources, items, scalars = [], [], [], [], [], []
     for c in d["clusters"]:
         items.append(items_from_dict(c))
+        scalars.append(scalars_from_dict(c))
         names.append(c["name"])
         labels.append({k: c[k] for k in LABELS if k in c})
         sources.append(c.get("sources") or {})
@@ -152,7 +191,8 @@ def portfolio_from_dict(d: dict, path: str = "<config>") -> Portfolio:
                      horizon_months=int(d["horizon_months"]), discount_rate=float(d["discount_rate"]),
                      clusters=clusters, cluster_names=names, labels=labels,
                      sources=d.get("sources") or {}, cluster_sources=sources, items=items,
-                     itemised=bool(d.get("itemised")))
+                     itemised=bool(d.get("itemised")), scalars=scalars,
+                     platform=platform_from_dict(d.get("platform")), groups=set(d.get("groups", ())))
 
 
 def config_json(portfolio: Portfolio, scenario) -> tuple[str, str]:
@@ -210,9 +250,11 @@ def load_portfolio(path: str | Path) -> Portfolio:
         if key in PARAMS:
             found.check(f"defaults.{key}", PARAMS[key], value)
     check_defaults(defaults, found)
+    check_default_scalars(defaults, found, horizon)
+    platform = resolve_platform(pb.platform.model_dump(exclude_none=True) if pb.platform else None, found, horizon)
     if cms is not None and not cms:
         found.problem("clusters", "must list at least one cluster")
-    clusters, names, labels, origins, sources, items = [], [], [], [], [], []
+    clusters, names, labels, origins, sources, items, scalars = [], [], [], [], [], [], []
     seen: dict[str, int] = {}
     for i, cm in enumerate(cms or []):
         if cm is None:  # not valid on its own: its structure's problems say why
@@ -225,6 +267,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
         own = resolve_items(raw, defaults, where, found, path.parent)
         _check_cluster(found, where, values, origin, horizon, own)
         items.append(own)
+        scalars.append(resolve_scalars(raw, defaults, where, found, horizon))
         clusters.append(values)
         names.append(raw["name"])
         labels.append(_labels(raw, defaults))
@@ -247,6 +290,8 @@ def load_portfolio(path: str | Path) -> Portfolio:
         cluster_sources=sources,
         warnings=found.warnings,
         items=items,
+        scalars=scalars,
+        platform=platform,
     )
 
 

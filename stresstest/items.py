@@ -36,6 +36,7 @@ REPLACES = {
     "segments": ("utilization_training", "utilization_inference", "inference_share"),
 }
 UNLABELLED = "unlabelled"
+PLATFORM = "platform"  # the platform layer's revenue, the portfolio's last industry label
 SHARE_TOLERANCE = 1e-9  # files: sum of contract shares <= 1, of segment shares = 1, within this
 # what padding items hold: no share, so they move nothing (loss month: never)
 PADDING = {"contracts.term_months": 1.0, "contracts.loss_month": math.inf}
@@ -227,16 +228,18 @@ def _check_sums(kind: str, resolved: list[dict], at: str, problem) -> None:
 # ------------------------------------------------------------------ arrays for the kernels
 
 
-def industry_labels(items: list[Items]) -> list[str]:
+def industry_labels(items: list[Items], platform: bool = False) -> list[str]:
     """The industry coordinate: labels in order of first appearance (clusters in order,
-    contracts before segments), then "unlabelled"."""
+    contracts before segments), then "unlabelled", then "platform" where the portfolio
+    has a platform layer (Portfolio.has_platform: the kernels add its revenue to the
+    last label; the clusters' rows hold 0 there)."""
     labels: list[str] = []
     for it in items:
         for kind in KINDS:
             for item in it.of(kind) or []:
                 if item.get("industry") and item["industry"] not in labels:
                     labels.append(item["industry"])
-    return labels + [UNLABELLED]
+    return labels + [UNLABELLED] + ([PLATFORM] if platform else [])
 
 
 def slots(items: list[Items]) -> dict[str, int]:
@@ -249,11 +252,12 @@ def slots(items: list[Items]) -> dict[str, int]:
     return out
 
 
-def item_arrays(items: list[Items]) -> dict[str, np.ndarray]:
+def item_arrays(items: list[Items], platform: bool = False) -> dict[str, np.ndarray]:
     """The kernels' item arrays: "contracts.<field>" [C, K] and "segments.<field>" [C, J]
-    (ITEM_PARAMS), the implied flags [C] and the one-hot industries [C, K, I]."""
+    (ITEM_PARAMS), the implied flags [C] and the one-hot industries [C, K, I]
+    (industry_labels: with a platform, no item has the last label)."""
     n = slots(items)
-    labels = industry_labels(items)
+    labels = industry_labels(items, platform)
     C = len(items)
     out: dict[str, np.ndarray] = {}
     for name in ITEM_PARAMS:

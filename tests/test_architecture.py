@@ -20,7 +20,8 @@ PACKAGE = ROOT / "stresstest"
 LAYERS = {
     "kernels": ["kernels"],
     "words": ["version", "outputs"],
-    "config": ["presets", "validation", "industries", "items", "config", "grid_config", "mc_config", "named", "loaders"],
+    "config": ["presets", "validation", "industries", "items", "programmes", "config", "grid_config", "mc_config",
+               "named", "loaders"],
     "compute": ["backends", "jax_adapter", "factoring", "engine", "tornado", "mc_paths"],
     "stats": ["summaries", "mc_summary"],
     "files": ["h5io", "grid_file", "mc_io"],
