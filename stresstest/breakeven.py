@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import Portfolio
-from .kernels.params import NAMED_SHOCKS, PARAMS
+from .grid_config import is_item_path, item_path_target, resolve_item_path
+from .items import KINDS, Items
+from .kernels.params import ITEM_PARAMS, NAMED_SHOCKS, PARAM_NAMES, PARAMS, named_targets
 from .kernels.shocks import AxisSpec
 from .validation import ConfigError
 
@@ -199,20 +201,69 @@ def parse_target(text: str) -> tuple[str, float]:
     return name, level
 
 
-def moved_params(param: str) -> tuple[str, ...]:
-    """The cluster (or portfolio) parameters that --param moves."""
+def moved_params(param: str, itemised: bool = False) -> tuple[str, ...]:
+    """The cluster (or portfolio) parameters that --param moves (an item path: its flow
+    array, "contracts.price")."""
     if param in NAMED_SHOCKS:
-        return NAMED_SHOCKS[param][0]
+        return named_targets(param, itemised)
+    if is_item_path(param):
+        return (item_path_target(param)[0],)
     return (param,)
 
 
+def itemise(portfolio: Portfolio, param: str) -> None:
+    """A --param that names an item by path makes the portfolio itemised, as a grid axis
+    on one does (grid_config.load_grid): its base arrays carry the items."""
+    if is_item_path(param):
+        portfolio.itemised = True
+
+
+def param_unit(param: str) -> str:
+    """The unit of a parameter's value, or of an item field's named by path ("" for a shock)."""
+    if is_item_path(param):
+        target = item_path_target(param)[0]
+        return ITEM_PARAMS[target].unit if target else ""
+    return PARAMS[param].unit if param in PARAMS else ""
+
+
+def _item_axis(param: str, portfolio: Portfolio, mask: tuple[bool, ...]) -> AxisSpec:
+    """The set axis of an item path over the clusters of `mask`; refused where the path is
+    malformed or no such cluster has the item (grid_config.resolve_item_path)."""
+    target, items, why = resolve_item_path(param, portfolio, mask)
+    if why:
+        raise ConfigError([f"--param: {param}: {why}"])
+    return AxisSpec(param, (target,), "set", mask, items)
+
+
+def model_params(portfolio: Portfolio, spec: AxisSpec | None = None, values=()) -> dict[str, np.ndarray]:
+    """The parameters as the model uses them: the base case (spec None: [1, C], items
+    [1, C, K] with the implied ones derived), or after `spec` at each of `values`
+    ([n, C], items [n, C, K]), clipped and balanced (kernels.shocks.apply_axis_values)."""
+    from .kernels.shocks import apply_axis_values
+
+    x = np.asarray(values, dtype=np.float64)
+    specs, points = ((), ()) if spec is None else ((spec,), (x,))
+    n = 1 if spec is None else x.shape[0]
+    with np.errstate(all="ignore"):
+        p, _ = apply_axis_values(portfolio.base_arrays(), np.asarray(portfolio.discount_rate), specs, points)
+    return {k: np.broadcast_to(v, (n,) + v.shape[1:]) for k, v in p.items()}
+
+
+def _on_demand_share(p: dict) -> np.ndarray:
+    """The share of each cluster's GPUs in the on-demand pool (1 - the contracts' shares)."""
+    if "contracts.share" in p:
+        return 1.0 - np.sum(p["contracts.share"], axis=-1)
+    return 1.0 - p["reserved_share"]
+
+
 def _weights(quantity: str, base: dict, clusters: list[int]) -> tuple[np.ndarray, str]:
-    """The portfolio row's weights of `quantity` over `clusters` and what the mean is (WEIGHTS)."""
+    """The portfolio row's weights of `quantity` over `clusters` and what the mean is
+    (WEIGHTS); base: the parameters as the model uses them, [C] (items [C, K])."""
     g = base["gpus"][clusters]
     if quantity == "energy_price":
         w = g * base["kw_per_gpu"][clusters] * base["pue"][clusters]
     elif quantity in WEIGHTS:  # utilizations: the on-demand GPUs
-        w = g * (1.0 - base["reserved_share"][clusters])
+        w = g * _on_demand_share(base)[clusters]
     else:
         w = g
     if not np.sum(w) > 0:
@@ -221,34 +272,76 @@ def _weights(quantity: str, base: dict, clusters: list[int]) -> tuple[np.ndarray
 
 
 def _quantity(param: str, p: dict) -> np.ndarray:
-    """Per cluster, what `param` moves, from parameters name -> [C]."""
-    if param == "utilization":  # the on-demand pool's training/inference blend
-        w = p["inference_share"]
+    """Per cluster, what `param` moves, from parameters name -> [n, C] (items [n, C, K])."""
+    if param == "utilization":
+        if "segments.share" in p:  # the pool's mean utilization, sum_j sigma_j u_j
+            return np.sum(p["segments.share"] * p["segments.utilization"], axis=-1)
+        w = p["inference_share"]  # the on-demand pool's training/inference blend
         return (1.0 - w) * p["utilization_training"] + w * p["utilization_inference"]
     if param in SHOCK_QUANTITIES:
         return p[SHOCK_QUANTITIES[param][0]]
     return p[param]
 
 
+ITEM_MEAN = "mean weighted by the GPUs each item covers"
+
+
+def _item_quantity(spec: AxisSpec, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster, the item field an item path's axis moves, as the mean over the items
+    it picks weighted by the GPUs each covers (a contract N r_k, a segment N (1 - sum r)
+    sigma_j; a share itself by the cluster's, or its pool's, GPUs; the plain mean where
+    they cover none), and that weight: ([n, C], [n, C]), NaN where a cluster has none."""
+    target = spec.targets[0]
+    kind, field = target.split(".")
+    picked = np.asarray(spec.item_mask)[None]  # [1, C, K]
+    gpus = p["gpus"] if kind == "contracts" else p["gpus"] * _on_demand_share(p)
+    w = gpus[..., None] * (1.0 if field == "share" else p[f"{kind}.share"])
+    w = np.where(picked, w, 0.0)
+    w = np.where(np.sum(w, axis=-1, keepdims=True) > 0, w, np.where(picked, 1.0, 0.0))
+    total = np.sum(w, axis=-1)
+    with np.errstate(all="ignore"):
+        q = np.sum(np.where(w > 0, w * p[target], 0.0), axis=-1) / total
+    return q, total
+
+
+def _mean(q: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Each row's mean of q [n, C] weighted by w [n, C] over the clusters that have a value."""
+    has = w > 0
+    with np.errstate(all="ignore"):
+        return np.sum(np.where(has, q * w, 0.0), axis=1) / np.sum(np.where(has, w, 0.0), axis=1)
+
+
 def axis_for(param: str, portfolio: Portfolio, clusters: list[int]) -> tuple[AxisSpec, float, tuple]:
-    """The shock that moves `param` (a named shock or a parameter, set), its base value and
-    bracket. A parameter's base over several clusters is their weighted mean (WEIGHTS)."""
+    """The shock that moves `param` (a named shock, a parameter or an item field by path,
+    set), its base value and bracket. A parameter's base over several clusters is their
+    weighted mean (WEIGHTS); an item field's, its items' (_item_quantity)."""
     mask = tuple(i in clusters for i in range(len(portfolio.clusters)))
     if param in NAMED_SHOCKS:
-        targets, op, neutral = NAMED_SHOCKS[param]
-        return AxisSpec(param, targets, op, mask), neutral, SHOCK_BRACKETS[param]
-    if param not in PARAMS:
+        _, op, neutral = NAMED_SHOCKS[param]
+        return AxisSpec(param, named_targets(param, portfolio.itemised), op, mask), neutral, SHOCK_BRACKETS[param]
+    if is_item_path(param):
+        axis = _item_axis(param, portfolio, mask)
+        spec = ITEM_PARAMS[axis.targets[0]]
+        base = float(_mean(*_item_quantity(axis, model_params(portfolio)))[0])
+    elif param in PARAMS:
+        axis = AxisSpec(param, (param,), "set", mask)
+        spec = PARAMS[param]
+        values = np.array([portfolio.clusters[c][param] for c in clusters], dtype=np.float64)
+        w, _ = _weights(param, _base(portfolio), clusters)
+        with np.errstate(all="ignore"):
+            base = float(np.sum(w * values) / np.sum(w)) if np.all(np.isfinite(values)) else math.nan
+    else:
         raise ConfigError([f"--param: unknown parameter or shock {param!r}"])
-    spec = PARAMS[param]
-    values = np.array([portfolio.clusters[c][param] for c in clusters], dtype=np.float64)
-    w, _ = _weights(param, portfolio.base_arrays(), clusters)
-    with np.errstate(all="ignore"):
-        base = float(np.sum(w * values) / np.sum(w)) if np.all(np.isfinite(values)) else math.nan
     if not math.isfinite(base):
         base = 0.0
     lo = spec.lo if math.isfinite(spec.lo) else base - 10 * max(abs(base), 1.0)
     hi = spec.hi if math.isfinite(spec.hi) else max(base, lo) + 10 * max(abs(base), 1.0)
-    return AxisSpec(param, (param,), "set", mask), base, (lo, hi)
+    return axis, base, (lo, hi)
+
+
+def _base(portfolio: Portfolio) -> dict[str, np.ndarray]:
+    """The base case's parameters as the model uses them, [C] (items [C, K])."""
+    return {k: v[0] for k, v in model_params(portfolio).items()}
 
 
 def in_units(portfolio: Portfolio, param: str, spec: AxisSpec, scope_cluster: int | None,
@@ -256,20 +349,19 @@ def in_units(portfolio: Portfolio, param: str, spec: AxisSpec, scope_cluster: in
     """Each of `values` (of the shock or parameter) in the units of what it moves: the
     scope cluster's, or the portfolio's weighted mean over `shocked` (as the model uses
     it: clipped, a debt term rounded)."""
-    from .kernels.shocks import apply_axis_values
-
-    base = portfolio.base_arrays()
-    x = np.asarray(values, dtype=np.float64)
-    p, _ = apply_axis_values(base, np.asarray(portfolio.discount_rate), (spec,), (x,))
-    C = len(portfolio.clusters)
-    p = {k: np.broadcast_to(v, (x.shape[0], C)) for k, v in p.items()}
+    p = model_params(portfolio, spec, values)
+    if is_item_path(param):
+        q, w = _item_quantity(spec, p)
+        if scope_cluster is not None:
+            return [float(v) for v in q[:, scope_cluster]]
+        return [float(v) for v in _mean(q[:, shocked], w[:, shocked])]
     q = _quantity(param, p)  # [n, C]
     if scope_cluster is not None:
         return [float(v) for v in q[:, scope_cluster]]
     if param not in NAMED_SHOCKS:  # set alike in every cluster
         return [float(v) for v in q[:, shocked[0]]]
     name = SHOCK_QUANTITIES[param][0] if param in SHOCK_QUANTITIES else param
-    w, _ = _weights(name, base, shocked)
+    w, _ = _weights(name, _base(portfolio), shocked)
     with np.errstate(all="ignore"):
         return [float(v) for v in np.sum(q[:, shocked] * w, axis=1) / np.sum(w)]
 
@@ -280,12 +372,14 @@ def _describe_units(portfolio: Portfolio, param: str, scope_cluster: int | None,
         name, unit = SHOCK_QUANTITIES[param]
         if scope_cluster is not None:
             return name, unit, "", ""
-        _, mean = _weights(name, portfolio.base_arrays(), shocked)
+        _, mean = _weights(name, _base(portfolio), shocked)
         return name, unit, mean, ""
-    unit = PARAMS[param].unit if param in PARAMS else ""
+    unit = param_unit(param)
     if scope_cluster is not None:
         return param, unit, "", ""
-    _, mean = _weights(param, portfolio.base_arrays(), shocked)
+    if is_item_path(param):
+        return param, unit, "", f"the items' {ITEM_MEAN}"
+    _, mean = _weights(param, _base(portfolio), shocked)
     return param, unit, "", f"the clusters' {mean}"
 
 
@@ -376,7 +470,7 @@ def solve(portfolio: Portfolio, param: str, target: str, level: float, *, scope_
             if spec.op == "set":  # the values the model uses (clipped, a debt term rounded)
                 from .kernels.shocks import clip_param
 
-                sides = tuple(float(clip_param(np, param, np.float64(v))) for v in sides)
+                sides = tuple(float(clip_param(np, spec.targets[0], np.float64(v))) for v in sides)
             outputs = tuple(_achieved(portfolio, spec, target, scope_cluster, v) for v in (lo, hi))
             jump = Breakeven(scope, None, (a, b), base_value, None, it, status="jump",
                              jump=(float(sides[0]), float(sides[1])), jump_outputs=outputs,
@@ -475,15 +569,17 @@ def _achieved(portfolio: Portfolio, spec: AxisSpec, target: str, cluster: int | 
 
 def breakeven(portfolio: Portfolio, param: str, target_text: str, cluster: str | None = None,
               bracket: tuple[float, float] | None = None) -> list[Breakeven]:
-    """Portfolio and per-cluster breakevens (or only `cluster`'s)."""
+    """Portfolio and per-cluster breakevens (or only `cluster`'s). An item path's rows:
+    the portfolio's and those of the clusters that have the item."""
     target, level = parse_target(target_text)
     if cluster is not None and cluster not in portfolio.cluster_names:
         raise ConfigError([f"--cluster: unknown cluster {cluster!r} (clusters: {', '.join(portfolio.cluster_names)})"])
+    itemise(portfolio, param)
     everyone = list(range(len(portfolio.clusters)))
     out = []
     if cluster is None:
         out.append(solve(portfolio, param, target, level, scope_cluster=None, shocked=everyone, bracket=bracket))
-        scopes = everyone
+        scopes = [c for c in everyone if _has_item(portfolio, param, c)]
     else:
         scopes = [portfolio.cluster_names.index(cluster)]
     for c in scopes:
@@ -491,17 +587,67 @@ def breakeven(portfolio: Portfolio, param: str, target_text: str, cluster: str |
     return out
 
 
+def _has_item(portfolio: Portfolio, param: str, c: int) -> bool:
+    """Whether cluster c has what `param` moves (an item path: the item it names)."""
+    if not is_item_path(param):
+        return True
+    mask = tuple(i == c for i in range(len(portfolio.clusters)))
+    return resolve_item_path(param, portfolio, mask)[2] is None
+
+
 def shifted_portfolio(portfolio: Portfolio, axis, value: float) -> Portfolio:
-    """The portfolio with one grid axis's shock applied at `value`, as a new base case."""
+    """The portfolio with one grid axis's shock applied at `value`, as a new base case.
+
+    Items are written back as the model then uses them: a cluster's own items with
+    their moved fields; implied items the axis moves by path become the cluster's own
+    (contracts anchor and others, segment IMPLIED_SEGMENT), the others stay implied
+    and follow the version 1 keys."""
     import dataclasses
 
     from .kernels.shocks import apply_axis_values
 
     p, r = apply_axis_values(portfolio.base_arrays(), np.asarray(portfolio.discount_rate),
                              (axis.spec,), (np.asarray([value]),))
-    clusters = [{k: float(np.broadcast_to(v, (1, len(portfolio.clusters)))[0, c]) for k, v in p.items()}
-                for c in range(len(portfolio.clusters))]
-    return dataclasses.replace(portfolio, clusters=clusters, discount_rate=float(np.reshape(r, (-1,))[0]))
+    C = len(portfolio.clusters)
+    clusters = [{k: float(np.broadcast_to(p[k], (1, C))[0, c]) for k in PARAM_NAMES} for c in range(C)]
+    items = portfolio.items
+    if portfolio.itemised:
+        items = [_items_after(it, {k: v[0, c] for k, v in p.items() if k in ITEM_PARAMS},
+                              _moved_by_path(axis.spec, c)) for c, it in enumerate(portfolio.items)]
+    return dataclasses.replace(portfolio, clusters=clusters, items=items,
+                               discount_rate=float(np.reshape(r, (-1,))[0]))
+
+
+# The name of a cluster's implied segment once a path has moved it (shifted_portfolio)
+IMPLIED_SEGMENT = "pool"
+
+
+def _moved_by_path(spec: AxisSpec, c: int) -> set[str]:
+    """The kinds of item of cluster c that an axis moves by path (kernels.shocks: an axis
+    that also moves version 1 keys leaves implied items to them)."""
+    if any(t not in ITEM_PARAMS for t in spec.targets) or (spec.cluster_mask and not spec.cluster_mask[c]):
+        return set()
+    if spec.item_mask is not None and not any(spec.item_mask[c]):
+        return set()
+    return {t.split(".")[0] for t in spec.targets}
+
+
+def _items_after(items: Items, arrays: dict[str, np.ndarray], moved: set[str]) -> Items:
+    """A cluster's items with the fields of `arrays` (item name -> [K], after a shock):
+    its own items, and the implied ones of the kinds in `moved`; other implied kinds stay
+    implied."""
+    out = {}
+    for kind in KINDS:
+        given = items.of(kind)
+        if given is None and kind not in moved:
+            out[kind] = None
+            continue
+        rows = given if given is not None else [
+            {"name": n, "industry": None} for n in (items.names(kind) or [IMPLIED_SEGMENT])]
+        fields = [k.split(".")[1] for k in ITEM_PARAMS if k.startswith(kind + ".")]
+        out[kind] = [dict(row, **{f: float(arrays[f"{kind}.{f}"][k]) for f in fields})
+                     for k, row in enumerate(rows)]
+    return Items(contracts=out["contracts"], segments=out["segments"], origins=items.origins)
 
 
 STATUS_CODES = {"solved": 0, "none": 1, "jump": 2}  # the curve file's `status`
@@ -515,19 +661,23 @@ def _units(param: str | None, target_text: str | None) -> dict:
     """Units of the curve file's datasets: the parameter's (or shock's), the target output's."""
     from .kernels.params import OUTPUT_UNITS
 
-    unit = SHOCK_UNITS.get(param) or (PARAMS[param].unit if param in PARAMS else "")
+    unit = SHOCK_UNITS.get(param) or param_unit(param)
     in_units_unit = SHOCK_QUANTITIES[param][1] if param in SHOCK_QUANTITIES else unit
     target = (target_text or "").partition("=")[0].strip()
     return {"breakeven": unit, "jump_low": unit, "jump_high": unit, "breakeven_in_units": in_units_unit,
             "achieved": OUTPUT_UNITS.get(target, ""), "status": "1"}
 
 
-def check_curve_question(scenario, over: str, param: str, target_text: str) -> None:
+def check_curve_question(portfolio: Portfolio, scenario, over: str, param: str, target_text: str) -> None:
     """Refuse, before any work, a curve that cannot be traced: no such axis, an axis named
     like a dataset of the curve file, an axis that moves what --param moves (the breakeven
-    would set the very value the axis gives), an unknown parameter or target."""
+    would set the very value the axis gives; for items, the same field of the same
+    items), an unknown parameter, item or target."""
     parse_target(target_text)
-    if param not in NAMED_SHOCKS and param not in PARAMS:
+    everyone = tuple(True for _ in portfolio.clusters)
+    if is_item_path(param):
+        moved = _item_axis(param, portfolio, everyone)
+    elif param not in NAMED_SHOCKS and param not in PARAMS:
         raise ConfigError([f"--param: unknown parameter or shock {param!r}"])
     axes = {a.name: a for a in scenario.axes}
     if over not in axes:
@@ -535,7 +685,11 @@ def check_curve_question(scenario, over: str, param: str, target_text: str) -> N
     if over in CURVE_NAMES:
         raise ConfigError([f"--over: {scenario.path}: axis {over!r} shares its name with a dataset of the "
                            f"curve file ({', '.join(CURVE_NAMES)}); give the axis another name"])
-    shared = [t for t in axes[over].spec.targets if t in moved_params(param)]
+    spec = axes[over].spec
+    shared = [t for t in spec.targets if t in moved_params(param, portfolio.itemised)]
+    if shared and is_item_path(param) and spec.item_mask is not None \
+            and not np.any(np.asarray(spec.item_mask) & np.asarray(moved.item_mask)):
+        shared = []  # the same field of other items
     if shared:
         raise ConfigError([f"--over: axis {over!r} moves {', '.join(shared)}, which --param {param} also "
                            f"moves: the breakeven would overwrite the axis's value at every point; "
@@ -549,7 +703,8 @@ def breakeven_curve(portfolio: Portfolio, scenario, over: str, param: str, targe
     value [axis, scope] is NaN where no value meets the target; status says why (none:
     no crossing in the bracket; jump: the output jumps over the target between
     jump_low and jump_high); value_in_units: the value in the units of what it moves."""
-    check_curve_question(scenario, over, param, target_text)
+    itemise(portfolio, param)
+    check_curve_question(portfolio, scenario, over, param, target_text)
     axis = {a.name: a for a in scenario.axes}[over]
     rows = [breakeven(shifted_portfolio(portfolio, axis, float(v)), param, target_text, cluster, bracket)
             for v in axis.values]
@@ -586,7 +741,7 @@ def curve_table(curve: dict, param: str) -> list[str]:
     widths = [max(len(line[j]) for line in [header] + body) for j in range(len(header))]
     lines = ["  " + "  ".join(t.ljust(w) if j == 0 else t.rjust(w) for j, (t, w) in enumerate(zip(line, widths)))
              for line in [header] + body]
-    what = SHOCK_UNITS.get(param) or (PARAMS[param].unit if param in PARAMS else "")
+    what = SHOCK_UNITS.get(param) or param_unit(param)
     lines.append(f"  cells: the breakeven {param}" + (f" ({what})" if what else "")
                  + "; above/below: no breakeven, the output stays above/below the target over the whole "
                    "range; jump A..B: no value meets it, the output jumps over it between A and B")

@@ -2,7 +2,10 @@
 their product evaluated (docs/model.md, "The grid").
 
 Each axis is a named shock or any parameter with its operation (scale, shift, set),
-its values, and optionally the clusters it applies to. Validation follows the rules
+its values, and optionally the clusters it applies to. A parameter may also be a
+version 2 item field named by path (docs/model.md, "Addressing the new fields"):
+`contracts.<name>.<field>`, `contracts.*.<field>`, `segments.<name>.<field>` or
+`segments.*.<field>` (resolve_item_path). Validation follows the rules
 every file shares (validation.py): every problem of every axis is reported as
 `file: key.path: reason`, all at once, before any work; an axis that sets a parameter
 to unrealistic values draws a warning (Scenario.warnings).
@@ -11,6 +14,7 @@ to unrealistic values draws a warning (Scenario.warnings).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,7 +23,8 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
-from .kernels.params import NAMED_SHOCKS, OPS, PARAMS, PORTFOLIO_PARAMS
+from .items import KINDS, SINGULAR, Items, slots
+from .kernels.params import ITEM_FIELDS, ITEM_PARAMS, NAMED_SHOCKS, OPS, PARAMS, PORTFOLIO_PARAMS, named_targets
 from .kernels.shocks import AxisSpec
 from .outputs import CLUSTER_DIM, reserved_names
 from .validation import (STRICT, ConfigError, check_value, did_you_mean, implausible, lenient, num_text,
@@ -105,7 +110,9 @@ def scenario_from_dict(d: dict, pf: Portfolio, path: str = "<config>") -> Scenar
     for a in d["axes"]:
         clusters = a.get("clusters")
         mask = None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
-        spec = AxisSpec(name=a["name"], targets=tuple(a["targets"]), op=a["op"], cluster_mask=mask)
+        items = resolve_item_path(a["param"], pf, mask)[1] if is_item_path(a.get("param")) else None
+        spec = AxisSpec(name=a["name"], targets=tuple(a["targets"]), op=a["op"], cluster_mask=mask,
+                        item_mask=items)
         axes.append(Axis(a["name"], spec, np.asarray(a["values"], dtype=np.float64), a.get("shock"),
                          a.get("param"), clusters))
     return Scenario(path, d["kind"], d["name"], axes)
@@ -113,7 +120,11 @@ def scenario_from_dict(d: dict, pf: Portfolio, path: str = "<config>") -> Scenar
 
 def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...] = ("grid",)) -> "Scenario":
     """A `kind: grid` scenario from its parsed file (loaders.load_scenario reads it and
-    picks the loader by kind; an unknown kind comes here and is named against `kinds`)."""
+    picks the loader by kind; an unknown kind comes here and is named against `kinds`).
+
+    An axis on an item path makes the portfolio itemised (Portfolio.itemised: its base
+    arrays carry the items, its files say model_version 2), decided before any axis is
+    built, since the named `utilization` shock then moves segments too (named_targets)."""
     block = doc.get("scenario")
     try:
         sb = ScenarioFile.model_validate(doc).scenario
@@ -134,11 +145,12 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
     axes: list[Axis] = []
     warnings: list[str] = []
     names: dict[str, int] = {}
+    itemised = portfolio.itemised or any(am is not None and is_item_path(am.param) for am in raw_axes)
     for i, am in enumerate(raw_axes):
         if am is None:  # not valid on its own: its structure's problems say why
             continue
         where = f"scenario.axes[{i}]"
-        axis, errs = _resolve_axis(path, where, am, portfolio)
+        axis, errs = _resolve_axis(path, where, am, portfolio, itemised)
         problems += errs
         if axis is None:
             continue
@@ -157,6 +169,7 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
     problems = structure_first(path, structure, problems)
     if problems:
         raise ConfigError(problems)
+    portfolio.itemised = itemised
     return Scenario(str(path), sb.kind, sb.name or path.stem, axes, warnings)
 
 
@@ -179,14 +192,16 @@ def _axis_warnings(path, where, am: AxisModel, axis: Axis) -> list[str]:
 _Found = list[tuple[str, str]]
 
 
-def _resolve_axis(path, where, am: AxisModel, pf: Portfolio):
+def _resolve_axis(path, where, am: AxisModel, pf: Portfolio, itemised: bool):
     """The axis, or None and every problem found: the shock or parameter, the values,
-    the clusters and the name are checked independently of one another."""
+    the clusters and the name are checked independently of one another. itemised:
+    whether the portfolio carries items in this run (load_grid)."""
+    items = None
     if (am.shock is None) == (am.param is None):
         targets, op, word, found = None, None, None, [("", "give exactly one of shock: or param:")]
     elif am.shock is not None:
         word = am.shock
-        targets, op, found = _shock_target(am)
+        targets, op, found = _shock_target(am, itemised)
     else:
         word = am.param
         targets, op, found = _param_target(am)
@@ -196,44 +211,59 @@ def _resolve_axis(path, where, am: AxisModel, pf: Portfolio):
         found += _set_value_problems(am, targets, values)
     mask, more = _axis_mask(am, pf)
     found += more
+    if targets is not None and is_item_path(am.param):
+        items, more = _item_mask_problems(am, pf, mask)
+        found += more
     name = am.name if am.name is not None else word  # a shock or parameter names its axis
+    if am.name is None and is_item_path(word):
+        name = path_axis_name(word)
     if name is not None:
         found += _name_problems(name)
     problems = [f"{path}: {where}{'.' + key if key else ''}: {reason}" for key, reason in found]
     if problems:
         return None, problems
-    spec = AxisSpec(name=name, targets=tuple(targets), op=op, cluster_mask=mask)
+    spec = AxisSpec(name=name, targets=tuple(targets), op=op, cluster_mask=mask, item_mask=items)
     return Axis(name, spec, values, am.shock, am.param, am.clusters), problems
 
 
-def _shock_target(am: AxisModel) -> tuple[tuple[str, ...] | None, str | None, _Found]:
-    """A named shock's parameters and operation (NAMED_SHOCKS); an op: may only repeat it."""
+def _shock_target(am: AxisModel, itemised: bool) -> tuple[tuple[str, ...] | None, str | None, _Found]:
+    """A named shock's parameters (named_targets: with items, `utilization` moves the
+    segments too) and operation (NAMED_SHOCKS); an op: may only repeat it."""
     if am.shock not in NAMED_SHOCKS:
         hint = did_you_mean(am.shock, list(NAMED_SHOCKS) + list(PARAMS) + ["discount_rate"])
         if am.shock in PARAMS or am.shock == "discount_rate":
             hint = f"; {am.shock} is a parameter: give it with param: and op:"
         return None, None, [("shock", f"unknown shock {am.shock!r}{hint} (known: {', '.join(NAMED_SHOCKS)}; "
                                       "any parameter can be an axis with param:)")]
-    targets, op, _ = NAMED_SHOCKS[am.shock]
+    op = NAMED_SHOCKS[am.shock][1]
+    targets = named_targets(am.shock, itemised)
     if am.op is not None and am.op != op:
         return targets, op, [("op", f"the shock {am.shock} is always a {op}, got {am.op!r}")]
     return targets, op, []
 
 
 def _param_target(am: AxisModel) -> tuple[tuple[str, ...] | None, str | None, _Found]:
-    """A parameter axis's parameter (any cluster parameter, or discount_rate) and its op:."""
+    """A parameter axis's parameter (any cluster parameter, discount_rate, or an item
+    field by path: its flow array, "contracts.price") and its op:."""
     if am.param == "horizon_months":
         return None, None, [("param", "horizon_months cannot be an axis (it sets the length of every array)")]
-    if am.param not in PARAMS and am.param != "discount_rate":
+    if is_item_path(am.param):
+        target, why = item_path_target(am.param)
+        if why:
+            return None, None, [("param", why)]
+        targets: tuple[str, ...] = (target,)
+    elif am.param not in PARAMS and am.param != "discount_rate":
         hint = did_you_mean(am.param, list(PARAMS) + ["discount_rate"])
         if am.param in NAMED_SHOCKS:
             hint = f"; {am.param} is a named shock: give it with shock:"
         return None, None, [("param", f"unknown parameter {am.param!r}{hint}")]
+    else:
+        targets = (am.param,)
     if am.op is None:
         return None, None, [("op", "a param axis must give op: scale, shift or set")]
     if am.op not in OPS:
         return None, None, [("op", f"must be one of scale, shift, set, got {am.op!r}{did_you_mean(am.op, OPS)}")]
-    return (am.param,), am.op, []
+    return targets, am.op, []
 
 
 def _axis_values(am: AxisModel) -> tuple[np.ndarray | None, _Found]:
@@ -255,15 +285,17 @@ def _axis_values(am: AxisModel) -> tuple[np.ndarray | None, _Found]:
 
 
 def _set_value_problems(am: AxisModel, targets: tuple[str, ...], values: np.ndarray) -> _Found:
-    """A set axis's values out of range for a parameter they set."""
+    """A set axis's values out of range for a parameter they set (an item field: its
+    field's range, named by the axis's path)."""
     key = "values" if am.values is not None else "linspace"
-    specs = [PARAMS.get(t) or PORTFOLIO_PARAMS[t] for t in targets]
+    specs = [(am.param, ITEM_PARAMS[t]) if t in ITEM_PARAMS else (t, PARAMS.get(t) or PORTFOLIO_PARAMS[t])
+             for t in targets]
     found = []
     for k, v in enumerate(values):
-        for spec in specs:
+        for label, spec in specs:
             why = check_value(spec, float(v))
             if why:
-                found.append((key, f"value {k} for {spec.name}: {why}"))
+                found.append((key, f"value {k} for {label}: {why}"))
     return found
 
 
@@ -284,6 +316,15 @@ def _axis_mask(am: AxisModel, pf: Portfolio) -> tuple[tuple[bool, ...] | None, _
     return tuple(n in am.clusters for n in pf.cluster_names), found
 
 
+def _item_mask_problems(am: AxisModel, pf: Portfolio, mask) -> tuple[tuple | None, _Found]:
+    """An item path's mask over the selected clusters' item slots (resolve_item_path);
+    nothing to check where clusters: selects no known cluster (_axis_mask says why)."""
+    if mask is not None and not any(mask):
+        return None, []
+    _, items, why = resolve_item_path(am.param, pf, mask)
+    return items, ([("param", why)] if why else [])
+
+
 def _name_problems(name: str) -> _Found:
     """An axis's name: a word, and not one the result file uses for something else."""
     found = []
@@ -296,3 +337,83 @@ def _name_problems(name: str) -> _Found:
         found.append(("name", f"{name!r} is reserved: in the result file it names {reserved[name]}; "
                               "give the axis another name:"))
     return found
+
+
+# ------------------------------------------------------------------ item paths
+
+
+def is_item_path(word) -> bool:
+    """Whether a parameter names a version 2 item field by path (contracts.<name>.<field>,
+    segments.*.<field>, ...) rather than a version 1 key."""
+    return isinstance(word, str) and "." in word and word.partition(".")[0] in KINDS
+
+
+def item_path_target(word: str) -> tuple[str | None, str | None]:
+    """The flow array an item path moves ("contracts.anchor.price" -> "contracts.price"),
+    or None and why the path is malformed: no item name, an empty one, an unknown field."""
+    kind, _, rest = word.partition(".")
+    name, dot, field = rest.rpartition(".")
+    single = SINGULAR[kind]
+    fields = [t.partition(".")[2] for t in ITEM_PARAMS if t.startswith(kind + ".")]
+    shape = f"{kind}.<name>.<field>, or {kind}.*.<field> for every {single}"
+    if not dot:
+        return None, f"{word!r} names no {single}: give {shape}"
+    if not name.strip():
+        return None, f"{word!r}: the {single}'s name is empty: give {shape}"
+    target = f"{kind}.{field}"
+    if target in ITEM_PARAMS:
+        return target, None
+    if field in (f.name for f in ITEM_FIELDS[kind]):  # a field without a flow array
+        return None, (f"{field} shapes only the Monte Carlo paths: a grid axis or a shock cannot move it "
+                      f"(fields: {', '.join(fields)})")
+    return None, f"unknown field {field!r} of a {single}{did_you_mean(field, fields)} (fields: {', '.join(fields)})"
+
+
+def _item_slots(items: Items, kind: str, name: str) -> list[int]:
+    """The slots of a cluster's items that `name` ("*": all) picks: an implied book's
+    anchor and others, an implied pool's one segment only by "*" (Items.names)."""
+    names = items.names(kind)
+    if name != "*":
+        return [names.index(name)] if name in names else []
+    count = 1 if kind == "segments" and items.of(kind) is None else len(names)
+    return list(range(count))
+
+
+def resolve_item_path(word: str, pf: Portfolio, cluster_mask: tuple[bool, ...] | None = None):
+    """(target, item mask, None) for an item path on the clusters of cluster_mask (None:
+    all), or (None, None, why not). The mask holds, per cluster, per item slot of the
+    kind (items.slots), True where the path moves the item (AxisSpec.item_mask). A
+    path that names an item no selected cluster has is refused, naming the items that
+    exist; a cluster that lacks it is left unchanged."""
+    target, why = item_path_target(word)
+    if why:
+        return None, None, why
+    kind, _, rest = word.partition(".")
+    name, _, field = rest.rpartition(".")
+    width = slots(pf.items)[kind]
+    chosen = [cluster_mask is None or bool(cluster_mask[c]) for c in range(len(pf.items))]
+    rows = []
+    for c, items in enumerate(pf.items):
+        hits = _item_slots(items, kind, name) if chosen[c] else []
+        rows.append(tuple(k in hits for k in range(width)))
+    if any(any(r) for r in rows):
+        return target, tuple(rows), None
+    listed, known = [], []
+    for c, items in enumerate(pf.items):
+        if not chosen[c]:
+            continue
+        names = items.names(kind)
+        known += names
+        if kind == "segments" and items.of(kind) is None:
+            listed.append(f"{pf.cluster_names[c]}: one implied segment, reached only by segments.*.{field}")
+        else:
+            listed.append(f"{pf.cluster_names[c]}: {', '.join(names) or 'none'}")
+    which = "no cluster" if cluster_mask is None else "none of the clusters given"
+    what = f"has {kind}" if name == "*" else f"has a {SINGULAR[kind]} {name!r}{did_you_mean(name, known)}"
+    return None, None, f"{which} {what} ({kind}: {'; '.join(listed)})"
+
+
+def path_axis_name(word: str) -> str:
+    """An item path axis's default name, a word the result file can use:
+    "contracts.*.price" -> "contracts_all_price"."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", word.replace("*", "all"))

@@ -1,8 +1,9 @@
 """Named scenarios: sourced, deterministic shock sets (scenarios/named/) run side by side.
 
 A shock-set file holds one historical or hypothetical event as a list of shocks (the
-grid's named shocks or any parameter with scale, shift or set), with the sources of
-every number. A scenario file of `kind: named` lists the sets to evaluate; each becomes
+grid's named shocks or any parameter with scale, shift or set, a version 2 item field
+by path too: `contracts.anchor.loss_month`, as a grid axis names it), with the sources
+of every number. A scenario file of `kind: named` lists the sets to evaluate; each becomes
 one row (and one point of the result file's `scenario` dimension).
 """
 
@@ -16,7 +17,8 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
-from .kernels.params import NAMED_SHOCKS, OPS, PARAMS
+from .grid_config import is_item_path, item_path_target, resolve_item_path
+from .kernels.params import ITEM_PARAMS, NAMED_SHOCKS, OPS, PARAMS, named_targets
 from .validation import STRICT, ConfigError, pydantic_problems, check_value, did_you_mean, read_yaml
 
 
@@ -109,7 +111,7 @@ def list_library() -> dict[str, Path]:
 
 
 def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
-    """One shock-set file, validated (against a portfolio's cluster names when given)."""
+    """One shock-set file, validated (against a portfolio's clusters and items when given)."""
     path = Path(path)
     doc = read_yaml(path)
     if not isinstance(doc, dict):
@@ -130,35 +132,62 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
                 problems.append(f"{where}.shock: unknown shock {s.shock!r}"
                                 f"{did_you_mean(s.shock, NAMED_SHOCKS)} (known: {', '.join(NAMED_SHOCKS)})")
                 continue
-            targets, op, _ = NAMED_SHOCKS[s.shock]
+            op = NAMED_SHOCKS[s.shock][1]
+            targets = named_targets(s.shock, pf is not None and pf.itemised)
             if s.op is not None and s.op != op:
                 problems.append(f"{where}.op: the shock {s.shock} is always a {op}, got {s.op!r}")
             word = s.shock
         else:
-            if s.param not in PARAMS:
-                problems.append(f"{where}.param: unknown parameter {s.param!r}{did_you_mean(s.param, PARAMS)}")
+            target, why = _param_target(s.param)
+            if why:
+                problems.append(f"{where}.param: {why}")
                 continue
             if s.op not in OPS:
                 problems.append(f"{where}.op: a param shock must give op: scale, shift or set, got {s.op!r}")
                 continue
-            targets, op, word = (s.param,), s.op, s.param
+            targets, op, word = (target,), s.op, s.param
             if op == "set":
-                why = check_value(PARAMS[s.param], s.value)
+                why = check_value(ITEM_PARAMS.get(target) or PARAMS[target], s.value)
                 if why:
                     problems.append(f"{where}.value: {why}")
         if word not in m.sources:
             problems.append(f"{where}: no entry for {word!r} in shockset.sources (every number is sourced)")
-        if s.clusters is not None and pf is not None:
-            for c in s.clusters:
-                if c not in pf.cluster_names:
-                    problems.append(f"{where}.clusters: unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
-                                    f"(clusters: {', '.join(pf.cluster_names)})")
+        if pf is not None:
+            problems += _cluster_problems(where, s, pf)
         shocks.append(Shock(word, tuple(targets), op, float(s.value), s.clusters))
     if m.name != path.stem:
         problems.append(f"{path}: shockset.name: must be the file's stem {path.stem!r}, got {m.name!r}")
     if problems:
         raise ConfigError(problems)
     return ShockSet(str(path), m.name, m.title, m.description.strip(), dict(m.sources), shocks)
+
+
+def _param_target(param: str) -> tuple[str | None, str | None]:
+    """A param shock's parameter: a cluster parameter, or an item field by path (its flow
+    array, "contracts.loss_month"); or None and why not."""
+    if is_item_path(param):
+        return item_path_target(param)
+    if param not in PARAMS:
+        return None, f"unknown parameter {param!r}{did_you_mean(param, PARAMS)}"
+    return param, None
+
+
+def _cluster_problems(where: str, s: ShockModel, pf: Portfolio) -> list[str]:
+    """A shock's clusters: each one the portfolio's; an item path must name an item some
+    selected cluster has (grid_config.resolve_item_path)."""
+    problems = [f"{where}.clusters: unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
+                f"(clusters: {', '.join(pf.cluster_names)})"
+                for c in s.clusters or () if c not in pf.cluster_names]
+    mask = _cluster_mask(pf, s.clusters)
+    if is_item_path(s.param) and (mask is None or any(mask)):
+        why = resolve_item_path(s.param, pf, mask)[2]
+        if why:
+            problems.append(f"{where}.param: {why}")
+    return problems
+
+
+def _cluster_mask(pf: Portfolio, clusters: list[str] | None) -> tuple[bool, ...] | None:
+    return None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
 
 
 def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
@@ -190,23 +219,42 @@ def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
             problems.append(f"{path}: scenario.sets: {n!r} is listed twice")
     if problems:
         raise ConfigError(problems)
+    _itemise(pf, sets)
     return NamedScenario(str(path), block.name or Path(path).stem, sets)
 
 
+def _itemise(pf: Portfolio, sets: list[ShockSet]) -> None:
+    """A set that names items by path makes the portfolio itemised (its base arrays carry
+    the items; its files say model_version 2), and the named shocks of every set then
+    move what they move where there are items (named_targets)."""
+    if pf.itemised or not any(is_item_path(sh.word) for s in sets for sh in s.shocks):
+        return
+    pf.itemised = True
+    for s in sets:
+        for sh in s.shocks:
+            if sh.word in NAMED_SHOCKS:
+                sh.targets = named_targets(sh.word, True)
+
+
 def shocked(pf: Portfolio, sets: list[ShockSet]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Parameters [1 + len(sets), C] (row 0: the base case) and the discount rate per row."""
-    from .kernels.shocks import apply_op, clip_param
+    """Parameters [1 + len(sets), C] (item arrays [1 + len(sets), C, K]; row 0: the base
+    case) and the discount rate per row. Each set's shocks are the axes of a one-point
+    grid (kernels.shocks.apply_axis_values): in the order listed, version 1 keys before
+    item fields, as MODEL.md orders them."""
+    from .kernels.shocks import AxisSpec, apply_axis_values
 
     base = pf.base_arrays()
-    rows = [dict(base)]
-    for s in sets:
-        p = {k: v.copy() for k, v in base.items()}
-        for sh in s.shocks:
-            mask = np.array([sh.clusters is None or n in sh.clusters for n in pf.cluster_names])
-            for t in sh.targets:
-                with np.errstate(all="ignore"):
-                    moved = clip_param(np, t, apply_op(np, p[t], sh.op, np.float64(sh.value)))
-                p[t] = np.where(mask, moved, p[t])
-        rows.append(p)
-    params = {k: np.stack([r[k] for r in rows]) for k in base}
+    rate = np.asarray(pf.discount_rate, dtype=np.float64)
+    rows = []
+    for s in [None] + list(sets):
+        specs, values = [], []
+        for sh in s.shocks if s is not None else ():
+            mask = _cluster_mask(pf, sh.clusters)
+            items = resolve_item_path(sh.word, pf, mask)[1] if is_item_path(sh.word) else None
+            specs.append(AxisSpec(sh.word, sh.targets, sh.op, mask, items))
+            values.append(np.asarray([sh.value], dtype=np.float64))
+        with np.errstate(all="ignore"):
+            p, _ = apply_axis_values(base, rate, tuple(specs), tuple(values))
+        rows.append({k: np.broadcast_to(v, (1,) + base[k].shape) for k, v in p.items()})
+    params = {k: np.concatenate([r[k] for r in rows]) for k in base}
     return params, np.full(len(rows), pf.discount_rate)

@@ -186,6 +186,18 @@ CASES = [
     P("v2_defaults_both_forms.yaml",
       ("defaults.contracts", "given together with reserved_share, which contracts replace; defaults: may hold one")),
     P("v2_empty_segments.yaml", ("clusters[0].segments", "must list at least one segment")),
+    # grid axes on version 2 items by path (the valid portfolio's clusters have implied items)
+    S("v2_path_missing_contract.yaml",
+      ("scenario.axes[0].param", "no cluster has a contract 'bank' (contracts: a: anchor, others; b: anchor, others)")),
+    S("v2_path_unknown_field.yaml", ("scenario.axes[0].param", "unknown field 'colour' of a contract (fields: share,")),
+    S("v2_path_implied_segment_by_name.yaml",
+      ("scenario.axes[0].param", "none of the clusters given has a segment 'training' (segments: a: one implied "
+                                 "segment, reached only by segments.*.utilization)")),
+    S("v2_path_set_out_of_range.yaml",
+      ("scenario.axes[0].values", "value 1 for contracts.anchor.share: must be <= 1, got 1.5")),
+    S("v2_path_empty_name.yaml", ("scenario.axes[0].param", "'contracts..price': the contract's name is empty")),
+    S("v2_path_no_item_name.yaml", ("scenario.axes[0].param", "'contracts.price' names no contract: give "
+                                                              "contracts.<name>.<field>, or contracts.*.<field>")),
 ]
 
 
