@@ -14,7 +14,8 @@ from .config import Portfolio
 from .fig_read import strings
 from .industries import FIELDS
 from .items import KINDS, REPLACES, SINGULAR, UNLABELLED
-from .kernels.params import CLUSTER_PARAMS
+from .kernels.params import CLUSTER_PARAMS, OPTIMIZATION_PARAMS, ORDER_PARAMS, PLATFORM_PARAMS
+from .programmes import START, field_name, start_month
 from .outputs import INDUSTRY_DIM
 from .validation import ConfigError
 
@@ -318,7 +319,11 @@ def portfolio_table(pf: Portfolio) -> dict:
     A portfolio with contracts or segments also gets "items": per cluster, its resolved
     contracts and segments (null: implied by its version 1 keys), every field with its
     value and origin ("file", "profile NAME" or "default"); the version 1 keys they
-    replace have the origin "replaced". A version 1 portfolio's table is as it was."""
+    replace have the origin "replaced". Version 2 scalars: where some cluster gives an
+    order month or a capex decline, both are rows of "parameters"; "optimization" holds
+    each programme (its cluster, every field with its value and origin; a start month the
+    file leaves out: the month it resolves to, origin "model"); "platform" the platform
+    layer's fields (origin "file" or "default"). A version 1 portfolio's table is as it was."""
     explicit = any(it.explicit for it in pf.items)
     params = []
     for spec in CLUSTER_PARAMS:
@@ -328,6 +333,10 @@ def portfolio_table(pf: Portfolio) -> dict:
             origins = [_replaced_or(it, spec.name, o) for it, o in zip(pf.items, origins)]
         params.append({"name": spec.name, "unit": spec.unit,
                        "values": [None if math.isinf(v) else v for v in values], "origins": origins})
+    if "order" in pf.groups:
+        params += [{"name": spec.name, "unit": spec.unit,
+                    "values": [s.values.get(spec.name, spec.default) for s in pf.scalars],
+                    "origins": [s.origins.get(spec.name, "model") for s in pf.scalars]} for spec in ORDER_PARAMS]
     table = {"portfolio": pf.name, "horizon_months": pf.horizon_months, "discount_rate": pf.discount_rate,
              "clusters": pf.cluster_names, "labels": pf.labels, "parameters": params,
              "origin_legend": {k: text for k, (_, text) in ORIGINS.items()}}
@@ -338,7 +347,25 @@ def portfolio_table(pf: Portfolio) -> dict:
         table["item_origin_legend"] = {"file": ITEM_ORIGINS["file"][1],
                                        "profile NAME": ITEM_ORIGINS["profile"][1],
                                        "default": ITEM_ORIGINS["default"][1]}
+    programmes = [{"cluster": name, "fields": _programme_rows(s, c["delivery_months"])}
+                  for name, s, c in zip(pf.cluster_names, pf.scalars, pf.clusters) if s.programme]
+    if programmes:
+        table["optimization"] = programmes
+    if pf.platform is not None:
+        table["platform"] = [{"name": field_name(spec), "unit": spec.unit, "value": pf.platform.values[spec.name],
+                              "origin": pf.platform.origins.get(spec.name, "file")} for spec in PLATFORM_PARAMS]
     return table
+
+
+def _programme_rows(s, delivery_months: float) -> list[dict]:
+    """A cluster's optimization programme for `show`: every field as {name, unit, value,
+    origin}; a start month the file leaves out is the month it resolves to."""
+    rows = []
+    for spec in OPTIMIZATION_PARAMS:
+        value = start_month(s, delivery_months) if spec.name == START else s.values[spec.name]
+        rows.append({"name": field_name(spec), "unit": spec.unit, "value": value,
+                     "origin": s.origins.get(spec.name, "model")})
+    return rows
 
 
 def _replaced_or(items, key: str, origin: str) -> str:
@@ -388,7 +415,9 @@ def print_portfolio_table(pf: Portfolio, table: dict, console=None) -> None:
     names are printed whole (the clusters split over several tables where the terminal is
     too narrow for all of them, the units wrap); each value carries a mark of its origin
     (none: the cluster's own entry; † defaults:; ‡ the model's default), with a legend.
-    A cluster with contracts or segments gets a table of each after them, every field
+    The optimization programmes follow (a column per cluster with one, marked as the
+    parameters), then the platform layer (none: the file; ‡ the model's default). A
+    cluster with contracts or segments gets a table of each after them, every field
     marked by its origin in the same way (none: the file; § the item's industry profile;
     ‡ the model's default)."""
     from rich.console import Console
@@ -406,6 +435,10 @@ def print_portfolio_table(pf: Portfolio, table: dict, console=None) -> None:
     cells = [[_parameter_cell(v, o) for v, o in zip(r["values"], r["origins"])] for r in rows]
     styles = [[_ORIGIN_STYLE.get(o, "dim") for o in r["origins"]] for r in rows]
     _print_columns(console, pf.cluster_names, rows, cells, styles, "parameter", legend)
+    if "optimization" in table:
+        _print_programmes(console, table["optimization"])
+    if "platform" in table:
+        _print_platform(console, table["platform"])
     if "items" not in table:
         return
     for cluster in table["items"]:
@@ -417,6 +450,28 @@ def print_portfolio_table(pf: Portfolio, table: dict, console=None) -> None:
     for k, (mark, text) in ITEM_ORIGINS.items():
         legend.append(f"\n  {mark or 'no mark':<7} {text}", style=_ITEM_ORIGIN_STYLE[k])
     console.print(legend)
+
+
+def _print_programmes(console, programmes: list[dict]) -> None:
+    """One table of the optimization programmes: a row per field, a column per cluster
+    with a programme, each value marked by its origin as the parameters are."""
+    fields = programmes[0]["fields"]
+    rows = [{"name": f["name"], "unit": f["unit"]} for f in fields]
+    cells = [[_parameter_cell(p["fields"][k]["value"], p["fields"][k]["origin"]) for p in programmes]
+             for k in range(len(fields))]
+    styles = [[_ORIGIN_STYLE[p["fields"][k]["origin"]] for p in programmes] for k in range(len(fields))]
+    console.print("[bold]optimization programmes[/] (start_month ‡: ceil(order_month + delivery_months))")
+    _print_columns(console, [p["cluster"] for p in programmes], rows, cells, styles, "field", None)
+
+
+def _print_platform(console, fields: list[dict]) -> None:
+    """The platform layer's fields, one column, marked as the contracts' (none: the file,
+    ‡ the model's default)."""
+    cells = [[f"{_value_text(f['value'])} {ITEM_ORIGINS[f['origin']][0] or ' '}"] for f in fields]
+    styles = [[_ITEM_ORIGIN_STYLE[f["origin"]]] for f in fields]
+    console.print("[bold]platform layer[/], the portfolio's (no mark: in the file; ‡ the model's default)")
+    _print_columns(console, ["platform"], [{"name": f["name"], "unit": f["unit"]} for f in fields], cells, styles,
+                   "field", None)
 
 
 def _parameter_cell(v, origin: str) -> str:

@@ -41,6 +41,17 @@ def summary_rows(result) -> list[dict]:
     return rows
 
 
+def npv_parts(result) -> dict | None:
+    """The base case's NPV in its parts where the portfolio has a platform layer: each
+    cluster's and the platform's, which add up to the portfolio's (MODEL.md, "Platform
+    layer"); None without a platform."""
+    base = result.base
+    if "platform_npv" not in base:
+        return None
+    return {"clusters": {n: float(v) for n, v in zip(result.portfolio.cluster_names, base["cluster_npv"])},
+            "platform": float(base["platform_npv"])}
+
+
 def print_run_summary(result, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -62,6 +73,12 @@ def print_run_summary(result, console=None) -> None:
         point = "  ".join(f"{k}={v:g}" for k, v in row["point"].items()) or "-"
         table.add_row(row["case"], *(fmt(n, row[n]) for n in SUMMARY_OUTPUTS), point)
     console.print(table)
+    parts = npv_parts(result)
+    if parts is not None:
+        clusters = parts["clusters"]
+        console.print(f"base case NPV: clusters {fmt('npv', sum(clusters.values()))} ("
+                      + ", ".join(f"{n} {fmt('npv', v)}" for n, v in clusters.items())
+                      + f"), platform NPV {fmt('npv', parts['platform'])}", markup=False)
     unexpected = unexpected_nonfinite(result.extremes)
     for line in describe_nonfinite(sc, result.extremes):
         if line.split(":")[0] in unexpected:
@@ -316,8 +333,12 @@ def run_json(result) -> dict:
 
 
 def _grid_json(result) -> dict:
-    return {"points": result.scenario.size, "writing_seconds": result.writing_s, "rows": summary_rows(result),
+    body = {"points": result.scenario.size, "writing_seconds": result.writing_s, "rows": summary_rows(result),
             "nonfinite": {n: c for n, (c, _) in result.extremes.nonfinite.items()}}
+    parts = npv_parts(result)
+    if parts is not None:
+        body["base_npv_parts"] = parts
+    return body
 
 
 # Each scenario kind's terminal summary and --json body, found by the result's kind (the
