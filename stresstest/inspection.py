@@ -15,7 +15,7 @@ from .fig_read import strings
 from .industries import FIELDS
 from .items import KINDS, REPLACES, SINGULAR, UNLABELLED
 from .kernels.params import CLUSTER_PARAMS, OPTIMIZATION_PARAMS, ORDER_PARAMS, PLATFORM_PARAMS
-from .programmes import START, field_name, start_month
+from .programmes import START, default_start_month, field_name
 from .outputs import INDUSTRY_DIM
 from .validation import ConfigError
 
@@ -322,7 +322,7 @@ def portfolio_table(pf: Portfolio) -> dict:
     replace have the origin "replaced". Version 2 scalars: where some cluster gives an
     order month or a capex decline, both are rows of "parameters"; "optimization" holds
     each programme (its cluster, every field with its value and origin; a start month the
-    file leaves out: the month it resolves to, origin "model"); "platform" the platform
+    file leaves out: the go-live month it defaults to, origin "model"); "platform" the platform
     layer's fields (origin "file" or "default"). A version 1 portfolio's table is as it was."""
     explicit = any(it.explicit for it in pf.items)
     params = []
@@ -359,10 +359,11 @@ def portfolio_table(pf: Portfolio) -> dict:
 
 def _programme_rows(s, delivery_months: float) -> list[dict]:
     """A cluster's optimization programme for `show`: every field as {name, unit, value,
-    origin}; a start month the file leaves out is the month it resolves to."""
+    origin}; a start month the file leaves out is the go-live month it defaults to."""
     rows = []
     for spec in OPTIMIZATION_PARAMS:
-        value = start_month(s, delivery_months) if spec.name == START else s.values[spec.name]
+        given = spec.name != START or START in s.values
+        value = s.values[spec.name] if given else default_start_month(s, delivery_months)
         rows.append({"name": field_name(spec), "unit": spec.unit, "value": value,
                      "origin": s.origins.get(spec.name, "model")})
     return rows

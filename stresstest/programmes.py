@@ -137,14 +137,10 @@ def resolve_platform(block: dict | None, found, horizon: float) -> Scalars | Non
     return out
 
 
-def start_month(s: Scalars, delivery_months: float) -> float:
-    """The month a cluster's programme starts, as its file resolves (MODEL.md): the
-    file's start month, moved to the order month where before it; where the file gives
-    none, ceil(t_o + D), at least 1."""
-    t_o = s.values.get("order_month", 0.0)
-    if START in s.values:
-        return max(s.values[START], t_o)
-    return max(float(math.ceil(t_o + delivery_months)), 1.0)
+def default_start_month(s: Scalars, delivery_months: float) -> float:
+    """The month a programme whose file gives no start month starts (MODEL.md): the
+    cluster's go-live, ceil(t_o + D), at least 1."""
+    return max(float(math.ceil(s.values.get("order_month", 0.0) + delivery_months)), 1.0)
 
 
 def groups_in_use(scalars: list[Scalars], platform: Scalars | None) -> set[str]:
