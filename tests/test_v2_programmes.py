@@ -29,7 +29,9 @@ from stresstest.kernels.cashflows import cash_flows
 from stresstest.kernels.params import (OPTIMIZATION_PARAMS, OPTIMIZATION_START_GIVEN, ORDER_PARAMS, PARAM_NAMES,
                                        PLATFORM_PARAMS)
 from stresstest.kernels.shocks import apply_axis_values
-from test_bad_inputs import HERE, VALID_P, VALID_S, _assert_refused, _run
+
+HERE = Path(__file__).parent / "bad_inputs"
+VALID_P, VALID_S = HERE / "valid_portfolio.yaml", HERE / "valid_scenario.yaml"  # test_bad_inputs.py's
 
 # One cluster without calendar effects: a flat market (no price decline, no next
 # generation within any horizon), no escalation, no client lost; with debt and staff,
@@ -443,8 +445,17 @@ V2B_CASES = [
 
 @pytest.mark.parametrize("bad_file, expected", V2B_CASES)
 def test_a_bad_version_2_file_is_refused(bad_file, expected, tmp_path):
-    """Exit 2, every line `error: <file>: <key>: <reason>`, no output file."""
-    _assert_refused(_run(bad_file, VALID_S, tmp_path / "out.h5"), bad_file, expected, tmp_path)
+    """As tests/test_bad_inputs.py's corpus: exit 2, every line on stderr `error: <file>:
+    <key>: <reason>`, no traceback, no output file."""
+    result = CliRunner().invoke(main, ["run", str(bad_file), "-s", str(VALID_S), "-o", str(tmp_path / "out.h5"),
+                                       "--backend", "numpy", "-q"])
+    info = f"exit code {result.exit_code}\n{result.output}"
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), info
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith(f"error: {bad_file}: ") for ln in lines), info
+    for key, reason in expected:
+        assert any(ln.startswith(f"error: {bad_file}: {key}: {reason}") for ln in lines), (key, reason, info)
+    assert list(tmp_path.iterdir()) == [], info
 
 
 def test_the_v2b_corpus_is_complete():
