@@ -24,7 +24,7 @@ from .items import LIST_FIELDS, Items, check_defaults, item_arrays, items_from_d
 from .kernels.params import CLUSTER_PARAMS, MODEL_VERSION, MODEL_VERSION_2, PARAMS, PORTFOLIO_PARAMS, Param
 from .programmes import (CLUSTER_FIELDS, GROUPS, PlatformModel, Scalars, check_default_scalars, groups_in_use,
                          platform_from_dict, platform_to_dict, resolve_platform, resolve_scalars, scalar_arrays,
-                         scalars_from_dict, scalars_to_dict)
+                         scalars_from_dict, scalars_to_dict, warn_late_order)
 from .validation import (STRICT, ConfigError, check_value, implausible, lenient, num_text, pydantic_problems,
                          read_document, structure_first)
 
@@ -268,6 +268,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
         _check_cluster(found, where, values, origin, horizon, own)
         items.append(own)
         scalars.append(resolve_scalars(raw, defaults, where, found, horizon))
+        warn_late_order(found, where, scalars[-1], values["delivery_months"], horizon)
         clusters.append(values)
         names.append(raw["name"])
         labels.append(_labels(raw, defaults))

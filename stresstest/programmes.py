@@ -121,6 +121,19 @@ def _refuse_platform(raw: dict, where: str, found) -> None:
                       "give platform: in the portfolio: block")
 
 
+def warn_late_order(found, where: str, s: Scalars, delivery_months: float, horizon: float) -> None:
+    """A cluster ordered so late that it goes live (t_o + D) at or past the horizon draws
+    a warning at the key that sets the order month (a delivery alone that long has its
+    own warning; an order month past the horizon is refused)."""
+    t_o = s.values.get("order_month", 0.0)
+    if t_o <= 0 or t_o > horizon or delivery_months >= horizon or t_o + delivery_months < horizon:
+        return
+    at = "defaults.order_month" if s.origins.get("order_month") == "defaults" else f"{where}.order_month"
+    found.warn(at, f"ordered at month {num_text(t_o)} with {num_text(delivery_months)} months of delivery, the "
+               f"cluster goes live at month {num_text(t_o + delivery_months)}, at or past the horizon "
+               f"({num_text(horizon)} months): it earns nothing within it, so its IRR and ROI mean little")
+
+
 def resolve_platform(block: dict | None, found, horizon: float) -> Scalars | None:
     """The portfolio's platform layer (None without `platform:`), every field resolved
     (the file's value, else the model's default) and checked."""

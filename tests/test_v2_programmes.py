@@ -140,6 +140,15 @@ def test_order_month_alone_switches_on_its_group_only(tmp_path):
     assert "contracts.share" in arrays  # itemised: the item arrays, revenue by industry
 
 
+def test_an_order_that_goes_live_past_the_horizon_is_a_warning(tmp_path):
+    cluster = {"name": "a", "gpus": 8, "capex_per_gpu": 30000, "on_demand_price": 2.0, "reserved_share": 0.0}
+    pf = _load(tmp_path, _doc([{**cluster, "order_month": 22}, {**cluster, "name": "b", "order_month": 20}],
+                              horizon=24))
+    assert pf.warnings == [f"{tmp_path / 'p.yaml'}: clusters[0].order_month: ordered at month 22 with 3 months of "
+                           "delivery, the cluster goes live at month 25, at or past the horizon (24 months): it earns "
+                           "nothing within it, so its IRR and ROI mean little"]
+
+
 def test_a_version_1_portfolio_keeps_its_arrays_and_json(tmp_path):
     pf = load_portfolio(VALID_P)
     assert list(pf.base_arrays()) == list(PARAM_NAMES)
