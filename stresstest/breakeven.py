@@ -148,7 +148,7 @@ class Breakeven:
             if self.set_param:  # the value is in the parameter's units
                 text = with_unit(f"{self.value_in_units:.6g}", self.unit)
                 if self.scope == "portfolio":
-                    text += " in every cluster"
+                    text += " in every item it names" if is_item_path(self.quantity) else " in every cluster"
             else:
                 text += f" -> {self.quantity} {with_unit(f'{self.value_in_units:.6g}', self.unit)}"
                 text += f", {self.mean}" if self.mean else ""

@@ -20,7 +20,8 @@ import numpy as np
 
 from .config import Portfolio
 from .grid_config import Scenario
-from .kernels.params import AFFINE_PARAMS
+from .items import REPLACES
+from .kernels.params import AFFINE_PARAMS, ITEM_PARAMS
 from .kernels.shocks import param_range
 
 # At most this many interpolated axes (2^k corners per point of the other axes).
@@ -76,6 +77,10 @@ def interpolable(portfolio: Portfolio, scenario: Scenario, i: int) -> bool:
     if len(axis.values) < 3 or not all(t in AFFINE_PARAMS for t in spec.targets):
         return False
     others = {t for j, a in enumerate(scenario.axes) if j != i for t in a.spec.targets}
+    # an axis on items by path moves, in a cluster without items of its own, the items
+    # implied by the version 1 keys they replace: its clip and the shares' balance are
+    # not affine in those keys
+    others |= {k for t in others if t in ITEM_PARAMS for k in REPLACES[t.partition(".")[0]]}
     if others & set(spec.targets):
         return False  # another axis moves the same parameter
     v = np.asarray(axis.values, dtype=np.float64)
