@@ -198,6 +198,11 @@ CASES = [
     S("v2_path_empty_name.yaml", ("scenario.axes[0].param", "'contracts..price': the contract's name is empty")),
     S("v2_path_no_item_name.yaml", ("scenario.axes[0].param", "'contracts.price' names no contract: give "
                                                               "contracts.<name>.<field>, or contracts.*.<field>")),
+    # Monte Carlo events and series on version 2 items
+    S("v2_mc_event_missing_contract.yaml",
+      ("scenario.events[0].param", "no cluster has a contract 'acme' (contracts: a: anchor, others; b: anchor, others)")),
+    S("v2_mc_unknown_segment_series.yaml",
+      ("scenario.correlation.pairs[0].a", "unknown series 'utilization/a/train'; did you mean 'utilization/a'?")),
 ]
 
 
