@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
-from .items import KINDS as ITEM_KINDS
-from .items import SINGULAR, Items, slots
-from .kernels.params import IMPLIED_CONTRACTS, ITEM_FIELDS, ITEM_PARAMS, OPS, PARAMS, Param
+from .grid_config import is_item_path, item_path_target, resolve_item_path
+from .items import slots
+from .kernels.params import ITEM_PARAMS, NOT_IN_FLOWS, OPS, PARAMS, Param
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec, event_target
 from .validation import (STRICT, ConfigError, check_value, did_you_mean, lenient, num_text, pydantic_problems,
                          structure_first)
@@ -443,9 +443,12 @@ def _resolve_event(found: _Problems, ev: Event, pf: Portfolio) -> EventSpec | No
     mask = _cluster_mask(found, ev.clusters, pf)
     if found.lines:
         return None
-    items = _item_mask(found, ev.param, mask, pf.items) if ev.param.partition(".")[2] else None
-    if found.lines:
-        return None
+    items = None
+    if is_item_path(ev.param):
+        _, items, why = resolve_item_path(ev.param, pf, None if all(mask) else mask)
+        if why:
+            found.bad("param", why)
+            return None
     return EventSpec(ev.param, ev.dist, tuple(float(a) for a in args), ev.op, mask, ev.per_cluster, values,
                      items)
 
@@ -453,9 +456,8 @@ def _resolve_event(found: _Problems, ev: Event, pf: Portfolio) -> EventSpec | No
 def _drawable(found: _Problems, param: str) -> bool:
     """Whether a path may draw `param`: a cluster parameter other than inference_share, or
     the path of an item field other than a segment's utilization_sigma."""
-    kind, _, rest = param.partition(".")
-    if rest:
-        return _drawable_path(found, kind, rest)
+    if is_item_path(param):
+        return _drawable_path(found, param)
     if param == "inference_share":
         found.bad("param", "inference_share sets the utilization process's volatility; it cannot be drawn "
                   "per path (give it per cluster in the portfolio)")
@@ -468,57 +470,18 @@ def _drawable(found: _Problems, param: str) -> bool:
     return True
 
 
-def _drawable_path(found: _Problems, kind: str, rest: str) -> bool:
-    """An item path, `<kind>.<name>.<field>` (`*` for every item), by its form alone;
-    which clusters have the item is _item_mask's to say."""
-    if kind not in ITEM_KINDS:
-        found.bad("param", f"unknown parameter {kind + '.' + rest!r}: a path starts with "
-                  f"{' or '.join(ITEM_KINDS)} (e.g. contracts.<name>.price, segments.*.utilization)")
+def _drawable_path(found: _Problems, param: str) -> bool:
+    """An item path by its form, as a grid axis's (grid_config.item_path_target; which
+    clusters have the item is resolve_item_path's to say). A segment's
+    utilization_sigma sets its series' volatility: not drawn per path."""
+    if event_target(param) in NOT_IN_FLOWS:
+        found.bad("param", f"{param}: utilization_sigma sets the segment's utilization series' volatility; "
+                  "it cannot be drawn per path (give it per segment in the portfolio)")
         return False
-    name, _, field = rest.rpartition(".")
-    fields = [f.name for f in ITEM_FIELDS[kind]]
-    if not name.strip():
-        found.bad("param", f"{kind}.{rest}: a path names the item: {kind}.<name>.<field>, or "
-                  f"{kind}.*.<field> for every item")
-        return False
-    if field not in fields:
-        found.bad("param", f"unknown field {field!r} of a {SINGULAR[kind]}{did_you_mean(field, fields)} "
-                  f"(fields: {', '.join(fields)})")
-        return False
-    if f"{kind}.{field}" not in ITEM_PARAMS:
-        found.bad("param", f"{field} sets the segment's utilization series' volatility; it cannot be drawn "
-                  "per path (give it per segment in the portfolio)")
-        return False
-    return True
-
-
-def _item_mask(found: _Problems, param: str, mask: tuple[bool, ...],
-               items: list[Items]) -> tuple[tuple[bool, ...], ...]:
-    """Per cluster and item slot, whether the event on the path `param` moves the item: the
-    named item (`*`: every item) of each selected cluster (mask) that has it. A version 1
-    cluster's implied contracts are anchor and others, its implied segment is reached by
-    `*` alone (MODEL.md, "Version 2 clarifications"). A path no selected cluster has is a
-    problem, naming the items they have."""
-    kind, _, rest = param.partition(".")
-    name = rest.rpartition(".")[0]
-    n_slots = slots(items)[kind]
-    rows, known = [], []
-    for it, selected in zip(items, mask):
-        names = it.names(kind)
-        count = len(it.of(kind)) if it.of(kind) is not None else (
-            len(IMPLIED_CONTRACTS) if kind == "contracts" else 1)
-        rows.append(tuple(selected and (j < count if name == "*" else j < len(names) and names[j] == name)
-                          for j in range(n_slots)))
-        if selected:
-            known += [n for n in names if n not in known]
-    if not any(any(r) for r in rows):
-        where = "cluster" if all(mask) else "selected cluster"
-        what = f"any {SINGULAR[kind]}" if name == "*" else f"a {SINGULAR[kind]} {name!r}"
-        have = f"{kind}: {', '.join(known)}" if known else f"no named {kind}"
-        hint = "; a cluster without segments has one implied segment, reached by segments.* alone" \
-            if kind == "segments" else ""
-        found.bad("param", f"no {where} has {what}{did_you_mean(name, known)} ({have}{hint})")
-    return tuple(rows)
+    _, why = item_path_target(param)
+    if why:
+        found.bad("param", why)
+    return why is None
 
 
 def _param_spec(param: str) -> Param:
