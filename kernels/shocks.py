@@ -182,7 +182,8 @@ def implied_items(xp, params: dict) -> dict:
     for name, values in pairs.items():
         given = params[name]
         parts = _with_lead(xp, [xp.stack(_with_lead(xp, list(values)), axis=-1), given[..., len(values):]])
-        out[name] = xp.concat(parts, axis=-1)
+        # the given slots only: where no cluster's items are implied there may be fewer
+        out[name] = xp.concat(parts, axis=-1)[..., :given.shape[-1]]
     return out
 
 

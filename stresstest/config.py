@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ValidationError, create_model
 
-from .items import LIST_FIELDS, Items, check_defaults, item_arrays, items_from_dict, resolve_items
+from .items import LIST_FIELDS, Items, check_defaults, industry_labels, item_arrays, items_from_dict, resolve_items
 from .kernels.params import CLUSTER_PARAMS, MODEL_VERSION, MODEL_VERSION_2, PARAMS, PORTFOLIO_PARAMS, Param
 from .programmes import (CLUSTER_FIELDS, GROUPS, PlatformModel, Scalars, check_default_scalars, groups_in_use,
                          platform_from_dict, platform_to_dict, resolve_platform, resolve_scalars, scalar_arrays,
@@ -134,6 +134,12 @@ class Portfolio:
     def has_platform(self) -> bool:
         """Whether the kernels carry a platform layer (its revenue: the last industry label)."""
         return "platform" in self.groups
+
+    @property
+    def industries(self) -> list[str]:
+        """The industry coordinate of its outputs by industry (items.industry_labels, with
+        the platform's own label last where it has one)."""
+        return industry_labels(self.items, self.has_platform)
 
     @property
     def model_version(self) -> int:

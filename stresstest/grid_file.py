@@ -54,7 +54,7 @@ def industry_coordinate(portfolio) -> list[str] | None:
     """The `industry` labels of a portfolio's result files: items.industry_labels where
     the kernels carry its items (version 2: they return revenue by industry), None for
     a version 1 portfolio, whose files have no industry dimension."""
-    return industry_labels(portfolio.items) if portfolio.itemised else None
+    return portfolio.industries if portfolio.itemised else None
 
 
 # Each named shock's coordinate: (units, long_name). A param axis takes its parameter's
