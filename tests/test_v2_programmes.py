@@ -284,8 +284,6 @@ def _close(name, got, want, tol=1e-9):
     assert abs(got - want) <= tol * max(1.0, abs(want)), (name, got, want)
 
 
-@pytest.mark.xfail(strict=True, reason="grid_file.industry_coordinate must give industry_labels the "
-                   "portfolio's has_platform (its last label, 'platform'); then remove this mark")
 def test_the_result_file_files_the_platforms_revenue_under_its_own_label(tmp_path):
     pf = _load(tmp_path, MIXED)
     res = _run_cli(tmp_path, MIXED, "mixed")
