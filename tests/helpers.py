@@ -5,15 +5,28 @@ from here (never from conftest.py or another test file)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import reference_model as ref
+import yaml
 
-from stresstest.config import Portfolio
+from stresstest.config import Portfolio, load_portfolio
 from stresstest.engine import grid_point, prepare
-from stresstest.grid_config import Axis, Scenario
-from stresstest.kernels.params import CLUSTER_PARAMS, NAMED_SHOCKS, OUTPUTS, PARAMS
-from stresstest.kernels.shocks import AxisSpec
+from stresstest.grid_config import Axis, Scenario, resolve_item_path
+from stresstest.industries import BUNDLED
+from stresstest.items import KINDS, REPLACES, industry_labels
+from stresstest.kernels.metrics import evaluate
+from stresstest.kernels.params import (
+    CLUSTER_PARAMS,
+    ITEM_FIELDS,
+    NAMED_SHOCKS,
+    NOT_IN_FLOWS,
+    OUTPUTS,
+    PARAMS,
+    named_targets,
+)
+from stresstest.kernels.shocks import AxisSpec, apply_axis_values
 
 # Tolerances keyed by dtype (relative, and absolute for rates that cross 0)
 TOL = {"float64": 1e-9, "float32": 2e-4}
@@ -218,3 +231,227 @@ def h5_datasets(path) -> dict:
                 out[name] = obj[()]
         f.visititems(visit)
     return out
+
+
+# ---------------------------------------------------------------- version 2: items
+
+
+def random_contracts(rng, n: int) -> list[dict]:
+    """n contracts with shares summing below 1; each field but share and price given
+    or left to its industry profile and the model's default, about half lost at a
+    month, about half labelled with a bundled industry."""
+    raw = rng.uniform(0.05, 1.0, n)
+    shares = raw / raw.sum() * rng.uniform(0.0, 0.99) if n else raw
+    out = []
+    for k, share in enumerate(shares):
+        c = {"name": f"k{k}", "share": float(share), "price": float(rng.uniform(1.0, 5.0))}
+        optional = {"term_months": rng.uniform(1, 60), "renewal_rate": rng.uniform(0, 1),
+                    "renewal_discount": rng.uniform(0, 0.4), "utilization": rng.uniform(0.3, 1),
+                    "loss_month": rng.uniform(-5, 80)}
+        c.update({f: float(v) for f, v in optional.items() if rng.random() < 0.5})
+        if rng.random() < 0.5:
+            c["industry"] = str(rng.choice(BUNDLED))
+        out.append(c)
+    return out
+
+
+def random_segments(rng, n: int) -> list[dict]:
+    """n >= 1 segments with shares summing to 1 (round-off); multipliers, volatilities
+    and utilizations given or left to an industry profile (every bundled one gives a
+    utilization) and the model's default."""
+    raw = rng.uniform(0.05, 1.0, n)
+    out = []
+    for j, share in enumerate(raw / raw.sum()):
+        s = {"name": f"s{j}", "share": float(share)}
+        if rng.random() < 0.5:
+            s["industry"] = str(rng.choice(BUNDLED))
+        if "industry" not in s or rng.random() < 0.7:
+            s["utilization"] = float(rng.uniform(0, 1))
+        if rng.random() < 0.6:
+            s["price_multiplier"] = float(rng.uniform(0.5, 1.6))
+        if rng.random() < 0.3:
+            s["utilization_sigma"] = float(rng.uniform(0, 0.2))
+        out.append(s)
+    return out
+
+
+def random_portfolio_v2(rng, n_clusters=None, horizon=None) -> dict:
+    """A version 2 portfolio file as a YAML-able dict: 1-3 clusters (random_cluster's
+    parameters), each with explicit contracts (0-3) or the implied ones of its version 1
+    keys, and explicit segments (1-4) or the implied one; at least one cluster gives a
+    list, so the portfolio is itemised. A list replaces its version 1 keys in the file."""
+    n = int(n_clusters or rng.integers(1, 4))
+    explicit = [{kind: bool(rng.random() < 0.6) for kind in KINDS} for _ in range(n)]
+    if not any(any(e.values()) for e in explicit):
+        explicit[int(rng.integers(0, n))][str(rng.choice(KINDS))] = True
+    clusters = []
+    for i, form in enumerate(explicit):
+        c = {"name": f"c{i}", **random_cluster(rng)}
+        if form["contracts"]:
+            c = {k: v for k, v in c.items() if k not in REPLACES["contracts"]}
+            c["contracts"] = random_contracts(rng, int(rng.integers(0, 4)))
+        elif math.isinf(c["client_loss_month"]):
+            del c["client_loss_month"]  # never: the default
+        if form["segments"]:
+            c = {k: v for k, v in c.items() if k not in REPLACES["segments"]}
+            c["segments"] = random_segments(rng, int(rng.integers(1, 5)))
+        clusters.append(c)
+    return {
+        "portfolio": {"name": "random", "currency": "USD",
+                      "horizon_months": int(horizon or rng.choice([1, 12, 37, 60, 96])),
+                      "discount_rate": float(rng.uniform(-0.05, 0.3))},
+        "clusters": clusters,
+    }
+
+
+def load_portfolio_doc(tmp_path, doc: dict, name: str = "portfolio.yaml") -> Portfolio:
+    """A portfolio file's dict written as YAML under tmp_path and loaded as a user's file
+    is (stresstest.config.load_portfolio)."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return load_portfolio(path)
+
+
+def reference_clusters(pf: Portfolio) -> list[dict]:
+    """The portfolio's clusters as the reference model takes them: the version 1
+    parameters, plus `contracts` and `segments` where the cluster gives them (as
+    resolved by the loader: industry profiles and defaults filled in)."""
+    out = []
+    for params, items in zip(pf.clusters, pf.items):
+        c = dict(params)
+        for kind in KINDS:
+            given = items.of(kind)
+            if given is not None:
+                c[kind] = [dict(item) for item in given]
+        out.append(c)
+    return out
+
+
+def item_path_axis(pf: Portfolio, path: str, op: str, values, clusters=None) -> Axis:
+    """An axis on the items at `path` (contracts.<name>.<field>, segments.*.<field>, ...)
+    in the clusters named (None: all), its target and item mask as a grid file's
+    (grid_config.resolve_item_path); the path is kept in the axis's `param`."""
+    cluster_mask = None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
+    target, item_mask, why = resolve_item_path(path, pf, cluster_mask)
+    assert why is None, why
+    spec = AxisSpec(path, (target,), op, cluster_mask, item_mask)
+    return Axis(path, spec, np.asarray(values, dtype=float), None, path, clusters)
+
+
+def is_path_axis(axis: Axis) -> bool:
+    """An axis on items (item_path_axis), not on version 1 keys or a named shock."""
+    return axis.spec.item_mask is not None
+
+
+def reference_v2_at(pf: Portfolio, axes: list[Axis], s: int):
+    """Reference outputs with each axis at its value `s` (the axes are zipped, not a
+    grid): version 1 keys and named shocks first, in axis order, then the item paths
+    in axis order, as MODEL.md orders them. Returns (outputs, clusters, rate)."""
+    clusters = reference_clusters(pf)
+    rate = pf.discount_rate
+    for axis in axes:
+        if is_path_axis(axis):
+            continue
+        op, value = axis.spec.op, float(axis.values[s])
+        if axis.param == "discount_rate":
+            rate = max({"scale": rate * value, "shift": rate + value, "set": value}[op], -1 + 1e-9)
+            continue
+        for i, name in enumerate(pf.cluster_names):
+            if axis.clusters is None or name in axis.clusters:
+                clusters[i] = ref.apply_shock(clusters[i], axis.shock or axis.param, op, value)
+    for axis in axes:
+        if is_path_axis(axis):
+            mask = None if axis.clusters is None else [n in axis.clusters for n in pf.cluster_names]
+            clusters, _ = ref.apply_path_shock(clusters, None, axis.param, axis.spec.op,
+                                               float(axis.values[s]), cluster_mask=mask)
+    return ref.evaluate(clusters, pf.horizon_months, rate), clusters, rate
+
+
+def evaluate_zipped(pf: Portfolio, axes: list[Axis], backend) -> dict[str, np.ndarray]:
+    """Every output of the kernels at the points s = 0..S-1, point s taking each axis's
+    value s (kernels.shocks.apply_axis_values, then kernels.metrics.evaluate), in one
+    call on the backend (compiled where it compiles). Outputs as numpy arrays [S, ...]."""
+    specs = tuple(a.spec for a in axes)
+    base = {k: backend.asarray(v) for k, v in pf.base_arrays().items()}
+    rate = backend.asarray(np.asarray(pf.discount_rate))
+    values = tuple(backend.asarray(a.values) for a in axes)
+
+    def points(base, rate, values):
+        params, r = apply_axis_values(base, rate, specs, values)
+        return evaluate(params, r, pf.horizon_months)
+
+    with np.errstate(all="ignore"):
+        out = backend.compile(points)(base, rate, values)
+    return {k: backend.to_numpy(v) for k, v in out.items()}
+
+
+# magnitude of an item field's shifts and set values (scale: 0..2 for every field)
+ITEM_FIELD_SPAN = {"share": 1.0, "price": 5.0, "term_months": 36.0, "renewal_rate": 1.0,
+                   "renewal_discount": 1.0, "utilization": 1.0, "loss_month": 40.0,
+                   "price_multiplier": 1.0}
+
+
+def random_item_path_axis(rng, pf: Portfolio, n_points: int) -> Axis:
+    """An item path axis with n_points random values: a path that some selected cluster
+    has (explicit names, anchor/others, or "*"), any flow field, any op, values past the
+    field's range too (clipped), on every cluster or on one."""
+    clusters = None
+    if len(pf.cluster_names) > 1 and rng.random() < 0.3:
+        clusters = [str(rng.choice(pf.cluster_names))]
+    candidates = []
+    for items, cname in zip(pf.items, pf.cluster_names):
+        if clusters is not None and cname not in clusters:
+            continue
+        for kind in KINDS:
+            names = items.names(kind)
+            if names or items.of(kind) is None:  # "*" reaches an implied segment too
+                names = names + ["*"]
+            candidates += [(kind, n) for n in names if (kind, n) not in candidates]
+    kind, name = candidates[int(rng.integers(0, len(candidates)))]
+    fields = [f.name for f in ITEM_FIELDS[kind] if f"{kind}.{f.name}" not in NOT_IN_FLOWS]
+    field_ = str(rng.choice(fields))
+    op = str(rng.choice(["scale", "shift", "set"]))
+    span = ITEM_FIELD_SPAN[field_]
+    values = {"scale": rng.uniform(0, 2, n_points), "shift": rng.uniform(-0.5, 0.5, n_points) * span,
+              "set": rng.uniform(-0.1, 1.1, n_points) * span}[op]
+    return item_path_axis(pf, f"{kind}.{name}.{field_}", op, values, clusters)
+
+
+def random_axes_v2(rng, pf: Portfolio, n_points: int) -> list[Axis]:
+    """Zipped axes with n_points values each, in random order: random_scenario's axes
+    (version 1 keys with every op, some per cluster; the discount rate; named shocks,
+    with their item targets, named_targets(name, True)), their values redrawn from their
+    grid values, and 1-3 item path axes (random_item_path_axis)."""
+    axes = []
+    for a in random_scenario(rng, pf).axes:
+        spec = replace(a.spec, targets=named_targets(a.shock, True)) if a.shock else a.spec
+        axes.append(Axis(a.name, spec, rng.choice(a.values, n_points), a.shock, a.param, a.clusters))
+    axes += [random_item_path_axis(rng, pf, n_points) for _ in range(int(rng.integers(1, 4)))]
+    return [axes[i] for i in rng.permutation(len(axes))]
+
+
+def compare_v2_with_reference(pf: Portfolio, axes: list[Axis], outputs: dict, points) -> int:
+    """The kernels' outputs (evaluate_zipped) at `points` against the reference's
+    (reference_v2_at): every version 1 output, portfolio and clusters, and revenue by
+    industry, portfolio and clusters, each label at its index in items.industry_labels
+    (the reference's labels must be the same, in the same order). Returns the count."""
+    labels = pf.industries
+    for s in points:
+        want, clusters, rate = reference_v2_at(pf, axes, s)
+        scale = sum(c["gpus"] * c["capex_per_gpu"] + c["capex_fixed"] for c in clusters) + 1.0
+        where = f"point {s}: " + ", ".join(f"{a.name} {a.spec.op} {float(a.values[s])!r}" for a in axes)
+        for name in OUTPUTS:
+            assert_close(name, float(outputs[name][s]), want["portfolio"][name], scale, where=where)
+            for c in range(len(clusters)):
+                assert_close(f"cluster_{name}[{c}]", float(outputs["cluster_" + name][s, c]),
+                             want["clusters"][c][name], scale, where=where)
+        by_industry = want["v2"]["revenue_by_industry"]
+        assert list(by_industry) == labels, where
+        for i, label in enumerate(labels):
+            # money: assert_close's "revenue" tolerance, absolute floor scaled by capex
+            assert_close("revenue", float(outputs["revenue_by_industry"][s, i]), by_industry[label], scale,
+                         where=f"{where} revenue_by_industry[{label}]")
+            for c, row in enumerate(want["v2"]["cluster_revenue_by_industry"]):
+                assert_close("revenue", float(outputs["cluster_revenue_by_industry"][s, c, i]), row[label],
+                             scale, where=f"{where} cluster_revenue_by_industry[{c}, {label}]")
+    return len(points)
