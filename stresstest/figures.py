@@ -12,6 +12,9 @@ and writes into `out_dir`:
   where it lies in the plane. A grid with one varying axis gets line plots instead;
   a labelled axis (the named scenarios) gets `named_npv.png` and `named_irr.png`, bars
   from the base case to each scenario's value;
+- grid and named files of a version 2 portfolio (with `revenue_by_industry`), in addition:
+  the base case's revenue by industry, a stacked bar per cluster and one for the
+  portfolio (`revenue_by_industry.png`), and its table;
 - sensitivity files (`run --sensitivities`), in addition: a tornado chart of the 15
   (cluster, parameter) pairs that move the portfolio NPV most for a +-10 % move,
   first order (`npv_per_pct` x 10), at the grid point nearest the base case; step
