@@ -15,7 +15,7 @@ from stresstest.config import Portfolio, load_portfolio
 from stresstest.engine import grid_point, prepare
 from stresstest.grid_config import Axis, Scenario, resolve_item_path
 from stresstest.industries import BUNDLED
-from stresstest.items import KINDS, REPLACES, industry_labels
+from stresstest.items import KINDS, REPLACES
 from stresstest.kernels.metrics import evaluate
 from stresstest.kernels.params import (
     CLUSTER_PARAMS,
@@ -433,8 +433,9 @@ def random_axes_v2(rng, pf: Portfolio, n_points: int) -> list[Axis]:
 def compare_v2_with_reference(pf: Portfolio, axes: list[Axis], outputs: dict, points) -> int:
     """The kernels' outputs (evaluate_zipped) at `points` against the reference's
     (reference_v2_at): every version 1 output, portfolio and clusters, and revenue by
-    industry, portfolio and clusters, each label at its index in items.industry_labels
-    (the reference's labels must be the same, in the same order). Returns the count."""
+    industry, portfolio and clusters, each label at its index in the portfolio's industry
+    coordinate, Portfolio.industries (the reference's labels must be the same, in the
+    same order). Returns the count."""
     labels = pf.industries
     for s in points:
         want, clusters, rate = reference_v2_at(pf, axes, s)
