@@ -1,20 +1,27 @@
-"""The bundled version 2 example, its named scenario, `show` of items, and the worked
-month of docs/model.md (issue 26).
+"""The bundled version 2 example, its named scenarios, `show` of items, and the worked
+examples of docs/model.md (issues 26 and 27).
 
 - scenarios/example_v2.yaml loads as the file says (a bank `anchor` and a research
-  hospital on ashburn-h100 with a four-segment pool, a retailer on phoenix-b200, a plain
-  version 1 dallas-h100), runs on numpy, and its base case is the plain reference's;
+  hospital on ashburn-h100 with a four-segment pool and an optimization programme, a
+  retailer on phoenix-b200, a plain version 1 dallas-h100, a second B200 tranche ordered
+  at month 12, a platform layer), runs on numpy, and its base case is the plain
+  reference's, platform and programme included; its base case is a plausible one;
 - `show` prints a table of each cluster's contracts and segments with every value's
   origin, in text and --json; a version 1 portfolio's table has none of it;
 - `-s customers` (anchor-leaves-month-18) moves only the `anchor` contracts: on
   example_v2 the bank's cluster alone, on example.yaml the clusters whose implied
   largest client holds a share; each shocked cluster matches the reference;
-- docs/model.md's worked month with contracts and segments keeps its numbers.
+- `-s build-out` on example_v2: platform-adoption-stalls moves the platform alone,
+  gpu-prices-fall-30-while-waiting makes the later tranche cheaper and every rent lower,
+  each against the reference; a portfolio without a platform refuses the scenario;
+- docs/model.md's worked month with contracts and segments and its worked tranche bought
+  at month 12 keep their numbers.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -26,10 +33,17 @@ from stresstest.cli import main
 from stresstest.config import load_portfolio
 from stresstest.engine import evaluate_base
 from stresstest.items import industry_labels
+from stresstest.kernels.cashflows import cash_flow_lines
+from stresstest.kernels.params import OPTIMIZATION_PARAMS, ORDER_PARAMS, PLATFORM_PARAMS
+from stresstest.kernels.shocks import apply_axis_values
+from stresstest.loaders import load_scenario
+from stresstest.named_run import evaluate_named
 from stresstest.presets import list_presets
 
 EXAMPLE_V2 = list_presets()["example_v2"]
 LOSS_PATH, LOSS_MONTH = "contracts.anchor.loss_month", 18.0
+TRANCHE = 3  # phoenix-b200-phase2, the cluster ordered at month 12
+STALL, CHEAPER = "platform-adoption-stalls", "gpu-prices-fall-30-while-waiting"
 
 
 def _ok(args) -> str:
@@ -38,17 +52,61 @@ def _ok(args) -> str:
     return r.output
 
 
-def _reference_clusters(pf) -> list[dict]:
-    """The clusters as the reference model takes them: version 1 keys, plus the
-    resolved contracts and segments where a cluster lists them."""
-    out = []
-    for params, items in zip(pf.clusters, pf.items):
+def _field(spec) -> str:
+    return spec.name.partition(".")[2] or spec.name
+
+
+def _reference_inputs(pf) -> tuple[list[dict], dict | None]:
+    """The portfolio as the reference model takes it: each cluster's version 1 keys, its
+    resolved contracts and segments where it lists them, its order month and capex
+    decline where given, its programme (start_month None: the default rule); the
+    platform (None without one)."""
+    clusters = []
+    for params, items, s in zip(pf.clusters, pf.items, pf.scalars):
         c = dict(params)
         for kind in ("contracts", "segments"):
             if items.of(kind) is not None:
                 c[kind] = [dict(item) for item in items.of(kind)]
-        out.append(c)
-    return out
+        c.update({spec.name: s.values[spec.name] for spec in ORDER_PARAMS if spec.name in s.values})
+        if s.programme:
+            c["optimization"] = {_field(spec): s.values.get(spec.name) for spec in OPTIMIZATION_PARAMS}
+        clusters.append(c)
+    platform = None if pf.platform is None else {_field(spec): pf.platform.values[spec.name]
+                                                 for spec in PLATFORM_PARAMS}
+    return clusters, platform
+
+
+def _reference(pf, clusters=None, platform=None) -> dict:
+    """The reference's outputs of the portfolio, or of these shocked clusters and platform."""
+    if clusters is None:
+        clusters, platform = _reference_inputs(pf)
+    return ref.evaluate(clusters, pf.horizon_months, pf.discount_rate, platform=platform)
+
+
+def _close(name, got, want, tol=1e-9):
+    """Equal to `tol` of the value's scale (at least 1); NaN and inf where the reference has them."""
+    got = float(got)
+    if not math.isfinite(want):
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (name, got, want)
+        return
+    assert abs(got - want) <= tol * max(1.0, abs(want)), (name, got, want)
+
+
+def _assert_outputs_match(got: dict, want: dict, row=None) -> None:
+    """Every portfolio and cluster output, and version 2's, of `got` (engine outputs;
+    `row` picks a scenario row) against the reference's to 1e-9."""
+    pick = (lambda x: np.asarray(x)) if row is None else (lambda x: np.asarray(x)[row])
+    for name, value in want["portfolio"].items():
+        _close(name, pick(got[name]), value)
+    for c, outputs in enumerate(want["clusters"]):
+        for name, value in outputs.items():
+            _close(f"cluster_{name}[{c}]", pick(got["cluster_" + name])[c], value)
+    for name in ("optimization_cost", "platform_npv", "platform_revenue"):
+        _close(name, pick(got[name]), want["v2"][name])
+    for c, value in enumerate(want["v2"]["cluster_optimization_cost"]):
+        _close(f"cluster_optimization_cost[{c}]", pick(got["cluster_optimization_cost"])[c], value)
+    np.testing.assert_allclose(pick(got["revenue_by_industry"]), list(want["v2"]["revenue_by_industry"].values()),
+                               rtol=1e-9)
 
 
 def _named_run(portfolio, tmp_path) -> tuple[xr.Dataset, xr.Dataset]:
@@ -65,9 +123,9 @@ def _named_run(portfolio, tmp_path) -> tuple[xr.Dataset, xr.Dataset]:
 def test_example_v2_resolves_as_written():
     pf = load_portfolio(EXAMPLE_V2)
     assert pf.warnings == []  # every bundled number is realistic
-    assert pf.cluster_names == ["ashburn-h100", "phoenix-b200", "dallas-h100"]
+    assert pf.cluster_names == ["ashburn-h100", "phoenix-b200", "dallas-h100", "phoenix-b200-phase2"]
     assert pf.itemised and pf.model_version == 2
-    ashburn, phoenix, dallas = pf.items
+    ashburn, phoenix, dallas, tranche = pf.items
     assert [(c["name"], c["industry"]) for c in ashburn.contracts] == [("anchor", "finance"),
                                                                       ("hospital", "healthcare")]
     hospital = ashburn.contracts[1]
@@ -78,28 +136,69 @@ def test_example_v2_resolves_as_written():
     assert sum(s["share"] for s in ashburn.segments) == pytest.approx(1.0, abs=1e-12)
     assert ashburn.segments[2]["price_multiplier"] == 1.25  # the finance profile
     assert [c["name"] for c in phoenix.contracts] == ["retailer"] and phoenix.segments is None
-    assert not dallas.explicit
-    assert industry_labels(pf.items) == ["finance", "healthcare", "logistics", "retail", "unlabelled"]
-    # the bank is the largest customer: most GPU-hours times price of the three
+    assert not dallas.explicit and not tranche.explicit
+    assert pf.industries == ["finance", "healthcare", "logistics", "retail", "unlabelled", "platform"]
+    # the bank is the largest customer: most GPU-hours times price of the named three and
+    # of the second tranche's implied book
     hourly = {c["name"]: c["share"] * g * c["price"] for it, g in zip(pf.items, (2048, 1024))
               for c in it.contracts}
+    t = pf.clusters[TRANCHE]
+    hourly["tranche"] = t["reserved_share"] * t["gpus"] * t["reserved_price"]
     assert max(hourly, key=hourly.get) == "anchor"
+    # the second tranche: ordered at month 12 at a price 10 %/yr lower; the programme on
+    # ashburn-h100 alone (its start month left to go-live); the platform in the portfolio
+    assert [s.values.get("order_month", 0.0) for s in pf.scalars] == [0.0, 0.0, 0.0, 12.0]
+    assert pf.scalars[TRANCHE].values["capex_decline"] == 0.10
+    assert [s.programme for s in pf.scalars] == [True, False, False, False]
+    assert "optimization.start_month" not in pf.scalars[0].values
+    assert pf.scalars[0].values["optimization.utilization_gain"] == 0.05
+    platform = {_field(spec): pf.platform.values[spec.name] for spec in PLATFORM_PARAMS}
+    assert platform == {"build_cost": 5e6, "launch_month": 6.0, "run_cost_per_year": 4e6, "opex_escalation": 0.03,
+                        "take_rate": 0.03, "users_max": 3000.0, "adoption_months": 18.0,
+                        "fee_per_user_month": 300.0, "fee_growth": 0.0, "margin": 0.7, "tax_rate": 0.21}
+    # every number the file gives for the new parts cites its source
+    cited = pf.cluster_sources
+    assert {"order_month", "capex_decline", "delivery_months", "reserved_price"} <= set(cited[TRANCHE])
+    assert {"optimization." + k for k in ("cost", "cost_per_year", "ramp_months", "utilization_gain",
+                                          "energy_saving", "opex_saving")} <= set(cited[0])
+    assert {"platform." + k for k, v in platform.items() if pf.platform.origins["platform." + k] == "file"} \
+        <= set(pf.sources)
 
 
 def test_example_v2_runs_by_name_and_matches_the_reference(tmp_path):
+    """Its base case, platform and programme included, is the plain reference's to 1e-9:
+    from the run's file and from the engine."""
     out = tmp_path / "smoke.h5"
     _ok(["run", "example_v2", "-s", "smoke", "-o", str(out), "--backend", "numpy", "-q"])
     pf = load_portfolio(EXAMPLE_V2)
-    want = ref.evaluate(_reference_clusters(pf), pf.horizon_months, pf.discount_rate)
+    want = _reference(pf)
+    _assert_outputs_match(evaluate_base(pf), want)
     with xr.open_dataset(out, engine="h5netcdf", group="base") as base:
-        assert list(base["industry"].values) == industry_labels(pf.items)
-        np.testing.assert_allclose(base["cluster_npv"].values, [c["npv"] for c in want["clusters"]],
-                                   rtol=1e-9)
-        np.testing.assert_allclose(base["revenue_by_industry"].values,
-                                   list(want["v2"]["revenue_by_industry"].values()), rtol=1e-9)
+        assert list(base["industry"].values) == pf.industries
+        _assert_outputs_match({k: base[k].values for k in base.data_vars}, want)
         assert float(base["revenue_by_industry"].sum()) == pytest.approx(float(base["revenue"]), rel=1e-12)
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert ds.attrs["model_version"] == 2
+
+
+def test_example_v2_base_case_is_a_plausible_one():
+    """A neocloud that earns a little above its 12 % cost of capital; the later tranche
+    pays 10 % less per GPU and pays back within the horizon, counted from its order; the
+    programme pays for itself; the platform adds value, less than the clusters."""
+    pf = load_portfolio(EXAMPLE_V2)
+    base = evaluate_base(pf)
+    assert 5e6 < base["npv"] < 30e6 and pf.discount_rate < base["irr"] < 0.20
+    assert base["cluster_npv"][TRANCHE] > 0
+    assert float(base["cluster_payback_months"][TRANCHE]) == pytest.approx(38.74, abs=0.01)  # months from month 12
+    clusters, platform = _reference_inputs(pf)
+    cm = ref.cluster_monthly(clusters[TRANCHE], pf.horizon_months)
+    assert cm["capex"] == pytest.approx(1024 * 49_500, rel=1e-12) and cm["t_o"] == 12
+    assert cm["cf"][:12] == [0.0] * 12 and cm["live"].index(1.0) == 16  # live from month 15 (12 + 3)
+    assert 0 < base["platform_npv"] < base["npv"] - base["platform_npv"]
+    without = [dict(c) for c in clusters]
+    del without[0]["optimization"]
+    assert base["cluster_npv"][0] > _reference(pf, without, platform)["clusters"][0]["npv"]
+    assert base["cluster_optimization_cost"][0] == pytest.approx(3_655_740.41, abs=0.01)
 
 
 # ---------------------------------------------------------------------- show
@@ -115,8 +214,9 @@ def test_show_prints_each_clusters_contracts_and_segments_with_their_origins():
     assert "from the industry profile the item names" in text
 
     data = json.loads(_ok(["show", "example_v2", "--json"]))
-    ashburn, phoenix, dallas = data["items"]
+    ashburn, phoenix, dallas, tranche = data["items"]
     assert (dallas["contracts"], dallas["segments"], phoenix["segments"]) == (None, None, None)
+    assert (tranche["contracts"], tranche["segments"]) == (None, None)
     hospital = {f["name"]: f for f in ashburn["contracts"][1]["fields"]}
     assert hospital["term_months"] == {"name": "term_months", "unit": "months", "value": 48.0,
                                        "origin": "profile healthcare"}
@@ -124,8 +224,8 @@ def test_show_prints_each_clusters_contracts_and_segments_with_their_origins():
     assert hospital["loss_month"]["value"] is None  # never
     assert ashburn["segments"][3]["industry"] == "logistics"
     rows = {r["name"]: r["origins"] for r in data["parameters"]}
-    assert rows["reserved_share"] == ["replaced", "replaced", "cluster"]
-    assert rows["inference_share"] == ["replaced", "cluster", "cluster"]
+    assert rows["reserved_share"] == ["replaced", "replaced", "cluster", "cluster"]
+    assert rows["inference_share"] == ["replaced", "cluster", "cluster", "cluster"]
 
 
 def test_show_of_a_version_1_portfolio_has_no_item_tables():
@@ -151,8 +251,9 @@ def test_anchor_leaving_moves_only_the_bank_in_example_v2(tmp_path):
     assert by_industry["healthcare"] == before["healthcare"] and by_industry["retail"] == before["retail"]
 
     pf = load_portfolio(EXAMPLE_V2)
-    clusters, _ = ref.apply_path_shock(_reference_clusters(pf), None, LOSS_PATH, "set", LOSS_MONTH)
-    want = ref.evaluate(clusters, pf.horizon_months, pf.discount_rate)
+    clusters, platform = _reference_inputs(pf)
+    clusters, platform = ref.apply_path_shock(clusters, platform, LOSS_PATH, "set", LOSS_MONTH)
+    want = _reference(pf, clusters, platform)
     np.testing.assert_allclose(shocked, [c["npv"] for c in want["clusters"]], rtol=1e-9)
     assert float(ds["npv"].isel(scenario=0)) == pytest.approx(want["portfolio"]["npv"], rel=1e-9)
 
@@ -169,8 +270,8 @@ def test_anchor_leaving_moves_the_implied_largest_client_in_example(tmp_path):
     moved = shocked != base["cluster_npv"].values
     assert list(moved) == holds
 
-    clusters = [ref.apply_shock(c, "client_loss_month", "set", LOSS_MONTH) for c in _reference_clusters(pf)]
-    want = ref.evaluate(clusters, pf.horizon_months, pf.discount_rate)
+    clusters = [ref.apply_shock(c, "client_loss_month", "set", LOSS_MONTH) for c in _reference_inputs(pf)[0]]
+    want = _reference(pf, clusters)
     np.testing.assert_allclose(shocked, [c["npv"] for c in want["clusters"]], rtol=1e-9)
 
 
