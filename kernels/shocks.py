@@ -101,8 +101,9 @@ def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], poi
 
     Version 2 (items in base): the version 1 parameters move first; then the clusters
     without contracts or segments of their own get their implied ones from them; then
-    the items move, each field clipped to its range; last, contract shares summing past
-    1 are scaled down in proportion and segment shares renormalised (MODEL.md).
+    the items move (a named shock's item targets first, then the paths, each in axis
+    order), each field clipped to its range; last, once per point, contract shares
+    summing past 1 are scaled down in proportion and segment shares renormalised.
     """
     xp = array_namespace(discount_rate)
     params = {k: v[None, ...] for k, v in base.items()}
@@ -123,7 +124,11 @@ def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], poi
     if ITEM_NAMES[0] not in params:
         return params, rate
     params.update(with_implied_items(xp, params))
-    for spec, v in zip(axes, point_values):
+    # a named shock's item targets (it moves version 1 keys too) before the path shocks:
+    # version 1 keys' shocks come first, whatever the form of the cluster's items
+    named = [(spec, v) for spec, v in zip(axes, point_values) if any(t not in ITEM_PARAMS for t in spec.targets)]
+    paths = [(spec, v) for spec, v in zip(axes, point_values) if all(t in ITEM_PARAMS for t in spec.targets)]
+    for spec, v in named + paths:
         for name in spec.targets:
             if name not in ITEM_PARAMS:
                 continue
