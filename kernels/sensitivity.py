@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
-from .params import ITEM_FIELDS, ITEM_PARAMS
+from .params import ITEM_FIELDS, ITEM_PARAMS, PARAM_NAMES
 
 # In a parameter name <kind>.*.<field>: every item of the kind of the cluster at once
 EVERY_ITEM = "*"
@@ -41,6 +41,11 @@ class ItemColumns:
 
     names: tuple[str, ...]
     parts: tuple[tuple[tuple[str, ...], tuple, tuple], ...]
+
+    @property
+    def some_absent(self) -> bool:
+        """Whether some cluster lacks an item another has (its columns are then NaN)."""
+        return any(not all(row) for _, _, present in self.parts for row in present)
 
 
 def item_columns(slot_names: list[dict[str, list[str | None]]], slots: dict[str, int]) -> ItemColumns:
@@ -64,6 +69,12 @@ def item_columns(slot_names: list[dict[str, list[str | None]]], slots: dict[str,
         names += [f"{kind}.{item}.{a.split('.', 1)[1]}" for item in items for a in arrays]
         parts.append((arrays, select, present))
     return ItemColumns(tuple(names), tuple(parts))
+
+
+def parameter_names(columns: ItemColumns | None) -> tuple[str, ...]:
+    """The parameter coordinate of the sensitivities: the cluster parameters, then the
+    item columns (columns None: a portfolio without item arrays)."""
+    return PARAM_NAMES + (columns.names if columns is not None else ())
 
 
 def by_item(xp, arrays: dict, columns: ItemColumns):

@@ -17,11 +17,14 @@ from .config import Portfolio
 from .factoring import Factoring
 from .factoring import plan as plan_factoring
 from .grid_config import Scenario
+from .items import KINDS, Items, slots
 from .kernels.factored import evaluate_corners, slab_corners
 from .kernels.metrics import evaluate
-from .kernels.params import OUTPUTS
+from .kernels.params import ITEM_NAMES, OUTPUTS, PARAM_NAMES
+from .kernels.sensitivity import ItemColumns, by_item, item_columns, parameter_names
 from .kernels.shocks import apply_axis_values, shocked_params
-from .outputs import EXPECTED_NONFINITE, EXPECTED_WHERE_NEVER, SUMMARY_OUTPUTS, expected_reason, output_name
+from .outputs import (EXPECTED_NONFINITE, EXPECTED_WHERE_NEVER, PER_PARAMETER, SUMMARY_OUTPUTS, expected_reason,
+                      output_name)
 
 # Bytes of working memory per scenario-cluster-month, measured roughly (about 60
 # float64 temporaries live at once, more in the IRR solve); sets the default chunk.
@@ -258,7 +261,8 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     if sensitivities:
         from .jax_adapter import sensitivity_chunk_fn
 
-        run._fn = sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters))
+        run._fn = sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
+                                       items=sensitivity_items(portfolio))
     else:
         run._fn = backend.compile(chunk_fn)
     run._args = (base, rate, values)
@@ -284,7 +288,7 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
         from .jax_adapter import sensitivity_chunk_fn
 
         return sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
-                                    factoring=fact), args
+                                    factoring=fact, items=sensitivity_items(portfolio)), args
 
     def chunk_fn(base, rate, values, corner_values, weights, start):
         point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
@@ -313,24 +317,62 @@ def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarra
     return {k: backend.to_numpy(v)[0] for k, v in out.items()}
 
 
+# ------------------------------------------------------------------ the sensitivities' parameters
+
+def _slot_names(items: Items, kind: str) -> list[str | None]:
+    """A cluster's item names of a kind in slot order; [None] for an implied segment,
+    which has no name (only `segments.*` reaches it)."""
+    if kind == "segments" and items.of(kind) is None:
+        return [None]
+    return items.names(kind)
+
+
+def sensitivity_items(portfolio: Portfolio) -> ItemColumns | None:
+    """The items' part of the sensitivities' parameter coordinate (kernels/sensitivity.py
+    ItemColumns), or None where the kernels carry no item arrays (version 1)."""
+    if not portfolio.itemised:
+        return None
+    return item_columns([{kind: _slot_names(it, kind) for kind in KINDS} for it in portfolio.items],
+                        slots(portfolio.items))
+
+
+def sensitivity_parameters(portfolio: Portfolio) -> list[str]:
+    """The `parameter` coordinate of the sensitivities (docs/model.md, "Sensitivities"):
+    the cluster parameters, then, where the portfolio carries items, the items' fields
+    by name (contracts.anchor.price, ..., segments.*.utilization)."""
+    return list(parameter_names(sensitivity_items(portfolio)))
+
+
 # ------------------------------------------------------------------ summaries
 
+# never_parameters' cells: the parameter is never (+inf); the cluster has no such item
+NEVER, ABSENT = 1, 2
+
+
 def never_parameters(portfolio: Portfolio, scenario: Scenario) -> np.ndarray:
-    """[cluster, parameter] True where a parameter is never (+inf) at every grid point.
+    """[cluster, parameter] (sensitivity_parameters) NEVER where a parameter is never
+    (+inf) at every grid point (for a "*" item column: some item's), ABSENT where the
+    cluster has no item of that name, 0 elsewhere.
 
     The same at every point: a scale or shift of never is still never, and a set axis
     (finite values only: the loader refuses others) makes it finite on every value of the
     axis for the clusters it moves. So one point, the first, says it for all."""
-    from .kernels.params import PARAM_NAMES
-
     base = {k: v.astype(np.float64) for k, v in portfolio.base_arrays().items()}
     values = tuple(np.asarray(a.values, dtype=np.float64) for a in scenario.axes)
     specs = tuple(a.spec for a in scenario.axes)
     with np.errstate(all="ignore"):
         params, _ = shocked_params(base, np.asarray(portfolio.discount_rate, dtype=np.float64), specs,
                                    values, np.zeros(1, dtype=np.int64))
-    return np.stack([np.isposinf(np.broadcast_to(params[k], (1, len(portfolio.clusters)))[0])
-                     for k in PARAM_NAMES], axis=-1)
+    first = {k: v[0] for k, v in params.items()}
+    never = np.stack([np.isposinf(np.broadcast_to(first[k], (len(portfolio.clusters),)))
+                      for k in PARAM_NAMES], axis=-1)
+    cells = np.where(never, NEVER, 0).astype(np.int8)
+    items = sensitivity_items(portfolio)
+    if items is None:
+        return cells
+    inf = by_item(np, {k: np.isposinf(first[k]).astype(np.float64) for k in ITEM_NAMES}, items)
+    item_cells = np.where(np.isnan(inf), ABSENT, np.where(inf > 0, NEVER, 0)).astype(np.int8)
+    return np.concatenate([cells, item_cells], axis=-1)
 
 
 @dataclass
@@ -339,9 +381,11 @@ class Extremes:
 
     nonfinite: every non-finite value per output, (count, first flat index);
     unexpected: those no reason covers (EXPECTED_NONFINITE for a whole output,
-    EXPECTED_WHERE_NEVER for the cells of parameters that are never), likewise.
-    never: [cluster, parameter] mask of parameters that are never (never_parameters);
-    without it no cell of a per-parameter output is expected to be non-finite."""
+    EXPECTED_WHERE_NEVER for the cells of parameters that are never,
+    EXPECTED_WHERE_ABSENT for those of items a cluster lacks), likewise.
+    never: [cluster, parameter] cells of parameters that are never or absent
+    (never_parameters; True counts as NEVER); without it no cell of a per-parameter
+    output is expected to be non-finite."""
 
     worst: dict[str, tuple[float, int, dict]] = field(default_factory=dict)
     best: dict[str, tuple[float, int, dict]] = field(default_factory=dict)
@@ -369,8 +413,9 @@ class Extremes:
             _count(self.nonfinite, name, bad, chunk.start)
             if EXPECTED_NONFINITE.get(output_name(name)):
                 continue
-            if name in EXPECTED_WHERE_NEVER and self.never is not None and v.shape[-2:] == self.never.shape:
-                bad = bad & ~self.never
+            if name in PER_PARAMETER and self.never is not None and v.shape[-2:] == self.never.shape:
+                # a percent move is not applicable where never or absent; a gradient where absent
+                bad = bad & ~((self.never > 0) if name in EXPECTED_WHERE_NEVER else (self.never == ABSENT))
             if bad.any():
                 _count(self.unexpected, name, bad, chunk.start)
 
@@ -403,9 +448,10 @@ def describe_nonfinite(scenario: Scenario, extremes: Extremes) -> list[str]:
     def at(flat):
         return ", ".join(f"{k}={v:g}" for k, v in grid_point(scenario, flat).items()) or "the only point"
 
+    absent = extremes.never is not None and bool(np.any(extremes.never == ABSENT))
     lines = []
     for name, (count, first) in sorted(extremes.nonfinite.items()):
-        why = expected_reason(name)
+        why = expected_reason(name, absent)
         if name in extremes.unexpected:
             bad, where = extremes.unexpected[name]
             rest = count - bad

@@ -17,6 +17,7 @@ the output name. Whole HDF5 chunks are deflated by the writer's own threads
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -24,11 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import portfolio_from_dict
+from .engine import sensitivity_items
 from .h5io import AtomicFile, chunk_shape
 from .items import industry_labels
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAMS, PORTFOLIO_PARAMS
+from .kernels.sensitivity import parameter_names
 from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, INDUSTRY_DIM, INDUSTRY_VARIABLES, PARAMETER_DIM,
-                      SENSITIVITY_VARIABLES, expected_reason, output_name)
+                      PER_PARAMETER, SENSITIVITY_VARIABLES, expected_reason, output_name)
 
 LONG_NAMES = {
     "npv": "net present value of project cash flows",
@@ -231,7 +235,7 @@ class GridWriter(AtomicFile):
                 self._sensitivity_layout(axes, np.dtype(dtype), compression)
             for name, ds in self.datasets.items():  # what a NaN (or inf) means, for readers
                 why = expected_reason(name)
-                if why:
+                if why and "nonfinite_means" not in ds.attrs:  # _sensitivity_layout's may say more
                     ds.attrs["nonfinite_means"] = why
         except BaseException:
             self.abort()
@@ -301,13 +305,30 @@ class GridWriter(AtomicFile):
             self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
 
     def _sensitivity_layout(self, axes, dtype, compression):
-        from .kernels.params import PARAM_NAMES
-
-        scales = {PARAMETER_DIM: self._labels(PARAMETER_DIM, list(PARAM_NAMES)),
+        """The outputs of --sensitivities. The `parameter` coordinate is the portfolio's
+        (engine.sensitivity_parameters, of the portfolio in the file's config): the
+        cluster parameters, then with version 2 items their fields by item name, whose
+        cells are NaN where a cluster lacks the item (the datasets' nonfinite_means)."""
+        items = self._sensitivity_items()
+        scales = {PARAMETER_DIM: self._labels(PARAMETER_DIM, list(parameter_names(items))),
                   AXIS_DIM: self._labels(AXIS_DIM, [a.name for a in axes]),
                   CLUSTER_DIM: self.cluster_scale}
+        if items is not None:
+            scales[PARAMETER_DIM].attrs["long_name"] = (
+                "cluster parameter, then item field as <kind>.<item>.<field> (<kind>.*.<field>: "
+                "every item of the cluster at once)")
         for name, dims, units, long_name in SENSITIVITY_VARIABLES:
             self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
+            if items is not None and items.some_absent and name in PER_PARAMETER:
+                self.datasets[name].attrs["nonfinite_means"] = expected_reason(name, absent=True)
+
+    def _sensitivity_items(self):
+        """The item columns of the portfolio in the file's config (engine.sensitivity_items),
+        None for a version 1 portfolio or a file without a config."""
+        config = self.f.attrs.get("config")
+        if config is None:
+            return None
+        return sensitivity_items(portfolio_from_dict(json.loads(config)["portfolio"]))
 
     # Consecutive chunks are staged and written together: one HDF5 write costs about the
     # same for 1,000 points as for 100,000 (selection and chunk bookkeeping), so small

@@ -19,10 +19,10 @@ import jax.numpy as jnp  # noqa: E402
 from .kernels.cashflows import cash_flows  # noqa: E402
 from .kernels.factored import evaluate_corners, interpolate, slab_corners  # noqa: E402
 from .kernels.metrics import evaluate  # noqa: E402
-from .kernels.params import PARAM_NAMES  # noqa: E402
-from .kernels.sensitivity import (capex_gradient, flow_weights, irr_gradient, npv_m_slope,  # noqa: E402
-                                  npv_rate_derivative, roi_gradient)
-from .kernels.shocks import apply_axis_values, axis_point_values  # noqa: E402
+from .kernels.params import ITEM_NAMES, PARAM_NAMES  # noqa: E402
+from .kernels.sensitivity import (by_item, capex_gradient, flow_weights, irr_gradient,  # noqa: E402
+                                  npv_m_slope, npv_rate_derivative, roi_gradient)
+from .kernels.shocks import apply_axis_values, axis_point_values, with_implied_items  # noqa: E402
 from .kernels.staging import stage  # noqa: E402
 
 
@@ -185,7 +185,7 @@ def cpu_subchunk(n_clusters: int, n_months: int) -> int:
 
 
 def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clusters: int,
-                         sub: int | None = None, factoring=None):
+                         sub: int | None = None, factoring=None, items=None):
     """Chunk function: every output of the model plus its sensitivities (reverse mode).
 
     Gradients are with respect to the parameters at each grid point (after shocks and
@@ -197,6 +197,12 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     slope_<output> [S, A] along each axis (through the shocks, clipping included).
     One batched reverse pass through the flows serves every output.
 
+    items (a kernels.sensitivity.ItemColumns; required where the base carries item
+    arrays): the parameters are then the cluster parameters followed by the items'
+    fields by name (ItemColumns): an item field's gradient is the partial derivative
+    with respect to that item's value, the other items held (shares not rebalanced); a
+    version 1 key of a cluster whose items are implied moves them too (_Report).
+
     factoring (a factoring.Factoring, chunks of whole slabs): the outputs come from the
     slabs' corners (kernels/factored.py), and so do the NPV and ROI gradients: their
     weights (discount factors, ones) do not depend on the point, and the gradient of a
@@ -207,18 +213,35 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     """
     if sub is None:
         sub = chunk if gpu_devices() else cpu_subchunk(n_clusters, horizon + 1)
-    layout = _SensitivityLayout(horizon, specs, equity_clusters, chunk, n_clusters, sub, factoring)
+    layout = _SensitivityLayout(horizon, specs, equity_clusters, chunk, n_clusters, sub, factoring, items)
     return jax.jit(layout.chunk_outputs)
 
 
+def _differentiable(p: dict) -> tuple[str, ...]:
+    """The parameters of p that gradients are taken for: the cluster parameters, then
+    the item arrays where p has them (not the implied flags nor the industry labels)."""
+    return PARAM_NAMES + (ITEM_NAMES if ITEM_NAMES[0] in p else ())
+
+
 def _stack_params(g: dict):
-    """Gradients by parameter name -> one array, the parameters last in PARAM_NAMES order."""
-    return jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
+    """Gradients by parameter name -> one array, the parameters last: PARAM_NAMES in
+    order, then the slots of each item array present (ITEM_NAMES order); g's other
+    entries (implied flags, industry labels) are left out."""
+    stacked = jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
+    items = [g[k] for k in ITEM_NAMES if k in g]
+    return jnp.concatenate([stacked, *items], axis=-1) if items else stacked
 
 
-def _unstack_params(a) -> dict:
-    """The inverse of _stack_params: parameter name -> a[..., i]."""
-    return {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}
+def _unstack_params(a, p: dict) -> dict:
+    """The inverse of _stack_params: parameter name -> a[..., i] (an item array of p: its
+    slots' columns)."""
+    out = {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}
+    at = len(PARAM_NAMES)
+    for k in _differentiable(p)[len(PARAM_NAMES):]:
+        width = p[k].shape[-1]
+        out[k] = a[..., at:at + width]
+        at += width
+    return out
 
 
 def _monthly_irr(irr):
@@ -228,10 +251,11 @@ def _monthly_irr(irr):
 
 def _pull_back(pb, pf, w, horizon: int):
     """One scenario's cash flows and the weights w [K, C, T+1] pulled back through
-    them: (gradients [K, C, P], the flows [C, T+1]).
+    them: (gradients [K, C, Q], the flows [C, T+1]).
 
     pb: shocked parameters [C] (this scenario's); pf: the others [1, C], shared by
-    every scenario, so vmap computes their month factors once.
+    every scenario, so vmap computes their month factors once. Of the arrays' gradients
+    those of _differentiable are kept.
     """
     def flows(pb, pf):
         return cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)["cf"][0]
@@ -243,39 +267,84 @@ def _pull_back(pb, pf, w, horizon: int):
 
 def _scenario_gradients(pb, pf, r, irr_m, kinds: tuple[int, ...], horizon: int):
     """The weights `kinds` (of npv, roi, irr: flow_weights' order) for one scenario;
-    returns the gradients [K, C, P], dNPV_m/di at the IRR's root and dNPV/dr [C]."""
+    returns the gradients [K, C, Q], dNPV_m/di at the IRR's root and dNPV/dr [C]."""
     w = flow_weights(r[None], irr_m[None], horizon + 1)[list(kinds), 0]  # [K, 1, T+1]
     g, cf = _pull_back(pb, pf, w, horizon)
     return (g, npv_m_slope(jnp.sum(cf, axis=0)[None], irr_m[None])[0],
             npv_rate_derivative(cf[None], r[None])[0])
 
 
-def _gradient_outputs(out: dict, p: dict, g_npv, g_sum, g_npv_m, slope_m, d_rate) -> None:
-    """Adds the parameter gradients to `out` (which holds the model's outputs): NPV,
-    each cluster's NPV, ROI and IRR [S, C, P], the discount-rate derivatives and
-    npv_per_pct; p: the shocked parameters, each [S, C]."""
-    d_capex = capex_gradient(p)
+def _roi_gradient(out: dict, p: dict, g_sum):
+    """The ROI's gradient [S, C, Q] from that of the flows' sum; p: the shocked
+    parameters, each [S, C] ([S, C, K] for items)."""
     total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
-    out["grad_npv"] = g_npv
+    return roi_gradient(g_sum, _stack_params(capex_gradient(p)), out["roi"], total_capex)
+
+
+@dataclass(frozen=True, eq=False)
+class _Report:
+    """Gradients [S, C, Q] as taken through the flows (a column per parameter and per
+    item slot) -> as the files hold them [S, C, P'] (docs/model.md, "Sensitivities").
+
+    Without items the two are the same. With items: a version 1 key of a cluster whose
+    items are implied (kernels/shocks.py with_implied_items) gains what it moves through
+    them, so that its gradient is its total derivative, as in version 1; the item slots
+    become the named item columns (kernels/sensitivity.py by_item). p: the shocked
+    parameters, each [S, C] ([S, C, K] for items); columns: the ItemColumns, or None.
+    """
+
+    p: dict
+    columns: object = None
+
+    def __call__(self, g):
+        if self.columns is None:
+            return g
+        d = _unstack_params(g, self.p)
+        items = {k: d[k] for k in ITEM_NAMES}
+        keys = {k: self.p[k] for k in PARAM_NAMES}
+        _, implied_pull = jax.vjp(lambda keys: with_implied_items(jnp, {**self.p, **keys}), keys)
+        through_items = implied_pull(items)[0]
+        total = jnp.stack([d[k] + through_items[k] for k in PARAM_NAMES], axis=-1)
+        return jnp.concatenate([total, by_item(jnp, items, self.columns)], axis=-1)
+
+    def per_pct(self, g_npv, report_npv):
+        """npv_per_pct [S, C, P']: the NPV's change for a +1 % relative move of each
+        parameter (of every item of the cluster at once for a "*" column), first order;
+        g_npv in the flows' layout, report_npv in the files'."""
+        pv = jnp.stack([self.p[k] for k in PARAM_NAMES], axis=-1)
+        # a percent move of "never" (client_loss_month = +inf) is not a number: NaN there,
+        # by definition and expected (outputs.EXPECTED_WHERE_NEVER), where inf x 0 gave it by chance
+        per_pct = jnp.where(jnp.isinf(pv), jnp.nan, report_npv[..., :len(PARAM_NAMES)] * pv * 0.01)
+        if self.columns is None:
+            return per_pct
+        d = _unstack_params(g_npv, self.p)
+        moved = {k: jnp.where(jnp.isinf(self.p[k]), jnp.nan, d[k] * self.p[k]) for k in ITEM_NAMES}
+        return jnp.concatenate([per_pct, by_item(jnp, moved, self.columns) * 0.01], axis=-1)
+
+
+def _gradient_outputs(out: dict, report: _Report, g_npv, g_roi, g_npv_m, slope_m, d_rate) -> None:
+    """Adds the parameter gradients to `out` (which holds the model's outputs): NPV,
+    each cluster's NPV, ROI and IRR [S, C, P'], the discount-rate derivatives and
+    npv_per_pct; the gradients arrive in the flows' layout [S, C, Q]."""
+    out["grad_npv"] = report(g_npv)
     out["grad_cluster_npv"] = out["grad_npv"]
-    out["grad_roi"] = roi_gradient(g_sum, _stack_params(d_capex), out["roi"], total_capex)
-    out["grad_irr"] = irr_gradient(g_npv_m, slope_m, out["irr"])
+    out["grad_roi"] = report(g_roi)
+    out["grad_irr"] = irr_gradient(report(g_npv_m), slope_m, out["irr"])
     out["grad_cluster_npv_discount_rate"] = d_rate
     out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
-    # a percent move of "never" (client_loss_month = +inf) is not a number: NaN there,
-    # by definition and expected (engine.EXPECTED_WHERE_NEVER), where inf x 0 gave it by chance
-    pv = _stack_params(p)
-    out["npv_per_pct"] = jnp.where(jnp.isinf(pv), jnp.nan, out["grad_npv"] * pv * 0.01)
+    out["npv_per_pct"] = report.per_pct(g_npv, out["grad_npv"])
 
 
-def _axis_slopes(out: dict, shock_pull, g_npv_m, slope_m, r, chunk: int) -> None:
+def _axis_slopes(out: dict, shock_pull, p: dict, g_npv, g_roi, g_npv_m, slope_m, r, chunk: int) -> None:
     """Adds slope_npv, slope_roi and slope_irr [S, A] to `out`: the parameter gradients
-    pulled back through the shocks (shock_pull, clipping included) to the axis values."""
+    (in the flows' layout) pulled back through the shocks (shock_pull, clipping, implied
+    items and balanced shares included) to the axis values."""
     irr_factor = irr_gradient(jnp.ones_like(slope_m), slope_m, out["irr"])
     zero_r = jnp.zeros_like(r)
-    for name, gp, gr, scale in (("npv", out["grad_npv"], out["grad_npv_discount_rate"], None),
-                                ("roi", out["grad_roi"], zero_r, None), ("irr", g_npv_m, zero_r, irr_factor)):
-        slopes = shock_pull((_unstack_params(gp), gr))[0]
+    untaken = {k: jnp.zeros_like(v) for k, v in p.items()}  # the flags and labels: no gradient
+    for name, gp, gr, scale in (("npv", g_npv, out["grad_npv_discount_rate"], None),
+                                ("roi", g_roi, zero_r, None), ("irr", g_npv_m, zero_r, irr_factor)):
+        slopes = shock_pull(({**untaken, **_unstack_params(gp, p)}, gr))[0]
         sl = jnp.stack(slopes, axis=-1) if slopes else jnp.zeros((chunk, 0), dtype=r.dtype)
         out["slope_" + name] = sl if scale is None else sl * scale[:, None]
 
@@ -292,6 +361,7 @@ class _SensitivityLayout:
     n_clusters: int
     sub: int  # scenarios per reverse pass
     factoring: object = None  # a factoring.Factoring, or None: every point in full
+    items: object = None  # a kernels.sensitivity.ItemColumns, or None: no item arrays
 
     def chunk_outputs(self, base, rate, values, *rest) -> dict:
         """The chunk function: (base, rate, values[, corner_values, weights], start) ->
@@ -307,19 +377,21 @@ class _SensitivityLayout:
         else:
             out, grads = self.factored_gradients((base, rate, values, *extra, start), p_hoisted, r)
         g_npv, g_sum, g_npv_m, slope_m, d_rate = grads
-        _gradient_outputs(out, p, g_npv, g_sum, g_npv_m, slope_m, d_rate)
-        _axis_slopes(out, shock_pull, g_npv_m, slope_m, r, self.chunk)
+        g_roi = _roi_gradient(out, p, g_sum)
+        _gradient_outputs(out, _Report(p, self.items), g_npv, g_roi, g_npv_m, slope_m, d_rate)
+        _axis_slopes(out, shock_pull, p, g_npv, g_roi, g_npv_m, slope_m, r, self.chunk)
         return out
 
     def scenario_params(self, base, rate, point):
-        """The scenarios' parameters from their axis values, each broadcast to [S, C],
-        and the discount rate [S]: the map that the axis slopes pull back through."""
+        """The scenarios' parameters from their axis values, each broadcast to [S, C]
+        ([S, C, ...] for items), and the discount rate [S]: the map that the axis slopes
+        pull back through."""
         p, r = apply_axis_values(base, rate, self.specs, point)
-        p = {k: jnp.broadcast_to(x, (self.chunk, self.n_clusters)) for k, x in p.items()}
+        p = {k: jnp.broadcast_to(x, (self.chunk,) + x.shape[1:]) for k, x in p.items()}
         return p, jnp.broadcast_to(r, (self.chunk,))
 
     def flow_gradients(self, p_hoisted, r, irr_m, kinds: tuple[int, ...]):
-        """Gradients [S, K, C, P] of the weighted flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
+        """Gradients [S, K, C, Q] of the weighted flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
         pb = {k: v for k, v in p_hoisted.items() if v.shape[0] != 1}
         pf = {k: v for k, v in p_hoisted.items() if v.shape[0] == 1}
         n = r.shape[0]
@@ -356,5 +428,5 @@ class _SensitivityLayout:
         pc, rc = apply_axis_values(base, rate, self.specs, point)
         rc = jnp.broadcast_to(rc, (point[0].shape[0],))
         out = dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, lead, fact.shape, axes))
-        g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, P]
+        g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, Q]
         return out, interpolate(g, lead, fact.shape, axes)

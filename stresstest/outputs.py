@@ -49,9 +49,20 @@ def output_name(name: str) -> str:
     return name[len(CLUSTER_DIM) + 1:] if name.startswith(CLUSTER_DIM + "_") else name
 
 
-def expected_reason(name: str) -> str | None:
-    """Why an output may hold NaN or inf (the file's `nonfinite_means`), or None."""
-    return EXPECTED_NONFINITE.get(output_name(name)) or EXPECTED_WHERE_NEVER.get(name)
+# Where a per-parameter output is NaN at the cells of an item a cluster does not have:
+# the parameter coordinate of a portfolio with version 2 items names the items of every
+# cluster (kernels/sensitivity.py ItemColumns), and moving an item one lacks is no move
+EXPECTED_WHERE_ABSENT = "the cluster has no item of that name (an item of another cluster): not applicable"
+
+
+def expected_reason(name: str, absent: bool = False) -> str | None:
+    """Why an output may hold NaN or inf (the file's `nonfinite_means`), or None.
+    absent: the parameter coordinate names items that some clusters lack, which adds
+    EXPECTED_WHERE_ABSENT to the per-parameter outputs' reasons."""
+    why = EXPECTED_NONFINITE.get(output_name(name)) or EXPECTED_WHERE_NEVER.get(name)
+    if absent and name in PER_PARAMETER:
+        return f"{why}; or {EXPECTED_WHERE_ABSENT}" if why else EXPECTED_WHERE_ABSENT
+    return why
 
 
 # ------------------------------------------------------------------ names in a result file
@@ -60,7 +71,7 @@ def expected_reason(name: str) -> str | None:
 # so an axis may not take any of these: the loader refuses them, from reserved_names()).
 CLUSTER_DIM = "cluster"  # the cluster names; per-cluster outputs are "cluster_" + output
 BASE_GROUP = "base"  # the base case's outputs
-PARAMETER_DIM = "parameter"  # --sensitivities: the cluster parameters
+PARAMETER_DIM = "parameter"  # --sensitivities: the cluster parameters (then the items' fields)
 AXIS_DIM = "axis"  # --sensitivities: the grid's axes, for the slopes along them
 INDUSTRY_DIM = "industry"  # version 2: the industry labels (items.industry_labels)
 PER_UNIT = "USD per unit of the parameter"
@@ -92,6 +103,10 @@ INDUSTRY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     (CLUSTER_DIM + "_revenue_by_industry", (CLUSTER_DIM, INDUSTRY_DIM), "USD",
      "total revenue over months 1..T by industry of the contract or segment (per cluster)"),
 )
+
+
+# The outputs of --sensitivities with a value per cluster and parameter
+PER_PARAMETER = tuple(name for name, dims, *_ in SENSITIVITY_VARIABLES if PARAMETER_DIM in dims)
 
 
 def reserved_names() -> dict[str, str]:
