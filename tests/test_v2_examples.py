@@ -317,3 +317,75 @@ def test_the_worked_month_of_docs_model(tmp_path):
     # the month's revenue by industry: 12 months' totals less 11 months'
     by = {T: evaluate_base(load_portfolio(_worked(tmp_path, T)))["revenue_by_industry"] for T in (11, 12)}
     np.testing.assert_allclose(by[12] - by[11], [350_400.00, 262_800.00, 353_203.20], atol=1e-6)
+
+
+# ---------------------------------------- docs/model.md's worked tranche
+
+TRANCHE_DOC = """portfolio: {name: tranche, horizon_months: 60, discount_rate: 0.1}
+clusters:
+  - name: tranche
+    gpus: 1000
+    capex_per_gpu: 30000
+    order_month: 12
+    capex_decline: 0.2
+    delivery_months: 3
+    on_demand_price: 2.5
+    price_decline: 0.2
+    next_gen_month: 100
+    reserved_share: 1.0
+    reserved_price: 2.0
+    energy_escalation: 0
+    opex_escalation: 0
+    useful_life_years: 5
+    debt_fraction: 0.5
+"""
+
+
+def test_the_worked_tranche_of_docs_model(tmp_path):
+    """A tranche ordered at month 12: capex at the declined price in month 12 and nothing
+    before, live from month 16, its first cycle to month 51 and the renewal at the
+    calendar's rent of month 52, depreciation and the loan from month 13, resale four
+    years old, payback counted from the order; kernels, run and reference agree."""
+    path = tmp_path / "tranche.yaml"
+    path.write_text(TRANCHE_DOC)
+    pf = load_portfolio(path)
+    assert pf.warnings == []
+    p, _ = apply_axis_values({k: np.asarray(v) for k, v in pf.base_arrays().items()}, np.asarray(0.1), (), ())
+    fl = cash_flow_lines(p, pf.horizon_months)
+
+    def line(name: str, *months: int) -> list[float]:
+        """The kernels' line `name` in the months given (1..T)."""
+        x = np.broadcast_to(fl["lines"][name], (1, 1, pf.horizon_months))[0, 0]
+        return [float(x[t - 1]) for t in months]
+
+    cf, cfe = np.asarray(fl["cf"]).reshape(-1), np.asarray(fl["cfe"]).reshape(-1)
+    assert float(fl["capex"].squeeze()) == 24_000_000.0 and float(fl["debt"].squeeze()) == 12_000_000.0
+    assert cf[12] == -24_000_000.0 and cfe[12] == -12_000_000.0 and not cf[:12].any() and not cfe[:12].any()
+    assert line("revenue", 15, 16, 51) == [0.0, 1_460_000.0, 1_460_000.0]
+    assert line("revenue", 52)[0] == pytest.approx(569_027.60, abs=5e-3)
+    assert line("energy", 16)[0] == pytest.approx(88_332.92, abs=1e-6) and line("opex", 16) == [75_000.0]
+    assert line("ebitda", 16)[0] == pytest.approx(1_296_667.08, abs=1e-6)
+    assert line("tax", 16)[0] == pytest.approx(188_300.09, abs=5e-3)
+    assert cf[16] == pytest.approx(1_108_366.99, abs=5e-3) and cf[13] == pytest.approx(84_000.0, abs=1e-6)
+    assert line("depreciation", 12, 13, 60) == [0.0, 400_000.0, 400_000.0]
+    assert line("debt_service", 12, 13, 60) == pytest.approx([0.0, 304_351.00, 304_351.00], abs=5e-3)
+    assert line("interest", 12, 13) == pytest.approx([0.0, 100_000.0], abs=1e-6)
+    assert float(np.squeeze(fl["lines"]["resale"])) == pytest.approx(7_593_750.0, abs=1e-6)
+    assert float(np.squeeze(fl["lines"]["tax_on_sale"])) == pytest.approx(586_687.50, abs=1e-6)
+    dscr_months = np.flatnonzero(np.asarray(fl["dscr_month"]).reshape(-1)) + 1
+    assert (dscr_months[0], dscr_months[-1], len(dscr_months)) == (16, 60, 45)
+
+    base = evaluate_base(pf)
+    assert float(base["payback_months"]) == pytest.approx(24.43, abs=5e-3)  # 36.426 - 12
+    assert float(base["npv"]) == pytest.approx(15_735_672.64, abs=5e-3)
+    assert float(base["irr"]) == pytest.approx(0.461, abs=5e-4)
+    assert float(base["min_dscr"]) == pytest.approx(1.28, abs=5e-3)
+    want = _reference(pf)
+    _close("npv", base["npv"], want["portfolio"]["npv"])
+    _close("payback_months", base["payback_months"], want["portfolio"]["payback_months"])
+    np.testing.assert_allclose(cf, want["flows"]["cf"][0], rtol=1e-12, atol=1e-6)
+    np.testing.assert_allclose(cfe, want["flows"]["cfe"][0], rtol=1e-12, atol=1e-6)
+    # bought at month 0 the renewal would lock the rent of month 40, not 52
+    assert 2.5 * 0.8 ** (52 / 12) * 0.85 == pytest.approx(0.8080, abs=5e-5)
+    assert 2.5 * 0.8 ** (40 / 12) * 0.85 == pytest.approx(1.0100, abs=5e-5)
+    assert 1_108_366.99 / 304_351.00 == pytest.approx(3.64, abs=5e-3)
