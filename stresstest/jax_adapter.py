@@ -218,8 +218,9 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
 
 
 def _differentiable(p: dict) -> tuple[str, ...]:
-    """The parameters of p that gradients are taken for: the cluster parameters, then
-    the item arrays where p has them (not the implied flags nor the industry labels)."""
+    """The parameters of p whose gradients the sensitivities keep: the cluster
+    parameters, then the item arrays where p has them (not the implied flags, the
+    industry labels nor version 2's other arrays)."""
     return PARAM_NAMES + (ITEM_NAMES if ITEM_NAMES[0] in p else ())
 
 
