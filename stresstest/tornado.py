@@ -5,6 +5,12 @@ reverse-mode gradient; the exact change from re-evaluating the model with the mo
 value, so a user sees where the linearisation breaks (clips, kinks, curvature).
 Per cluster: that cluster's parameter alone. Portfolio: the parameter moved in every
 cluster at once (and the discount rate).
+
+Where the portfolio carries items (version 2), each named item's fields are bars too,
+by path as a grid axis names them (contracts.bank.price, contracts.anchor.share,
+segments.train.utilization): per cluster, its own items; for the portfolio, the item
+moved in every cluster that has one of that name. A version 1 key that a cluster's own
+items replace moves nothing there and has no bar.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import math
 import numpy as np
 
 from .config import Portfolio
-from .grid_config import Scenario
+from .grid_config import Scenario, is_item_path, resolve_item_path
+from .items import KINDS, REPLACES
 from .kernels.metrics import evaluate
-from .kernels.params import AFFINE_PARAMS, CLUSTER_PARAMS, PARAM_NAMES
+from .kernels.params import AFFINE_PARAMS, CLUSTER_PARAMS, ITEM_PARAMS, PARAM_NAMES
+from .kernels.shocks import AxisSpec
 
 # Parameters whose effect on the cash flows moves in steps, where a gradient (the slope
 # between steps, often 0) says little about a 10 % move: those the shocks round to whole
@@ -27,6 +35,15 @@ from .kernels.params import AFFINE_PARAMS, CLUSTER_PARAMS, PARAM_NAMES
 STEP_PARAMS: frozenset[str] = frozenset(
     {p.name for p in CLUSTER_PARAMS if p.integer and p.name not in AFFINE_PARAMS}
     | {"delivery_months", "reserved_term_months", "next_gen_month", "client_loss_month"})
+# ... and the item fields that act so: a contract's term and loss month
+STEP_FIELDS: frozenset[str] = frozenset({"term_months", "loss_month"})
+
+
+def is_step(parameter: str) -> bool:
+    """Whether a bar's parameter (a version 1 key or an item path) moves the flows in steps."""
+    if is_item_path(parameter):
+        return parameter.rpartition(".")[2] in STEP_FIELDS
+    return parameter in STEP_PARAMS
 
 STEP_MARK, DIFFER_MARK = "*", "†"
 STEP_NOTE = "linear estimate unreliable: step parameter"
@@ -38,7 +55,7 @@ def linear_flag(row: dict, base_npv: float) -> str | None:
     """Why a tornado row's linear estimate is not to be trusted, or None: "step parameter"
     (STEP_PARAMS), "linear and exact differ in sign" or "... by more than 50 %" on either
     side. Changes below a millionth of |base NPV| (round-off) are never flagged."""
-    if row["parameter"] in STEP_PARAMS:
+    if is_step(row["parameter"]):
         return "step parameter"
     tiny = 1e-6 * max(abs(base_npv), 1.0)
     for side in ("down", "up"):
@@ -60,7 +77,8 @@ def mark_of(flag: str | None) -> str:
 
 
 def base_gradients(portfolio: Portfolio) -> dict[str, np.ndarray]:
-    """Outputs and gradients at the base case (a one-point grid), through the JAX adapter."""
+    """Outputs and gradients at the base case (a one-point grid), through the JAX adapter;
+    the gradients' last axis is engine.sensitivity_parameters'."""
     from .backends import make_backend
     from .engine import prepare
 
@@ -69,48 +87,103 @@ def base_gradients(portfolio: Portfolio) -> dict[str, np.ndarray]:
     return {k: v[0] for k, v in next(run.chunks()).outputs.items()}
 
 
+def _axis(portfolio: Portfolio, name: str, clusters: list[int]) -> AxisSpec:
+    """The scale axis of a bar: a parameter or an item path in `clusters`, or the discount rate."""
+    if name == "discount_rate":
+        return AxisSpec(name, (name,), "scale")
+    mask = tuple(c in clusters for c in range(len(portfolio.clusters)))
+    if is_item_path(name):
+        target, items, _ = resolve_item_path(name, portfolio, mask)
+        return AxisSpec(name, (target,), "scale", mask, items)
+    return AxisSpec(name, (name,), "scale", mask)
+
+
 def _revalue(portfolio: Portfolio, moves: list[tuple[str, list[int], float]]) -> np.ndarray:
     """Portfolio NPV after each move (parameter, clusters, factor), one scenario per move.
 
-    A moved value is clipped (and rounded) exactly as a grid's `scale` axis clips it
-    (kernels.shocks.clip_param): a discount rate scaled below -1 becomes -1 + 1e-9, a
-    share scaled above 1 becomes 1, a debt term is rounded to whole months.
+    Each move is a scale axis (neutral, 1, in the other scenarios), so a moved value is
+    clipped (and rounded) exactly as a grid's `scale` axis clips it
+    (kernels.shocks.apply_axis_values): a discount rate scaled below -1 becomes
+    -1 + 1e-9, a share scaled above 1 becomes 1, a debt term is rounded to whole months;
+    implied items follow their version 1 keys, shares are balanced.
     """
-    from .kernels.shocks import apply_op, clip_param
+    from .kernels.shocks import apply_axis_values
+
+    n = len(moves)
+    specs, values = [], []
+    for s, (name, clusters, factor) in enumerate(moves):
+        specs.append(_axis(portfolio, name, clusters))
+        v = np.ones(n)
+        v[s] = factor
+        values.append(v)
+    with np.errstate(all="ignore"):
+        p, rate = apply_axis_values(portfolio.base_arrays(), np.asarray(portfolio.discount_rate),
+                                    tuple(specs), tuple(values))
+        return evaluate(p, np.broadcast_to(rate, (n,)), portfolio.horizon_months)["npv"]
+
+
+def _bars(portfolio: Portfolio) -> dict[str, list[tuple[str, list[int]]]]:
+    """Per scope, its bars: (parameter or item path, the clusters it moves). A version 1
+    key moves the clusters that do not replace it by items of their own; an item path,
+    those that have such an item (Items.names: an implied book's anchor and others)."""
+    C = len(portfolio.clusters)
+    counts = {k: [c for c in range(C) if not any(k in REPLACES[kind] and portfolio.items[c].of(kind) is not None
+                                                  for kind in KINDS)] for k in PARAM_NAMES}
+    paths: dict[str, list[int]] = {}
+    if portfolio.itemised:
+        for c, items in enumerate(portfolio.items):
+            for kind in KINDS:
+                fields = [t.partition(".")[2] for t in ITEM_PARAMS if t.startswith(kind + ".")]
+                for name in items.names(kind):
+                    for f in fields:
+                        paths.setdefault(f"{kind}.{name}.{f}", []).append(c)
+    scopes = {"portfolio": [(k, counts[k]) for k in PARAM_NAMES if counts[k]] + [("discount_rate", [])]
+              + list(paths.items())}
+    for c, name in enumerate(portfolio.cluster_names):
+        scopes[name] = ([(k, [c]) for k in PARAM_NAMES if c in counts[k]]
+                        + [(path, [c]) for path, owners in paths.items() if c in owners])
+    return scopes
+
+
+def _values(portfolio: Portfolio, parameters: list[str]) -> np.ndarray:
+    """[C, P] each cluster's value of each parameter of the gradients' axis (an item's as
+    the model uses it, implied ones derived; NaN where the cluster lacks the item)."""
+    from .kernels.shocks import apply_axis_values
 
     base = portfolio.base_arrays()
-    n = len(moves)
-    p = {k: np.repeat(v[None, :], n, axis=0) for k, v in base.items()}
-    rate = np.full(n, portfolio.discount_rate)
-    for s, (name, clusters, factor) in enumerate(moves):
-        if name == "discount_rate":
-            rate[s] = clip_param(np, name, apply_op(np, rate[s], "scale", factor))
-        else:
-            p[name][s, clusters] = clip_param(np, name, apply_op(np, p[name][s, clusters], "scale", factor))
     with np.errstate(all="ignore"):
-        return evaluate(p, rate, portfolio.horizon_months)["npv"]
+        p, _ = apply_axis_values(base, np.asarray(portfolio.discount_rate), (), ())
+    out = np.full((len(portfolio.clusters), len(parameters)), np.nan)
+    for j, name in enumerate(parameters):
+        if not is_item_path(name):
+            out[:, j] = base[name]
+            continue
+        kind, _, rest = name.partition(".")
+        item, _, field = rest.rpartition(".")
+        for c, items in enumerate(portfolio.items):
+            names = items.names(kind)
+            if item in names:
+                out[c, j] = p[f"{kind}.{field}"][0, c, names.index(item)]
+    return out
 
 
 def tornado(portfolio: Portfolio, move: float = 0.10) -> dict:
     """Rows per scope ("portfolio" and each cluster), ranked by the largest exact |change|."""
+    from .engine import sensitivity_parameters
+
     g = base_gradients(portfolio)
     base_npv = float(g["npv"])
     grad = g["grad_npv"]  # [C, P]
-    C = len(portfolio.clusters)
-    values = np.array([[c[k] for k in PARAM_NAMES] for c in portfolio.clusters])
-    scopes: dict[str, list[tuple[str, list[int]]]] = {
-        "portfolio": [(k, list(range(C))) for k in PARAM_NAMES] + [("discount_rate", [])]
-    }
-    for c, name in enumerate(portfolio.cluster_names):
-        scopes[name] = [(k, [c]) for k in PARAM_NAMES]
+    parameters = sensitivity_parameters(portfolio)
+    values = _values(portfolio, parameters)
     result = {"base_npv": base_npv, "move": move, "scopes": {}}
-    for scope, items in scopes.items():
+    for scope, bars in _bars(portfolio).items():
         rows, moves = [], []
-        for name, clusters in items:
+        for name, clusters in bars:
             if name == "discount_rate":
                 value, g_sum = portfolio.discount_rate, float(g["grad_npv_discount_rate"]) * portfolio.discount_rate
             else:
-                k = PARAM_NAMES.index(name)
+                k = parameters.index(name)
                 vals = values[clusters, k]
                 if not np.isfinite(vals).all() or not np.any(vals):
                     continue  # "never" or zero: a relative move changes nothing
@@ -123,7 +196,7 @@ def tornado(portfolio: Portfolio, move: float = 0.10) -> dict:
         for i, row in enumerate(rows):
             row["exact_down"], row["exact_up"] = float(exact[2 * i]), float(exact[2 * i + 1])
             row["swing"] = max(abs(row["exact_down"]), abs(row["exact_up"]))
-            row["step"] = row["parameter"] in STEP_PARAMS
+            row["step"] = is_step(row["parameter"])
             row["linear_unreliable"] = linear_flag(row, base_npv)
         rows.sort(key=lambda r: -r["swing"] if math.isfinite(r["swing"]) else math.inf)
         result["scopes"][scope] = rows
