@@ -8,6 +8,10 @@ then `cluster`. A version 2 portfolio's files (one that carries items) add the s
 `industry` (its labels, items.industry_labels) and the outputs by industry
 (outputs.INDUSTRY_VARIABLES): `revenue_by_industry` (axes, industry) and
 `cluster_revenue_by_industry` (axes, cluster, industry); a version 1 file has neither.
+Where its kernels carry them (output_groups), a version 2 file also holds the outputs of
+the optimization programmes, `optimization_cost` (axes) and `cluster_optimization_cost`
+(axes, cluster), and of the platform layer, `platform_npv` and `platform_revenue` (axes)
+(outputs.GROUP_VARIABLES).
 GridWriter is an h5io.AtomicFile: written under a temporary name in
 the target folder and renamed when complete, so a killed run never leaves a file at
 the output name. Whole HDF5 chunks are deflated by the writer's own threads
@@ -31,8 +35,8 @@ from .h5io import AtomicFile, chunk_shape
 from .items import industry_labels
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAMS, PORTFOLIO_PARAMS
 from .kernels.sensitivity import parameter_names
-from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, INDUSTRY_DIM, INDUSTRY_VARIABLES, PARAMETER_DIM,
-                      PER_PARAMETER, SENSITIVITY_VARIABLES, expected_reason, output_name)
+from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, GROUP_VARIABLES, INDUSTRY_DIM, INDUSTRY_VARIABLES,
+                      PARAMETER_DIM, PER_PARAMETER, SENSITIVITY_VARIABLES, expected_reason, output_name)
 
 LONG_NAMES = {
     "npv": "net present value of project cash flows",
@@ -59,6 +63,14 @@ def industry_coordinate(portfolio) -> list[str] | None:
     the kernels carry its items (version 2: they return revenue by industry), None for
     a version 1 portfolio, whose files have no industry dimension."""
     return portfolio.industries if portfolio.itemised else None
+
+
+def output_groups(portfolio) -> tuple[str, ...]:
+    """The groups of outputs.GROUP_VARIABLES in a portfolio's result files: those whose
+    arrays its kernels carry (Portfolio.groups), so whose outputs they return: the
+    programmes' costs where a cluster has a programme (or a scenario moves one), the
+    platform's NPV and revenue where the portfolio has a platform. () for version 1."""
+    return tuple(g for g in GROUP_VARIABLES if g in portfolio.groups)
 
 
 # Each named shock's coordinate: (units, long_name). A param axis takes its parameter's
@@ -215,15 +227,17 @@ class GridWriter(AtomicFile):
     """Write a grid's outputs chunk by chunk; `commit()` renames into place.
 
     industries: the `industry` coordinate (industry_coordinate) where the outputs hold
-    revenue by industry (a version 2 portfolio), else None."""
+    revenue by industry (a version 2 portfolio), else None. groups: the groups of
+    GROUP_VARIABLES the outputs hold (output_groups)."""
 
     def __init__(self, path, axes, cluster_names, attrs: dict, dtype=np.float64,
                  compression: str | None = "gzip", sensitivities: bool = False,
-                 industries: list[str] | None = None):
+                 industries: list[str] | None = None, groups: tuple[str, ...] = ()):
         super().__init__(path)
         self.grid_shape = tuple(len(a.values) for a in axes)
         self.n_clusters = len(cluster_names)
         self.industries = None if industries is None else list(industries)
+        self.variables = [v for g in groups for v in GROUP_VARIABLES[g]]
         self._direct: dict[str, _DirectChunks] = {}
         self._pool = None
         self.seconds = 0.0  # spent in write, flush and commit
@@ -231,6 +245,7 @@ class GridWriter(AtomicFile):
             self._layout(axes, cluster_names, attrs, np.dtype(dtype), compression)
             if self.industries is not None:
                 self._industry_layout(np.dtype(dtype), compression)
+            self._group_layout(np.dtype(dtype), compression)
             if sensitivities:
                 self._sensitivity_layout(axes, np.dtype(dtype), compression)
             for name, ds in self.datasets.items():  # what a NaN (or inf) means, for readers
@@ -302,6 +317,13 @@ class GridWriter(AtomicFile):
         out as the per-cluster outputs are: after the axes, `cluster` then `industry`."""
         scales = {CLUSTER_DIM: self.cluster_scale, INDUSTRY_DIM: self._labels(INDUSTRY_DIM, self.industries)}
         for name, dims, units, long_name in INDUSTRY_VARIABLES:
+            self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
+
+    def _group_layout(self, dtype, compression):
+        """The outputs of the programmes and of the platform (GROUP_VARIABLES of the file's
+        groups), laid out as the version 1 outputs are: the axes, then `cluster` if per cluster."""
+        scales = {CLUSTER_DIM: self.cluster_scale}
+        for name, dims, units, long_name in self.variables:
             self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
 
     def _sensitivity_layout(self, axes, dtype, compression):
@@ -440,19 +462,20 @@ class GridWriter(AtomicFile):
     def write_group(self, group: str, values: dict[str, np.ndarray]) -> None:
         """One output per dataset, labelled as at the root: per-cluster outputs (named
         cluster_<output>) get the group's own `cluster` coordinate, the outputs by
-        industry its own `industry` coordinate too, so that
+        industry its own `industry` coordinate too (those of GROUP_VARIABLES their dims,
+        units and long names as at the root), so that
         `xarray.open_dataset(f, group=..., engine="h5netcdf")` reads them labelled."""
         g = self.f.create_group(group)
         scales = {CLUSTER_DIM: self._labels(CLUSTER_DIM, self.cluster_names, where=g)}
-        by_industry = {}
+        laid_out = {name: rest for name, *rest in self.variables}  # labelled by their dims
         if self.industries is not None:
             scales[INDUSTRY_DIM] = self._labels(INDUSTRY_DIM, self.industries, where=g)
-            by_industry = {name: rest for name, *rest in INDUSTRY_VARIABLES}
+            laid_out |= {name: rest for name, *rest in INDUSTRY_VARIABLES}
         for name, v in values.items():
             ds = g.create_dataset(name, data=v)
             short = output_name(name)
-            if name in by_industry:
-                dims, units, long_name = by_industry[name]
+            if name in laid_out:
+                dims, units, long_name = laid_out[name]
                 for i, d in enumerate(dims):
                     ds.dims[i].attach_scale(scales[d])
                 ds.attrs["units"] = units

@@ -12,7 +12,7 @@ import numpy as np
 
 from .config import Portfolio, config_json
 from .engine import equity_clusters
-from .grid_file import GridWriter, industry_coordinate
+from .grid_file import GridWriter, industry_coordinate, output_groups
 from .h5io import provenance
 from .kernels.metrics import evaluate
 from .named import NamedScenario, shocked
@@ -27,7 +27,8 @@ def evaluate_named(pf: Portfolio, sc: NamedScenario) -> dict[str, np.ndarray]:
 
 
 def rows(pf: Portfolio, sc: NamedScenario, out: dict) -> list[dict]:
-    """One row per set (and the base case first) with the headline outputs."""
+    """One row per set (and the base case first) with the headline outputs, and the
+    platform layer's NPV (platform_npv) where the portfolio has one."""
     names = ["base case"] + [s.name for s in sc.sets]
     titles = ["no shock"] + [s.title for s in sc.sets]
     result = []
@@ -35,6 +36,8 @@ def rows(pf: Portfolio, sc: NamedScenario, out: dict) -> list[dict]:
         result.append({"scenario": n, "title": t, "npv": float(out["npv"][i]), "irr": float(out["irr"][i]),
                        "roi": float(out["roi"][i]), "min_dscr": float(out["min_dscr"][i]),
                        "npv_change": float(out["npv"][i] - out["npv"][0])})
+        if "platform_npv" in out:
+            result[-1]["platform_npv"] = float(out["platform_npv"][i])
     return result
 
 
@@ -51,10 +54,10 @@ class _LabelAxis:
 def write_named(path: Path, pf: Portfolio, sc: NamedScenario, out: dict, attrs: dict,
                 compression="gzip") -> Path:
     """The result file: every output with dims (scenario[, cluster][, industry]), plus the
-    base group."""
+    base group (a version 2 portfolio's outputs by industry and of its groups, as a grid's)."""
     axis = _LabelAxis("scenario", np.array([s.name for s in sc.sets], dtype=object))
     writer = GridWriter(path, [axis], pf.cluster_names, attrs, np.float64, compression,
-                        industries=industry_coordinate(pf))
+                        industries=industry_coordinate(pf), groups=output_groups(pf))
     with writer:
         writer.write(0, len(sc.sets), {k: np.asarray(v)[1:] for k, v in out.items()})
         writer.write_base({k: np.asarray(v)[0] for k, v in out.items()})

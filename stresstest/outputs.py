@@ -104,6 +104,25 @@ INDUSTRY_VARIABLES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
      "total revenue over months 1..T by industry of the contract or segment (per cluster)"),
 )
 
+# Version 2, part 2: the outputs of the optimization programmes (portfolio and clusters)
+# and of the platform layer (the portfolio's only), under the group of the kernels'
+# arrays that returns them (programmes.GROUPS; metrics.PROGRAMME_OUTPUTS,
+# PLATFORM_OUTPUTS): (name, dims after the grid's, units, long name)
+GROUP_VARIABLES: dict[str, tuple[tuple[str, tuple[str, ...], str, str], ...]] = {
+    "optimization": (
+        ("optimization_cost", (), "USD",
+         "total cost of the optimization programmes over months 1..T (one-off and yearly, in opex)"),
+        (CLUSTER_DIM + "_optimization_cost", (CLUSTER_DIM,), "USD",
+         "total cost of the optimization programme over months 1..T (per cluster; 0 without one)"),
+    ),
+    "platform": (
+        ("platform_npv", (), "USD",
+         "net present value of the platform layer's cash flows (part of npv, in no cluster_npv)"),
+        ("platform_revenue", (), "USD",
+         "total revenue of the platform layer over months 1..T (part of revenue, in no cluster_revenue)"),
+    ),
+}
+
 
 # The outputs of --sensitivities with a value per cluster and parameter
 PER_PARAMETER = tuple(name for name, dims, *_ in SENSITIVITY_VARIABLES if PARAMETER_DIM in dims)
@@ -123,4 +142,7 @@ def reserved_names() -> dict[str, str]:
     names[INDUSTRY_DIM] = "the industry dimension of version 2 files"
     for name, *_ in INDUSTRY_VARIABLES:
         names[name] = "an output by industry"
+    for group, variables in GROUP_VARIABLES.items():
+        for name, *_ in variables:
+            names[name] = f"a version 2 output ({group})"
     return names

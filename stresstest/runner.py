@@ -92,7 +92,7 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
                   sensitivities=False, overlap=None, **_) -> RunResult:
     """A `kind: grid` run: every grid point in chunks, written as they come."""
     from .engine import never_parameters
-    from .grid_file import GridWriter, industry_coordinate
+    from .grid_file import GridWriter, industry_coordinate, output_groups
 
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
     compile_ahead(run._fn, run._args, be, status, "the grid and gradients" if sensitivities else "the grid")
     status.begin(sc.size, "grid points")
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities,
-                        industry_coordinate(pf))
+                        industry_coordinate(pf), output_groups(pf))
     with writer:
         if be.is_gpu if overlap is None else overlap:
             _write_beside(run, writer, extremes, status, interrupts)

@@ -442,7 +442,7 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
     import h5py
 
     from .engine import evaluate_base
-    from .grid_file import GridWriter, industry_coordinate
+    from .grid_file import GridWriter, industry_coordinate, output_groups
 
     infos, meta = check_set(directory)
     cfg = json.loads(meta["config"])
@@ -457,7 +457,7 @@ def merge(directory: Path, output: Path, compression: str | None = "gzip") -> Pa
     attrs = provenance(pf, sc.name, meta["config"], meta["config_sha256"], meta["backend"], meta["device"],
                        dtype, n_scenarios=sc.size, merged_from=f"{len(infos)} shards")
     writer = GridWriter(output, sc.axes, pf.cluster_names, attrs, dtype, compression,
-                        bool(meta["sensitivities"]), industry_coordinate(pf))
+                        bool(meta["sensitivities"]), industry_coordinate(pf), output_groups(pf))
     with writer:
         for info in infos:
             with h5py.File(info.path, "r") as f:
