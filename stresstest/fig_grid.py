@@ -1,7 +1,9 @@
 """A grid's figures and tables: NPV and IRR heatmaps over two axes (white at NPV = 0 and
 at IRR = discount rate, a star at the base case), lines along one axis (bars by name for
-the named scenarios, fig_named), the tornado of a sensitivities file, the base case's
-revenue by industry of a version 2 file, and the HTML body."""
+the named scenarios, fig_named), the "when to buy" figures of a grid with an axis on the
+order month, the tornado of a sensitivities file, the base case's revenue by industry of
+a version 2 file, and the HTML body (with the platform layer's NPV and share where the
+file has one)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,15 @@ from matplotlib.lines import Line2D
 from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP, cell_edges, coords, literal, new_figure, wrap
 from .fig_html import escape, fmt, fmt_money, header, table
 from .fig_named import named_bars
-from .fig_read import AxisInfo, Plan, attr, extreme, held_index, on_axis, plan_grid, read_axes, strings, value_text
+from .fig_read import (AxisInfo, Plan, attr, extreme, held_index, on_axis, plan_grid, plan_when_to_buy, read_axes,
+                       strings, value_text)
 from .items import UNLABELLED
 from .outputs import BASE_GROUP, INDUSTRY_DIM
 from .validation import ConfigError
+
+
+PLATFORM_NPV = "platform_npv"  # outputs.GROUP_VARIABLES: a file with a platform layer
+WHEN_TO_BUY = "when_to_buy"  # the figures' names, their table's and make_report's key
 
 
 def plan(f, path: Path, kind: str, x, y, at: dict) -> Plan:
@@ -27,6 +34,7 @@ def plan(f, path: Path, kind: str, x, y, at: dict) -> Plan:
     p.kind = kind
     if problems:
         raise ConfigError(problems)
+    p.buy = plan_when_to_buy(f, p)
     return p
 
 
@@ -35,8 +43,11 @@ def title(f) -> str:
 
 
 def done_fields(plan: Plan, res: dict) -> dict:
-    """What make_report's answer says of a grid: the drawn axes and where the others are held."""
-    return {"x": plan.x, "y": plan.y, "line": plan.line, "held": dict(res["tables"]["held"])}
+    """What make_report's answer says of a grid: the drawn axes and where the others are
+    held, and those of the "when to buy" figures (None without them)."""
+    buy = plan.buy and {"x": plan.buy.x, "y": plan.buy.y, "line": plan.buy.line,
+                        "held": dict(res["tables"][WHEN_TO_BUY]["held"])}
+    return {"x": plan.x, "y": plan.y, "line": plan.line, "held": dict(res["tables"]["held"]), WHEN_TO_BUY: buy}
 
 
 def diverging_norm(finite: np.ndarray, center: float):
@@ -53,10 +64,12 @@ def diverging_norm(finite: np.ndarray, center: float):
 
 def heatmap(save, name, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *, cbar: str,
             cmap: str, level: float | None, level_label: str, title: str, cell_fmt,
-            center: float | None = None, base_xy: tuple[float, float] | None = None) -> None:
+            center: float | None = None, base_xy: tuple[float, float] | None = None,
+            best: str | None = None) -> None:
     """z: (ny, nx) in the axes' stored order, already in the plotted unit. With `center`, a
     diverging colour map (`cmap`, e.g. RdBu) whose white is at that value (NPV = 0); with
-    `base_xy`, the base case (no shock) is marked at that point of the plane."""
+    `base_xy`, the base case (no shock) is marked at that point of the plane; with `best`
+    (the legend's words), each row's largest value is ringed."""
     xc, xo = coords(xa)
     yc, yo = coords(ya)
     z = np.ma.masked_invalid(z[np.ix_(yo, xo)])
@@ -99,6 +112,12 @@ def heatmap(save, name, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *, cbar: str,
                 markerfacecolor="gold", markeredgecolor="black", markeredgewidth=1.2, zorder=5)
         handles.append(Line2D([], [], linestyle="none", marker="*", markersize=12, markerfacecolor="gold",
                               markeredgecolor="black", label="base case (no shock)"))
+    if best is not None:
+        for i, j in best_cells(z):
+            ax.plot([xc[j]], [yc[i]], linestyle="none", marker="o", markersize=20, markerfacecolor="none",
+                    markeredgecolor="black", markeredgewidth=1.6, zorder=4)
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
+                              markeredgecolor="black", markeredgewidth=1.6, label=best))
     if z.size <= 120:
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):
@@ -123,14 +142,26 @@ def heatmap(save, name, xa: AxisInfo, ya: AxisInfo, z: np.ndarray, *, cbar: str,
     save(fig, name)
 
 
+def best_cells(z: np.ma.MaskedArray) -> list[tuple[int, int]]:
+    """(row, column) of each row's largest value (the first of equals); rows without a
+    value are left out."""
+    return [(i, int(np.ma.argmax(row))) for i, row in enumerate(z) if row.count()]
+
+
 def line_plot(save, name, axis: AxisInfo, v: np.ndarray, *, ylabel: str, ref: float | None,
-              ref_label: str, base: float | None, title: str) -> None:
+              ref_label: str, base: float | None, title: str, best: str | None = None) -> None:
+    """v along a numeric axis as a line, or as bars by label (named_bars); with `best`
+    (the legend's words), the largest value of a line is ringed."""
     fig = new_figure(7.0, 4.8)
     ax = fig.add_subplot()
     colour = matplotlib.colormaps["viridis"](0.25)
     if axis.numeric:
         xc, order = coords(axis)
         ax.plot(xc, v[order], marker="o", color=colour, linewidth=2)
+        if best is not None:
+            for _, j in best_cells(np.ma.masked_invalid(v[order][None, :])):
+                ax.plot([xc[j]], [v[order][j]], linestyle="none", marker="o", markersize=16,
+                        markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.6, label=best)
         if axis.neutral is not None:
             ax.axvline(axis.neutral, color="0.4", linestyle=":", linewidth=1.2, label="neutral (no shock)")
         if ref is not None:
@@ -207,8 +238,9 @@ def base_in_plane(plan: Plan, by_name: dict[str, AxisInfo]) -> tuple[float, floa
 
 def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
     """The grid's tables and figures: heatmaps over plan.x and plan.y, or lines (bars for
-    labels) along plan.line, the tornado of a sensitivities file, and the base case's
-    revenue by industry where the file has it (version 2)."""
+    labels) along plan.line, the "when to buy" figures where an axis moves the order month
+    (plan.buy), the tornado of a sensitivities file, and the base case's revenue by
+    industry where the file has it (version 2)."""
     currency = str(attr(f, "currency", "USD"))
     tables: dict = {}
     base, clusters, held_title = summary_tables(f, plan, tables)
@@ -219,6 +251,8 @@ def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
         draw_lines(f, plan, save, tables, figs, currency, held_title, base)
     else:
         notes.append("Every axis of this grid has one value (or is held): no heatmap or line plot to draw.")
+    if plan.buy is not None:
+        draw_when_to_buy(f, plan.buy, save, tables, figs, currency, base)
     if plan.kind == "sensitivities" and "npv_per_pct" in f:
         draw_tornado(f, plan, save, notes, tables, figs, currency, clusters)
     if INDUSTRY_REVENUE in f:
@@ -227,18 +261,19 @@ def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
 
 
 def summary_tables(f, plan: Plan, tables: dict) -> tuple[dict, list[str], str]:
-    """Fills tables' summary (base case, worst and best NPV and IRR over the whole grid),
-    base_by_cluster and held; returns the base case's outputs, the clusters and the title
-    part saying where the other axes are held."""
+    """Fills tables' summary (base case, worst and best NPV and IRR over the whole grid;
+    where the file has a platform layer, each row's platform NPV and its share of the
+    portfolio's, report.platform_share), base_by_cluster and held; returns the base case's
+    outputs, the clusters and the title part saying where the other axes are held."""
     axes = plan.axes
-    by_name = {a.name: a for a in axes}
     shape = f["npv"].shape
     # summary: base case, worst and best NPV and IRR over the whole grid
     outs = [k for k in ("npv", "irr", "roi") if k in f]
     base = {k: float(f["base"][k][()]) for k in outs if k in f["base"]}
-    from .report import merge_cases
+    from .report import merge_cases, platform_share
 
     rows = [{"case": "base case (no shock)", "point": {}, "outputs": [], **base}]
+    platform = [float(f[BASE_GROUP][PLATFORM_NPV][()])] if PLATFORM_NPV in f else None
     for label, fn in (("worst", np.argmin), ("best", np.argmax)):
         hits = [(out, extreme(f[out], fn)) for out in ("npv", "irr", "roi") if out in f]
         # one row for a point that is the worst (best) of several outputs: "worst NPV, IRR, ROI"
@@ -247,6 +282,12 @@ def summary_tables(f, plan: Plan, tables: dict) -> tuple[dict, list[str], str]:
             point = {a.name: (a.values[i].item() if hasattr(a.values[i], "item") else a.values[i])
                      for a, i in zip(axes, idx)}
             rows.append({"case": case, "outputs": names, "point": point, **{k: float(f[k][idx]) for k in outs}})
+            if platform is not None:
+                platform.append(float(f[PLATFORM_NPV][idx]))
+    if platform is not None:
+        for row, value in zip(rows, platform):
+            row[PLATFORM_NPV] = value
+            row["platform_share"] = platform_share(value, row.get("npv", math.nan))
     tables["summary"] = rows
 
     # base case per cluster
@@ -261,11 +302,22 @@ def summary_tables(f, plan: Plan, tables: dict) -> tuple[dict, list[str], str]:
         per_cluster.append(row)
     tables["base_by_cluster"] = per_cluster
 
-    held_desc = ", ".join(f"{n} = {value_text(by_name[n].values[i])} ({how})" for n, (i, how) in plan.held.items())
-    held_title = f"held: {held_desc}" if held_desc else "no other axes to hold"
-    tables["held"] = {n: (by_name[n].values[i].item() if hasattr(by_name[n].values[i], "item")
-                          else by_name[n].values[i]) for n, (i, _) in plan.held.items()}
-    return base, clusters, held_title
+    tables["held"] = held_values(plan)
+    return base, clusters, held_text(plan)
+
+
+def held_text(plan: Plan) -> str:
+    """The part of a title that says where the axes not drawn are held."""
+    by_name = {a.name: a for a in plan.axes}
+    desc = ", ".join(f"{n} = {value_text(by_name[n].values[i])} ({how})" for n, (i, how) in plan.held.items())
+    return f"held: {desc}" if desc else "no other axes to hold"
+
+
+def held_values(plan: Plan) -> dict:
+    """{axis: value} where each axis not drawn is held."""
+    by_name = {a.name: a for a in plan.axes}
+    return {n: (by_name[n].values[i].item() if hasattr(by_name[n].values[i], "item") else by_name[n].values[i])
+            for n, (i, _) in plan.held.items()}
 
 
 def slab(f, plan: Plan, out: str, keep: list[str]) -> np.ndarray:
@@ -348,6 +400,50 @@ def draw_lines(f, plan: Plan, save, tables: dict, figs: dict, currency: str, hel
                               else f"{titles['irr']}.")
 
 
+def draw_when_to_buy(f, plan: Plan, save, tables: dict, figs: dict, currency: str, base: dict) -> None:
+    """The "when to buy" figures (plan: fig_read.plan_when_to_buy): the portfolio NPV and
+    IRR over the order-month axis (across) and the other axis, each row's best order month
+    ringed, or along the order-month axis alone as lines with the best month ringed; their
+    table gives the best order month by NPV and by IRR for each value of the other axis."""
+    by_name = {a.name: a for a in plan.axes}
+    month = plan.x or plan.line
+    other = plan.y
+    ma = by_name[month]
+    held = held_text(plan)
+    keep = [other, month] if other else [month]
+    values = {k: slab(f, plan, k, keep) for k in ("npv", "irr") if k in f}
+    rows = []
+    for i, v in enumerate(by_name[other].values if other else [None]):
+        row = {other: plain([v])[0]} if other else {}
+        for k, z in values.items():
+            z = np.atleast_2d(z)[i]
+            ok = np.isfinite(z)
+            j = int(np.argmax(np.where(ok, z, -np.inf))) if ok.any() else None
+            row[f"best_by_{k}"] = plain([ma.values[j]])[0] if j is not None else None
+            row[k] = float(z[j]) if j is not None else math.nan
+        rows.append(row)
+    tables[WHEN_TO_BUY] = {"axis": month, "other": other, "held": held_values(plan), "rows": rows}
+    against = f" and {other}" if other else ""
+    best = f"best {month}" + (f" for each {other}" if other else "")
+    for k, label, unit, scale in (("npv", "NPV", f"M {currency}", 1e-6), ("irr", "IRR", "% per year", 100.0)):
+        if k not in values:
+            continue
+        name = f"{WHEN_TO_BUY}_{k}.png"
+        title = f"When to buy: portfolio {label} ({unit}) by {month}{against}; {held}"
+        lvl = 0.0 if k == "npv" else rate_level(f, plan)
+        lvl_label = "NPV = 0" if k == "npv" else f"IRR = discount rate ({lvl:g} %)" if lvl is not None else ""
+        if other:
+            heatmap(save, name, ma, by_name[other], values[k] * scale, cbar=f"{label} ({unit})",
+                    cmap="cividis" if lvl is None else "RdBu", level=lvl, level_label=lvl_label, title=title,
+                    cell_fmt=(lambda v: f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}") if k == "npv"
+                    else (lambda v: f"{v:.1f}"), center=lvl, base_xy=base_in_plane(plan, by_name), best=best)
+        else:
+            line_plot(save, name, ma, values[k] * scale, ylabel=f"{label} ({unit})", ref=lvl, ref_label=lvl_label,
+                      base=base.get(k, math.nan) * scale, title=title, best=best)
+        figs[name] = (f"{title}. The clusters' order month moves the price paid (capex_decline) and every "
+                      f"clock of the cluster; a ring marks the {best}, where the portfolio {label} is highest.")
+
+
 def draw_tornado(f, plan: Plan, save, notes: list[str], tables: dict, figs: dict, currency: str,
                  clusters: list[str]) -> None:
     """The TORNADO_TOP (cluster, parameter) pairs that move the NPV most for ±TORNADO_MOVE_PCT,
@@ -425,14 +521,23 @@ def draw_industry_revenue(f, save, tables: dict, figs: dict, currency: str, clus
 
 
 def body(res: dict) -> list[str]:
+    from .report import share_text
+
     cur = res["currency"]
     t = res["tables"]
     parts = ["<h2>Summary</h2>", "<p>Base case, and the worst and best grid points of the whole grid.</p>"]
     outs = [k for k in ("npv", "irr", "roi") if any(k in r for r in t["summary"])]
-    parts.append(table(["case", *(header(k, cur) for k in outs), "grid point"],
+    platform = any(PLATFORM_NPV in r for r in t["summary"])
+    extra = [f"platform NPV (M {cur})", "platform share of NPV"] if platform else []
+    parts.append(table(["case", *(header(k, cur) for k in outs), *extra, "grid point"],
                         [[r["case"], *(fmt(k, r.get(k, math.nan)) for k in outs),
+                          *((fmt_money(r[PLATFORM_NPV]), share_text(r["platform_share"], table=True))
+                            if platform else ()),
                           ", ".join(f"{n}={value_text(v)}" for n, v in r["point"].items()) or "-"]
-                         for r in t["summary"]], num_cols=range(1, 1 + len(outs))))
+                         for r in t["summary"]], num_cols=range(1, 1 + len(outs) + len(extra))))
+    if platform:
+        parts.append("<p>The platform layer's NPV is part of the portfolio's (the clusters' exclude it); its "
+                     "share is platform NPV / portfolio NPV, n/a where the portfolio NPV is not positive.</p>")
     if t["base_by_cluster"]:
         parts.append("<h3>Base case by cluster</h3>")
         parts.append(table(["cluster", *(header(k, cur) for k in outs)],
@@ -448,6 +553,8 @@ def body(res: dict) -> list[str]:
             from .tornado import STEP_NOTE
 
             parts.append(f"<p>* {escape(STEP_NOTE)}</p>")
+    if WHEN_TO_BUY in t:
+        parts += when_to_buy_table(t[WHEN_TO_BUY], cur)
     if INDUSTRY_REVENUE in t:
         by = t[INDUSTRY_REVENUE]
         parts.append(f"<h3>Base case revenue by industry (M {escape(cur)}, months 1..T)</h3>")
@@ -456,3 +563,16 @@ def body(res: dict) -> list[str]:
                               fmt_money(sum(r[i] for i in by["industries"]))] for r in by["rows"]],
                             num_cols=range(1, 2 + len(by["industries"]))))
     return parts
+
+
+def when_to_buy_table(buy: dict, currency: str) -> list[str]:
+    """The best order month by NPV and by IRR, for each value of the other axis."""
+    other, month = buy["other"], buy["axis"]
+    head = ([other] if other else []) + [f"best {month} by NPV", header("npv", currency),
+                                         f"best {month} by IRR", header("irr", currency)]
+    rows = [([value_text(r[other])] if other else [])
+            + [value_text(r["best_by_npv"]) if r.get("best_by_npv") is not None else "n/a", fmt("npv", r.get("npv")),
+               value_text(r["best_by_irr"]) if r.get("best_by_irr") is not None else "n/a", fmt("irr", r.get("irr"))]
+            for r in buy["rows"]]
+    first = 1 if other else 0
+    return [f"<h3>When to buy: the best {escape(month)}</h3>", table(head, rows, num_cols=range(first, first + 4))]

@@ -3,8 +3,9 @@
 `result_kind(f)` tells a grid, sensitivities, Monte Carlo or breakeven file apart;
 `read_axes(f)` gives the grid's axes (`AxisInfo`: values, op, targets, neutral value);
 `plan_grid` checks `--x`, `--y`, `--at` against them and says which axes are drawn and
-where every other one is held (`Plan`); `plan_without_axes` refuses those options for a
-file without grid axes. Nothing here draws or writes.
+where every other one is held (`Plan`); `plan_when_to_buy` plans the "when to buy" figure
+of a grid with an axis on the clusters' order month; `plan_without_axes` refuses those
+options for a file without grid axes. Nothing here draws or writes.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernels.params import PARAMS, PORTFOLIO_PARAMS
+from .kernels.params import OPTIMIZATION_PARAMS, ORDER_PARAMS, PARAMS, PLATFORM_PARAMS, PORTFOLIO_PARAMS
 from .validation import ConfigError
 
 CHUNK_ELEMS = 1 << 20  # values read at once
+# the version 2 scalars an axis may move (programmes.GROUPS), for their units
+SCALAR_PARAMS = {p.name: p for p in ORDER_PARAMS + OPTIMIZATION_PARAMS + PLATFORM_PARAMS}
+ORDER_MONTH = "order_month"  # an axis moving it gets the "when to buy" figure
 
 
 def value_text(v) -> str:
@@ -46,7 +50,7 @@ class AxisInfo:
 
 
 def param_unit(param: str) -> str:
-    p = PARAMS.get(param) or PORTFOLIO_PARAMS.get(param)
+    p = PARAMS.get(param) or PORTFOLIO_PARAMS.get(param) or SCALAR_PARAMS.get(param)
     u = p.unit if p else ""
     return "months" if u == "month" else u
 
@@ -141,6 +145,7 @@ class Plan:
     y: str | None = None
     line: str | None = None  # the one axis of line plots
     held: dict[str, tuple[int, str]] = field(default_factory=dict)  # axis -> (index, how)
+    buy: "Plan | None" = None  # the "when to buy" figure's own plan (plan_when_to_buy)
 
 
 def plan_grid(path: Path, axes: list[AxisInfo], x, y, at: dict) -> tuple[Plan, list[str]]:
@@ -203,6 +208,41 @@ def plan_grid(path: Path, axes: list[AxisInfo], x, y, at: dict) -> tuple[Plan, l
             continue
         held[a.name] = (held_at[a.name], "--at") if a.name in held_at else held_index(a)
     return Plan("grid", axes, x, y, line, held), []
+
+
+def plan_when_to_buy(f, plan: Plan) -> Plan | None:
+    """The plan of the "when to buy" figure of a grid with an axis that moves the clusters'
+    order month (MODEL.md, "Order month"), None without one (or where --at holds it).
+
+    The order-month axis goes across, against the heatmap's other axis where the heatmap
+    already shows it, else against the other free axis along which the portfolio NPV moves
+    most (max − min, every other axis where the plan holds it or at its default: held_index),
+    or alone as a line where it is the only free axis. Every other axis is held as the
+    plan holds it, or at its default."""
+    by_name = {a.name: a for a in plan.axes}
+
+    def free(a: AxisInfo) -> bool:
+        return len(a.values) > 1 and plan.held.get(a.name, (0, ""))[1] != "--at"
+
+    buy = next((a for a in plan.axes if ORDER_MONTH in a.targets and a.numeric and free(a)), None)
+    if buy is None:
+        return None
+    rest = {a.name: plan.held.get(a.name) or held_index(a) for a in plan.axes}
+    if plan.x and plan.y and buy.name in (plan.x, plan.y):
+        other = plan.y if buy.name == plan.x else plan.x
+    else:
+        def spread(a: AxisInfo) -> float:
+            sel = tuple(slice(None) if b is a else rest[b.name][0] for b in plan.axes)
+            v = np.asarray(f["npv"][sel], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            return float(v.max() - v.min()) if v.size else 0.0
+
+        others = [a for a in plan.axes if a is not buy and free(a)]
+        other = max(others, key=spread).name if others else None  # the first of equals
+    held = {n: rest[n] for n in by_name if n not in (buy.name, other)}
+    if other is None:
+        return Plan(plan.kind, plan.axes, line=buy.name, held=held)
+    return Plan(plan.kind, plan.axes, x=buy.name, y=other, held=held)
 
 
 def extreme(ds, fn) -> tuple[int, float] | None:

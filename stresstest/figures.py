@@ -12,9 +12,16 @@ and writes into `out_dir`:
   where it lies in the plane. A grid with one varying axis gets line plots instead;
   a labelled axis (the named scenarios) gets `named_npv.png` and `named_irr.png`, bars
   from the base case to each scenario's value;
+- grid files with an axis that moves the clusters' `order_month`, in addition: "when to
+  buy", the portfolio NPV and IRR over that axis (across) and the other axis along which
+  the NPV moves most (or the heatmap's other axis where it shows the order month), each
+  row's best order month ringed (`when_to_buy_npv.png`, `when_to_buy_irr.png`; lines where
+  it is the only varying axis), and a table of the best order month by NPV and by IRR;
 - grid and named files of a version 2 portfolio (with `revenue_by_industry`), in addition:
   the base case's revenue by industry, a stacked bar per cluster and one for the
-  portfolio (`revenue_by_industry.png`), and its table;
+  portfolio (`revenue_by_industry.png`), and its table; with a platform layer
+  (`platform_npv`), the summary table gives each row's platform NPV and its share of the
+  portfolio NPV (n/a where the portfolio NPV is not positive);
 - sensitivity files (`run --sensitivities`), in addition: a tornado chart of the 15
   (cluster, parameter) pairs that move the portfolio NPV most for a +-10 % move,
   first order (`npv_per_pct` x 10), at the grid point nearest the base case; step
@@ -89,9 +96,10 @@ def make_report(result: str | Path, out_dir: str | Path, x: str | None = None, y
     """Writes PNGs and report.html into out_dir; returns {"html": path, "figures": [paths...], "tables": {...}}.
 
     The dict also holds `kind` (grid, sensitivities, montecarlo, breakeven), and for grids
-    `x`, `y` (the heatmap's axes, or None), `line` (the axis of line plots, or None) and
-    `held` ({axis: value} of every other axis). Raises ConfigError before writing anything
-    when an argument is bad.
+    `x`, `y` (the heatmap's axes, or None), `line` (the axis of line plots, or None),
+    `held` ({axis: value} of every other axis) and `when_to_buy` (the same four of the
+    "when to buy" figures, or None). Raises ConfigError before writing anything when an
+    argument is bad.
     """
     path = Path(result)
     out = Path(out_dir)

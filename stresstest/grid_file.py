@@ -32,7 +32,6 @@ import numpy as np
 from .config import portfolio_from_dict
 from .engine import sensitivity_items
 from .h5io import AtomicFile, chunk_shape
-from .items import industry_labels
 from .kernels.params import OUTPUT_UNITS, OUTPUTS, PARAMS, PORTFOLIO_PARAMS
 from .kernels.sensitivity import parameter_names
 from .outputs import (AXIS_DIM, BASE_GROUP, CLUSTER_DIM, GROUP_VARIABLES, INDUSTRY_DIM, INDUSTRY_VARIABLES,

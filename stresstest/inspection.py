@@ -16,7 +16,7 @@ from .industries import FIELDS
 from .items import KINDS, REPLACES, SINGULAR, UNLABELLED
 from .kernels.params import CLUSTER_PARAMS, OPTIMIZATION_PARAMS, ORDER_PARAMS, PLATFORM_PARAMS
 from .programmes import START, default_start_month, field_name
-from .outputs import INDUSTRY_DIM
+from .outputs import BASE_GROUP, GROUP_VARIABLES, INDUSTRY_DIM
 from .validation import ConfigError
 
 HEADLINE = ("npv", "irr", "roi")
@@ -46,7 +46,8 @@ class Inspector:
 
 def describe(path: Path) -> dict:
     """Kind, dimensions, variables, provenance, base case, the industry labels of a version 2
-    file (its `industry` coordinate), and what the kind adds (worst and best points, Monte
+    file (its `industry` coordinate) and its outputs of the optimization programmes and the
+    platform layer (version2_outputs), and what the kind adds (worst and best points, Monte
     Carlo statistics, a breakeven curve) of a result file."""
     import h5py
 
@@ -89,8 +90,31 @@ def describe(path: Path) -> dict:
             info["base"] = {k: _f(f["base"][k][()]) for k in HEADLINE if k in f["base"]}
         if INDUSTRY_DIM in f:
             info["industries"] = [str(s) for s in strings(f[INDUSTRY_DIM][()])]
+        info |= version2_outputs(f)
         info |= inspector.details(f, attrs, config)
     return info
+
+
+def version2_outputs(f) -> dict:
+    """The file's outputs of each group of outputs.GROUP_VARIABLES ("optimization",
+    "platform"): {group: {"outputs": names, "base": the base case's portfolio values}},
+    the platform's with its share of the portfolio NPV (report.platform_share); {} for a
+    file without them (version 1, Monte Carlo)."""
+    from .report import platform_share
+
+    base = f[BASE_GROUP] if BASE_GROUP in f else {}
+    found = {}
+    for group, variables in GROUP_VARIABLES.items():
+        names = [name for name, *_ in variables if name in f]
+        if names:  # the portfolio's values (a cluster_ output is per cluster)
+            found[group] = {"outputs": names, "base": {n: float(base[n][()]) for n in names
+                                                       if n in base and not base[n].shape}}
+    platform = found.get("platform", {}).get("base", {})
+    if "platform_npv" in platform and "npv" in base:
+        platform["platform_share"] = platform_share(platform["platform_npv"], float(base["npv"][()]))
+    for group in found.values():
+        group["base"] = {n: _f(v) for n, v in group["base"].items()}
+    return found
 
 
 def _grid_title(f) -> str:
@@ -223,6 +247,7 @@ def print_description(info: dict, console=None) -> None:
     console.print(f"  dimensions: {dims}")
     if info.get("industries"):
         console.print(f"  industry coordinate (revenue by industry): {', '.join(info['industries'])}")
+    _print_version2(info, console)
     t = Table(show_header=True, header_style="bold", title="variables")
     t.add_column("name")
     t.add_column("dims")
@@ -233,6 +258,24 @@ def print_description(info: dict, console=None) -> None:
     _print_numbers(info, console)
     if "breakeven" in info:
         _print_curve(info["breakeven"], console)
+
+
+# How `inspect` names each group of outputs.GROUP_VARIABLES
+GROUP_WORDS = {"optimization": "optimization programmes", "platform": "platform layer"}
+
+
+def _print_version2(info: dict, console) -> None:
+    """A line per group of version 2 outputs the file holds: its outputs and base case."""
+    from .report import fmt, share_text
+
+    for group in (g for g in GROUP_VARIABLES if g in info):
+        found, base = info[group], info[group]["base"]
+        values = [f"{n} {fmt('npv', base[n])}" for n in found["outputs"] if n in base]
+        if "platform_share" in base:
+            share = base["platform_share"]
+            values.append(f"share of the portfolio NPV {share_text(math.nan if share is None else share)}")
+        at = f" (base case: {', '.join(values)})" if values else ""
+        console.print(f"  {GROUP_WORDS[group]}: {', '.join(found['outputs'])}{at}", markup=False)
 
 
 _RISK_LABELS = {"var_95": "VaR 95 %", "cvar_95": "CVaR 95 %", "var_99": "VaR 99 %", "cvar_99": "CVaR 99 %",

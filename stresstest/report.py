@@ -7,7 +7,7 @@ import os
 import platform
 
 from .engine import describe_nonfinite, grid_point, unexpected_nonfinite
-from .formats import fmt
+from .formats import fmt, pct
 from .outputs import QUANTILES, STATISTICS, SUMMARY_OUTPUTS
 
 def change_text(value: float) -> str:
@@ -41,15 +41,33 @@ def summary_rows(result) -> list[dict]:
     return rows
 
 
+def platform_share(platform_npv: float, npv: float) -> float:
+    """The platform layer's share of the portfolio NPV, platform_npv / npv, where that reads
+    as a share: NaN where the portfolio NPV is not positive (a share of a loss, or of
+    nothing, says nothing) or either is not finite. A platform that loses money has a
+    negative share; one worth more than the whole portfolio (the clusters' NPV below 0)
+    a share above 100 %."""
+    if not (math.isfinite(platform_npv) and math.isfinite(npv)) or npv <= 0:
+        return math.nan
+    return platform_npv / npv
+
+
+def share_text(share: float, table: bool = False) -> str:
+    """platform_share in percent, one decimal; where it is NaN, why ("n/a: NPV ≤ 0")."""
+    return pct(share, 1) if math.isfinite(share) else "n/a" if table else "n/a: portfolio NPV ≤ 0"
+
+
 def npv_parts(result) -> dict | None:
     """The base case's NPV in its parts where the portfolio has a platform layer: each
     cluster's and the platform's, which add up to the portfolio's (MODEL.md, "Platform
-    layer"); None without a platform."""
+    layer"), with the portfolio's and the platform's share of it (platform_share); None
+    without a platform."""
     base = result.base
     if "platform_npv" not in base:
         return None
+    npv, platform = float(base["npv"]), float(base["platform_npv"])
     return {"clusters": {n: float(v) for n, v in zip(result.portfolio.cluster_names, base["cluster_npv"])},
-            "platform": float(base["platform_npv"])}
+            "platform": platform, "portfolio": npv, "platform_share": platform_share(platform, npv)}
 
 
 def print_run_summary(result, console=None) -> None:
@@ -78,7 +96,9 @@ def print_run_summary(result, console=None) -> None:
         clusters = parts["clusters"]
         console.print(f"base case NPV: clusters {fmt('npv', sum(clusters.values()))} ("
                       + ", ".join(f"{n} {fmt('npv', v)}" for n, v in clusters.items())
-                      + f"), platform NPV {fmt('npv', parts['platform'])}", markup=False)
+                      + f"), platform NPV {fmt('npv', parts['platform'])} (portfolio NPV "
+                      f"{fmt('npv', parts['portfolio'])}; platform share {share_text(parts['platform_share'])})",
+                      markup=False)
     unexpected = unexpected_nonfinite(result.extremes)
     for line in describe_nonfinite(sc, result.extremes):
         if line.split(":")[0] in unexpected:
@@ -259,10 +279,14 @@ def print_named_summary(result, console=None) -> None:
     table.add_column("IRR", justify="right")
     table.add_column("ROI", justify="right")
     table.add_column("min DSCR", justify="right")
+    platform = any("platform_npv" in r for r in result.rows)  # a portfolio with a platform layer
+    if platform:
+        table.add_column("platform NPV", justify="right")
     for r in result.rows:
         dscr = f"{r['min_dscr']:.2f}" if math.isfinite(r["min_dscr"]) else "-"
         table.add_row(f"{r['scenario']}\n[dim]{r['title']}[/]", fmt("npv", r["npv"]), fmt("npv", r["npv_change"]),
-                      fmt("irr", r["irr"]), fmt("roi", r["roi"]), dscr)
+                      fmt("irr", r["irr"]), fmt("roi", r["roi"]), dscr,
+                      *((fmt("npv", r["platform_npv"]),) if platform else ()))
     console.print(table)
     console.print(f"wrote {result.path} in {result.seconds:.2f} s")
 
