@@ -22,11 +22,16 @@ from stresstest.kernels.params import (
     ITEM_FIELDS,
     NAMED_SHOCKS,
     NOT_IN_FLOWS,
+    OPTIMIZATION_PARAMS,
+    ORDER_PARAMS,
     OUTPUTS,
     PARAMS,
+    PLATFORM_PARAMS,
+    V2_SCALARS,
     named_targets,
 )
 from stresstest.kernels.shocks import AxisSpec, apply_axis_values
+from stresstest.programmes import field_name
 
 # Tolerances keyed by dtype (relative, and absolute for rates that cross 0)
 TOL = {"float64": 1e-9, "float32": 2e-4}
@@ -315,16 +320,32 @@ def load_portfolio_doc(tmp_path, doc: dict, name: str = "portfolio.yaml") -> Por
 def reference_clusters(pf: Portfolio) -> list[dict]:
     """The portfolio's clusters as the reference model takes them: the version 1
     parameters, plus `contracts` and `segments` where the cluster gives them (as
-    resolved by the loader: industry profiles and defaults filled in)."""
+    resolved by the loader: industry profiles and defaults filled in), `order_month`
+    and `capex_decline` where given, and its `optimization` programme where it has one
+    (start_month None where the file leaves it to the default rule)."""
     out = []
-    for params, items in zip(pf.clusters, pf.items):
+    for params, items, scalars in zip(pf.clusters, pf.items, pf.scalars):
         c = dict(params)
         for kind in KINDS:
             given = items.of(kind)
             if given is not None:
                 c[kind] = [dict(item) for item in given]
+        c.update({spec.name: scalars.values[spec.name] for spec in ORDER_PARAMS if spec.name in scalars.values})
+        if scalars.programme:
+            c["optimization"] = {field_name(spec): scalars.values.get(spec.name) for spec in OPTIMIZATION_PARAMS}
         out.append(c)
     return out
+
+
+def reference_platform(pf: Portfolio) -> dict | None:
+    """The portfolio's platform layer as the reference model takes it (field -> value):
+    the file's, the model's defaults ({}) where only a scenario uses the group
+    (Portfolio.use), None without one."""
+    if not pf.has_platform:
+        return None
+    if pf.platform is None:
+        return {}
+    return {field_name(spec): pf.platform.values[spec.name] for spec in PLATFORM_PARAMS}
 
 
 def item_path_axis(pf: Portfolio, path: str, op: str, values, clusters=None) -> Axis:
@@ -345,9 +366,12 @@ def is_path_axis(axis: Axis) -> bool:
 
 def reference_v2_at(pf: Portfolio, axes: list[Axis], s: int):
     """Reference outputs with each axis at its value `s` (the axes are zipped, not a
-    grid): version 1 keys and named shocks first, in axis order, then the item paths
-    in axis order, as MODEL.md orders them. Returns (outputs, clusters, rate)."""
-    clusters = reference_clusters(pf)
+    grid), as MODEL.md and docs/model.md order the shocks of a point: version 1 keys,
+    named shocks and the version 2 scalars (order_month, capex_decline,
+    optimization.<field>, platform.<field>: the reference's apply_path_shock, within
+    the axis's cluster mask) first, in axis order; then the item paths in axis order;
+    then the shares balanced once. Returns (outputs, clusters, rate)."""
+    clusters, platform = reference_clusters(pf), reference_platform(pf)
     rate = pf.discount_rate
     for axis in axes:
         if is_path_axis(axis):
@@ -355,16 +379,21 @@ def reference_v2_at(pf: Portfolio, axes: list[Axis], s: int):
         op, value = axis.spec.op, float(axis.values[s])
         if axis.param == "discount_rate":
             rate = max({"scale": rate * value, "shift": rate + value, "set": value}[op], -1 + 1e-9)
-            continue
-        for i, name in enumerate(pf.cluster_names):
-            if axis.clusters is None or name in axis.clusters:
-                clusters[i] = ref.apply_shock(clusters[i], axis.shock or axis.param, op, value)
+        elif axis.param in V2_SCALARS:
+            mask = None if axis.spec.cluster_mask is None else list(axis.spec.cluster_mask)
+            clusters, platform = ref.apply_path_shock(clusters, platform, axis.param, op, value, cluster_mask=mask,
+                                                      horizon_months=pf.horizon_months)
+        else:
+            for i, name in enumerate(pf.cluster_names):
+                if axis.clusters is None or name in axis.clusters:
+                    clusters[i] = ref.apply_shock(clusters[i], axis.shock or axis.param, op, value)
     for axis in axes:
         if is_path_axis(axis):
             mask = None if axis.clusters is None else [n in axis.clusters for n in pf.cluster_names]
             clusters, _ = ref.apply_path_shock(clusters, None, axis.param, axis.spec.op,
                                                float(axis.values[s]), cluster_mask=mask)
-    return ref.evaluate(clusters, pf.horizon_months, rate), clusters, rate
+    clusters = ref.balance_shares(clusters)
+    return ref.evaluate(clusters, pf.horizon_months, rate, platform=platform), clusters, rate
 
 
 def evaluate_zipped(pf: Portfolio, axes: list[Axis], backend) -> dict[str, np.ndarray]:
@@ -435,8 +464,12 @@ def compare_v2_with_reference(pf: Portfolio, axes: list[Axis], outputs: dict, po
     (reference_v2_at): every version 1 output, portfolio and clusters, and revenue by
     industry, portfolio and clusters, each label at its index in the portfolio's industry
     coordinate, Portfolio.industries (the reference's labels must be the same, in the
-    same order). Returns the count."""
+    same order); where the portfolio carries a programme group, optimization_cost
+    (portfolio and clusters), and a platform, platform_npv and platform_revenue.
+    Returns the count."""
     labels = pf.industries
+    v2_money = (("optimization_cost",) if "optimization" in pf.groups else ()) + (
+        ("platform_npv", "platform_revenue") if pf.has_platform else ())
     for s in points:
         want, clusters, rate = reference_v2_at(pf, axes, s)
         scale = sum(c["gpus"] * c["capex_per_gpu"] + c["capex_fixed"] for c in clusters) + 1.0
@@ -455,4 +488,10 @@ def compare_v2_with_reference(pf: Portfolio, axes: list[Axis], outputs: dict, po
             for c, row in enumerate(want["v2"]["cluster_revenue_by_industry"]):
                 assert_close("revenue", float(outputs["cluster_revenue_by_industry"][s, c, i]), row[label],
                              scale, where=f"{where} cluster_revenue_by_industry[{c}, {label}]")
+        for name in v2_money:  # money: the same tolerance as revenue
+            assert_close("revenue", float(outputs[name][s]), want["v2"][name], scale, where=f"{where} {name}")
+            if name == "optimization_cost":
+                for c, value in enumerate(want["v2"]["cluster_optimization_cost"]):
+                    assert_close("revenue", float(outputs["cluster_" + name][s, c]), value, scale,
+                                 where=f"{where} cluster_{name}[{c}]")
     return len(points)

@@ -51,9 +51,12 @@ Choices where MODEL.md leaves room:
   explicitly (:func:`explicit_v2` for one kind); the implied segment is then named
   "pool".  Version 1 key shocks must come first (MODEL.md's order), since afterwards
   the replaced keys no longer count;
-* share shocks: each share clipped to [0, 1], then contracts divided by their sum when
-  it exceeds 1, segments divided by their sum when it is above 0 (only after a share
-  shock: file shares are used as given);
+* share shocks: each share clipped to [0, 1] by its shock; the shares are balanced once
+  per point, after every shock of the point (:func:`balance_shares`: contracts divided
+  by their sum when it exceeds 1, segments by theirs when it is above 0), as
+  docs/model.md orders it: balancing after each shock would make the numbers depend
+  on the order of two axes that move different items.  :func:`evaluate` takes the
+  shares as given;
 * Monte Carlo: ``util`` may be one series for every segment (version 1's one series),
   a list of series in segment order, or a dict segment name -> series (a segment left
   out has no shift; an unknown name is an error);
@@ -541,15 +544,32 @@ def apply_shock(params: dict, param: str, op: str, value: float) -> dict:
     return out
 
 
-def _rescaled_shares(items: list[dict], kind: str) -> list[dict]:
-    """Shares after a share shock: contracts scaled down in proportion when their sum
-    exceeds 1, segments renormalised to sum 1 (left at 0 when every share is 0)."""
+def _balanced(items: list[dict], kind: str) -> list[dict]:
+    """Contracts scaled down in proportion when their shares sum past 1, segments
+    renormalised to sum 1 (left at 0 when every share is 0)."""
     total = 0.0
     for it in items:
-        total += it["share"]
+        total += float(it["share"])
     if (kind == "contracts" and total > 1.0) or (kind == "segments" and total > 0.0):
-        return [dict(it, share=it["share"] / total) for it in items]
+        return [dict(it, share=float(it["share"]) / total) for it in items]
     return items
+
+
+def balance_shares(clusters: list[dict]) -> list[dict]:
+    """Copies of the clusters with their shares balanced: call it once per point, after
+    every shock of the point (apply_shock, apply_path_shock), as docs/model.md orders
+    it.  Each cluster's explicit contracts are scaled down in proportion when their
+    shares sum past 1, its explicit segments renormalised to sum 1 (all 0 stays 0: a
+    pool without demand).  Implied items need nothing: their shares come from
+    version 1 keys already in range."""
+    out = []
+    for c in clusters:
+        c = dict(c)
+        for kind in ("contracts", "segments"):
+            if c.get(kind) is not None:
+                c[kind] = _balanced(c[kind], kind)
+        out.append(c)
+    return out
 
 
 def _shock_items(c: dict, kind: str, name: str, field: str, op: str, value: float) -> dict | None:
@@ -572,8 +592,6 @@ def _shock_items(c: dict, kind: str, name: str, field: str, op: str, value: floa
     rng = (CONTRACT_RANGES if kind == "contracts" else SEGMENT_RANGES)[field]
     for it in hits:
         it[field] = _shocked(it[field], op, value, rng)
-    if field == "share":
-        items = _rescaled_shares(items, kind)
     return dict(c, **{kind: items})
 
 
@@ -621,8 +639,8 @@ def apply_path_shock(
     ``op`` is scale, shift or set as in :func:`apply_shock` (inf stays inf under scale
     and shift); the result is clipped to its range, whole-month fields are rounded
     half up (``order_month`` and ``launch_month`` need ``horizon_months`` for their
-    range), contract shares are scaled down in proportion when their sum exceeds 1
-    and segment shares renormalised.  ``cluster_mask`` (one bool per cluster, None:
+    range); shares are not balanced here: :func:`balance_shares` does it once, after
+    every shock of the point.  ``cluster_mask`` (one bool per cluster, None:
     all) selects the clusters.  A cluster without the item is unchanged; a path that
     no selected cluster has raises ValueError.  Shocks on version 1 keys
     (:func:`apply_shock`) must be applied first, as MODEL.md orders them: a path shock

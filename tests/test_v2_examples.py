@@ -253,7 +253,7 @@ def test_anchor_leaving_moves_only_the_bank_in_example_v2(tmp_path):
     pf = load_portfolio(EXAMPLE_V2)
     clusters, platform = _reference_inputs(pf)
     clusters, platform = ref.apply_path_shock(clusters, platform, LOSS_PATH, "set", LOSS_MONTH)
-    want = _reference(pf, clusters, platform)
+    want = _reference(pf, ref.balance_shares(clusters), platform)
     np.testing.assert_allclose(shocked, [c["npv"] for c in want["clusters"]], rtol=1e-9)
     assert float(ds["npv"].isel(scenario=0)) == pytest.approx(want["portfolio"]["npv"], rel=1e-9)
 
