@@ -263,7 +263,7 @@ def reference_named(pf, s):
         if sh.word.partition(".")[0] in ("contracts", "segments"):
             mask = None if sh.clusters is None else [n in sh.clusters for n in pf.cluster_names]
             clusters, _ = ref.apply_path_shock(clusters, None, sh.word, sh.op, sh.value, cluster_mask=mask)
-    return ref.evaluate(clusters, pf.horizon_months, pf.discount_rate)
+    return ref.evaluate(ref.balance_shares(clusters), pf.horizon_months, pf.discount_rate)
 
 
 @pytest.mark.parametrize("doc", [V1, V2], ids=["v1", "v2"])
@@ -315,7 +315,7 @@ def reference_npv(pf, path=None, value=None, mask=None) -> dict:
     clusters = reference_clusters(pf)
     if path is not None:
         clusters, _ = ref.apply_path_shock(clusters, None, path, "set", value, cluster_mask=mask)
-    return ref.evaluate(clusters, pf.horizon_months, pf.discount_rate)
+    return ref.evaluate(ref.balance_shares(clusters), pf.horizon_months, pf.discount_rate)
 
 
 def test_breakeven_on_a_path_meets_the_target_when_substituted_back(tmp_path):
@@ -443,6 +443,7 @@ def test_tornado_has_a_bar_per_item_field(tmp_path):
                               ("a", "segments.infer.utilization", [True, False, False])):
         row = rows[scope][path]
         clusters, _ = ref.apply_path_shock(reference_clusters(pf), None, path, "scale", 1.1, cluster_mask=mask)
+        clusters = ref.balance_shares(clusters)
         want = ref.evaluate(clusters, pf.horizon_months, pf.discount_rate)["portfolio"]["npv"] - base
         assert row["exact_up"] == pytest.approx(want, rel=1e-8, abs=1e-3), (scope, path)
         # NPV is linear in a contract's price and, away from its clip, a segment's utilization
