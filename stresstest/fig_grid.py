@@ -34,7 +34,7 @@ def plan(f, path: Path, kind: str, x, y, at: dict) -> Plan:
     p.kind = kind
     if problems:
         raise ConfigError(problems)
-    p.buy = plan_when_to_buy(f, p)
+    p.buy = plan_when_to_buy(f, p, x, y)
     return p
 
 

@@ -210,15 +210,15 @@ def plan_grid(path: Path, axes: list[AxisInfo], x, y, at: dict) -> tuple[Plan, l
     return Plan("grid", axes, x, y, line, held), []
 
 
-def plan_when_to_buy(f, plan: Plan) -> Plan | None:
+def plan_when_to_buy(f, plan: Plan, x=None, y=None) -> Plan | None:
     """The plan of the "when to buy" figure of a grid with an axis that moves the clusters'
     order month (MODEL.md, "Order month"), None without one (or where --at holds it).
 
-    The order-month axis goes across, against the heatmap's other axis where the heatmap
-    already shows it, else against the other free axis along which the portfolio NPV moves
-    most (max − min, every other axis where the plan holds it or at its default: held_index),
-    or alone as a line where it is the only free axis. Every other axis is held as the
-    plan holds it, or at its default."""
+    The order-month axis goes across, against the other of `--x` and `--y` (x, y) where
+    they name it and another axis, else against the other free axis along which the
+    portfolio NPV moves most (max − min, every other axis where the plan holds it or at
+    its default: held_index), or alone as a line where it is the only free axis. Every
+    other axis is held as the plan holds it, or at its default."""
     by_name = {a.name: a for a in plan.axes}
 
     def free(a: AxisInfo) -> bool:
@@ -228,8 +228,8 @@ def plan_when_to_buy(f, plan: Plan) -> Plan | None:
     if buy is None:
         return None
     rest = {a.name: plan.held.get(a.name) or held_index(a) for a in plan.axes}
-    if plan.x and plan.y and buy.name in (plan.x, plan.y):
-        other = plan.y if buy.name == plan.x else plan.x
+    if x and y and buy.name in (x, y):
+        other = y if buy.name == x else x
     else:
         def spread(a: AxisInfo) -> float:
             sel = tuple(slice(None) if b is a else rest[b.name][0] for b in plan.axes)

@@ -14,7 +14,7 @@ and writes into `out_dir`:
   from the base case to each scenario's value;
 - grid files with an axis that moves the clusters' `order_month`, in addition: "when to
   buy", the portfolio NPV and IRR over that axis (across) and the other axis along which
-  the NPV moves most (or the heatmap's other axis where it shows the order month), each
+  the NPV moves most (or the other of `x` and `y` where they name the order month), each
   row's best order month ringed (`when_to_buy_npv.png`, `when_to_buy_irr.png`; lines where
   it is the only varying axis), and a table of the best order month by NPV and by IRR;
 - grid and named files of a version 2 portfolio (with `revenue_by_industry`), in addition:
