@@ -5,7 +5,9 @@ Each axis is a named shock or any parameter with its operation (scale, shift, se
 its values, and optionally the clusters it applies to. A parameter may also be a
 version 2 item field named by path (docs/model.md, "Addressing the new fields"):
 `contracts.<name>.<field>`, `contracts.*.<field>`, `segments.<name>.<field>` or
-`segments.*.<field>` (resolve_item_path). Validation follows the rules
+`segments.*.<field>` (resolve_item_path), or a version 2 scalar: `order_month`,
+`capex_decline`, `optimization.<field>`, `platform.<field>` (resolve_scalar_path).
+Validation follows the rules
 every file shares (validation.py): every problem of every axis is reported as
 `file: key.path: reason`, all at once, before any work; an axis that sets a parameter
 to unrealistic values draws a warning (Scenario.warnings).
@@ -24,9 +26,11 @@ from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
 from .items import KINDS, SINGULAR, Items, slots
-from .kernels.params import ITEM_FIELDS, ITEM_PARAMS, NAMED_SHOCKS, OPS, PARAMS, PORTFOLIO_PARAMS, named_targets
+from .kernels.params import (ITEM_FIELDS, ITEM_PARAMS, NAMED_SHOCKS, OPS, PARAMS, PORTFOLIO_PARAMS, V2_SCALARS,
+                             named_targets)
 from .kernels.shocks import AxisSpec
 from .outputs import CLUSTER_DIM, reserved_names
+from .programmes import GROUPS, WITHIN_HORIZON
 from .validation import (STRICT, ConfigError, check_value, did_you_mean, implausible, lenient, num_text,
                          pydantic_problems, structure_first)
 
@@ -111,6 +115,8 @@ def scenario_from_dict(d: dict, pf: Portfolio, path: str = "<config>") -> Scenar
         clusters = a.get("clusters")
         mask = None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
         items = resolve_item_path(a["param"], pf, mask)[1] if is_item_path(a.get("param")) else None
+        if is_scalar_path(a.get("param")):
+            mask = resolve_scalar_path(a["param"], pf, mask)[1]
         spec = AxisSpec(name=a["name"], targets=tuple(a["targets"]), op=a["op"], cluster_mask=mask,
                         item_mask=items)
         axes.append(Axis(a["name"], spec, np.asarray(a["values"], dtype=np.float64), a.get("shock"),
@@ -122,9 +128,11 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
     """A `kind: grid` scenario from its parsed file (loaders.load_scenario reads it and
     picks the loader by kind; an unknown kind comes here and is named against `kinds`).
 
-    An axis on an item path makes the portfolio itemised (Portfolio.itemised: its base
-    arrays carry the items, its files say model_version 2), decided before any axis is
-    built, since the named `utilization` shock then moves segments too (named_targets)."""
+    An axis on an item path or a version 2 scalar makes the portfolio itemised
+    (Portfolio.itemised: its base arrays carry the items, its files say model_version
+    2), decided before any axis is built, since the named `utilization` shock then moves
+    segments too (named_targets); an axis on a scalar turns on its group of arrays
+    (Portfolio.use: an order month axis on a portfolio that orders everything at 0)."""
     block = doc.get("scenario")
     try:
         sb = ScenarioFile.model_validate(doc).scenario
@@ -145,7 +153,8 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
     axes: list[Axis] = []
     warnings: list[str] = []
     names: dict[str, int] = {}
-    itemised = portfolio.itemised or any(am is not None and is_item_path(am.param) for am in raw_axes)
+    itemised = portfolio.itemised or any(am is not None and (is_item_path(am.param) or is_scalar_path(am.param))
+                                         for am in raw_axes)
     for i, am in enumerate(raw_axes):
         if am is None:  # not valid on its own: its structure's problems say why
             continue
@@ -170,6 +179,8 @@ def load_grid(path: Path, doc: dict, portfolio: Portfolio, kinds: tuple[str, ...
     if problems:
         raise ConfigError(problems)
     portfolio.itemised = itemised
+    for group in {scalar_group(t) for a in axes for t in a.spec.targets if t in V2_SCALARS}:
+        portfolio.use(group)
     return Scenario(str(path), sb.kind, sb.name or path.stem, axes, warnings)
 
 
@@ -208,14 +219,17 @@ def _resolve_axis(path, where, am: AxisModel, pf: Portfolio, itemised: bool):
     values, more = _axis_values(am)
     found += more
     if op == "set" and values is not None:
-        found += _set_value_problems(am, targets, values)
+        found += _set_value_problems(am, targets, values, pf.horizon_months)
     mask, more = _axis_mask(am, pf)
     found += more
     if targets is not None and is_item_path(am.param):
         items, more = _item_mask_problems(am, pf, mask)
         found += more
+    if targets is not None and is_scalar_path(am.param):
+        mask, more = _scalar_mask_problems(am, pf, mask)
+        found += more
     name = am.name if am.name is not None else word  # a shock or parameter names its axis
-    if am.name is None and is_item_path(word):
+    if am.name is None and isinstance(word, str) and "." in word:
         name = path_axis_name(word)
     if name is not None:
         found += _name_problems(name)
@@ -243,17 +257,17 @@ def _shock_target(am: AxisModel, itemised: bool) -> tuple[tuple[str, ...] | None
 
 
 def _param_target(am: AxisModel) -> tuple[tuple[str, ...] | None, str | None, _Found]:
-    """A parameter axis's parameter (any cluster parameter, discount_rate, or an item
-    field by path: its flow array, "contracts.price") and its op:."""
+    """A parameter axis's parameter (any cluster parameter, discount_rate, an item field
+    by path: its flow array, "contracts.price", or a version 2 scalar) and its op:."""
     if am.param == "horizon_months":
         return None, None, [("param", "horizon_months cannot be an axis (it sets the length of every array)")]
-    if is_item_path(am.param):
-        target, why = item_path_target(am.param)
+    if is_item_path(am.param) or is_scalar_path(am.param):
+        target, why = (item_path_target if is_item_path(am.param) else scalar_target)(am.param)
         if why:
             return None, None, [("param", why)]
         targets: tuple[str, ...] = (target,)
     elif am.param not in PARAMS and am.param != "discount_rate":
-        hint = did_you_mean(am.param, list(PARAMS) + ["discount_rate"])
+        hint = did_you_mean(am.param, list(PARAMS) + list(V2_SCALARS) + ["discount_rate"])
         if am.param in NAMED_SHOCKS:
             hint = f"; {am.param} is a named shock: give it with shock:"
         return None, None, [("param", f"unknown parameter {am.param!r}{hint}")]
@@ -284,16 +298,19 @@ def _axis_values(am: AxisModel) -> tuple[np.ndarray | None, _Found]:
     return np.linspace(ls[0], ls[1], int(ls[2])), []
 
 
-def _set_value_problems(am: AxisModel, targets: tuple[str, ...], values: np.ndarray) -> _Found:
+def _set_value_problems(am: AxisModel, targets: tuple[str, ...], values: np.ndarray, horizon: int) -> _Found:
     """A set axis's values out of range for a parameter they set (an item field: its
-    field's range, named by the axis's path)."""
+    field's range, named by the axis's path; a version 2 scalar: its range and, for a
+    month, the horizon: scalar_value_problem)."""
     key = "values" if am.values is not None else "linspace"
-    specs = [(am.param, ITEM_PARAMS[t]) if t in ITEM_PARAMS else (t, PARAMS.get(t) or PORTFOLIO_PARAMS[t])
-             for t in targets]
     found = []
     for k, v in enumerate(values):
-        for label, spec in specs:
-            why = check_value(spec, float(v))
+        for t in targets:
+            if t in V2_SCALARS:
+                label, why = t, scalar_value_problem(t, float(v), horizon)
+            else:
+                label = am.param if t in ITEM_PARAMS else t
+                why = check_value(ITEM_PARAMS.get(t) or PARAMS.get(t) or PORTFOLIO_PARAMS[t], float(v))
             if why:
                 found.append((key, f"value {k} for {label}: {why}"))
     return found
@@ -306,6 +323,8 @@ def _axis_mask(am: AxisModel, pf: Portfolio) -> tuple[tuple[bool, ...] | None, _
         return None, []
     if am.param == "discount_rate":
         return None, [("clusters", "discount_rate is a portfolio parameter: clusters: does not apply")]
+    if is_platform_path(am.param):
+        return None, [("clusters", PLATFORM_CLUSTERS.format(path=am.param))]
     if not am.clusters:
         return None, [("clusters", "must list at least one cluster name (leave it out for all clusters)")]
     found = [("clusters", f"unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
@@ -323,6 +342,16 @@ def _item_mask_problems(am: AxisModel, pf: Portfolio, mask) -> tuple[tuple | Non
         return None, []
     _, items, why = resolve_item_path(am.param, pf, mask)
     return items, ([("param", why)] if why else [])
+
+
+def _scalar_mask_problems(am: AxisModel, pf: Portfolio, mask) -> tuple[tuple | None, _Found]:
+    """A version 2 scalar's cluster mask (resolve_scalar_path: an optimization field
+    moves the programmes of the selected clusters); nothing to check where clusters:
+    selects no known cluster (_axis_mask says why)."""
+    if mask is not None and not any(mask):
+        return mask, []
+    _, mask, why = resolve_scalar_path(am.param, pf, mask)
+    return mask, ([("param", why)] if why else [])
 
 
 def _name_problems(name: str) -> _Found:
@@ -414,6 +443,88 @@ def resolve_item_path(word: str, pf: Portfolio, cluster_mask: tuple[bool, ...] |
 
 
 def path_axis_name(word: str) -> str:
-    """An item path axis's default name, a word the result file can use:
-    "contracts.*.price" -> "contracts_all_price"."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", word.replace("*", "all"))
+    """A path axis's default name, a word the result file can use:
+    "contracts.*.price" -> "contracts_all_price"; one the result file reserves takes
+    "_axis" ("optimization.cost" -> "optimization_cost_axis", beside the output
+    optimization_cost)."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", word.replace("*", "all"))
+    return name + "_axis" if name in reserved_names() else name
+
+
+# ------------------------------------------------------------------ version 2 scalars
+
+
+# The mappings whose fields a path names as <mapping>.<field>: a cluster's optimization
+# programme and the portfolio's platform layer (MODEL.md, "Addressing the new fields")
+MAPPINGS = ("optimization", "platform")
+PLATFORM_CLUSTERS = ("{path} is a field of the portfolio's platform layer, which is one for the whole "
+                     "portfolio: clusters: does not apply")
+
+
+def is_scalar_path(word) -> bool:
+    """Whether a parameter names a version 2 scalar (order_month, capex_decline,
+    optimization.<field>, platform.<field>: kernels.params.V2_SCALARS) or tries to: a
+    mapping's field that does not exist is one too (scalar_target says why)."""
+    return isinstance(word, str) and (word in V2_SCALARS or word.partition(".")[0] in MAPPINGS)
+
+
+def is_platform_path(word) -> bool:
+    """Whether a parameter names a field of the platform layer (no clusters: for it)."""
+    return is_scalar_path(word) and word.startswith("platform.")
+
+
+def scalar_target(word: str) -> tuple[str | None, str | None]:
+    """The array a version 2 scalar moves (named as the path itself), or None and why
+    not: a field the mapping does not have, with the fields it has."""
+    if word in V2_SCALARS:
+        return word, None
+    kind, _, field = word.partition(".")
+    fields = [spec.name.partition(".")[2] for spec in GROUPS[kind]]
+    what = "an optimization programme" if kind == "optimization" else "the platform layer"
+    return None, f"unknown field {field!r} of {what}{did_you_mean(field, fields)} (fields: {', '.join(fields)})"
+
+
+def scalar_group(target: str) -> str:
+    """The group of arrays (programmes.GROUPS, Portfolio.use) that holds a version 2 scalar."""
+    return next(group for group, params in GROUPS.items() if any(p.name == target for p in params))
+
+
+def scalar_value_problem(target: str, value: float, horizon: float) -> str | None:
+    """Why a value a scenario sets a version 2 scalar to is refused, or None: out of the
+    field's range (whole months for the months), or a month the file must give within
+    the horizon (order_month, launch_month) past it."""
+    why = check_value(V2_SCALARS[target], value)
+    if why is None and target in WITHIN_HORIZON and value > horizon:
+        why = (f"must be <= {num_text(horizon)} (the horizon, horizon_months), got {num_text(value)}: "
+               "a month past the horizon never comes")
+    return why
+
+
+def resolve_scalar_path(word: str, pf: Portfolio, cluster_mask: tuple[bool, ...] | None = None):
+    """(target, cluster mask, None) for a version 2 scalar on the clusters of
+    cluster_mask (None: all), or (None, None, why not).
+
+    order_month, capex_decline: every selected cluster. optimization.<field>: the
+    programmes of the selected clusters; a cluster without one is left as it is (as an
+    item a cluster lacks) and a selection with no programme is refused, naming the
+    clusters that run one. platform.<field>: the portfolio's platform layer (mask None),
+    refused where the portfolio has none."""
+    target, why = scalar_target(word)
+    if why:
+        return None, None, why
+    kind = word.partition(".")[0]
+    if kind == "platform":
+        if pf.platform is None:
+            return None, None, (f"the portfolio {pf.path} has no platform layer: give platform: in its "
+                                "portfolio: block to stress one")
+        return target, None, None
+    if kind != "optimization":
+        return target, cluster_mask, None
+    mask = tuple((cluster_mask is None or bool(cluster_mask[c])) and s.programme for c, s in enumerate(pf.scalars))
+    if any(mask):
+        return target, None if all(mask) else mask, None
+    running = [n for n, s in zip(pf.cluster_names, pf.scalars) if s.programme]
+    which = "no cluster" if cluster_mask is None else "none of the clusters given"
+    return None, None, (f"{which} runs an optimization programme (programmes: {', '.join(running) or 'none'}): "
+                        "a path moves the programmes there are; give a cluster optimization: in the portfolio "
+                        "to add one")
