@@ -29,12 +29,12 @@ import xarray as xr
 from click.testing import CliRunner
 
 import reference_model as ref
+from helpers import reference_clusters, reference_platform
 from stresstest.cli import main
 from stresstest.config import load_portfolio
 from stresstest.engine import evaluate_base
 from stresstest.items import industry_labels
 from stresstest.kernels.cashflows import cash_flow_lines
-from stresstest.kernels.params import OPTIMIZATION_PARAMS, ORDER_PARAMS, PLATFORM_PARAMS
 from stresstest.kernels.shocks import apply_axis_values
 from stresstest.loaders import load_scenario
 from stresstest.named_run import evaluate_named
@@ -52,34 +52,10 @@ def _ok(args) -> str:
     return r.output
 
 
-def _field(spec) -> str:
-    return spec.name.partition(".")[2] or spec.name
-
-
-def _reference_inputs(pf) -> tuple[list[dict], dict | None]:
-    """The portfolio as the reference model takes it: each cluster's version 1 keys, its
-    resolved contracts and segments where it lists them, its order month and capex
-    decline where given, its programme (start_month None: the default rule); the
-    platform (None without one)."""
-    clusters = []
-    for params, items, s in zip(pf.clusters, pf.items, pf.scalars):
-        c = dict(params)
-        for kind in ("contracts", "segments"):
-            if items.of(kind) is not None:
-                c[kind] = [dict(item) for item in items.of(kind)]
-        c.update({spec.name: s.values[spec.name] for spec in ORDER_PARAMS if spec.name in s.values})
-        if s.programme:
-            c["optimization"] = {_field(spec): s.values.get(spec.name) for spec in OPTIMIZATION_PARAMS}
-        clusters.append(c)
-    platform = None if pf.platform is None else {_field(spec): pf.platform.values[spec.name]
-                                                 for spec in PLATFORM_PARAMS}
-    return clusters, platform
-
-
 def _reference(pf, clusters=None, platform=None) -> dict:
     """The reference's outputs of the portfolio, or of these shocked clusters and platform."""
     if clusters is None:
-        clusters, platform = _reference_inputs(pf)
+        clusters, platform = reference_clusters(pf), reference_platform(pf)
     return ref.evaluate(clusters, pf.horizon_months, pf.discount_rate, platform=platform)
 
 
@@ -152,7 +128,7 @@ def test_example_v2_resolves_as_written():
     assert [s.programme for s in pf.scalars] == [True, False, False, False]
     assert "optimization.start_month" not in pf.scalars[0].values
     assert pf.scalars[0].values["optimization.utilization_gain"] == 0.05
-    platform = {_field(spec): pf.platform.values[spec.name] for spec in PLATFORM_PARAMS}
+    platform = reference_platform(pf)
     assert platform == {"build_cost": 5e6, "launch_month": 6.0, "run_cost_per_year": 4e6, "opex_escalation": 0.03,
                         "take_rate": 0.03, "users_max": 3000.0, "adoption_months": 18.0,
                         "fee_per_user_month": 300.0, "fee_growth": 0.0, "margin": 0.7, "tax_rate": 0.21}
@@ -190,7 +166,7 @@ def test_example_v2_base_case_is_a_plausible_one():
     assert 5e6 < base["npv"] < 30e6 and pf.discount_rate < base["irr"] < 0.20
     assert base["cluster_npv"][TRANCHE] > 0
     assert float(base["cluster_payback_months"][TRANCHE]) == pytest.approx(38.74, abs=0.01)  # months from month 12
-    clusters, platform = _reference_inputs(pf)
+    clusters, platform = reference_clusters(pf), reference_platform(pf)
     cm = ref.cluster_monthly(clusters[TRANCHE], pf.horizon_months)
     assert cm["capex"] == pytest.approx(1024 * 49_500, rel=1e-12) and cm["t_o"] == 12
     assert cm["cf"][:12] == [0.0] * 12 and cm["live"].index(1.0) == 16  # live from month 15 (12 + 3)
@@ -251,7 +227,7 @@ def test_anchor_leaving_moves_only_the_bank_in_example_v2(tmp_path):
     assert by_industry["healthcare"] == before["healthcare"] and by_industry["retail"] == before["retail"]
 
     pf = load_portfolio(EXAMPLE_V2)
-    clusters, platform = _reference_inputs(pf)
+    clusters, platform = reference_clusters(pf), reference_platform(pf)
     clusters, platform = ref.apply_path_shock(clusters, platform, LOSS_PATH, "set", LOSS_MONTH)
     want = _reference(pf, ref.balance_shares(clusters), platform)
     np.testing.assert_allclose(shocked, [c["npv"] for c in want["clusters"]], rtol=1e-9)
@@ -270,9 +246,78 @@ def test_anchor_leaving_moves_the_implied_largest_client_in_example(tmp_path):
     moved = shocked != base["cluster_npv"].values
     assert list(moved) == holds
 
-    clusters = [ref.apply_shock(c, "client_loss_month", "set", LOSS_MONTH) for c in _reference_inputs(pf)[0]]
+    clusters = [ref.apply_shock(c, "client_loss_month", "set", LOSS_MONTH) for c in reference_clusters(pf)]
     want = _reference(pf, clusters)
     np.testing.assert_allclose(shocked, [c["npv"] for c in want["clusters"]], rtol=1e-9)
+
+
+# ------------------------------------------- the build-out named scenarios
+
+
+def _build_out(tmp_path) -> tuple[xr.Dataset, xr.Dataset, dict]:
+    """`run example_v2 -s build-out` (its file: the set rows and the base group) and the
+    run's every output, engine side (named_run.evaluate_named: row 0 the base case)."""
+    out = tmp_path / "build-out.h5"
+    _ok(["run", "example_v2", "-s", "build-out", "-o", str(out), "--backend", "numpy", "-q"])
+    pf = load_portfolio(EXAMPLE_V2)
+    outputs = evaluate_named(pf, load_scenario(list_presets()["build-out"], pf))
+    with xr.open_dataset(out, engine="h5netcdf") as ds, \
+            xr.open_dataset(out, engine="h5netcdf", group="base") as base:
+        assert list(ds["scenario"].values) == [STALL, CHEAPER]
+        return ds.load(), base.load(), outputs
+
+
+def test_platform_adoption_stalls_moves_the_platform_alone(tmp_path):
+    """30 % of the users, three times as slowly: the platform's NPV and revenue fall, the
+    clusters' flows do not move; the portfolio's NPV falls by the platform's loss, as the
+    reference says."""
+    ds, base, outputs = _build_out(tmp_path)
+    row = 1 + [STALL, CHEAPER].index(STALL)
+    np.testing.assert_array_equal(ds["cluster_npv"].sel(scenario=STALL).values, base["cluster_npv"].values)
+    assert outputs["platform_npv"][row] < 0 < outputs["platform_npv"][0]
+    assert outputs["platform_revenue"][row] < outputs["platform_revenue"][0]
+    assert float(ds["npv"].sel(scenario=STALL)) == pytest.approx(
+        float(base["npv"]) - (outputs["platform_npv"][0] - outputs["platform_npv"][row]), rel=1e-12)
+
+    pf = load_portfolio(EXAMPLE_V2)
+    clusters, platform = reference_clusters(pf), reference_platform(pf)
+    clusters, platform = ref.apply_path_shock(clusters, platform, "platform.users_max", "scale", 0.3)
+    clusters, platform = ref.apply_path_shock(clusters, platform, "platform.adoption_months", "scale", 3.0)
+    assert (platform["users_max"], platform["adoption_months"]) == pytest.approx((900.0, 54.0))
+    _assert_outputs_match(outputs, _reference(pf, ref.balance_shares(clusters), platform), row=row)
+    assert float(ds["npv"].sel(scenario=STALL)) == pytest.approx(outputs["npv"][row], rel=1e-12)
+
+
+def test_gpu_prices_falling_while_waiting_cheapen_the_tranche_and_every_rent(tmp_path):
+    """capex_decline set 0.30: the tranche ordered at month 12 pays 70 % of month 0's
+    price per GPU, the clusters bought at month 0 what they paid; the rent is 30 % lower
+    for every cluster. The clusters bought at month 0 lose; the tranche, cheaper, gains
+    more than its lower rents cost it; as the reference says."""
+    ds, base, outputs = _build_out(tmp_path)
+    row = 1 + [STALL, CHEAPER].index(CHEAPER)
+    shocked, before = ds["cluster_npv"].sel(scenario=CHEAPER).values, base["cluster_npv"].values
+    assert (shocked[:TRANCHE] < before[:TRANCHE]).all() and shocked[TRANCHE] > before[TRANCHE]
+    assert float(ds["npv"].sel(scenario=CHEAPER)) < float(base["npv"])
+
+    pf = load_portfolio(EXAMPLE_V2)
+    clusters, platform = reference_clusters(pf), reference_platform(pf)
+    clusters = [ref.apply_shock(c, "on_demand_price", "scale", 0.7) for c in clusters]  # version 1 keys first
+    clusters, platform = ref.apply_path_shock(clusters, platform, "capex_decline", "set", 0.30)
+    capex = [ref.cluster_monthly(c, pf.horizon_months)["capex"] for c in clusters]
+    assert capex[TRANCHE] == pytest.approx(1024 * 55_000 * 0.70, rel=1e-12)
+    assert capex[:TRANCHE] == [c["gpus"] * c["capex_per_gpu"] for c in pf.clusters[:TRANCHE]]
+    _assert_outputs_match(outputs, _reference(pf, ref.balance_shares(clusters), platform), row=row)
+    np.testing.assert_allclose(shocked, outputs["cluster_npv"][row], rtol=1e-12)
+
+
+def test_build_out_on_a_portfolio_without_a_platform_is_refused(tmp_path):
+    """The version 1 example has no platform layer: the scenario is refused before any
+    work, naming the platform, and writes nothing."""
+    out = tmp_path / "refused.h5"
+    r = CliRunner().invoke(main, ["run", "example", "-s", "build-out", "-o", str(out), "--backend", "numpy"])
+    assert r.exit_code == 2, r.output
+    assert "platform" in r.output and STALL in r.output
+    assert not out.exists()
 
 
 # ---------------------------------------------- docs/model.md's worked month
