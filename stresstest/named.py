@@ -1,8 +1,9 @@
 """Named scenarios: sourced, deterministic shock sets (scenarios/named/) run side by side.
 
 A shock-set file holds one historical or hypothetical event as a list of shocks (the
-grid's named shocks or any parameter with scale, shift or set, a version 2 item field
-by path too: `contracts.anchor.loss_month`, as a grid axis names it), with the sources
+grid's named shocks or any parameter with scale, shift or set, a version 2 field by
+path too: `contracts.anchor.loss_month`, `order_month`, `optimization.energy_saving`,
+`platform.users_max`, as a grid axis names it), with the sources
 of every number. A scenario file of `kind: named` lists the sets to evaluate; each becomes
 one row (and one point of the result file's `scenario` dimension).
 """
@@ -17,8 +18,9 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
-from .grid_config import is_item_path, item_path_target, resolve_item_path
-from .kernels.params import ITEM_PARAMS, NAMED_SHOCKS, OPS, PARAMS, named_targets
+from .grid_config import (PLATFORM_CLUSTERS, is_item_path, is_platform_path, is_scalar_path, item_path_target,
+                          resolve_item_path, resolve_scalar_path, scalar_group, scalar_target, scalar_value_problem)
+from .kernels.params import ITEM_PARAMS, NAMED_SHOCKS, OPS, PARAMS, V2_SCALARS, named_targets
 from .validation import STRICT, ConfigError, pydantic_problems, check_value, did_you_mean, read_yaml
 
 
@@ -147,7 +149,10 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
                 continue
             targets, op, word = (target,), s.op, s.param
             if op == "set":
-                why = check_value(ITEM_PARAMS.get(target) or PARAMS[target], s.value)
+                if target in V2_SCALARS:  # a month within the horizon, where the portfolio says it
+                    why = scalar_value_problem(target, s.value, pf.horizon_months if pf else float("inf"))
+                else:
+                    why = check_value(ITEM_PARAMS.get(target) or PARAMS[target], s.value)
                 if why:
                     problems.append(f"{where}.value: {why}")
         if word not in m.sources:
@@ -163,24 +168,31 @@ def load_shockset(path: Path, pf: Portfolio | None = None) -> ShockSet:
 
 
 def _param_target(param: str) -> tuple[str | None, str | None]:
-    """A param shock's parameter: a cluster parameter, or an item field by path (its flow
-    array, "contracts.loss_month"); or None and why not."""
+    """A param shock's parameter: a cluster parameter, an item field by path (its flow
+    array, "contracts.loss_month") or a version 2 scalar; or None and why not."""
     if is_item_path(param):
         return item_path_target(param)
+    if is_scalar_path(param):
+        return scalar_target(param)
     if param not in PARAMS:
-        return None, f"unknown parameter {param!r}{did_you_mean(param, PARAMS)}"
+        return None, f"unknown parameter {param!r}{did_you_mean(param, list(PARAMS) + list(V2_SCALARS))}"
     return param, None
 
 
 def _cluster_problems(where: str, s: ShockModel, pf: Portfolio) -> list[str]:
-    """A shock's clusters: each one the portfolio's; an item path must name an item some
-    selected cluster has (grid_config.resolve_item_path)."""
+    """A shock's clusters: each one the portfolio's, none for the platform layer; an item
+    path must name an item some selected cluster has (grid_config.resolve_item_path), a
+    version 2 scalar what the selection has (resolve_scalar_path: a programme, a platform)."""
     problems = [f"{where}.clusters: unknown cluster {c!r}{did_you_mean(c, pf.cluster_names)} "
                 f"(clusters: {', '.join(pf.cluster_names)})"
                 for c in s.clusters or () if c not in pf.cluster_names]
+    if s.clusters is not None and is_platform_path(s.param):
+        problems.append(f"{where}.clusters: {PLATFORM_CLUSTERS.format(path=s.param)}")
     mask = _cluster_mask(pf, s.clusters)
-    if is_item_path(s.param) and (mask is None or any(mask)):
-        why = resolve_item_path(s.param, pf, mask)[2]
+    if mask is not None and not any(mask):
+        return problems
+    for is_path, resolve in ((is_item_path, resolve_item_path), (is_scalar_path, resolve_scalar_path)):
+        why = resolve(s.param, pf, mask)[2] if is_path(s.param) else None
         if why:
             problems.append(f"{where}.param: {why}")
     return problems
@@ -188,6 +200,17 @@ def _cluster_problems(where: str, s: ShockModel, pf: Portfolio) -> list[str]:
 
 def _cluster_mask(pf: Portfolio, clusters: list[str] | None) -> tuple[bool, ...] | None:
     return None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
+
+
+def _masks(pf: Portfolio, sh: Shock) -> tuple[tuple | None, tuple | None]:
+    """A shock's cluster mask and item mask: an item path's items, a version 2 scalar's
+    clusters (an optimization field: the selected clusters' programmes)."""
+    mask = _cluster_mask(pf, sh.clusters)
+    if is_item_path(sh.word):
+        return mask, resolve_item_path(sh.word, pf, mask)[1]
+    if is_scalar_path(sh.word):
+        return resolve_scalar_path(sh.word, pf, mask)[1], None
+    return mask, None
 
 
 def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
@@ -224,14 +247,19 @@ def load_named(path: Path, doc: dict, pf: Portfolio) -> NamedScenario:
 
 
 def _itemise(pf: Portfolio, sets: list[ShockSet]) -> None:
-    """A set that names items by path makes the portfolio itemised (its base arrays carry
-    the items; its files say model_version 2), and the named shocks of every set then
-    move what they move where there are items (named_targets)."""
-    if pf.itemised or not any(is_item_path(sh.word) for s in sets for sh in s.shocks):
-        return
-    pf.itemised = True
-    for s in sets:
-        for sh in s.shocks:
+    """A set that names items or version 2 scalars by path makes the portfolio itemised
+    (its base arrays carry the items; its files say model_version 2), and the named
+    shocks of every set then move what they move where there are items (named_targets);
+    a scalar's group of arrays is turned on (Portfolio.use)."""
+    shocks = [sh for s in sets for sh in s.shocks]
+    was = pf.itemised
+    for sh in shocks:
+        if is_scalar_path(sh.word):
+            pf.use(scalar_group(sh.targets[0]))
+        elif is_item_path(sh.word):
+            pf.itemised = True
+    if pf.itemised and not was:
+        for sh in shocks:
             if sh.word in NAMED_SHOCKS:
                 sh.targets = named_targets(sh.word, True)
 
@@ -249,9 +277,7 @@ def shocked(pf: Portfolio, sets: list[ShockSet]) -> tuple[dict[str, np.ndarray],
     for s in [None] + list(sets):
         specs, values = [], []
         for sh in s.shocks if s is not None else ():
-            mask = _cluster_mask(pf, sh.clusters)
-            items = resolve_item_path(sh.word, pf, mask)[1] if is_item_path(sh.word) else None
-            specs.append(AxisSpec(sh.word, sh.targets, sh.op, mask, items))
+            specs.append(AxisSpec(sh.word, sh.targets, sh.op, *_masks(pf, sh)))
             values.append(np.asarray([sh.value], dtype=np.float64))
         with np.errstate(all="ignore"):
             p, _ = apply_axis_values(base, rate, tuple(specs), tuple(values))
