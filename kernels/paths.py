@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from array_api_compat import array_namespace
 
+from .cashflows import PLATFORM_PREFIX
 from .params import ITEM_NAMES
 
 DRAW_BITS = 24
@@ -233,9 +234,13 @@ class EventSpec:
     applies the draw to the parameter (set, shift or scale); mask: clusters it touches;
     per_cluster: one draw per cluster instead of one shared by them.
 
-    param is a cluster parameter, or the path of an item field (contracts.<name>.<field>,
-    segments.*.<field>, ...: MODEL.md, "Addressing the new fields"); a path's item_mask
-    says, per cluster and item slot, which items the draw moves."""
+    param is a cluster parameter, the path of an item field (contracts.<name>.<field>,
+    segments.*.<field>, ...: MODEL.md, "Addressing the new fields"), whose item_mask
+    says, per cluster and item slot, which items the draw moves, or a version 2 scalar:
+    a cluster's (order_month, capex_decline, optimization.<field>: one column per
+    cluster, as a cluster parameter) or the platform's (platform.<field>: one column
+    for the portfolio, which takes the path's one draw; mask and per_cluster do not
+    apply)."""
 
     param: str
     dist: str
@@ -297,7 +302,8 @@ def event_draws(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: in
 
 
 def apply_events(base: dict, events: tuple[EventSpec, ...], draws: list) -> dict:
-    """Parameters [S, C] for the drawn events ([1, C] for the others), clipped to range.
+    """Parameters [S, C] for the drawn events ([1, C] for the others; the platform's
+    [S|1, 1]), clipped to range (a month rounded to a whole one, as a grid's shocks).
 
     Version 2 (items in base, [C, K]): in the order of a grid's shocks
     (shocks.apply_axis_values): the events on cluster parameters first, then the implied
@@ -312,8 +318,10 @@ def apply_events(base: dict, events: tuple[EventSpec, ...], draws: list) -> dict
         if ev.item_mask is not None:
             continue
         x = params[ev.param]
+        if ev.param.startswith(PLATFORM_PREFIX):  # one column: the path's one draw
+            v = v[:, :1]
         moved = clip_param(xp, ev.param, apply_op(xp, x, ev.op, v))
-        if not all(ev.mask):
+        if not all(ev.mask) and not ev.param.startswith(PLATFORM_PREFIX):
             moved = xp.where(xp.asarray(ev.mask)[None, :], moved, x)
         params[ev.param] = moved
     if ITEM_NAMES[0] not in params:

@@ -16,9 +16,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from .config import Portfolio
-from .grid_config import is_item_path, item_path_target, resolve_item_path
+from .grid_config import (PLATFORM_CLUSTERS, is_item_path, is_platform_path, is_scalar_path, item_path_target,
+                          resolve_item_path, resolve_scalar_path, scalar_group, scalar_target, scalar_value_problem)
 from .items import slots
-from .kernels.params import ITEM_PARAMS, NOT_IN_FLOWS, OPS, PARAMS, Param
+from .kernels.params import ITEM_PARAMS, NOT_IN_FLOWS, OPS, PARAMS, V2_SCALARS
 from .kernels.paths import MAX_DRAWS, MAX_PATHS, EventSpec, PathSpec, event_target
 from .validation import (STRICT, ConfigError, check_value, did_you_mean, lenient, num_text, pydantic_problems,
                          structure_first)
@@ -229,6 +230,8 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
         raise ConfigError(problems)
     if any(e.item_mask is not None for e in events):
         pf.itemised = True  # its base arrays carry the items the events move
+    for group in {scalar_group(e.param) for e in events if e.param in V2_SCALARS}:
+        pf.use(group)  # and the groups of version 2 scalars they draw (itemised too)
     processes = {"price": sb.price.model_dump(), "utilization": sb.utilization.model_dump(),
                  "energy": sb.energy.model_dump()}
     return MonteCarlo(str(path), sb.name or path.stem, int(sb.paths), int(sb.seed), _path_spec(sb, pf, series, chol),
@@ -437,9 +440,11 @@ def _resolve_event(found: _Problems, ev: Event, pf: Portfolio) -> EventSpec | No
                   f"(known: {', '.join(DISTS)})")
         return None
     _check_arguments_given(found, ev)
+    if is_platform_path(ev.param):
+        _check_platform_event(found, ev)
     if found.lines:
         return None
-    args, values = _distribution(found, ev)
+    args, values = _distribution(found, ev, pf.horizon_months)
     mask = _cluster_mask(found, ev.clusters, pf)
     if found.lines:
         return None
@@ -449,21 +454,43 @@ def _resolve_event(found: _Problems, ev: Event, pf: Portfolio) -> EventSpec | No
         if why:
             found.bad("param", why)
             return None
+    elif is_scalar_path(ev.param):
+        _, moved, why = resolve_scalar_path(ev.param, pf, None if all(mask) else mask)
+        if why:
+            found.bad("param", why)
+            return None
+        mask = mask if moved is None else moved  # an optimization field: the programmes
     return EventSpec(ev.param, ev.dist, tuple(float(a) for a in args), ev.op, mask, ev.per_cluster, values,
                      items)
 
 
+def _check_platform_event(found: _Problems, ev: Event) -> None:
+    """An event on the platform layer draws its one value per path: no clusters:, no
+    per_cluster."""
+    if ev.clusters is not None:
+        found.bad("clusters", PLATFORM_CLUSTERS.format(path=ev.param))
+    if ev.per_cluster:
+        found.bad("per_cluster", f"{ev.param} is a field of the portfolio's platform layer: one draw per path, "
+                  "per_cluster does not apply")
+
+
 def _drawable(found: _Problems, param: str) -> bool:
-    """Whether a path may draw `param`: a cluster parameter other than inference_share, or
-    the path of an item field other than a segment's utilization_sigma."""
+    """Whether a path may draw `param`: a cluster parameter other than inference_share,
+    the path of an item field other than a segment's utilization_sigma, or a version 2
+    scalar (order_month, capex_decline, optimization.<field>, platform.<field>)."""
     if is_item_path(param):
         return _drawable_path(found, param)
+    if is_scalar_path(param):
+        why = scalar_target(param)[1]
+        if why:
+            found.bad("param", why)
+        return why is None
     if param == "inference_share":
         found.bad("param", "inference_share sets the utilization process's volatility; it cannot be drawn "
                   "per path (give it per cluster in the portfolio)")
         return False
     if param not in PARAMS:
-        found.bad("param", f"unknown parameter {param!r}{did_you_mean(param, PARAMS)}" + (
+        found.bad("param", f"unknown parameter {param!r}{did_you_mean(param, list(PARAMS) + list(V2_SCALARS))}" + (
             " (the portfolio's discount_rate and horizon cannot be drawn per path)"
             if param in ("discount_rate", "horizon_months") else ""))
         return False
@@ -484,9 +511,12 @@ def _drawable_path(found: _Problems, param: str) -> bool:
     return why is None
 
 
-def _param_spec(param: str) -> Param:
-    """The range of what an event on `param` moves: the cluster parameter's or the item field's."""
-    return PARAMS.get(param) or ITEM_PARAMS[event_target(param)]
+def _value_problem(param: str, value: float, horizon: int) -> str | None:
+    """Why an event may not set `param` to `value`: out of the cluster parameter's, the
+    item field's or the version 2 scalar's range (a month of those: within the horizon)."""
+    if param in V2_SCALARS:
+        return scalar_value_problem(param, value, horizon)
+    return check_value(PARAMS.get(param) or ITEM_PARAMS[event_target(param)], value)
 
 
 def _check_arguments_given(found: _Problems, ev: Event) -> None:
@@ -500,9 +530,10 @@ def _check_arguments_given(found: _Problems, ev: Event) -> None:
             found.bad(key, f"dist {ev.dist} needs {key}")
 
 
-def _distribution(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]]:
+def _distribution(found: _Problems, ev: Event, horizon: int) -> tuple[tuple, tuple[float, ...]]:
     """The kernels' arguments of the event's distribution and, for a discrete one, its
-    values; the arguments' problems in `found`."""
+    values; the arguments' problems in `found` (horizon: the portfolio's, for a discrete
+    set of months)."""
     if ev.dist == "normal":
         if ev.sd < 0:
             found.bad("sd", f"must be >= 0, got {num_text(ev.sd)}")
@@ -516,10 +547,10 @@ def _distribution(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]
             found.bad("mode", f"must lie in [low, high] = [{num_text(ev.low)}, {num_text(ev.high)}], "
                       f"got {num_text(ev.mode)}")
         return (ev.low, ev.mode, ev.high), ()
-    return _discrete(found, ev)
+    return _discrete(found, ev, horizon)
 
 
-def _discrete(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]]:
+def _discrete(found: _Problems, ev: Event, horizon: int) -> tuple[tuple, tuple[float, ...]]:
     """A discrete distribution: its cumulative probabilities (the last exactly 1) and its
     values, which an event that sets the parameter must give within its range."""
     if not ev.values:
@@ -535,7 +566,7 @@ def _discrete(found: _Problems, ev: Event) -> tuple[tuple, tuple[float, ...]]:
     args = tuple(float(x) for x in cum[:-1]) + (1.0,)
     if ev.op == "set" and not found.lines:
         for k, v in enumerate(values):
-            why = check_value(_param_spec(ev.param), v)
+            why = _value_problem(ev.param, v, horizon)
             if why:
                 found.bad(f"values[{k}]", why)
     return args, values
