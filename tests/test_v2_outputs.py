@@ -4,9 +4,10 @@ and `cluster_optimization_cost`, the platform's share of the NPV, the "when to b
 figures.
 
 A small portfolio (a cluster ordered at month 12 with a capex decline, a cluster with an
-optimization programme, a platform layer) through `stresstest run` (a grid, the bundled
-named set, a two-shard split and merge), `report` and `inspect`; the files read with
-xarray. A version 1 run's file has none of these outputs; Monte Carlo files leave them out.
+optimization programme, a platform layer) through `stresstest run` (a grid, a grid over
+the order month on numpy and JAX, the bundled named set, a two-shard split and merge),
+`report` and `inspect`; the files read with xarray. A version 1 run's file has none of
+these outputs; Monte Carlo files leave them out.
 """
 
 from __future__ import annotations
@@ -181,19 +182,22 @@ def test_named_file_holds_them_and_the_summary_prints_the_platforms_npv(inputs, 
     np.testing.assert_array_equal([r["platform_npv"] for r in rows], platform_npv)
 
 
-def test_merge_of_two_shards_is_the_single_run(inputs, grid_file, tmp_path):
+def test_merge_of_two_shards_is_the_single_run(inputs, buy_file, tmp_path):
+    """The grid over the order month (buy_file, below), split in two and merged."""
     shards, merged = tmp_path / "shards", tmp_path / "merged.h5"
     for i in range(2):
-        run_cli("run", inputs / "portfolio.yaml", "-s", inputs / "grid.yaml", "--shard", f"{i}/2", "-o", shards,
+        run_cli("run", inputs / "portfolio.yaml", "-s", inputs / "buy.yaml", "--shard", f"{i}/2", "-o", shards,
                 "--backend", "numpy", "-q")
     run_cli("merge", shards, "-o", merged)
-    single, joined = h5_datasets(grid_file), h5_datasets(merged)
+    single, joined = h5_datasets(buy_file), h5_datasets(merged)
     assert single.keys() == joined.keys()
     assert {*PLATFORM, *OPTIMIZATION} <= single.keys()
+    assert {f"base/{n}" for n in PLATFORM + OPTIMIZATION} <= single.keys()
     for name in single:
         np.testing.assert_array_equal(single[name], joined[name], err_msg=name)
     with xr.open_dataset(merged, engine="h5netcdf") as ds:
-        assert_laid_out(ds, AXES)
+        assert_laid_out(ds, BUY_AXES)
+        assert_parts_add_up(ds)
 
 
 def test_each_group_only_where_the_portfolio_uses_it(tmp_path):
@@ -286,3 +290,93 @@ def test_inspect_mentions_the_platform_and_the_programmes(grid_file):
     text = run_cli("inspect", grid_file, env={"COLUMNS": "200"})
     assert "platform layer: platform_npv, platform_revenue" in text
     assert "optimization programmes: optimization_cost, cluster_optimization_cost" in text
+
+
+# ---------------------------------------------------------------------- when to buy
+
+BUY = """\
+scenario:
+  kind: grid
+  name: when-to-buy
+  axes:
+    - {param: order_month, op: set, values: [0, 6, 12]}
+    - {shock: energy, values: [1.0, 1.1]}
+    - {shock: price, values: [0.7, 1.0, 1.3]}
+"""
+BUY_AXES = ("order_month", "energy", "price")
+BUY_ALONE = """\
+scenario:
+  kind: grid
+  name: when-to-buy-alone
+  axes:
+    - {param: order_month, op: set, values: [0, 6, 12]}
+"""
+
+
+@pytest.fixture(scope="module")
+def buy_file(inputs):
+    (inputs / "buy.yaml").write_text(BUY)
+    out = inputs / "buy.h5"
+    run_cli("run", inputs / "portfolio.yaml", "-s", inputs / "buy.yaml", "-o", out, "--backend", "numpy", "-q")
+    return out
+
+
+def test_a_grid_over_the_order_month_holds_the_outputs(buy_file):
+    with xr.open_dataset(buy_file, engine="h5netcdf") as ds:
+        assert list(ds["order_month"].values) == [0, 6, 12]
+        assert_laid_out(ds, BUY_AXES)
+        assert_parts_add_up(ds)
+        # the platform's revenue takes a share of the clusters': it moves with the order month
+        assert np.ptp(ds["platform_revenue"].sel(energy=1.0, price=1.0).values) > 0
+
+
+def test_jax_run_over_the_order_month_agrees_with_numpy(inputs, buy_file, tmp_path):
+    out = tmp_path / "jax.h5"
+    run_cli("run", inputs / "portfolio.yaml", "-s", inputs / "buy.yaml", "-o", out, "--backend", "jax", "-q")
+    with xr.open_dataset(out, engine="h5netcdf") as got, xr.open_dataset(buy_file, engine="h5netcdf") as want:
+        for name in PLATFORM + OPTIMIZATION:
+            assert got[name].dims == want[name].dims
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
+
+
+def test_report_draws_when_to_buy_against_the_axis_that_moves_the_npv_most(buy_file, tmp_path):
+    """The price moves the NPV far more than the energy price: it is the other axis; each
+    row of the table is that price's best order month, by NPV and by IRR."""
+    from stresstest.figures import make_report
+
+    done = make_report(buy_file, tmp_path / "report")
+    buy = done["when_to_buy"]
+    assert (buy["x"], buy["y"], buy["line"]) == ("order_month", "price", None)
+    assert buy["held"] == {"energy": 1.0}
+    for name in ("when_to_buy_npv.png", "when_to_buy_irr.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    with xr.open_dataset(buy_file, engine="h5netcdf") as ds:
+        plane = ds.sel(energy=1.0)
+        rows = done["tables"]["when_to_buy"]["rows"]
+        assert [r["price"] for r in rows] == [0.7, 1.0, 1.3]
+        for r in rows:
+            for k in ("npv", "irr"):
+                line = plane[k].sel(price=r["price"])
+                assert r[k] == float(line.max())
+                assert r[f"best_by_{k}"] == float(line.idxmax("order_month"))
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "When to buy" in page and "when_to_buy_npv.png" in page
+
+
+def test_report_follows_the_heatmaps_axes_and_draws_a_line_for_a_lone_order_month(inputs, buy_file, tmp_path):
+    from stresstest.figures import make_report
+
+    done = make_report(buy_file, tmp_path / "xy", x="energy", y="order_month")
+    assert (done["when_to_buy"]["x"], done["when_to_buy"]["y"]) == ("order_month", "energy")
+    done = make_report(buy_file, tmp_path / "held", at={"order_month": 6})
+    assert done["when_to_buy"] is None  # held by --at: no when-to-buy figure
+    (inputs / "buy_alone.yaml").write_text(BUY_ALONE)
+    alone = inputs / "buy_alone.h5"
+    run_cli("run", inputs / "portfolio.yaml", "-s", inputs / "buy_alone.yaml", "-o", alone, "--backend", "numpy",
+            "-q")
+    done = make_report(alone, tmp_path / "alone")
+    assert done["when_to_buy"] == {"x": None, "y": None, "line": "order_month", "held": {}}
+    assert (tmp_path / "alone" / "when_to_buy_npv.png").stat().st_size > 0
+    (row,) = done["tables"]["when_to_buy"]["rows"]
+    with xr.open_dataset(alone, engine="h5netcdf") as ds:
+        assert row["npv"] == float(ds["npv"].max()) and row["best_by_npv"] == float(ds["npv"].idxmax())
