@@ -18,6 +18,13 @@ quantity): a price scale as the on-demand price in USD per GPU-hour, an energy s
 USD per kWh, a utilization shift as the resulting on-demand utilization, an
 obsolescence shift as the resulting next_gen_month. A cluster's row gives its own
 value; the portfolio's row a weighted mean over the clusters (WEIGHTS).
+
+Version 2 scalars (order_month, capex_decline, optimization.<field>, platform.<field>)
+are set as a grid axis sets them (grid_config.resolve_scalar_path): an optimization
+field in the clusters that run a programme, and rows for those alone; a platform field
+has one value for the portfolio and only the portfolio's row. A whole month (an order,
+start or launch month) moves the outputs in steps, so its answer is the jump between
+the two whole months either side of the target, as for debt_term_months.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import Portfolio
-from .grid_config import is_item_path, item_path_target, resolve_item_path
+from .grid_config import (is_item_path, is_platform_path, is_scalar_path, item_path_target, resolve_item_path,
+                          resolve_scalar_path, scalar_group, scalar_target)
 from .items import KINDS, Items
-from .kernels.params import ITEM_PARAMS, NAMED_SHOCKS, PARAM_NAMES, PARAMS, named_targets
+from .kernels.params import ITEM_PARAMS, NAMED_SHOCKS, PARAM_NAMES, PARAMS, V2_SCALARS, named_targets
+from .programmes import WITHIN_HORIZON, Scalars
 from .kernels.shocks import AxisSpec
 from .validation import ConfigError
 
@@ -148,12 +157,22 @@ class Breakeven:
             if self.set_param:  # the value is in the parameter's units
                 text = with_unit(f"{self.value_in_units:.6g}", self.unit)
                 if self.scope == "portfolio":
-                    text += " in every item it names" if is_item_path(self.quantity) else " in every cluster"
+                    text += everywhere(self.quantity)
             else:
                 text += f" -> {self.quantity} {with_unit(f'{self.value_in_units:.6g}', self.unit)}"
                 text += f", {self.mean}" if self.mean else ""
         base = f"base {self.base_value:g}" + (f", {self.base_note}" if self.base_note else "")
         return f"{text}   ({base}; re-evaluated {name} = {self.achieved:.6g})"
+
+
+def everywhere(param: str) -> str:
+    """Where the portfolio's row sets a parameter: " in every cluster", " in every item it
+    names", " in every programme"; "" for the platform's one value."""
+    if is_platform_path(param):
+        return ""
+    if is_item_path(param):
+        return " in every item it names"
+    return " in every programme" if is_scalar_path(param) and param.startswith("optimization.") else " in every cluster"
 
 
 def with_unit(text: str, unit: str) -> str:
@@ -203,7 +222,7 @@ def parse_target(text: str) -> tuple[str, float]:
 
 def moved_params(param: str, itemised: bool = False) -> tuple[str, ...]:
     """The cluster (or portfolio) parameters that --param moves (an item path: its flow
-    array, "contracts.price")."""
+    array, "contracts.price"; a version 2 scalar: its array, named as the path)."""
     if param in NAMED_SHOCKS:
         return named_targets(param, itemised)
     if is_item_path(param):
@@ -213,17 +232,22 @@ def moved_params(param: str, itemised: bool = False) -> tuple[str, ...]:
 
 def itemise(portfolio: Portfolio, param: str) -> None:
     """A --param that names an item by path makes the portfolio itemised, as a grid axis
-    on one does (grid_config.load_grid): its base arrays carry the items."""
+    on one does (grid_config.load_grid): its base arrays carry the items; a version 2
+    scalar turns its group of arrays on (Portfolio.use, itemised too)."""
     if is_item_path(param):
         portfolio.itemised = True
+    elif is_scalar_path(param) and scalar_target(param)[0] is not None:
+        portfolio.use(scalar_group(param))
 
 
 def param_unit(param: str) -> str:
-    """The unit of a parameter's value, or of an item field's named by path ("" for a shock)."""
+    """The unit of a parameter's value, or of an item field's or version 2 scalar's named
+    by path ("" for a shock)."""
     if is_item_path(param):
         target = item_path_target(param)[0]
         return ITEM_PARAMS[target].unit if target else ""
-    return PARAMS[param].unit if param in PARAMS else ""
+    spec = PARAMS.get(param) or V2_SCALARS.get(param)
+    return spec.unit if spec else ""
 
 
 def _item_axis(param: str, portfolio: Portfolio, mask: tuple[bool, ...]) -> AxisSpec:
@@ -233,6 +257,17 @@ def _item_axis(param: str, portfolio: Portfolio, mask: tuple[bool, ...]) -> Axis
     if why:
         raise ConfigError([f"--param: {param}: {why}"])
     return AxisSpec(param, (target,), "set", mask, items)
+
+
+def _scalar_axis(param: str, portfolio: Portfolio, mask: tuple[bool, ...]) -> AxisSpec:
+    """The set axis of a version 2 scalar over the clusters of `mask` (an optimization
+    field: those that run a programme; the platform's: the portfolio); refused where the
+    field is unknown, no such cluster runs a programme or the portfolio has no platform
+    (grid_config.resolve_scalar_path)."""
+    target, moved, why = resolve_scalar_path(param, portfolio, None if all(mask) else mask)
+    if why:
+        raise ConfigError([f"--param: {param}: {why}"])
+    return AxisSpec(param, (target,), "set", moved)
 
 
 def model_params(portfolio: Portfolio, spec: AxisSpec | None = None, values=()) -> dict[str, np.ndarray]:
@@ -323,6 +358,16 @@ def axis_for(param: str, portfolio: Portfolio, clusters: list[int]) -> tuple[Axi
         axis = _item_axis(param, portfolio, mask)
         spec = ITEM_PARAMS[axis.targets[0]]
         base = float(_mean(*_item_quantity(axis, model_params(portfolio)))[0])
+    elif is_scalar_path(param):
+        axis = _scalar_axis(param, portfolio, mask)
+        spec = V2_SCALARS[param]
+        p = _base(portfolio)
+        if is_platform_path(param):  # the portfolio's one value
+            base = float(p[param][0])
+        else:
+            moved = _moved(axis, clusters)
+            w, _ = _weights(param, p, moved)
+            base = float(np.sum(w * p[param][moved]) / np.sum(w))
     elif param in PARAMS:
         axis = AxisSpec(param, (param,), "set", mask)
         spec = PARAMS[param]
@@ -336,7 +381,14 @@ def axis_for(param: str, portfolio: Portfolio, clusters: list[int]) -> tuple[Axi
         base = 0.0
     lo = spec.lo if math.isfinite(spec.lo) else base - 10 * max(abs(base), 1.0)
     hi = spec.hi if math.isfinite(spec.hi) else max(base, lo) + 10 * max(abs(base), 1.0)
+    if param in WITHIN_HORIZON:  # an order or launch month: within the horizon
+        hi = float(portfolio.horizon_months)
     return axis, base, (lo, hi)
+
+
+def _moved(spec: AxisSpec, clusters: list[int]) -> list[int]:
+    """The clusters of `clusters` that an axis moves (its cluster mask)."""
+    return [c for c in clusters if spec.cluster_mask is None or spec.cluster_mask[c]]
 
 
 def _base(portfolio: Portfolio) -> dict[str, np.ndarray]:
@@ -355,11 +407,13 @@ def in_units(portfolio: Portfolio, param: str, spec: AxisSpec, scope_cluster: in
         if scope_cluster is not None:
             return [float(v) for v in q[:, scope_cluster]]
         return [float(v) for v in _mean(q[:, shocked], w[:, shocked])]
-    q = _quantity(param, p)  # [n, C]
+    q = _quantity(param, p)  # [n, C] (the platform's [n, 1])
     if scope_cluster is not None:
         return [float(v) for v in q[:, scope_cluster]]
-    if param not in NAMED_SHOCKS:  # set alike in every cluster
-        return [float(v) for v in q[:, shocked[0]]]
+    if is_platform_path(param):
+        return [float(v) for v in q[:, 0]]
+    if param not in NAMED_SHOCKS:  # set alike in every cluster it moves
+        return [float(v) for v in q[:, _moved(spec, shocked)[0]]]
     name = SHOCK_QUANTITIES[param][0] if param in SHOCK_QUANTITIES else param
     w, _ = _weights(name, _base(portfolio), shocked)
     with np.errstate(all="ignore"):
@@ -375,7 +429,7 @@ def _describe_units(portfolio: Portfolio, param: str, scope_cluster: int | None,
         _, mean = _weights(name, _base(portfolio), shocked)
         return name, unit, mean, ""
     unit = param_unit(param)
-    if scope_cluster is not None:
+    if scope_cluster is not None or is_platform_path(param):
         return param, unit, "", ""
     if is_item_path(param):
         return param, unit, "", f"the items' {ITEM_MEAN}"
@@ -386,9 +440,11 @@ def _describe_units(portfolio: Portfolio, param: str, scope_cluster: int | None,
 def _output_fn(portfolio: Portfolio, spec: AxisSpec, target: str, level: float, cluster: int | None, xp):
     """f(x) = output(x) - level for x [n], on the array namespace xp (numpy or jax.numpy).
     An IRR (equity IRR) target gives the NPV of the (equity) flows at the rate `level`,
-    NaN for an equity IRR where the scope has no debt."""
+    NaN for an equity IRR where the scope has no debt. The portfolio's flows carry the
+    platform's (which has no debt), and a payback counts from the investment month (a
+    cluster's order month, the portfolio's earliest), as kernels/metrics.py has them."""
     from .kernels.cashflows import cash_flows
-    from .kernels.metrics import evaluate, npv, payback_months
+    from .kernels.metrics import evaluate, from_month, npv, payback_months
     from .kernels.shocks import apply_axis_values
 
     base = {k: xp.asarray(v) for k, v in portfolio.base_arrays().items()}
@@ -405,7 +461,12 @@ def _output_fn(portfolio: Portfolio, spec: AxisSpec, target: str, level: float, 
         cf = fl["cfe" if target == "equity_irr" else "cf"]
         cf = xp.broadcast_to(cf, (n,) + cf.shape[1:])
         flows = xp.sum(cf, axis=1) if cluster is None else cf[:, cluster, :]
+        if cluster is None and "platform" in fl:
+            flows = flows + xp.broadcast_to(fl["platform"]["cf"], flows.shape)
         if target == "payback_months":
+            if "order_month" in fl:
+                t_o = xp.broadcast_to(fl["order_month"], cf.shape[:2])
+                flows = from_month(flows, xp.min(t_o, axis=1) if cluster is None else t_o[:, cluster])
             return payback_months(flows) - level
         disc = xp.broadcast_to(r, (n,)) if target == "npv" else xp.full((n,), level, dtype=x.dtype)
         v = npv(flows, disc)
@@ -570,16 +631,21 @@ def _achieved(portfolio: Portfolio, spec: AxisSpec, target: str, cluster: int | 
 def breakeven(portfolio: Portfolio, param: str, target_text: str, cluster: str | None = None,
               bracket: tuple[float, float] | None = None) -> list[Breakeven]:
     """Portfolio and per-cluster breakevens (or only `cluster`'s). An item path's rows:
-    the portfolio's and those of the clusters that have the item."""
+    the portfolio's and those of the clusters that have the item; an optimization
+    field's, those of the clusters that run a programme; a platform field's, the
+    portfolio's alone (the clusters' own outputs leave the platform out)."""
     target, level = parse_target(target_text)
     if cluster is not None and cluster not in portfolio.cluster_names:
         raise ConfigError([f"--cluster: unknown cluster {cluster!r} (clusters: {', '.join(portfolio.cluster_names)})"])
+    if cluster is not None and is_platform_path(param):
+        raise ConfigError([f"--cluster: {param} is a field of the portfolio's platform layer, which a cluster's "
+                           "own outputs leave out: only the portfolio has a breakeven for it"])
     itemise(portfolio, param)
     everyone = list(range(len(portfolio.clusters)))
     out = []
     if cluster is None:
         out.append(solve(portfolio, param, target, level, scope_cluster=None, shocked=everyone, bracket=bracket))
-        scopes = [c for c in everyone if _has_item(portfolio, param, c)]
+        scopes = [c for c in everyone if _has_own(portfolio, param, c)]
     else:
         scopes = [portfolio.cluster_names.index(cluster)]
     for c in scopes:
@@ -587,11 +653,16 @@ def breakeven(portfolio: Portfolio, param: str, target_text: str, cluster: str |
     return out
 
 
-def _has_item(portfolio: Portfolio, param: str, c: int) -> bool:
-    """Whether cluster c has what `param` moves (an item path: the item it names)."""
+def _has_own(portfolio: Portfolio, param: str, c: int) -> bool:
+    """Whether cluster c has what `param` moves of its own (an item path: the item it
+    names; an optimization field: a programme; a platform field: nothing)."""
+    if is_platform_path(param):
+        return False
+    mask = tuple(i == c for i in range(len(portfolio.clusters)))
+    if is_scalar_path(param):
+        return resolve_scalar_path(param, portfolio, mask)[2] is None
     if not is_item_path(param):
         return True
-    mask = tuple(i == c for i in range(len(portfolio.clusters)))
     return resolve_item_path(param, portfolio, mask)[2] is None
 
 
@@ -601,7 +672,8 @@ def shifted_portfolio(portfolio: Portfolio, axis, value: float) -> Portfolio:
     Items are written back as the model then uses them: a cluster's own items with
     their moved fields; implied items the axis moves by path become the cluster's own
     (contracts anchor and others, segment IMPLIED_SEGMENT), the others stay implied
-    and follow the version 1 keys."""
+    and follow the version 1 keys. A version 2 scalar the axis moves is written back
+    where it moves it (_scalars_after)."""
     import dataclasses
 
     from .kernels.shocks import apply_axis_values
@@ -614,8 +686,30 @@ def shifted_portfolio(portfolio: Portfolio, axis, value: float) -> Portfolio:
     if portfolio.itemised:
         items = [_items_after(it, {k: v[0, c] for k, v in p.items() if k in ITEM_PARAMS},
                               _moved_by_path(axis.spec, c)) for c, it in enumerate(portfolio.items)]
-    return dataclasses.replace(portfolio, clusters=clusters, items=items,
+    scalars, platform = _scalars_after(portfolio, axis.spec, p)
+    return dataclasses.replace(portfolio, clusters=clusters, items=items, scalars=scalars, platform=platform,
                                discount_rate=float(np.reshape(r, (-1,))[0]))
+
+
+def _scalars_after(portfolio: Portfolio, spec: AxisSpec, p: dict) -> tuple[list[Scalars], Scalars | None]:
+    """The clusters' version 2 scalars and the platform's after one axis (p: the
+    parameters after it, [1, C], the platform's [1, 1]): each scalar the axis moves, as
+    the model then uses it (rounded, an order or launch month clipped to the horizon),
+    in the clusters it moves; copies, the portfolio's own left as they were."""
+    scalars = [Scalars(dict(s.values), dict(s.origins)) for s in portfolio.scalars]
+    platform = portfolio.platform
+    for t in (t for t in spec.targets if t in V2_SCALARS):
+        value = np.asarray(p[t], dtype=np.float64).reshape(-1)
+        if t in WITHIN_HORIZON:
+            value = np.minimum(value, float(portfolio.horizon_months))
+        if is_platform_path(t):
+            platform = Scalars({**platform.values, t: float(value[0])}, {**platform.origins, t: "file"})
+            continue
+        for c, s in enumerate(scalars):
+            if spec.cluster_mask is None or spec.cluster_mask[c]:
+                s.values[t] = float(value[c] if value.size > 1 else value[0])
+                s.origins[t] = "cluster"
+    return scalars, platform
 
 
 # The name of a cluster's implied segment once a path has moved it (shifted_portfolio)
@@ -677,6 +771,8 @@ def check_curve_question(portfolio: Portfolio, scenario, over: str, param: str, 
     everyone = tuple(True for _ in portfolio.clusters)
     if is_item_path(param):
         moved = _item_axis(param, portfolio, everyone)
+    elif is_scalar_path(param):
+        _scalar_axis(param, portfolio, everyone)
     elif param not in NAMED_SHOCKS and param not in PARAMS:
         raise ConfigError([f"--param: unknown parameter or shock {param!r}"])
     axes = {a.name: a for a in scenario.axes}
