@@ -13,7 +13,7 @@ import yaml
 
 from stresstest.config import Portfolio, load_portfolio
 from stresstest.engine import grid_point, prepare
-from stresstest.grid_config import Axis, Scenario, resolve_item_path
+from stresstest.grid_config import Axis, Scenario, resolve_item_path, resolve_scalar_path, scalar_group
 from stresstest.industries import BUNDLED
 from stresstest.items import KINDS, REPLACES
 from stresstest.kernels.metrics import evaluate
@@ -31,7 +31,7 @@ from stresstest.kernels.params import (
     named_targets,
 )
 from stresstest.kernels.shocks import AxisSpec, apply_axis_values
-from stresstest.programmes import field_name
+from stresstest.programmes import START, field_name
 
 # Tolerances keyed by dtype (relative, and absolute for rates that cross 0)
 TOL = {"float64": 1e-9, "float32": 2e-4}
@@ -495,3 +495,131 @@ def compare_v2_with_reference(pf: Portfolio, axes: list[Axis], outputs: dict, po
                     assert_close("revenue", float(outputs["cluster_" + name][s, c]), value, scale,
                                  where=f"{where} cluster_{name}[{c}]")
     return len(points)
+
+
+# ------------------------------------------- version 2, part 2: build-out, programmes, platform
+
+
+def random_programme(rng, horizon: int) -> dict:
+    """An `optimization:` mapping: each field given or left to its default, the start
+    month about half the time (else the default rule, ceil(t_o + D)), some past the
+    horizon."""
+    u = rng.uniform
+    drawn = {"cost": u(0, 2e6), "cost_per_year": u(0, 1e6), "start_month": int(rng.integers(1, horizon + 7)),
+             "ramp_months": u(1, 12), "utilization_gain": u(-0.05, 0.2), "energy_saving": u(0, 0.6),
+             "opex_saving": u(0, 0.5)}
+    return {k: (v if k == "start_month" else float(v)) for k, v in drawn.items() if rng.random() < 0.5}
+
+
+def random_platform(rng, horizon: int) -> dict:
+    """A `platform:` mapping of the portfolio: block, each field given or left to its default."""
+    u = rng.uniform
+    drawn = {"build_cost": u(0, 5e6), "launch_month": int(rng.integers(1, horizon + 1)),
+             "run_cost_per_year": u(0, 3e6), "opex_escalation": u(-0.05, 0.1), "take_rate": u(0, 0.3),
+             "users_max": u(0, 2e4), "adoption_months": u(0.5, 36), "fee_per_user_month": u(0, 200),
+             "fee_growth": u(-0.1, 0.2), "margin": u(0, 1), "tax_rate": u(0, 0.4)}
+    return {k: (v if k == "launch_month" else float(v)) for k, v in drawn.items() if rng.random() < 0.6}
+
+
+# The fastest capex decline drawn: GPUs nearly free after a wait (a decline near 100 %
+# a year) make an IRR of some 1e20 a year, whose root lies in the last, wide cell of
+# the IRR solver's ladder (kernels/irr.py), where a few Newton steps do not reach 1e-9.
+CAPEX_DECLINE_MAX = 0.6
+
+
+def random_portfolio_v2b(rng, n_clusters=None, horizon=None) -> dict:
+    """A portfolio file as a YAML-able dict with every version 2 feature in the mix:
+    random_portfolio_v2's clusters (explicit contracts and segments with industries, or
+    the implied items of version 1 keys), each with about even odds an order month
+    (0..T/2), a capex decline and an optimization programme (random_programme); a
+    platform layer in the portfolio: block in about 2 portfolios of 3."""
+    doc = random_portfolio_v2(rng, n_clusters, horizon)
+    T = doc["portfolio"]["horizon_months"]
+    for c in doc["clusters"]:
+        if rng.random() < 0.5:
+            c["order_month"] = int(rng.integers(0, T // 2 + 1))
+        if rng.random() < 0.5:
+            c["capex_decline"] = float(rng.uniform(-0.3, CAPEX_DECLINE_MAX / 2))
+        if rng.random() < 0.5:
+            c["optimization"] = random_programme(rng, T)
+    if rng.random() < 0.7:
+        doc["portfolio"]["platform"] = random_platform(rng, T)
+    return doc
+
+
+# magnitude of a version 2 scalar's shifts and set values (scale: 0..2 for every field);
+# None: the horizon
+SCALAR_SPAN = {"order_month": None, "capex_decline": 1.0, "optimization.cost": 2e6,
+               "optimization.cost_per_year": 1e6, "optimization.start_month": None,
+               "optimization.ramp_months": 12.0, "optimization.utilization_gain": 0.3,
+               "optimization.energy_saving": 1.0, "optimization.opex_saving": 1.0, "platform.build_cost": 5e6,
+               "platform.launch_month": None, "platform.run_cost_per_year": 3e6, "platform.opex_escalation": 0.5,
+               "platform.take_rate": 1.0, "platform.users_max": 2e4, "platform.adoption_months": 36.0,
+               "platform.fee_per_user_month": 200.0, "platform.fee_growth": 0.5, "platform.margin": 1.0,
+               "platform.tax_rate": 1.0}
+assert set(SCALAR_SPAN) == set(V2_SCALARS)
+
+
+def scalar_axis(pf: Portfolio, target: str, op: str, values, clusters=None) -> Axis:
+    """An axis on a version 2 scalar (order_month, capex_decline, optimization.<field>,
+    platform.<field>) of the clusters named (None: all), its target and cluster mask as
+    a grid file's (grid_config.resolve_scalar_path: a programme's field moves the
+    clusters that run one, the platform's needs a platform layer); the portfolio
+    carries the field's group from here on, as load_grid makes it (Portfolio.use)."""
+    cluster_mask = None if clusters is None else tuple(n in clusters for n in pf.cluster_names)
+    resolved, mask, why = resolve_scalar_path(target, pf, cluster_mask)
+    assert why is None, why
+    pf.use(scalar_group(resolved))
+    return Axis(target, AxisSpec(target, (resolved,), op, mask), np.asarray(values, dtype=float), None, target,
+                clusters)
+
+
+def random_scalar_axis(rng, pf: Portfolio, n_points: int, exclude=()) -> Axis:
+    """An axis with n_points random values on a version 2 scalar (but those in
+    `exclude`): the order month or capex decline (every cluster or one), a programme's
+    field where some cluster has a programme, the platform's where the portfolio has
+    one; any op, values past the field's range too (clipped; months rounded, halves
+    among them)."""
+    targets = ["order_month", "capex_decline"] + [p.name for p in PLATFORM_PARAMS if pf.platform is not None]
+    programmes = [n for s, n in zip(pf.scalars, pf.cluster_names) if s.programme]
+    if programmes:
+        targets += [p.name for p in OPTIMIZATION_PARAMS]
+    target = str(rng.choice([t for t in targets if t not in exclude]))
+    clusters = None
+    if not target.startswith("platform.") and len(pf.cluster_names) > 1 and rng.random() < 0.3:
+        clusters = [str(rng.choice(programmes if target.startswith("optimization.") else pf.cluster_names))]
+    if target == START:
+        # only where the file gives the start month: the kernels do not move a default
+        # one (test_model_v2_part2.py, test_a_default_start_month_moves_under_a_shock)
+        clusters = [n for s, n in zip(pf.scalars, pf.cluster_names) if START in s.values
+                    and (clusters is None or n in clusters)]
+        if not clusters:
+            return random_scalar_axis(rng, pf, n_points, tuple(exclude) + (START,))
+    op = str(rng.choice(["scale", "shift", "set"]))
+    span = SCALAR_SPAN[target] or float(pf.horizon_months)
+    values = {"scale": rng.uniform(0, 2, n_points), "shift": rng.uniform(-0.5, 0.5, n_points) * span,
+              "set": rng.uniform(-0.1, 1.1, n_points) * span}[op]
+    if target == "capex_decline":  # past -1 (clipped) but at most 60 %/yr (CAPEX_DECLINE_MAX)
+        values = {"scale": values, "shift": values * 0.6, "set": rng.uniform(-1.2, CAPEX_DECLINE_MAX, n_points)}[op]
+    if op != "scale" and SCALAR_SPAN[target] is None:
+        halves = rng.random(n_points) < 0.3  # a month half way between two: rounded up
+        values = np.where(halves, np.round(values) + 0.5, values)
+    return scalar_axis(pf, target, op, values, clusters)
+
+
+# fields that one axis at most moves at a point (random_axes_v2b): the kernels clip a
+# shocked order or launch month to the horizon only where it is used, and an adoption
+# time at 0, so two shocks on one of them part from MODEL.md (test_model_v2_part2.py,
+# test_two_shocks_on_a_month_clip_as_model_md_says)
+ONE_AXIS_EACH = ("order_month", "platform.launch_month", "platform.adoption_months")
+
+
+def random_axes_v2b(rng, pf: Portfolio, n_points: int) -> list[Axis]:
+    """random_axes_v2's axes (version 1 keys, the discount rate, named shocks, item
+    paths) and 1-3 axes on version 2 scalars (random_scalar_axis; ONE_AXIS_EACH moved
+    by one of them at most), zipped, in random order."""
+    axes = random_axes_v2(rng, pf, n_points)
+    for _ in range(int(rng.integers(1, 4))):
+        taken = tuple(a.param for a in axes if a.param in ONE_AXIS_EACH)
+        axes.append(random_scalar_axis(rng, pf, n_points, exclude=taken))
+    return [axes[i] for i in rng.permutation(len(axes))]

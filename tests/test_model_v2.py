@@ -275,15 +275,18 @@ def test_two_share_shocks_balance_once_in_either_order_by_hand(tmp_path):
     """Shares are balanced once, after every shock of the point (docs/model.md): shop
     set 0.2 and batch set 0.2 give (0.2, 0.2) -> (0.5, 0.5), whichever axis comes first.
     u-bar^mu = 0.5 1.5 0.5 + 0.5 = 0.875; months 1-6: 1.3 + 0.3 0.875 3 = 2.0875, months
-    7-12: 0.3 + 0.8 0.875 3 = 2.4. (Balancing after each shock, as reference_model does,
-    gives (5/8, 3/8) in this order and (4/9, 5/9) in the other: the numbers would hang
-    on the order of two axes that move different segments.)"""
+    7-12: 0.3 + 0.8 0.875 3 = 2.4; the reference (reference_model.balance_shares) agrees.
+    (Balancing after each shock would give (5/8, 3/8) in this order and (4/9, 5/9) in
+    the other: the numbers would hang on the order of two axes that move different
+    segments.)"""
     pf = _worked(tmp_path, [LAB, OTHERS])
     axes = [item_path_axis(pf, "segments.shop.share", "set", [0.2]),
             item_path_axis(pf, "segments.batch.share", "set", [0.2])]
     revenue = 7300 * 6 * (2.0875 + 2.4)  # 196 552.5
     for order in (axes, axes[::-1]):
-        _assert_by_hand(pf, evaluate_zipped(pf, order, make_backend("numpy")), {"revenue": revenue}, s=0)
+        got = evaluate_zipped(pf, order, make_backend("numpy"))
+        _assert_by_hand(pf, got, {"revenue": revenue}, s=0)
+        assert compare_v2_with_reference(pf, order, got, [0]) == 1
 
 
 def test_named_utilization_acts_before_item_paths_on_either_form(tmp_path):
