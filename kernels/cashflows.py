@@ -99,10 +99,14 @@ def cash_flows(p: dict, horizon: int, factors: dict | None = None) -> dict:
 
 
 # The monthly line items of cash_flow_lines, months t = 1..T (each broadcastable to
-# [S, C, T]; the resale lines are [S|1, C, 1], paid at T).
+# [S, C, T]; the resale lines are [S|1, C, 1], paid at T; capex and debt_draw are
+# [S|1, C, T+1], months t = 0..T, paid at the order month).
 LINES = ("revenue_reserved", "revenue_on_demand", "revenue", "energy", "maintenance", "software",
-         "colocation", "staff", "opex", "ebitda", "depreciation", "tax", "resale", "tax_on_sale",
-         "terminal", "debt_service", "balloon", "interest", "interest_tax_shield", "balance")
+         "colocation", "staff", "optimization_cost", "opex", "ebitda", "depreciation", "tax", "resale",
+         "tax_on_sale", "terminal", "capex", "debt_draw", "debt_service", "balloon", "interest",
+         "interest_tax_shield", "balance")
+# The platform layer's monthly lines (platform_flows with lines=True), t = 1..T, [S, T]
+PLATFORM_LINES = ("revenue", "cost_of_sales", "run_cost", "build_cost", "opex", "ebitda", "tax")
 
 
 def cash_flow_lines(p: dict, horizon: int, factors: dict | None = None) -> dict:
@@ -113,8 +117,12 @@ def cash_flow_lines(p: dict, horizon: int, factors: dict | None = None) -> dict:
     are the very arrays the flows are built from: cf_t = ebitda_t - tax_t (+ terminal
     at T), cfe_t = cf_t - debt_service_t + interest_tax_shield_t - balloon_t. The splits
     (revenue_reserved + revenue_on_demand = revenue, maintenance + software + colocation
-    + staff = opex) and balance (B_t, after month t's scheduled payment) are computed
-    only here, so they add up to round-off; cash_flows computes none of them.
+    + staff + optimization_cost = opex, each opex line after an optimization programme's
+    saving) and balance (B_t, after month t's scheduled payment; 0 before the order
+    month) are computed only here, so they add up to round-off; cash_flows computes none
+    of them. capex and debt_draw sit at the order month t_o (0 in version 1), where cf
+    and cfe take them. Where the portfolio has a platform, "platform" carries its
+    "lines" too (PLATFORM_LINES).
     """
     return _flows(p, horizon, factors, lines=True)
 
@@ -268,10 +276,17 @@ def _operating_costs(xp, P, t, live, busy, factors, lines: bool, K, started=None
         out["optimization_cost"] = xp.sum(cost, axis=-1)
     if lines:
         esc_live = esc * live
-        out["opex_lines"] = {"maintenance": esc_live * (P["maintenance_rate"] * N * K / 12.0),
-                             "software": esc_live * (N * P["software_per_gpu_month"]),
-                             "colocation": esc_live * (kw * P["colocation_per_kw_month"]),
-                             "staff": esc * staff}
+        parts = {"maintenance": esc_live * (P["maintenance_rate"] * N * K / 12.0),
+                 "software": esc_live * (N * P["software_per_gpu_month"]),
+                 "colocation": esc_live * (kw * P["colocation_per_kw_month"]),
+                 "staff": esc * staff}
+        if programme is None:
+            parts["optimization_cost"] = xp.zeros_like(t)
+        else:  # each line after the saving; the programme's cost a line of its own
+            kept = 1.0 - P["optimization.opex_saving"] * programme["h"]
+            parts = {k: v * kept for k, v in parts.items()}
+            parts["optimization_cost"] = cost
+        out["opex_lines"] = parts
     return out
 
 
@@ -403,24 +418,31 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     if programme is not None:
         out["optimization_cost"] = costs["optimization_cost"]
     if PLATFORM_KEY in p:
-        out["platform"] = platform_flows(xp, p, revenue, horizon)
+        out["platform"] = platform_flows(xp, p, revenue, horizon, lines)
     if lines:
+        # the investment and the draw at the order month; the balance from it on
+        t_all = xp.reshape(xp.arange(0, horizon + 1, dtype=dtype), (1, 1, horizon + 1))
+        at_order = t_all == (0.0 if t_o is None else t_o)
+        owed = balance(xp, debt, md, j, lj, growth_m1, s)
         out["lines"] = {
             "revenue_reserved": rev["revenue_reserved"], "revenue_on_demand": rev["revenue_on_demand"],
             "revenue": revenue, "energy": energy, **costs["opex_lines"], "opex": opex, "ebitda": ebitda,
             "depreciation": dep, "tax": tax, **sale,
-            "debt_service": service, "balloon": balloon, "interest": interest,
-            "interest_tax_shield": shield, "balance": balance(xp, debt, md, j, lj, growth_m1, s),
+            "capex": xp.where(at_order, capex, 0.0), "debt_draw": xp.where(at_order, debt, 0.0),
+            "debt_service": service, "balloon": balloon, "interest": interest, "interest_tax_shield": shield,
+            "balance": owed if t_o is None else xp.where(t >= t_o, owed, 0.0),
         }
     return out
 
 
-def platform_flows(xp, p: dict, revenue, horizon: int) -> dict:
+def platform_flows(xp, p: dict, revenue, horizon: int, lines: bool = False) -> dict:
     """The platform layer's monthly flows (MODEL.md, "Platform layer"), portfolio level.
 
     p["platform.<field>"]: [S|1, 1]; revenue: the clusters' Revenue_t [S|1, C, T].
     Returns cf [S, T+1] (CF^p_t = EBITDA^p_t (1 - tax), nothing at t = 0), the totals
-    revenue, opex, ebitda [S] over t = 1..T.
+    revenue, opex, ebitda [S] over t = 1..T; with lines=True also "lines", the monthly
+    PLATFORM_LINES [S, T] (cost_of_sales (1 - margin) R^p_t, run_cost and build_cost add
+    up to opex; tax = tax_rate EBITDA^p_t, so ebitda - tax = CF^p_t to round-off).
     """
     q = {k[len(PLATFORM_PREFIX):]: v for k, v in p.items() if k.startswith(PLATFORM_PREFIX)}
     dtype = revenue.dtype
@@ -439,6 +461,11 @@ def platform_flows(xp, p: dict, revenue, horizon: int) -> dict:
     cf = ebitda * (1.0 - q["tax_rate"])
     cf, rev, ebitda, run, build = xp.broadcast_arrays(cf, rev, ebitda, run, build)
     zero = xp.zeros(cf.shape[:1] + (1,), dtype=dtype)
-    return {"cf": xp.concat([zero, cf], axis=-1), "revenue": xp.sum(rev, axis=-1),
-            "opex": xp.sum((1.0 - q["margin"]) * rev + run + build, axis=-1),
-            "ebitda": xp.sum(ebitda, axis=-1)}
+    out = {"cf": xp.concat([zero, cf], axis=-1), "revenue": xp.sum(rev, axis=-1),
+           "opex": xp.sum((1.0 - q["margin"]) * rev + run + build, axis=-1),
+           "ebitda": xp.sum(ebitda, axis=-1)}
+    if lines:
+        sales = (1.0 - q["margin"]) * rev
+        out["lines"] = {"revenue": rev, "cost_of_sales": sales, "run_cost": run, "build_cost": build,
+                        "opex": sales + run + build, "ebitda": ebitda, "tax": q["tax_rate"] * ebitda}
+    return out

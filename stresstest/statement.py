@@ -4,13 +4,17 @@ A statement is read off the model's own kernels (kernels/cashflows.cash_flow_lin
 numpy backend) at one point: the base case, a grid point, a named shock set or one
 Monte Carlo path (the run's draws, by seed and path index). Its columns are the very
 arrays the flows are built from, so they add up to the run's outputs (NPV, IRR, the
-totals, equity IRR, min DSCR, payback): tests/test_statement.py checks each.
+totals, equity IRR, min DSCR, payback): tests/test_statement.py checks each, and
+tests/test_v2_statement.py on version 2 portfolios.
 
-Layout: `values` [scope, period, column], scopes the portfolio then the clusters,
+Layout: `values` [scope, period, column], scopes the portfolio, the clusters, then
+the platform layer where the portfolio has one (its flows count in the portfolio's),
 periods months 0..T (or years 0..ceil(T/12) with --annual). Sign convention: costs
 are positive numbers in their own lines (energy, opex lines, depreciation, tax, capex,
-debt service ...), flows are signed (EBITDA, project CF, equity CF). docs/model.md,
-"The cash-flow statement", describes every column.
+debt service ...), flows are signed (EBITDA, project CF, equity CF). The columns of an
+optimization programme and of a platform appear only where the portfolio has them, so
+a version 1 statement keeps its columns. docs/model.md, "The cash-flow statement",
+describes every column.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Portfolio
+from .kernels.metrics import PLATFORM_OUTPUTS, PROGRAMME_OUTPUTS
 from .kernels.params import OUTPUTS
 from .validation import ConfigError
 
@@ -31,12 +36,17 @@ from .validation import ConfigError
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("revenue_reserved", "revenue\nreserved", "flow"),
     ("revenue_on_demand", "revenue\non-demand", "flow"),
+    ("revenue_platform", "platform\nrevenue", "flow"),
     ("revenue", "revenue", "flow"),
     ("energy", "energy", "flow"),
     ("maintenance", "maintenance", "flow"),
     ("software", "software", "flow"),
     ("colocation", "colocation", "flow"),
     ("staff", "staff", "flow"),
+    ("optimization_cost", "optimization\ncost", "flow"),
+    ("cost_of_sales_platform", "platform cost\nof sales", "flow"),
+    ("run_cost_platform", "platform\nrun cost", "flow"),
+    ("build_cost_platform", "platform\nbuild cost", "flow"),
     ("opex", "opex", "flow"),
     ("ebitda", "EBITDA", "flow"),
     ("depreciation", "depreciation", "flow"),
@@ -58,31 +68,40 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("equity_cf", "equity\nCF", "flow"),
     ("dscr", "DSCR", "ratio"),
 )
-COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
+# the columns of a portfolio with an optimization programme, and with a platform layer
+PROGRAMME_COLUMNS = ("optimization_cost",)
+PLATFORM_COLUMNS = ("revenue_platform", "cost_of_sales_platform", "run_cost_platform", "build_cost_platform")
+# the columns of every statement (version 1's all)
+COLUMN_NAMES = tuple(c[0] for c in COLUMNS if c[0] not in PROGRAMME_COLUMNS + PLATFORM_COLUMNS)
 KIND = {c[0]: c[2] for c in COLUMNS}
 HEADER = {c[0]: c[1] for c in COLUMNS}
 LONG_NAMES = {
     "revenue_reserved": "revenue from the reserved (take-or-pay) book",
     "revenue_on_demand": "revenue from the on-demand pool, priority premium included",
-    "revenue": "revenue (reserved + on-demand)",
+    "revenue_platform": "the platform's revenue: take rate x the clusters' revenue + user fees",
+    "revenue": "revenue (reserved + on-demand, and the platform's where there is one)",
     "energy": "energy cost",
     "maintenance": "maintenance (opex line)",
     "software": "software and licences (opex line)",
     "colocation": "colocation rent (opex line)",
     "staff": "staff cost (opex line)",
-    "opex": "operating cost (maintenance + software + colocation + staff)",
+    "optimization_cost": "the optimization programme's cost (opex line; its savings are in the other lines)",
+    "cost_of_sales_platform": "the platform's cost of sales, (1 - margin) x its revenue (opex line)",
+    "run_cost_platform": "the platform's run cost (opex line)",
+    "build_cost_platform": "the platform's build cost, expensed at launch (opex line)",
+    "opex": "operating cost (the opex lines summed)",
     "ebitda": "EBITDA = revenue - energy - opex",
     "depreciation": "straight-line depreciation",
     "tax": "tax on EBITDA - depreciation (negative: loss relief)",
     "resale": "resale value of the GPU hardware at the horizon",
     "tax_on_sale": "tax on the gain of the sale over book value",
     "terminal_value": "resale - tax on sale",
-    "capex": "capital expenditure (month 0)",
+    "capex": "capital expenditure (at the order month; month 0 in version 1)",
     "project_cf": "project cash flow = EBITDA - tax + terminal value - capex",
     "discount_factor": "(1 + discount rate)^(-month/12)",
     "discounted_cf": "project cash flow x discount factor",
     "cumulative_cf": "cumulative project cash flow (end of period)",
-    "debt_drawdown": "debt drawn (month 0)",
+    "debt_drawdown": "debt drawn (at the order month, with the capex)",
     "debt_service": "level payment in the loan term, plus the balance left at the horizon",
     "interest": "interest on the balance at the start of the month",
     "principal": "debt service - interest",
@@ -93,12 +112,20 @@ LONG_NAMES = {
 }
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".h5": "h5", ".hdf5": "h5", ".nc": "h5"}
 PORTFOLIO_SCOPE = "portfolio"
+PLATFORM_SCOPE = "platform"
 # --at: a value within this of a grid value (absolute, or relative to the value) picks it
 AT_TOLERANCE = 1e-9
 
 
 def units(currency: str) -> dict[str, str]:
-    return {name: ("1" if KIND[name] in ("ratio", "factor") else currency) for name in COLUMN_NAMES}
+    return {name: ("1" if kind in ("ratio", "factor") else currency) for name, kind in KIND.items()}
+
+
+def statement_columns(programme: bool, platform: bool) -> tuple[str, ...]:
+    """The columns of a statement, in COLUMNS' order: every statement's, and those of an
+    optimization programme and of a platform layer where the portfolio has them."""
+    extra = (PROGRAMME_COLUMNS if programme else ()) + (PLATFORM_COLUMNS if platform else ())
+    return tuple(c[0] for c in COLUMNS if c[0] in COLUMN_NAMES or c[0] in extra)
 
 
 # --------------------------------------------------------------------- the point
@@ -157,6 +184,7 @@ def resolve_case(pf: Portfolio, scenario=None, at=(), path: int | None = None) -
     """The point of a statement, every input checked (ConfigError lists the problems)
     before anything is computed. scenario: None (base case) or a loaded scenario."""
     from .engine import equity_clusters
+    from .kernels.shocks import apply_axis_values
 
     at = tuple(at)
     base = {k: v.astype(np.float64) for k, v in pf.base_arrays().items()}
@@ -166,8 +194,12 @@ def resolve_case(pf: Portfolio, scenario=None, at=(), path: int | None = None) -
             raise ConfigError(["--at: needs a scenario with axes (-s FILE, kind: grid or named)"])
         if path is not None:
             raise ConfigError(["--path: needs a Monte Carlo scenario (-s FILE with kind: montecarlo)"])
-        return Case("base", "base case (no shock)", {k: v[None, :] for k, v in base.items()},
-                    rate.reshape(1), equity=equity_clusters(pf), info={"case": "base"})
+        # through the shocks with no axis, as engine.evaluate_base: a version 2 portfolio's
+        # clusters without items of their own get the implied ones from their version 1 keys
+        with np.errstate(all="ignore"):
+            params, r = apply_axis_values(base, rate, (), ())
+        return Case("base", "base case (no shock)", params, r, equity=equity_clusters(pf),
+                    info={"case": "base"})
     kind = scenario.kind
     if kind == "montecarlo":
         if at:
@@ -287,10 +319,12 @@ class Statement:
     values: np.ndarray  # [scope, period, column]
     outputs: dict[str, dict[str, float]]  # scope -> the run's outputs at this point
     with_portfolio: bool = True  # scopes[0] is the portfolio (select() leaves it out)
+    with_platform: bool = False  # scopes[-1] is the platform layer (select() leaves it out)
 
     @property
     def clusters(self) -> tuple[str, ...]:
-        return self.scopes[1:] if self.with_portfolio else self.scopes
+        first = 1 if self.with_portfolio else 0
+        return self.scopes[first:len(self.scopes) - (1 if self.with_platform else 0)]
 
     def column(self, scope: str, name: str) -> np.ndarray:
         """One column of one scope ("portfolio" or a cluster's name)."""
@@ -299,18 +333,21 @@ class Statement:
     def _index(self, scope: str) -> int:
         if self.with_portfolio and scope == PORTFOLIO_SCOPE:
             return 0
+        if self.with_platform and scope == PLATFORM_SCOPE:
+            return len(self.scopes) - 1
         return (1 if self.with_portfolio else 0) + list(self.clusters).index(scope)
 
     def table(self, scope: str) -> dict[str, np.ndarray]:
         return {name: self.column(scope, name) for name in self.columns}
 
     def select(self, clusters) -> "Statement":
-        """Only these clusters (the portfolio left out), in the order given."""
+        """Only these clusters (the portfolio and the platform left out), in the order given."""
         if not clusters:
             return self
         keep = [self._index(c) for c in clusters]
         return replace(self, scopes=tuple(clusters), values=self.values[keep],
-                       outputs={c: self.outputs[c] for c in clusters}, with_portfolio=False)
+                       outputs={c: self.outputs[c] for c in clusters}, with_portfolio=False,
+                       with_platform=False)
 
     def annual(self) -> "Statement":
         """By year: year 0 is month 0 (capex, drawdown), year y months 12(y-1)+1..12y (the
@@ -360,8 +397,9 @@ class Statement:
 
 
 def compute(pf: Portfolio, case: Case) -> Statement:
-    """The monthly statement of every cluster and the portfolio at `case`, from the
-    kernels (numpy): cash_flow_lines for the lines, evaluate for the outputs."""
+    """The monthly statement of the portfolio, every cluster and the platform layer (where
+    there is one) at `case`, from the kernels (numpy): cash_flow_lines for the lines,
+    evaluate for the outputs."""
     from .kernels.cashflows import cash_flow_lines
     from .kernels.metrics import evaluate
 
@@ -370,15 +408,15 @@ def compute(pf: Portfolio, case: Case) -> Statement:
         fl = cash_flow_lines(case.params, T, case.factors)
         res = evaluate(case.params, case.rate, T, equity_clusters=case.equity, factors=case.factors)
     L = fl["lines"]
+    platform = fl.get("platform")
+    columns = statement_columns("optimization_cost" in fl, platform is not None)
 
     def monthly(x):  # months 1..T -> [C, T+1] with month 0 = 0
         x = np.broadcast_to(np.asarray(x, dtype=np.float64), (1, C, T))[0]
         return np.concatenate([np.zeros((C, 1)), x], axis=1)
 
-    def at_zero(x):  # [C] at month 0, 0 after
-        out = np.zeros((C, T + 1))
-        out[:, 0] = np.broadcast_to(np.asarray(x, dtype=np.float64), (1, C))[0]
-        return out
+    def every_month(x):  # months 0..T, [S|1, C, T+1] -> [C, T+1]
+        return np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (1, C, T + 1))[0])
 
     def at_end(x):  # [S|1, C, 1] paid at T
         out = np.zeros((C, T + 1))
@@ -386,33 +424,34 @@ def compute(pf: Portfolio, case: Case) -> Statement:
         return out
 
     one = lambda a: np.broadcast_to(np.asarray(a), (1, C))[0]  # noqa: E731  [S|1, C] -> [C]
-    debt, A, capex = one(fl["debt"]), one(fl["A"]), one(fl["capex"])
-    cf = np.broadcast_to(fl["cf"], (1, C, T + 1))[0]
-    cfe = np.broadcast_to(fl["cfe"], (1, C, T + 1))[0]
+    debt, A = one(fl["debt"]), one(fl["A"])
+    cf, cfe = every_month(fl["cf"]), every_month(fl["cfe"])
     r = float(np.asarray(case.rate).reshape(-1)[0])
     t = np.arange(T + 1, dtype=np.float64)
     v = np.exp(-(t / 12.0) * np.log1p(r))  # as kernels.metrics.npv discounts
 
     cols = {name: monthly(L[name]) for name in (
         "revenue_reserved", "revenue_on_demand", "revenue", "energy", "maintenance", "software",
-        "colocation", "staff", "opex", "ebitda", "depreciation", "tax", "interest",
+        "colocation", "staff", "optimization_cost", "opex", "ebitda", "depreciation", "tax", "interest",
         "interest_tax_shield")}
+    for name in PLATFORM_COLUMNS:  # the clusters' share of the platform's lines: none
+        cols[name] = np.zeros((C, T + 1))
     cols["resale"] = at_end(L["resale"])
     cols["tax_on_sale"] = at_end(L["tax_on_sale"])
     cols["terminal_value"] = at_end(L["terminal"])
-    cols["capex"] = at_zero(capex)
-    cols["project_cf"] = np.array(cf)
+    cols["capex"] = every_month(L["capex"])  # at the order month, as cf takes it
+    cols["project_cf"] = cf
     cols["discount_factor"] = np.broadcast_to(v, (C, T + 1)).copy()
     cols["discounted_cf"] = cf * v
     cols["cumulative_cf"] = np.cumsum(cf, axis=-1)
-    cols["debt_drawdown"] = at_zero(debt)
+    cols["debt_drawdown"] = every_month(L["debt_draw"])
     balloon = monthly(L["balloon"])
     cols["debt_service"] = monthly(L["debt_service"]) + balloon
     cols["principal"] = cols["debt_service"] - cols["interest"]
     balance = monthly(L["balance"]) - balloon
-    balance[:, 0] = debt
+    balance[:, 0] = cols["debt_drawdown"][:, 0]
     cols["balance"] = balance
-    cols["equity_cf"] = np.array(cfe)
+    cols["equity_cf"] = cfe
     # DSCR: as kernels.metrics.finish, month by month (NaN where the month does not count)
     elt = np.broadcast_to(fl["ebitda_less_tax"], (1, C, T))[0]
     month_ok = np.broadcast_to(fl["dscr_month"], (1, C, T))[0]
@@ -421,34 +460,73 @@ def compute(pf: Portfolio, case: Case) -> Statement:
         c_dscr = np.where(month_ok & has_debt[:, None], elt / np.where(has_debt, A, 1.0)[:, None], np.nan)
     cols["dscr"] = np.concatenate([np.full((C, 1), np.nan), c_dscr], axis=1)
 
-    # the portfolio: sums month by month (as the kernels sum the clusters' flows), its own
-    # cumulative flow, and the pooled DSCR of kernels.metrics.finish
+    # the portfolio: sums month by month (as the kernels sum the clusters' flows, the
+    # platform's added), its own cumulative flow, and the pooled DSCR of kernels.metrics.finish
+    plat = None if platform is None else _platform_columns(platform, v)
     port = {}
     for name, x in cols.items():
         port[name] = np.sum(x, axis=0)
+        if plat is not None and KIND[name] == "flow":
+            port[name] = port[name] + plat[name]
     port["discount_factor"] = v.copy()
     port["cumulative_cf"] = np.cumsum(port["project_cf"])
     window = np.all(month_ok | ~has_debt[:, None], axis=0)
     den = np.sum(np.where(has_debt, A, 0.0))
+    p_elt = np.sum(elt, axis=0)
+    if plat is not None:  # the platform's flows count in the numerator
+        p_elt = p_elt + plat["project_cf"][1:]
     with np.errstate(all="ignore"):
-        ratio = np.sum(elt, axis=0) / (den if den != 0 else 1.0)
+        ratio = p_elt / (den if den != 0 else 1.0)
     port["dscr"] = np.concatenate([[np.nan], np.where(window & (den != 0), ratio, np.nan)])
 
-    values = np.empty((1 + C, T + 1, len(COLUMN_NAMES)))
-    for j, name in enumerate(COLUMN_NAMES):
-        values[0, :, j] = port[name]
-        values[1:, :, j] = cols[name]
-    outputs = {PORTFOLIO_SCOPE: {o: float(np.asarray(res[o])[0]) for o in OUTPUTS}}
+    blocks = [port, *({name: x[c] for name, x in cols.items()} for c in range(C))]
+    scopes = [PORTFOLIO_SCOPE, *pf.cluster_names]
+    if plat is not None:
+        blocks.append(plat)
+        scopes.append(PLATFORM_SCOPE)
+    values = np.stack([np.stack([b[name] for name in columns], axis=-1) for b in blocks])
+    return Statement(pf, case, "month", np.arange(T + 1), columns, tuple(scopes), values,
+                     _outputs(pf, res, platform), with_platform=plat is not None)
+
+
+def _platform_columns(platform: dict, v: np.ndarray) -> dict[str, np.ndarray]:
+    """The platform layer's columns [T+1] from platform_flows' lines: its revenue and
+    costs, EBITDA, tax and CF^p (project and equity CF: it carries no debt and no
+    capex); 0 in the clusters' lines, no DSCR."""
+    pl = {k: np.concatenate([[0.0], np.asarray(x, dtype=np.float64)[0]]) for k, x in platform["lines"].items()}
+    cf = np.asarray(platform["cf"], dtype=np.float64)[0]
+    out = {name: np.zeros_like(cf) for name in KIND}
+    out.update({"revenue_platform": pl["revenue"], "revenue": pl["revenue"],
+                "cost_of_sales_platform": pl["cost_of_sales"], "run_cost_platform": pl["run_cost"],
+                "build_cost_platform": pl["build_cost"], "opex": pl["opex"], "ebitda": pl["ebitda"],
+                "tax": pl["tax"], "project_cf": cf, "discount_factor": v.copy(), "discounted_cf": cf * v,
+                "cumulative_cf": np.cumsum(cf), "equity_cf": cf, "dscr": np.full_like(cf, np.nan)})
+    return out
+
+
+def _outputs(pf: Portfolio, res: dict, platform: dict | None) -> dict[str, dict[str, float]]:
+    """The run's outputs per scope: OUTPUTS, and optimization_cost where there is a
+    programme; the portfolio's platform_npv and platform_revenue, and the platform's own
+    NPV and totals (its opex and EBITDA the kernels' totals; no capex, so NaN for the
+    ratios, IRRs and payback) where there is a platform."""
+    first = lambda x: np.asarray(x).reshape(-1)[0]  # noqa: E731  [1] -> scalar
+    own = OUTPUTS + tuple(o for o in PROGRAMME_OUTPUTS if o in res)
+    outputs = {PORTFOLIO_SCOPE: {o: float(first(res[o]))
+                                 for o in own + tuple(o for o in PLATFORM_OUTPUTS if o in res)}}
     for c, name in enumerate(pf.cluster_names):
-        outputs[name] = {o: float(np.asarray(res["cluster_" + o])[0, c]) for o in OUTPUTS}
-    return Statement(pf, case, "month", np.arange(T + 1), COLUMN_NAMES,
-                     (PORTFOLIO_SCOPE, *pf.cluster_names), values, outputs)
+        outputs[name] = {o: float(np.asarray(res["cluster_" + o])[0, c]) for o in own}
+    if platform is not None:
+        outputs[PLATFORM_SCOPE] = {o: math.nan for o in OUTPUTS} | {
+            "npv": float(first(res["platform_npv"])), "revenue": float(first(res["platform_revenue"])),
+            "energy_cost": 0.0, "opex": float(first(platform["opex"])),
+            "ebitda": float(first(platform["ebitda"]))}
+    return outputs
 
 
 def statement(pf: Portfolio, scenario=None, at=(), path: int | None = None, clusters=(),
               annual: bool = False) -> Statement:
-    """The statement at a point (see resolve_case), of the portfolio and every cluster, or
-    of `clusters` only; by year with annual=True."""
+    """The statement at a point (see resolve_case), of the portfolio, every cluster and
+    the platform layer, or of `clusters` only; by year with annual=True."""
     check_clusters(pf, clusters)
     st = compute(pf, resolve_case(pf, scenario, at, path))
     st = st.select(list(clusters))
@@ -501,10 +579,17 @@ def sheet_names(scopes) -> list[str]:
     return out
 
 
+def output_names(st: Statement) -> list[str]:
+    """The outputs any scope of the statement holds: OUTPUTS, then version 2's."""
+    extra = [o for o in PROGRAMME_OUTPUTS + PLATFORM_OUTPUTS if any(o in st.outputs[s] for s in st.scopes)]
+    return [*OUTPUTS, *extra]
+
+
 def write_xlsx(st: Statement, path: Path) -> None:
     """One sheet per scope (the portfolio first): a header row of column names, then one
     row per period, numbers stored as numbers (NaN: an empty cell); a last sheet 'about'
-    with the point, the units and the run's outputs per scope."""
+    with the point, the units and the run's outputs per scope (empty where a scope has
+    none: the platform's IRR, a cluster's platform_npv)."""
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
@@ -535,9 +620,11 @@ def write_xlsx(st: Statement, path: Path) -> None:
                  ("sheets", ", ".join(f"{n} = {s}" for n, s in zip(names, st.scopes)))):
         about.append([k, v])
     about.append([])
-    about.append(["outputs at this point", *OUTPUTS])
+    names = output_names(st)
+    about.append(["outputs at this point", *names])
     for s in st.scopes:
-        about.append([s, *(st.outputs[s][o] if math.isfinite(st.outputs[s][o]) else None for o in OUTPUTS)])
+        got = [st.outputs[s].get(o, math.nan) for o in names]
+        about.append([s, *(x if math.isfinite(x) else None for x in got)])
     about.column_dimensions["A"].width = 24
     wb.save(path)
 
@@ -545,7 +632,8 @@ def write_xlsx(st: Statement, path: Path) -> None:
 def write_h5(st: Statement, path: Path) -> None:
     """xarray-readable HDF5 (h5netcdf): dims `month` (or `year`) and `cluster`; the
     portfolio's lines under their names (dims month), each cluster's as cluster_<line>
-    (dims month, cluster), as in a result file."""
+    (dims month, cluster) and the platform's as platform_<line> (dims month), as in a
+    result file."""
     import xarray as xr
 
     from .version import __version__
@@ -554,11 +642,14 @@ def write_h5(st: Statement, path: Path) -> None:
     u = units(pf.currency)
     data = {}
     first = 1 if st.with_portfolio else 0
+    clusters = slice(first, first + len(st.clusters))
     for j, c in enumerate(st.columns):
         attrs = {"units": u[c], "long_name": LONG_NAMES[c]}
         if st.with_portfolio:
             data[c] = xr.Variable((st.period,), st.values[0, :, j], attrs)
-        data["cluster_" + c] = xr.Variable((st.period, "cluster"), st.values[first:, :, j].T, attrs)
+        data["cluster_" + c] = xr.Variable((st.period, "cluster"), st.values[clusters, :, j].T, attrs)
+        if st.with_platform:
+            data["platform_" + c] = xr.Variable((st.period,), st.values[-1, :, j], attrs)
     ds = xr.Dataset(data, coords={st.period: np.asarray(st.periods, dtype=np.int64),
                                   "cluster": np.array(list(st.clusters), dtype=object)})
     ds.attrs.update({
@@ -598,9 +689,12 @@ def _text(name: str, v: float, unit: float) -> str:
     return f"{v / unit + 0.0:,.1f}"
 
 
-def _headline(o: dict) -> str:
+def _headline(o: dict, platform: bool = False) -> str:
     from .report import fmt
 
+    if platform:  # no capex: no IRR, ROI, payback or DSCR of its own
+        return (f"NPV {fmt('npv', o['npv'])} (platform_npv, counted in the portfolio's), "
+                f"revenue {fmt('revenue', o['revenue'])}")
     def pct(x):
         return "-" if not math.isfinite(x) else f"{100 * x:.2f} %"
 
@@ -627,10 +721,12 @@ def print_statement(st: Statement, console=None, scopes=None) -> None:
             continue
         money = [j for j, c in enumerate(st.columns) if KIND[c] in ("flow", "stock")]
         unit, label = money_unit(st.values[k][:, money])
-        where = "portfolio" if st.with_portfolio and k == 0 else f"cluster {s}"
+        is_platform = st.with_platform and k == len(st.scopes) - 1
+        where = ("portfolio" if st.with_portfolio and k == 0 else "platform layer" if is_platform
+                 else f"cluster {s}")
         console.print(f"[bold]{where}[/] (amounts in {pf.currency}{' ' + label if label else ''}, "
                       f"DSCR a ratio)")
-        console.print(_headline(st.outputs[s]))
+        console.print(_headline(st.outputs[s], is_platform))
         cells = {c: [_text(c, x, unit) for x in st.values[k][:, j]] for j, c in enumerate(st.columns)}
         widths = {c: max(max((len(x) for x in cells[c]), default=1),
                          max(len(w) for w in HEADER[c].split("\n"))) for c in st.columns}
