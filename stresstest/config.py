@@ -268,6 +268,9 @@ def load_portfolio(path: str | Path) -> Portfolio:
         where = f"clusters[{i}]"
         raw = cm.model_dump(exclude_none=True)
         _check_name(found, where, raw["name"], seen)
+        if platform is not None and raw["name"].strip().lower() == "platform":
+            found.problem(f"{where}.name", "'platform' is reserved where the portfolio has a platform "
+                          "layer: statements and tables label the platform so; give the cluster another name")
         seen.setdefault(raw["name"], i)
         values, origin = _merge_defaults(raw, defaults)
         own = resolve_items(raw, defaults, where, found, path.parent)

@@ -444,6 +444,8 @@ V2B_CASES = [
     V("v2b_take_rate_negative.yaml", ("portfolio.platform.take_rate", "must be >= 0, got -0.1")),
     V("v2b_platform_unknown_key.yaml",
       ("portfolio.platform.fee_per_user", "unknown key; did you mean 'fee_per_user_month'?")),
+    V("v2b_cluster_named_platform.yaml", ("clusters[1].name", "'platform' is reserved where the portfolio has a "
+                                                               "platform layer")),
     V("v2b_platform_under_cluster.yaml",
       ("clusters[1].platform", "the platform layer is the portfolio's, not a cluster's: give platform: in the "
                                "portfolio: block")),
