@@ -10,7 +10,10 @@ where NPV_m(i) = sum_t CF_t (1+i)^-t is the monthly-rate NPV; dNPV_m/d theta is 
 flow gradient weighted by (1+i*)^-t (see flow_weights).
 
 Version 2 items: the gradients of the item arrays [.., C, K] (one column per slot) are
-laid out for the files by item name instead (ItemColumns, by_item).
+laid out for the files by item name instead (ItemColumns, by_item). Version 2 scalars
+(capex_decline, optimization.<field>, platform.<field>) follow them, one column each
+(by_scalar); a whole month (order, start, launch month) has none: the flows move in
+steps of it, and its derivative is not taken (DIFFERENTIABLE_SCALARS).
 """
 
 from __future__ import annotations
@@ -20,38 +23,51 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
-from .params import ITEM_FIELDS, ITEM_PARAMS, PARAM_NAMES
+from .params import ITEM_FIELDS, ITEM_PARAMS, PARAM_NAMES, V2_SCALARS
 
 # In a parameter name <kind>.*.<field>: every item of the kind of the cluster at once
 EVERY_ITEM = "*"
+# The version 2 scalars with a gradient: all but the whole months (order_month,
+# optimization.start_month, platform.launch_month), in kernels.params.V2_SCALARS order
+DIFFERENTIABLE_SCALARS: tuple[str, ...] = tuple(n for n, spec in V2_SCALARS.items() if not spec.integer)
 
 
 @dataclass(frozen=True)
 class ItemColumns:
-    """The item part of the parameter coordinate of the sensitivities (docs/model.md,
-    "Sensitivities"): per kind, contracts then segments, the item names in order of first
-    appearance over the clusters, then "*" (every item of the cluster: the derivative of
-    a common shift of them all), and for each name the kind's fields:
-    `contracts.bank.price`, ..., `segments.*.utilization`.
+    """The version 2 part of the parameter coordinate of the sensitivities (docs/model.md,
+    "Sensitivities"): the items, per kind, contracts then segments, the item names in
+    order of first appearance over the clusters, then "*" (every item of the cluster: the
+    derivative of a common shift of them all), and for each name the kind's fields:
+    `contracts.bank.price`, ..., `segments.*.utilization`; then the version 2 scalars
+    the kernels carry (DIFFERENTIABLE_SCALARS of the groups in use): `capex_decline`,
+    `optimization.energy_saving`, `platform.take_rate`, ...
 
     parts: per kind, (its flow arrays, select [C][K][N], present [C][N]): slot k of
     cluster c counts in the kind's item column n where select says so, and cluster c has
-    item n where present says so (every cluster has "*"). Static: hashable tuples.
+    item n where present says so (every cluster has "*"). scalars: the scalars' names;
+    scalar_present [C][len(scalars)]: False where cluster c has no such scalar (an
+    optimization field where it runs no programme). Static: hashable tuples.
     """
 
     names: tuple[str, ...]
     parts: tuple[tuple[tuple[str, ...], tuple, tuple], ...]
+    scalars: tuple[str, ...] = ()
+    scalar_present: tuple[tuple[bool, ...], ...] = ()
 
     @property
     def some_absent(self) -> bool:
-        """Whether some cluster lacks an item another has (its columns are then NaN)."""
-        return any(not all(row) for _, _, present in self.parts for row in present)
+        """Whether some cluster lacks an item another has, or a scalar (its columns are then NaN)."""
+        return (any(not all(row) for _, _, present in self.parts for row in present)
+                or any(not all(row) for row in self.scalar_present))
 
 
-def item_columns(slot_names: list[dict[str, list[str | None]]], slots: dict[str, int]) -> ItemColumns:
+def item_columns(slot_names: list[dict[str, list[str | None]]], slots: dict[str, int],
+                 scalars: dict[str, tuple[bool, ...]] | None = None) -> ItemColumns:
     """The ItemColumns of clusters whose items of each kind have slot_names[c][kind], in
     slot order (None: an item without a name, a version 1 cluster's implied segment,
-    reached only by "*"); slots: the item arrays' width per kind."""
+    reached only by "*"); slots: the item arrays' width per kind; scalars: the version 2
+    scalars with a column (DIFFERENTIABLE_SCALARS order), each with whether each
+    cluster has it."""
     names: list[str] = []
     parts = []
     for kind, fields in ITEM_FIELDS.items():
@@ -68,13 +84,16 @@ def item_columns(slot_names: list[dict[str, list[str | None]]], slots: dict[str,
                         for cluster in slot_names)
         names += [f"{kind}.{item}.{a.split('.', 1)[1]}" for item in items for a in arrays]
         parts.append((arrays, select, present))
-    return ItemColumns(tuple(names), tuple(parts))
+    scalars = scalars or {}
+    present = tuple(zip(*scalars.values())) if scalars else ()
+    return ItemColumns(tuple(names), tuple(parts), tuple(scalars), tuple(tuple(row) for row in present))
 
 
 def parameter_names(columns: ItemColumns | None) -> tuple[str, ...]:
     """The parameter coordinate of the sensitivities: the cluster parameters, then the
-    item columns (columns None: a portfolio without item arrays)."""
-    return PARAM_NAMES + (columns.names if columns is not None else ())
+    item columns, then the version 2 scalars' (columns None: a portfolio without item
+    arrays)."""
+    return PARAM_NAMES + (columns.names + columns.scalars if columns is not None else ())
 
 
 def by_item(xp, arrays: dict, columns: ItemColumns):
@@ -88,6 +107,16 @@ def by_item(xp, arrays: dict, columns: ItemColumns):
         v = xp.where(xp.asarray(present)[..., None], xp.sum(picked, axis=-3), math.nan)
         out.append(xp.reshape(v, v.shape[:-2] + (v.shape[-2] * v.shape[-1],)))
     return xp.concat(out, axis=-1)
+
+
+def by_scalar(xp, arrays: dict, columns: ItemColumns):
+    """Version 2 scalars name -> [..., C] (a cluster's) or [..., 1] (the platform's) as
+    their columns [..., C, len(columns.scalars)]: the platform's value in every
+    cluster's row, NaN where the cluster has no such scalar."""
+    present = xp.asarray(columns.scalar_present, dtype=xp.bool)  # [C, n]
+    C = present.shape[0]
+    v = xp.stack([xp.broadcast_to(arrays[n], arrays[n].shape[:-1] + (C,)) for n in columns.scalars], axis=-1)
+    return xp.where(present, v, math.nan)
 
 
 def flow_weights(discount_rate, irr_monthly, n_months: int):
@@ -115,15 +144,40 @@ def npv_rate_derivative(cf, discount_rate):
     return xp.sum(cf * (-t / 12.0) * xp.exp(-(t / 12.0 + 1.0) * lr), axis=-1)
 
 
-def capex_gradient(p: dict) -> dict:
-    """d Capex_c / d theta_c for every parameter (Capex = N K + K_f); p name -> [S, C]
-    (item arrays [S, C, K], whose derivative is 0)."""
+def _price_factor(xp, p: dict, horizon: int):
+    """The price paid per GPU as a share of capex_per_gpu, (1 - c_K)^(t_o/12) with the
+    order month clipped to 0..T (MODEL.md, "Order month"), and its derivative in c_K
+    (taken as 0 where 1 - c_K = 0, as the flows take a power's); (1, 0) without one."""
+    if "order_month" not in p:
+        return 1.0, 0.0
+    e = xp.where(p["order_month"] < 0.0, 0.0, xp.where(p["order_month"] > horizon, float(horizon),
+                                                        p["order_month"])) / 12.0
+    base = 1.0 - p["capex_decline"]
+    pos = base > 0
+    log_base = xp.log(xp.where(pos, base, 1.0))
+    factor = xp.where(pos, xp.exp(e * log_base), xp.where(e == 0, 1.0, 0.0))
+    return factor, xp.where(pos, -e * xp.exp((e - 1.0) * log_base), 0.0)
+
+
+def capex_paid(p: dict, horizon: int):
+    """Each cluster's capex, N K_o + K_f, K_o = K (1 - c_K)^(t_o/12) [S, C]."""
+    xp = array_namespace(p["gpus"])
+    return p["gpus"] * p["capex_per_gpu"] * _price_factor(xp, p, horizon)[0] + p["capex_fixed"]
+
+
+def capex_gradient(p: dict, horizon: int) -> dict:
+    """d Capex_c / d theta_c for every parameter (capex_paid: N K_o + K_f); p name ->
+    [S, C] (item arrays [S, C, K], the platform's [S, 1], whose derivative is 0; so is
+    the order month's, a whole month without a gradient)."""
     xp = array_namespace(p["gpus"])
     zero = xp.zeros_like(p["gpus"])
+    factor, slope = _price_factor(xp, p, horizon)
     g = {k: xp.zeros_like(v) for k, v in p.items()}
-    g["gpus"] = p["capex_per_gpu"] + zero
-    g["capex_per_gpu"] = p["gpus"] + zero
+    g["gpus"] = p["capex_per_gpu"] * factor + zero
+    g["capex_per_gpu"] = p["gpus"] * factor + zero
     g["capex_fixed"] = zero + 1.0
+    if "capex_decline" in p:
+        g["capex_decline"] = p["gpus"] * p["capex_per_gpu"] * slope + zero
     return g
 
 

@@ -21,7 +21,7 @@ from .items import KINDS, Items, slots
 from .kernels.factored import evaluate_corners, slab_corners
 from .kernels.metrics import evaluate
 from .kernels.params import ITEM_NAMES, OUTPUTS, PARAM_NAMES
-from .kernels.sensitivity import ItemColumns, by_item, item_columns, parameter_names
+from .kernels.sensitivity import DIFFERENTIABLE_SCALARS, ItemColumns, by_item, item_columns, parameter_names
 from .kernels.shocks import apply_axis_values, shocked_params
 from .outputs import (EXPECTED_NONFINITE, EXPECTED_WHERE_NEVER, PER_PARAMETER, SUMMARY_OUTPUTS, expected_reason,
                       output_name)
@@ -328,31 +328,39 @@ def _slot_names(items: Items, kind: str) -> list[str | None]:
 
 
 def sensitivity_items(portfolio: Portfolio) -> ItemColumns | None:
-    """The items' part of the sensitivities' parameter coordinate (kernels/sensitivity.py
-    ItemColumns), or None where the kernels carry no item arrays (version 1)."""
+    """The version 2 part of the sensitivities' parameter coordinate (kernels/sensitivity.py
+    ItemColumns: the items, then the version 2 scalars of the groups in use but the whole
+    months, an optimization field present where the cluster runs a programme), or None
+    where the kernels carry no item arrays (version 1)."""
     if not portfolio.itemised:
         return None
+    arrays = portfolio.base_arrays()
+    scalars = {n: tuple(not n.startswith("optimization.") or s.programme for s in portfolio.scalars)
+               for n in DIFFERENTIABLE_SCALARS if n in arrays}
     return item_columns([{kind: _slot_names(it, kind) for kind in KINDS} for it in portfolio.items],
-                        slots(portfolio.items))
+                        slots(portfolio.items), scalars)
 
 
 def sensitivity_parameters(portfolio: Portfolio) -> list[str]:
     """The `parameter` coordinate of the sensitivities (docs/model.md, "Sensitivities"):
     the cluster parameters, then, where the portfolio carries items, the items' fields
-    by name (contracts.anchor.price, ..., segments.*.utilization)."""
+    by name (contracts.anchor.price, ..., segments.*.utilization), then its version 2
+    scalars (capex_decline, optimization.energy_saving, platform.take_rate, ...)."""
     return list(parameter_names(sensitivity_items(portfolio)))
 
 
 # ------------------------------------------------------------------ summaries
 
 # never_parameters' cells: the parameter is never (+inf); the cluster has no such item
+# (or no optimization programme)
 NEVER, ABSENT = 1, 2
 
 
 def never_parameters(portfolio: Portfolio, scenario: Scenario) -> np.ndarray:
     """[cluster, parameter] (sensitivity_parameters) NEVER where a parameter is never
     (+inf) at every grid point (for a "*" item column: some item's), ABSENT where the
-    cluster has no item of that name, 0 elsewhere.
+    cluster has no item of that name, or no programme for an optimization field, 0
+    elsewhere.
 
     The same at every point: a scale or shift of never is still never, and a set axis
     (finite values only: the loader refuses others) makes it finite on every value of the
@@ -372,7 +380,8 @@ def never_parameters(portfolio: Portfolio, scenario: Scenario) -> np.ndarray:
         return cells
     inf = by_item(np, {k: np.isposinf(first[k]).astype(np.float64) for k in ITEM_NAMES}, items)
     item_cells = np.where(np.isnan(inf), ABSENT, np.where(inf > 0, NEVER, 0)).astype(np.int8)
-    return np.concatenate([cells, item_cells], axis=-1)
+    scalar_cells = np.where(np.asarray(items.scalar_present, dtype=bool), 0, ABSENT).astype(np.int8)
+    return np.concatenate([cells, item_cells, scalar_cells.reshape(len(portfolio.clusters), -1)], axis=-1)
 
 
 @dataclass

@@ -329,7 +329,9 @@ class GridWriter(AtomicFile):
         """The outputs of --sensitivities. The `parameter` coordinate is the portfolio's
         (engine.sensitivity_parameters, of the portfolio in the file's config): the
         cluster parameters, then with version 2 items their fields by item name, whose
-        cells are NaN where a cluster lacks the item (the datasets' nonfinite_means)."""
+        cells are NaN where a cluster lacks the item (the datasets' nonfinite_means),
+        then the version 2 scalars but the whole months (NaN for an optimization field
+        where a cluster runs no programme)."""
         items = self._sensitivity_items()
         scales = {PARAMETER_DIM: self._labels(PARAMETER_DIM, list(parameter_names(items))),
                   AXIS_DIM: self._labels(AXIS_DIM, [a.name for a in axes]),
@@ -337,7 +339,9 @@ class GridWriter(AtomicFile):
         if items is not None:
             scales[PARAMETER_DIM].attrs["long_name"] = (
                 "cluster parameter, then item field as <kind>.<item>.<field> (<kind>.*.<field>: "
-                "every item of the cluster at once)")
+                "every item of the cluster at once)" + (
+                    ", then version 2 field (capex_decline, optimization.<field>, platform.<field>: "
+                    "the platform's in every cluster's row)" if items.scalars else ""))
         for name, dims, units, long_name in SENSITIVITY_VARIABLES:
             self._output(name, tuple(scales[d] for d in dims), dtype, compression, units, long_name)
             if items is not None and items.some_absent and name in PER_PARAMETER:

@@ -16,12 +16,13 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
-from .kernels.cashflows import cash_flows  # noqa: E402
+from .kernels.cashflows import PLATFORM_KEY, cash_flows  # noqa: E402
 from .kernels.factored import evaluate_corners, interpolate, slab_corners  # noqa: E402
 from .kernels.metrics import evaluate  # noqa: E402
-from .kernels.params import ITEM_NAMES, PARAM_NAMES  # noqa: E402
-from .kernels.sensitivity import (by_item, capex_gradient, flow_weights, irr_gradient,  # noqa: E402
-                                  npv_m_slope, npv_rate_derivative, roi_gradient)
+from .kernels.params import ITEM_NAMES, ITEM_PARAMS, PARAM_NAMES  # noqa: E402
+from .kernels.sensitivity import (DIFFERENTIABLE_SCALARS, by_item, by_scalar, capex_gradient,  # noqa: E402
+                                  capex_paid, flow_weights, irr_gradient, npv_m_slope, npv_rate_derivative,
+                                  roi_gradient)
 from .kernels.shocks import apply_axis_values, axis_point_values, with_implied_items  # noqa: E402
 from .kernels.staging import stage  # noqa: E402
 
@@ -190,8 +191,11 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
 
     Gradients are with respect to the parameters at each grid point (after shocks and
     clipping): grad_npv, grad_roi, grad_irr [S, C, P] for the portfolio outputs,
-    grad_cluster_npv [S, C, P] for each cluster's own NPV (equal to grad_npv: a
-    cluster's parameters move only its own flows), their discount-rate derivatives,
+    grad_cluster_npv [S, C, P] for each cluster's own NPV (equal to grad_npv where the
+    portfolio has no platform: a cluster's parameters move only its own flows; with a
+    platform, the portfolio's outputs carry its flows, which the take rate ties to every
+    cluster's revenue, and a cluster's own NPV leaves them out), their discount-rate
+    derivatives,
     npv_per_pct (NPV change for a +1 % relative move of each parameter; NaN, not
     applicable, where the parameter is never: +inf) and
     slope_<output> [S, A] along each axis (through the shocks, clipping included).
@@ -201,7 +205,8 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     arrays): the parameters are then the cluster parameters followed by the items'
     fields by name (ItemColumns): an item field's gradient is the partial derivative
     with respect to that item's value, the other items held (shares not rebalanced); a
-    version 1 key of a cluster whose items are implied moves them too (_Report).
+    version 1 key of a cluster whose items are implied moves them too (_Report); then
+    the version 2 scalars (a platform field's derivative in every cluster's row).
 
     factoring (a factoring.Factoring, chunks of whole slabs): the outputs come from the
     slabs' corners (kernels/factored.py), and so do the NPV and ROI gradients: their
@@ -219,29 +224,40 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
 
 def _differentiable(p: dict) -> tuple[str, ...]:
     """The parameters of p whose gradients the sensitivities keep: the cluster
-    parameters, then the item arrays where p has them (not the implied flags, the
-    industry labels nor version 2's other arrays)."""
-    return PARAM_NAMES + (ITEM_NAMES if ITEM_NAMES[0] in p else ())
+    parameters, then the item arrays where p has them, then the version 2 scalars it
+    has but the whole months (DIFFERENTIABLE_SCALARS; not the implied flags, the
+    industry labels, the start-month flag nor the months)."""
+    return (PARAM_NAMES + (ITEM_NAMES if ITEM_NAMES[0] in p else ())
+            + tuple(k for k in DIFFERENTIABLE_SCALARS if k in p))
 
 
 def _stack_params(g: dict):
     """Gradients by parameter name -> one array, the parameters last: PARAM_NAMES in
-    order, then the slots of each item array present (ITEM_NAMES order); g's other
-    entries (implied flags, industry labels) are left out."""
-    stacked = jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)
-    items = [g[k] for k in ITEM_NAMES if k in g]
-    return jnp.concatenate([stacked, *items], axis=-1) if items else stacked
+    order, then the slots of each item array present (ITEM_NAMES order), then a column
+    per version 2 scalar present (the platform's, one for the portfolio, repeated in
+    every cluster's row); g's other entries (implied flags, industry labels) are left
+    out."""
+    rows = g["gpus"].shape
+    parts = [jnp.stack([g[k] for k in PARAM_NAMES], axis=-1)] + [g[k] for k in ITEM_NAMES if k in g]
+    scalars = [jnp.broadcast_to(g[k], rows) for k in DIFFERENTIABLE_SCALARS if k in g]
+    if scalars:
+        parts.append(jnp.stack(scalars, axis=-1))
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
 def _unstack_params(a, p: dict) -> dict:
     """The inverse of _stack_params: parameter name -> a[..., i] (an item array of p: its
-    slots' columns)."""
+    slots' columns; the platform's: one row, as p has it)."""
     out = {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}
     at = len(PARAM_NAMES)
     for k in _differentiable(p)[len(PARAM_NAMES):]:
-        width = p[k].shape[-1]
-        out[k] = a[..., at:at + width]
-        at += width
+        if k in ITEM_PARAMS:
+            width = p[k].shape[-1]
+            out[k] = a[..., at:at + width]
+            at += width
+        else:
+            out[k] = a[..., :p[k].shape[-1], at]
+            at += 1
     return out
 
 
@@ -250,36 +266,54 @@ def _monthly_irr(irr):
     return jnp.expm1(jnp.log1p(irr) / 12.0)
 
 
-def _pull_back(pb, pf, w, horizon: int):
-    """One scenario's cash flows and the weights w [K, C, T+1] pulled back through
-    them: (gradients [K, C, Q], the flows [C, T+1]).
+# The kinds of weights pulled back through the flows: flow_weights' three (the
+# portfolio's NPV, the flows' sum behind ROI, the IRR's NPV_m), and each cluster's own
+# NPV, which leaves the platform's flows out (needed only where there is a platform)
+NPV, SUM, IRR, OWN_NPV = 0, 1, 2, 3
 
-    pb: shocked parameters [C] (this scenario's); pf: the others [1, C], shared by
-    every scenario, so vmap computes their month factors once. Of the arrays' gradients
-    those of _differentiable are kept.
+
+def _pull_back(pb, pf, w, kinds: tuple[int, ...], horizon: int):
+    """One scenario's cash flows and the weights w [K, 1, T+1] pulled back through
+    them: (gradients [K, C, Q], the clusters' flows [C, T+1], the platform's [T+1],
+    zero without a platform).
+
+    pb: shocked parameters [C] (this scenario's; the platform's [1]); pf: the others
+    [1, C], shared by every scenario, so vmap computes their month factors once. Each
+    weight applies to every cluster's flows and, but for OWN_NPV, to the platform's.
+    Of the arrays' gradients those of _differentiable are kept.
     """
     def flows(pb, pf):
-        return cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)["cf"][0]
+        fl = cash_flows({**{k: v[None] for k, v in pb.items()}, **pf}, horizon)
+        platform = fl["platform"]["cf"][0] if "platform" in fl else jnp.zeros(fl["cf"].shape[-1:], fl["cf"].dtype)
+        return fl["cf"][0], platform
 
-    cf, flow_pull = jax.vjp(flows, pb, pf)
-    gb, gf = jax.vmap(lambda wk: flow_pull(jnp.broadcast_to(wk, cf.shape)))(w)
-    return _stack_params({**gb, **{k: v[:, 0] for k, v in gf.items()}}), cf
+    (cf, pcf), flow_pull = jax.vjp(flows, pb, pf)
+    on = jnp.asarray([0.0 if k == OWN_NPV else 1.0 for k in kinds], dtype=cf.dtype)
+    gb, gf = jax.vmap(lambda wk, o: flow_pull((jnp.broadcast_to(wk, cf.shape), wk[0] * o)))(w, on)
+    return _stack_params({**gb, **{k: v[:, 0] for k, v in gf.items()}}), cf, pcf
 
 
 def _scenario_gradients(pb, pf, r, irr_m, kinds: tuple[int, ...], horizon: int):
-    """The weights `kinds` (of npv, roi, irr: flow_weights' order) for one scenario;
-    returns the gradients [K, C, Q], dNPV_m/di at the IRR's root and dNPV/dr [C]."""
-    w = flow_weights(r[None], irr_m[None], horizon + 1)[list(kinds), 0]  # [K, 1, T+1]
-    g, cf = _pull_back(pb, pf, w, horizon)
-    return (g, npv_m_slope(jnp.sum(cf, axis=0)[None], irr_m[None])[0],
-            npv_rate_derivative(cf[None], r[None])[0])
+    """The weights `kinds` (NPV, SUM, IRR, OWN_NPV) for one scenario; returns the
+    gradients [K, C, Q], dNPV_m/di at the IRR's root (the portfolio's flows, the
+    platform's included), dNPV/dr of each cluster's flows [C] and of the platform's."""
+    rows = [NPV if k == OWN_NPV else k for k in kinds]
+    w = flow_weights(r[None], irr_m[None], horizon + 1)[rows, 0]  # [K, 1, T+1]
+    g, cf, pcf = _pull_back(pb, pf, w, kinds, horizon)
+    return (g, npv_m_slope((jnp.sum(cf, axis=0) + pcf)[None], irr_m[None])[0],
+            npv_rate_derivative(cf[None], r[None])[0], npv_rate_derivative(pcf[None, None], r[None])[0, 0])
 
 
-def _roi_gradient(out: dict, p: dict, g_sum):
+def _kinds(p: dict, *kinds: int) -> tuple[int, ...]:
+    """The kinds of weights to pull back, with OWN_NPV where the portfolio has a platform."""
+    return kinds + ((OWN_NPV,) if PLATFORM_KEY in p else ())
+
+
+def _roi_gradient(out: dict, p: dict, g_sum, horizon: int):
     """The ROI's gradient [S, C, Q] from that of the flows' sum; p: the shocked
-    parameters, each [S, C] ([S, C, K] for items)."""
-    total_capex = jnp.sum(p["gpus"] * p["capex_per_gpu"] + p["capex_fixed"], axis=1)
-    return roi_gradient(g_sum, _stack_params(capex_gradient(p)), out["roi"], total_capex)
+    parameters, each [S, C] ([S, C, K] for items, [S, 1] the platform's)."""
+    total_capex = jnp.sum(capex_paid(p, horizon), axis=1)
+    return roi_gradient(g_sum, _stack_params(capex_gradient(p, horizon)), out["roi"], total_capex)
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,8 +324,10 @@ class _Report:
     Without items the two are the same. With items: a version 1 key of a cluster whose
     items are implied (kernels/shocks.py with_implied_items) gains what it moves through
     them, so that its gradient is its total derivative, as in version 1; the item slots
-    become the named item columns (kernels/sensitivity.py by_item). p: the shocked
-    parameters, each [S, C] ([S, C, K] for items); columns: the ItemColumns, or None.
+    become the named item columns (kernels/sensitivity.py by_item); the version 2
+    scalars' columns follow, NaN where a cluster has no such scalar (by_scalar). p: the
+    shocked parameters, each [S, C] ([S, C, K] for items, [S, 1] the platform's);
+    columns: the ItemColumns, or None.
     """
 
     p: dict
@@ -306,7 +342,11 @@ class _Report:
         _, implied_pull = jax.vjp(lambda keys: with_implied_items(jnp, {**self.p, **keys}), keys)
         through_items = implied_pull(items)[0]
         total = jnp.stack([d[k] + through_items[k] for k in PARAM_NAMES], axis=-1)
-        return jnp.concatenate([total, by_item(jnp, items, self.columns)], axis=-1)
+        return jnp.concatenate([total, by_item(jnp, items, self.columns), *self._scalars(d)], axis=-1)
+
+    def _scalars(self, d: dict) -> list:
+        """The version 2 scalars' columns of d (by name), as a list of none or one array."""
+        return [by_scalar(jnp, d, self.columns)] if self.columns.scalars else []
 
     def per_pct(self, g_npv, report_npv):
         """npv_per_pct [S, C, P']: the NPV's change for a +1 % relative move of each
@@ -320,20 +360,34 @@ class _Report:
             return per_pct
         d = _unstack_params(g_npv, self.p)
         moved = {k: jnp.where(jnp.isinf(self.p[k]), jnp.nan, d[k] * self.p[k]) for k in ITEM_NAMES}
-        return jnp.concatenate([per_pct, by_item(jnp, moved, self.columns) * 0.01], axis=-1)
+        scalars = {k: d[k] * self.p[k] for k in self.columns.scalars}
+        return jnp.concatenate([per_pct, by_item(jnp, moved, self.columns) * 0.01,
+                                *(x * 0.01 for x in self._scalars(scalars))], axis=-1)
 
 
-def _gradient_outputs(out: dict, report: _Report, g_npv, g_roi, g_npv_m, slope_m, d_rate) -> None:
+def _gradient_outputs(out: dict, report: _Report, g: dict) -> None:
     """Adds the parameter gradients to `out` (which holds the model's outputs): NPV,
     each cluster's NPV, ROI and IRR [S, C, P'], the discount-rate derivatives and
-    npv_per_pct; the gradients arrive in the flows' layout [S, C, Q]."""
-    out["grad_npv"] = report(g_npv)
-    out["grad_cluster_npv"] = out["grad_npv"]
-    out["grad_roi"] = report(g_roi)
-    out["grad_irr"] = irr_gradient(report(g_npv_m), slope_m, out["irr"])
-    out["grad_cluster_npv_discount_rate"] = d_rate
-    out["grad_npv_discount_rate"] = jnp.sum(d_rate, axis=1)
-    out["npv_per_pct"] = report.per_pct(g_npv, out["grad_npv"])
+    npv_per_pct; g: the gradients in the flows' layout [S, C, Q] (npv, own_npv, roi,
+    npv_m), slope_m [S], d_rate [S, C] and d_rate_platform [S]."""
+    out["grad_npv"] = report(g["npv"])
+    out["grad_cluster_npv"] = out["grad_npv"] if g["own_npv"] is None else report(g["own_npv"])
+    out["grad_roi"] = report(g["roi"])
+    out["grad_irr"] = irr_gradient(report(g["npv_m"]), g["slope_m"], out["irr"])
+    out["grad_cluster_npv_discount_rate"] = g["d_rate"]
+    out["grad_npv_discount_rate"] = jnp.sum(g["d_rate"], axis=1) + g["d_rate_platform"]
+    out["npv_per_pct"] = report.per_pct(g["npv"], out["grad_npv"])
+
+
+def _flow_results(g, slope_m, d_rate, d_rate_platform, kinds: tuple[int, ...], npv_m=None) -> dict:
+    """flow_gradients' results by name: the gradients of the weights `kinds` (g [S, K, C,
+    Q]; own_npv None where OWN_NPV was not needed: npv's serves), npv_m where the IRR's
+    weight came from another pass, slope_m, d_rate, d_rate_platform."""
+    out = {name: g[:, kinds.index(k)] if k in kinds else None
+           for name, k in (("npv", NPV), ("sum", SUM), ("npv_m", IRR), ("own_npv", OWN_NPV))}
+    if npv_m is not None:
+        out["npv_m"] = npv_m
+    return {**out, "slope_m": slope_m, "d_rate": d_rate, "d_rate_platform": d_rate_platform}
 
 
 def _axis_slopes(out: dict, shock_pull, p: dict, g_npv, g_roi, g_npv_m, slope_m, r, chunk: int) -> None:
@@ -374,13 +428,12 @@ class _SensitivityLayout:
         # unshocked parameters stay [1, C, T] (computed once per chunk)
         p_hoisted, r_hoisted = apply_axis_values(base, rate, self.specs, point)
         if self.factoring is None:
-            out, grads = self.full_gradients(p_hoisted, r_hoisted, r)
+            out, g = self.full_gradients(p_hoisted, r_hoisted, r)
         else:
-            out, grads = self.factored_gradients((base, rate, values, *extra, start), p_hoisted, r)
-        g_npv, g_sum, g_npv_m, slope_m, d_rate = grads
-        g_roi = _roi_gradient(out, p, g_sum)
-        _gradient_outputs(out, _Report(p, self.items), g_npv, g_roi, g_npv_m, slope_m, d_rate)
-        _axis_slopes(out, shock_pull, p, g_npv, g_roi, g_npv_m, slope_m, r, self.chunk)
+            out, g = self.factored_gradients((base, rate, values, *extra, start), p_hoisted, r)
+        g["roi"] = _roi_gradient(out, p, g["sum"], self.horizon)
+        _gradient_outputs(out, _Report(p, self.items), g)
+        _axis_slopes(out, shock_pull, p, g["npv"], g["roi"], g["npv_m"], g["slope_m"], r, self.chunk)
         return out
 
     def scenario_params(self, base, rate, point):
@@ -392,7 +445,8 @@ class _SensitivityLayout:
         return p, jnp.broadcast_to(r, (self.chunk,))
 
     def flow_gradients(self, p_hoisted, r, irr_m, kinds: tuple[int, ...]):
-        """Gradients [S, K, C, Q] of the weighted flow sums, dNPV_m/di [S], dNPV/dr [S, C]."""
+        """Gradients [S, K, C, Q] of the weighted flow sums, dNPV_m/di [S], dNPV/dr of the
+        clusters' flows [S, C] and of the platform's [S]."""
         pb = {k: v for k, v in p_hoisted.items() if v.shape[0] != 1}
         pf = {k: v for k, v in p_hoisted.items() if v.shape[0] == 1}
         n = r.shape[0]
@@ -402,32 +456,35 @@ class _SensitivityLayout:
         return _by_subchunks(per_scenario, self.sub, n, (pb, r, irr_m))
 
     def full_gradients(self, p_hoisted, r_hoisted, r):
-        """Every grid point in full: the outputs, and (grad NPV, grad of the flows' sum,
-        grad NPV_m, dNPV_m/di, dNPV/dr) from one reverse pass with all three weights."""
+        """Every grid point in full: the outputs, and the gradients by name
+        (_flow_results) from one reverse pass with every weight."""
         out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (self.chunk,)), self.horizon,
                             equity_clusters=self.equity_clusters))
-        g, slope_m, d_rate = self.flow_gradients(p_hoisted, r, _monthly_irr(out["irr"]), (0, 1, 2))
-        return out, (g[:, 0], g[:, 1], g[:, 2], slope_m, d_rate)
+        kinds = _kinds(p_hoisted, NPV, SUM, IRR)
+        return out, _flow_results(*self.flow_gradients(p_hoisted, r, _monthly_irr(out["irr"]), kinds), kinds)
 
     def factored_gradients(self, inputs: tuple, p_hoisted, r):
         """A factored grid (inputs: base, rate, values, corner_values, weights, start):
-        the outputs and the NPV and ROI gradients from the corners, the IRR's pulled back
-        per point; the same five gradients as full_gradients."""
-        out, g2 = self.corner_gradients(*inputs)
+        the outputs and the NPV, ROI (and own NPV) gradients from the corners, the IRR's
+        pulled back per point; the same gradients as full_gradients."""
+        out, g_corners, kinds = self.corner_gradients(*inputs)
         irr_m = _monthly_irr(out["irr"])
         # a stage of its own (kernels/staging.py): faster than fused with the corners'
         # (benchmarks/README.md, "Measurements behind design choices in the code")
-        g, slope_m, d_rate = stage(jnp, lambda ph, r, irr_m: self.flow_gradients(ph, r, irr_m, (2,)),
-                                   p_hoisted, r, irr_m)
-        return out, (g2[:, 0], g2[:, 1], g[:, 0], slope_m, d_rate)
+        g, slope_m, d_rate, d_rate_p = stage(jnp, lambda ph, r, irr_m: self.flow_gradients(ph, r, irr_m, (IRR,)),
+                                             p_hoisted, r, irr_m)
+        return out, _flow_results(g_corners, slope_m, d_rate, d_rate_p, kinds, npv_m=g[:, 0])
 
     def corner_gradients(self, base, rate, values, corner_values, weights, start):
-        """Factored grids: the outputs and the NPV and ROI gradients from the corners."""
+        """Factored grids: the outputs, and the gradients of the weights that do not
+        depend on the point (NPV, SUM, OWN_NPV) from the corners, interpolated, with
+        their kinds."""
         fact = self.factoring
         lead = self.chunk // fact.slab
         point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
         pc, rc = apply_axis_values(base, rate, self.specs, point)
         rc = jnp.broadcast_to(rc, (point[0].shape[0],))
         out = dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, lead, fact.shape, axes))
-        g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), (0, 1))[0]  # [lead R, 2, C, Q]
-        return out, interpolate(g, lead, fact.shape, axes)
+        kinds = _kinds(pc, NPV, SUM)
+        g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), kinds)[0]  # [lead R, K, C, Q]
+        return out, interpolate(g, lead, fact.shape, axes), kinds

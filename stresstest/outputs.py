@@ -51,8 +51,10 @@ def output_name(name: str) -> str:
 
 # Where a per-parameter output is NaN at the cells of an item a cluster does not have:
 # the parameter coordinate of a portfolio with version 2 items names the items of every
-# cluster (kernels/sensitivity.py ItemColumns), and moving an item one lacks is no move
-EXPECTED_WHERE_ABSENT = "the cluster has no item of that name (an item of another cluster): not applicable"
+# cluster (kernels/sensitivity.py ItemColumns), and moving an item one lacks is no move;
+# so is moving the optimization programme of a cluster that runs none
+EXPECTED_WHERE_ABSENT = ("the cluster has no item of that name (an item of another cluster), or no "
+                         "optimization programme for an optimization field: not applicable")
 
 
 def expected_reason(name: str, absent: bool = False) -> str | None:
