@@ -10,7 +10,12 @@ Where the portfolio carries items (version 2), each named item's fields are bars
 by path as a grid axis names them (contracts.bank.price, contracts.anchor.share,
 segments.train.utilization): per cluster, its own items; for the portfolio, the item
 moved in every cluster that has one of that name. A version 1 key that a cluster's own
-items replace moves nothing there and has no bar.
+items replace moves nothing there and has no bar. So are the version 2 scalars the
+portfolio uses (capex_decline, optimization.<field> where a cluster runs a programme,
+platform.<field> for the portfolio alone), but the whole months (order, start and
+launch month): a 10 % move of a month is a step of whole months, whose size depends on
+the month itself, and they have no gradient (kernels/sensitivity.py
+DIFFERENTIABLE_SCALARS); a grid axis or a breakeven on them answers "when" instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import math
 import numpy as np
 
 from .config import Portfolio
-from .grid_config import Scenario, is_item_path, resolve_item_path
+from .grid_config import Scenario, is_item_path, is_platform_path, resolve_item_path
 from .items import KINDS, REPLACES
 from .kernels.metrics import evaluate
 from .kernels.params import AFFINE_PARAMS, CLUSTER_PARAMS, ITEM_PARAMS, PARAM_NAMES
@@ -88,8 +93,9 @@ def base_gradients(portfolio: Portfolio) -> dict[str, np.ndarray]:
 
 
 def _axis(portfolio: Portfolio, name: str, clusters: list[int]) -> AxisSpec:
-    """The scale axis of a bar: a parameter or an item path in `clusters`, or the discount rate."""
-    if name == "discount_rate":
+    """The scale axis of a bar: a parameter or an item path in `clusters`, or the discount
+    rate or a platform field (the portfolio's)."""
+    if name == "discount_rate" or is_platform_path(name):
         return AxisSpec(name, (name,), "scale")
     mask = tuple(c in clusters for c in range(len(portfolio.clusters)))
     if is_item_path(name):
@@ -122,10 +128,13 @@ def _revalue(portfolio: Portfolio, moves: list[tuple[str, list[int], float]]) ->
         return evaluate(p, np.broadcast_to(rate, (n,)), portfolio.horizon_months)["npv"]
 
 
-def _bars(portfolio: Portfolio) -> dict[str, list[tuple[str, list[int]]]]:
+def _bars(portfolio: Portfolio, columns) -> dict[str, list[tuple[str, list[int]]]]:
     """Per scope, its bars: (parameter or item path, the clusters it moves). A version 1
     key moves the clusters that do not replace it by items of their own; an item path,
-    those that have such an item (Items.names: an implied book's anchor and others)."""
+    those that have such an item (Items.names: an implied book's anchor and others); a
+    version 2 scalar (columns: engine.sensitivity_items, or None), the clusters that
+    have it; a platform field is the portfolio's bar alone (its row: cluster 0's, which
+    holds the portfolio's derivative as every row does)."""
     C = len(portfolio.clusters)
     counts = {k: [c for c in range(C) if not any(k in REPLACES[kind] and portfolio.items[c].of(kind) is not None
                                                   for kind in KINDS)] for k in PARAM_NAMES}
@@ -137,17 +146,22 @@ def _bars(portfolio: Portfolio) -> dict[str, list[tuple[str, list[int]]]]:
                 for name in items.names(kind):
                     for f in fields:
                         paths.setdefault(f"{kind}.{name}.{f}", []).append(c)
+    scalars = {}
+    for j, name in enumerate(columns.scalars if columns is not None else ()):
+        scalars[name] = [0] if is_platform_path(name) else [c for c in range(C) if columns.scalar_present[c][j]]
     scopes = {"portfolio": [(k, counts[k]) for k in PARAM_NAMES if counts[k]] + [("discount_rate", [])]
-              + list(paths.items())}
+              + list(paths.items()) + [(k, owners) for k, owners in scalars.items() if owners]}
     for c, name in enumerate(portfolio.cluster_names):
         scopes[name] = ([(k, [c]) for k in PARAM_NAMES if c in counts[k]]
-                        + [(path, [c]) for path, owners in paths.items() if c in owners])
+                        + [(path, [c]) for path, owners in paths.items() if c in owners]
+                        + [(k, [c]) for k, owners in scalars.items() if c in owners and not is_platform_path(k)])
     return scopes
 
 
 def _values(portfolio: Portfolio, parameters: list[str]) -> np.ndarray:
     """[C, P] each cluster's value of each parameter of the gradients' axis (an item's as
-    the model uses it, implied ones derived; NaN where the cluster lacks the item)."""
+    the model uses it, implied ones derived; NaN where the cluster lacks the item; a
+    version 2 scalar's as the base arrays hold it, the platform's in every row)."""
     from .kernels.shocks import apply_axis_values
 
     base = portfolio.base_arrays()
@@ -156,7 +170,7 @@ def _values(portfolio: Portfolio, parameters: list[str]) -> np.ndarray:
     out = np.full((len(portfolio.clusters), len(parameters)), np.nan)
     for j, name in enumerate(parameters):
         if not is_item_path(name):
-            out[:, j] = base[name]
+            out[:, j] = base[name]  # the platform's [1]: every row
             continue
         kind, _, rest = name.partition(".")
         item, _, field = rest.rpartition(".")
@@ -169,7 +183,7 @@ def _values(portfolio: Portfolio, parameters: list[str]) -> np.ndarray:
 
 def tornado(portfolio: Portfolio, move: float = 0.10) -> dict:
     """Rows per scope ("portfolio" and each cluster), ranked by the largest exact |change|."""
-    from .engine import sensitivity_parameters
+    from .engine import sensitivity_items, sensitivity_parameters
 
     g = base_gradients(portfolio)
     base_npv = float(g["npv"])
@@ -177,7 +191,7 @@ def tornado(portfolio: Portfolio, move: float = 0.10) -> dict:
     parameters = sensitivity_parameters(portfolio)
     values = _values(portfolio, parameters)
     result = {"base_npv": base_npv, "move": move, "scopes": {}}
-    for scope, bars in _bars(portfolio).items():
+    for scope, bars in _bars(portfolio, sensitivity_items(portfolio)).items():
         rows, moves = [], []
         for name, clusters in bars:
             if name == "discount_rate":
