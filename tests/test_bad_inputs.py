@@ -27,6 +27,7 @@ from stresstest.cli import main
 HERE = Path(__file__).parent / "bad_inputs"
 VALID_P = HERE / "valid_portfolio.yaml"
 VALID_S = HERE / "valid_scenario.yaml"
+VALID_V2 = HERE / "valid_platform_portfolio.yaml"  # with an order month, a programme and a platform
 
 
 def P(name, *expected):
@@ -37,6 +38,11 @@ def P(name, *expected):
 def S(name, *expected):
     """A bad scenario file, run against the valid portfolio."""
     return pytest.param(VALID_P, HERE / name, HERE / name, list(expected), id=name)
+
+
+def S2(name, *expected):
+    """A bad scenario file, run against the valid portfolio with version 2 scalars."""
+    return pytest.param(VALID_V2, HERE / name, HERE / name, list(expected), id=name)
 
 
 CASES = [
@@ -203,6 +209,22 @@ CASES = [
       ("scenario.events[0].param", "no cluster has a contract 'acme' (contracts: a: anchor, others; b: anchor, others)")),
     S("v2_mc_unknown_segment_series.yaml",
       ("scenario.correlation.pairs[0].a", "unknown series 'utilization/a/train'; did you mean 'utilization/a'?")),
+    # axes and events on version 2 scalars (order month, optimization, platform)
+    S2("v2c_platform_axis_with_clusters.yaml",
+       ("scenario.axes[0].clusters", "platform.take_rate is a field of the portfolio's platform layer, which is "
+                                     "one for the whole portfolio: clusters: does not apply")),
+    S("v2c_platform_axis_without_platform.yaml",
+      ("scenario.axes[0].param", f"the portfolio {VALID_P} has no platform layer: give platform: in its "
+                                 "portfolio: block")),
+    S2("v2c_unknown_optimization_field.yaml",
+       ("scenario.axes[0].param", "unknown field 'energy_savings' of an optimization programme; did you mean "
+                                  "'energy_saving'? (fields: cost, cost_per_year, start_month,")),
+    S("v2c_order_month_past_horizon.yaml",
+      ("scenario.axes[0].values", "value 2 for order_month: must be <= 24 (the horizon, horizon_months), got 30")),
+    S("v2c_optimization_without_programme.yaml",
+      ("scenario.axes[0].param", "no cluster runs an optimization programme (programmes: none)")),
+    S2("v2c_mc_platform_event_clusters.yaml",
+       ("scenario.events[0].clusters", "platform.take_rate is a field of the portfolio's platform layer")),
 ]
 
 
@@ -266,17 +288,18 @@ def test_bad_file_is_refused(portfolio, scenario, bad_file, expected, tmp_path):
 def test_corpus_is_complete():
     """Every bad file in the folder has a case, and the corpus has at least 24 files."""
     named = {c.values[2].name for c in CASES}
-    on_disk = {p.name for pattern in ("[psm]_*.yaml", "v2_*.yaml") for p in HERE.glob(pattern)}
+    on_disk = {p.name for pattern in ("[psm]_*.yaml", "v2_*.yaml", "v2c_*.yaml") for p in HERE.glob(pattern)}
     assert on_disk == named
     assert len(on_disk) >= 24
 
 
 def test_valid_files_run(tmp_path):
     """The helpers themselves are valid: a failure above is the bad file's doing."""
-    out = tmp_path / "out.h5"
-    result = _run(VALID_P, VALID_S, out)
-    assert result.exit_code == 0, _describe(result)
-    assert out.is_file()
+    for portfolio in (VALID_P, VALID_V2):
+        out = tmp_path / f"{portfolio.stem}.h5"
+        result = _run(portfolio, VALID_S, out)
+        assert result.exit_code == 0, _describe(result)
+        assert out.is_file()
 
 
 # ---------------------------------------------------------------- unreadable inputs
