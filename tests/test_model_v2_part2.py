@@ -20,8 +20,11 @@ at once.
 - The seeds of part 1's generator that disagreed while the reference balanced the
   shares after each shock.
 - Gradients of the NPVs with respect to capex_decline, optimization.energy_saving,
-  optimization.cost, platform.take_rate and platform.margin (JAX through the kernels,
-  after the shocks of a point) against central finite differences of the reference.
+  optimization.cost, platform.take_rate and platform.margin against central finite
+  differences of the reference: in the file's values by JAX through the kernels, the
+  shocks of a point (scales and shifts of those fields among them) included; and the
+  runs' sensitivities (engine.prepare(..., sensitivities=True): grad_npv,
+  grad_cluster_npv, NaN where a cluster runs no programme).
 - Where the kernels part from MODEL.md (strict xfails, minimal cases): a shock on a
   programme's start month that the file leaves to the default rule; two shocks on an
   order or launch month (each clipped to the horizon by MODEL.md) or on an adoption
@@ -31,6 +34,7 @@ at once.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -49,7 +53,8 @@ from helpers import (
 )
 
 from stresstest.backends import jax_importable, make_backend
-from stresstest.grid_config import Axis
+from stresstest.engine import prepare, sensitivity_parameters
+from stresstest.grid_config import Axis, Scenario
 from stresstest.kernels.metrics import evaluate
 from stresstest.kernels.params import V2_SCALARS, named_targets
 from stresstest.kernels.shocks import AxisSpec, apply_axis_values
@@ -230,6 +235,42 @@ def test_gradients_of_the_new_fields_against_finite_differences(name, gradients)
             np.testing.assert_allclose(got[out][..., c], slope, rtol=1e-6, atol=1e-6 * np.max(np.abs(slope)),
                                        err_msg=f"{name} of cluster {c}: {out}")
     assert np.any(got["npv"] != 0.0), name
+
+
+@pytest.fixture(scope="module")
+def engine_gradients(tmp_path_factory):
+    """The portfolio of GRADIENT_DOC at one grid point of shocks that leave GRADIENT_FIELDS
+    as the file gives them (the price and an item path), through the runs' sensitivities
+    (engine.prepare(..., sensitivities=True) on JAX): (portfolio, axes, outputs of the
+    point, the parameter coordinate)."""
+    if not jax_importable():
+        pytest.skip("jax is not installed")
+    pf = load_portfolio_doc(tmp_path_factory.mktemp("engine"), GRADIENT_DOC)
+    axes = _gradient_point(pf)[:2]
+    run = prepare(pf, Scenario("<gradients>", "grid", "gradients", axes), make_backend("jax", "float64"),
+                  sensitivities=True)
+    outputs = {k: v[0] for k, v in next(run.chunks()).outputs.items()}
+    return pf, axes, outputs, sensitivity_parameters(pf)
+
+
+@pytest.mark.parametrize("name", GRADIENT_FIELDS)
+def test_the_runs_sensitivities_of_the_new_fields_against_finite_differences(name, engine_gradients):
+    """The sensitivities' columns of the new fields (docs/model.md, "Sensitivities"):
+    grad_npv, the portfolio's NPV in the cluster's value (the platform's in every
+    cluster's row), and grad_cluster_npv, the cluster's own NPV (the platform's: 0),
+    equal the reference's central differences to 1e-6; NaN in the rows of the clusters
+    that run no programme."""
+    pf, axes, out, parameters = engine_gradients
+    j = parameters.index(name)
+    for c, scalars in enumerate(pf.scalars):
+        if name.startswith("optimization.") and not scalars.programme:
+            assert math.isnan(out["grad_npv"][c, j]) and math.isnan(out["grad_cluster_npv"][c, j]), c
+            continue
+        want = _reference_slopes(pf, axes, name, 0 if name.startswith("platform.") else c)
+        own = 0.0 if name.startswith("platform.") else want["cluster_npv"][c]
+        for got, slope, what in ((out["grad_npv"][c, j], want["npv"], "npv"),
+                                 (out["grad_cluster_npv"][c, j], own, "cluster npv")):
+            assert got == pytest.approx(slope, rel=1e-6, abs=1e-6 * max(abs(want["npv"]), 1.0)), (name, c, what)
 
 
 # ------------------------------------------------------------------ where the kernels part from MODEL.md
