@@ -135,6 +135,9 @@ OPTIMIZATION_PARAMS: tuple[Param, ...] = (
     _share("optimization.opex_saving", 0.0),
 )
 OPTIMIZATION_START_GIVEN = "optimization.start_given"  # [C] 1.0 where the file gives start_month
+# [1]: the horizon T, carried where a month is bounded by it (order and launch months): a
+# shock clips them to it at once, as every other field to its range (kernels/shocks.py)
+HORIZON_KEY = "horizon"
 # The platform layer, portfolio level: arrays [1] (one column, like a cluster's)
 PLATFORM_PARAMS: tuple[Param, ...] = (
     Param("platform.build_cost", 0.0, 0.0, unit="USD"),

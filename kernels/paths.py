@@ -310,20 +310,18 @@ def apply_events(base: dict, events: tuple[EventSpec, ...], draws: list) -> dict
     items derived from them, then the events on item paths (each draw applied to the
     items of its item_mask), then the shares balanced. Items come out [S|1, C, K].
     """
-    from .shocks import apply_op, balance_shares, clip_param, with_implied_items
+    from .shocks import apply_op, balance_shares, clip_param, shock_scalar, with_implied_items
 
     xp = array_namespace(draws[0]) if draws else None
     params = {k: v[None, ...] for k, v in base.items()}
     for ev, v in zip(events, draws):
         if ev.item_mask is not None:
             continue
-        x = params[ev.param]
-        if ev.param.startswith(PLATFORM_PREFIX):  # one column: the path's one draw
+        platform = ev.param.startswith(PLATFORM_PREFIX)
+        if platform:  # one column: the path's one draw
             v = v[:, :1]
-        moved = clip_param(xp, ev.param, apply_op(xp, x, ev.op, v))
-        if not all(ev.mask) and not ev.param.startswith(PLATFORM_PREFIX):
-            moved = xp.where(xp.asarray(ev.mask)[None, :], moved, x)
-        params[ev.param] = moved
+        mask = None if platform or all(ev.mask) else ev.mask
+        params = shock_scalar(xp, params, ev.param, ev.op, v, mask)
     if ITEM_NAMES[0] not in params:
         return params
     xp = xp or array_namespace(params[ITEM_NAMES[0]])

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
-from .params import IMPLIED_KEYS, ITEM_NAMES, ITEM_PARAMS, PARAMS, PORTFOLIO_PARAMS, V2_SCALARS
+from .params import (HORIZON_KEY, IMPLIED_KEYS, ITEM_NAMES, ITEM_PARAMS, OPTIMIZATION_START_GIVEN, PARAMS,
+                     PORTFOLIO_PARAMS, V2_SCALARS)
 
 # whole months: a shocked value is rounded to the nearest month, halves up (MODEL.md)
 ROUNDED = frozenset({"debt_term_months", "order_month", "optimization.start_month", "platform.launch_month"})
@@ -59,15 +60,51 @@ def apply_op(xp, x, op: str, v):
     return xp.where(xp.isfinite(x), moved, x)
 
 
-def clip_param(xp, name: str, x):
+# months bounded by the horizon T (the params' HORIZON_KEY); and a bound that holds for
+# files only: a shocked adoption time <= 0 means instant adoption (MODEL.md)
+HORIZON_BOUNDED = frozenset({"order_month", "platform.launch_month"})
+FILE_ONLY_LOWER = frozenset({"platform.adoption_months"})
+START_MONTH = "optimization.start_month"
+
+
+def clip_param(xp, name: str, x, horizon=None):
+    """A shocked value back in its range (rounded first where it is a whole month);
+    horizon: T, for the months it bounds."""
     lo, hi = param_range(name)
+    if name in FILE_ONLY_LOWER:
+        lo = -math.inf
     if name in ROUNDED:
         x = xp.floor(x + 0.5)
     if lo > -math.inf:
         x = xp.where(x < lo, lo, x)  # one-sided gradient at the bound, as cashflows.clip
     if hi < math.inf:
         x = xp.where(x > hi, hi, x)
+    if horizon is not None and name in HORIZON_BOUNDED:
+        x = xp.where(x > horizon, horizon, x)
     return x
+
+
+def shock_scalar(xp, params: dict, name: str, op: str, v, mask=None):
+    """params with the cluster (or platform) field `name` moved by op v ([S, C] or
+    [S, 1]) where mask ([C] booleans, None: everywhere) and clipped. A programme's start
+    month left to its default moves from that default, ceil(t_o + D) as the shocked
+    order month and delivery stand at this shock, and is given from then on."""
+    x = params[name]
+    if name == START_MONTH:
+        t_o = params.get("order_month", 0.0)
+        if HORIZON_KEY in params:
+            t_o = xp.where(t_o > params[HORIZON_KEY], params[HORIZON_KEY], t_o)
+        default = xp.maximum(xp.ceil(t_o + params["delivery_months"]), 1.0)
+        x = xp.where(params[OPTIMIZATION_START_GIVEN] > 0, x, default)
+    moved = clip_param(xp, name, apply_op(xp, x, op, v), params.get(HORIZON_KEY))
+    out = dict(params)
+    if mask is not None:
+        moved = xp.where(xp.asarray(mask)[None, :], moved, params[name])
+    out[name] = moved
+    if name == START_MONTH:
+        given = xp.ones_like(moved) if mask is None else xp.where(xp.asarray(mask)[None, :], 1.0, 0.0)
+        out[OPTIMIZATION_START_GIVEN] = xp.maximum(params[OPTIMIZATION_START_GIVEN], given)
+    return out
 
 
 def grid_indices(xp, flat, sizes: tuple[int, ...]):
@@ -115,12 +152,7 @@ def apply_axis_values(base: dict, discount_rate, axes: tuple[AxisSpec, ...], poi
             if name == "discount_rate":
                 rate = clip_param(xp, name, apply_op(xp, rate, spec.op, v))
                 continue
-            x = params[name]
-            moved = clip_param(xp, name, apply_op(xp, x, spec.op, v[:, None]))
-            if spec.cluster_mask is not None:
-                mask = xp.asarray(spec.cluster_mask)
-                moved = xp.where(mask[None, :], moved, x)
-            params[name] = moved
+            params = shock_scalar(xp, params, name, spec.op, v[:, None], spec.cluster_mask)
     if ITEM_NAMES[0] not in params:
         return params, rate
     params.update(with_implied_items(xp, params))

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError, create_model
 
 from .items import LIST_FIELDS, Items, check_defaults, industry_labels, item_arrays, items_from_dict, resolve_items
-from .kernels.params import CLUSTER_PARAMS, MODEL_VERSION, MODEL_VERSION_2, PARAMS, PORTFOLIO_PARAMS, Param
+from .kernels.params import CLUSTER_PARAMS, HORIZON_KEY, MODEL_VERSION, MODEL_VERSION_2, PARAMS, PORTFOLIO_PARAMS, Param
 from .programmes import (CLUSTER_FIELDS, GROUPS, PlatformModel, Scalars, check_default_scalars, groups_in_use,
                          platform_from_dict, platform_to_dict, resolve_platform, resolve_scalars, scalar_arrays,
                          scalars_from_dict, scalars_to_dict, warn_late_order)
@@ -156,6 +156,8 @@ class Portfolio:
         if self.itemised:
             out.update(item_arrays(self.items, self.has_platform))
         out.update(scalar_arrays(self.scalars, self.platform, self.groups))
+        if self.groups & {"order", "platform"}:  # months a shock clips to the horizon at once
+            out[HORIZON_KEY] = np.array([float(self.horizon_months)])
         return out
 
     def to_dict(self) -> dict:

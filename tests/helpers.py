@@ -31,7 +31,7 @@ from stresstest.kernels.params import (
     named_targets,
 )
 from stresstest.kernels.shocks import AxisSpec, apply_axis_values
-from stresstest.programmes import START, field_name
+from stresstest.programmes import field_name
 
 # Tolerances keyed by dtype (relative, and absolute for rates that cross 0)
 TOL = {"float64": 1e-9, "float32": 2e-4}
@@ -588,13 +588,6 @@ def random_scalar_axis(rng, pf: Portfolio, n_points: int, exclude=()) -> Axis:
     clusters = None
     if not target.startswith("platform.") and len(pf.cluster_names) > 1 and rng.random() < 0.3:
         clusters = [str(rng.choice(programmes if target.startswith("optimization.") else pf.cluster_names))]
-    if target == START:
-        # only where the file gives the start month: the kernels do not move a default
-        # one (test_model_v2_part2.py, test_a_default_start_month_moves_under_a_shock)
-        clusters = [n for s, n in zip(pf.scalars, pf.cluster_names) if START in s.values
-                    and (clusters is None or n in clusters)]
-        if not clusters:
-            return random_scalar_axis(rng, pf, n_points, tuple(exclude) + (START,))
     op = str(rng.choice(["scale", "shift", "set"]))
     span = SCALAR_SPAN[target] or float(pf.horizon_months)
     values = {"scale": rng.uniform(0, 2, n_points), "shift": rng.uniform(-0.5, 0.5, n_points) * span,
@@ -607,19 +600,10 @@ def random_scalar_axis(rng, pf: Portfolio, n_points: int, exclude=()) -> Axis:
     return scalar_axis(pf, target, op, values, clusters)
 
 
-# fields that one axis at most moves at a point (random_axes_v2b): the kernels clip a
-# shocked order or launch month to the horizon only where it is used, and an adoption
-# time at 0, so two shocks on one of them part from MODEL.md (test_model_v2_part2.py,
-# test_two_shocks_on_a_month_clip_as_model_md_says)
-ONE_AXIS_EACH = ("order_month", "platform.launch_month", "platform.adoption_months")
-
-
 def random_axes_v2b(rng, pf: Portfolio, n_points: int) -> list[Axis]:
     """random_axes_v2's axes (version 1 keys, the discount rate, named shocks, item
-    paths) and 1-3 axes on version 2 scalars (random_scalar_axis; ONE_AXIS_EACH moved
-    by one of them at most), zipped, in random order."""
+    paths) and 1-3 axes on version 2 scalars (random_scalar_axis), zipped, in random order."""
     axes = random_axes_v2(rng, pf, n_points)
     for _ in range(int(rng.integers(1, 4))):
-        taken = tuple(a.param for a in axes if a.param in ONE_AXIS_EACH)
-        axes.append(random_scalar_axis(rng, pf, n_points, exclude=taken))
+        axes.append(random_scalar_axis(rng, pf, n_points))
     return [axes[i] for i in rng.permutation(len(axes))]

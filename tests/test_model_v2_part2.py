@@ -25,10 +25,9 @@ at once.
   shocks of a point (scales and shifts of those fields among them) included; and the
   runs' sensitivities (engine.prepare(..., sensitivities=True): grad_npv,
   grad_cluster_npv, NaN where a cluster runs no programme).
-- Where the kernels part from MODEL.md (strict xfails, minimal cases): a shock on a
-  programme's start month that the file leaves to the default rule; two shocks on an
-  order or launch month (each clipped to the horizon by MODEL.md) or on an adoption
-  time (unclipped).
+- Minimal cases where the kernels once parted from MODEL.md: a shock on a programme's
+  start month that the file leaves to the default rule; two shocks on an order or
+  launch month (each clipped to the horizon) or on an adoption time (unclipped).
 """
 
 from __future__ import annotations
@@ -290,9 +289,6 @@ def _one_gpu(tmp_path, cluster=None, platform=None):
     return load_portfolio_doc(tmp_path, {"portfolio": block, "clusters": [{**ONE_GPU, **(cluster or {})}]})
 
 
-@pytest.mark.xfail(strict=True, reason="kernels/cashflows._programme starts a programme whose file gives no "
-                   "start month at ceil(t_o + D) whatever a shock did to optimization.start_month "
-                   "(optimization.start_given stays 0); MODEL.md: a shocked start month is rounded and kept >= 1")
 @pytest.mark.parametrize("op, value", [("set", 8.0), ("shift", 5.0)])
 def test_a_default_start_month_moves_under_a_shock(op, value, tmp_path):
     """A one-off cost of 1000 at the start month: the default start is go-live, month
@@ -303,10 +299,6 @@ def test_a_default_start_month_moves_under_a_shock(op, value, tmp_path):
     assert compare_v2_with_reference(pf, axes, evaluate_zipped(pf, axes, make_backend("numpy")), [0]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="kernels/shocks.clip_param clips a shocked order_month or launch_month "
-                   "to its lower bound only (the kernels clip it to the horizon where they use it), and an "
-                   "adoption_months at 0 (params: lo 0); MODEL.md: order_month 0..T and launch_month 1..T, "
-                   "each shock clipped to its range, other months unclipped")
 @pytest.mark.parametrize("target, first, second", [
     ("order_month", ("set", 30.0), ("scale", 0.5)),  # 30 -> 24, then 12 (kernels: 15)
     ("platform.launch_month", ("set", 30.0), ("scale", 0.5)),  # likewise
