@@ -172,6 +172,23 @@ def reference_at(pf, sc, flat):
     return ref.evaluate(clusters, pf.horizon_months, rate), clusters, rate
 
 
+def close_to(got, want, atol, where, tol=1e-9):
+    """got within atol + tol |want| of want; NaN and inf only as themselves."""
+    got, want = float(got), float(want)
+    if not math.isfinite(want):
+        assert (math.isnan(got) and math.isnan(want)) or got == want, f"{where}: {got} vs {want}"
+        return
+    assert abs(got - want) <= atol + tol * abs(want), f"{where}: {got!r} vs {want!r}"
+
+
+def npf_annual_irr(flows) -> float:
+    """The annual IRR of monthly flows by numpy_financial's root closest to zero."""
+    import numpy_financial as npf
+
+    i = float(npf.irr(np.asarray(flows, dtype=np.float64)))
+    return math.nan if math.isnan(i) else (1.0 + i) ** 12 - 1.0
+
+
 def assert_close(name, got, want, scale, tol=1e-9, where=""):
     if isinstance(want, float) and (math.isnan(want) or math.isinf(want)):
         assert (math.isnan(got) and math.isnan(want)) or got == want, f"{where} {name}: {got} vs {want}"

@@ -13,11 +13,10 @@ import json
 import math
 
 import numpy as np
-import numpy_financial as npf
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-from helpers import random_portfolio, random_scenario
+from helpers import close_to, npf_annual_irr, random_portfolio, random_scenario
 
 import stresstest.statement as statement_mod
 from stresstest.backends import make_backend
@@ -32,18 +31,6 @@ from stresstest.statement import COLUMN_NAMES, KIND, compute, resolve_case, writ
 TOL = 1e-9
 MONEY = ("npv", "revenue", "energy_cost", "opex", "ebitda")
 TOTALS = {"revenue": "revenue", "energy_cost": "energy", "opex": "opex", "ebitda": "ebitda"}
-
-
-def _close(got, want, atol, where):
-    if isinstance(want, float) and (math.isnan(want) or math.isinf(want)):
-        assert (math.isnan(got) and math.isnan(want)) or got == want, f"{where}: {got} vs {want}"
-        return
-    assert abs(got - want) <= atol + TOL * abs(want), f"{where}: {got!r} vs {want!r}"
-
-
-def _annual_irr(flows):
-    i = float(npf.irr(np.asarray(flows, dtype=np.float64)))
-    return math.nan if math.isnan(i) else (1.0 + i) ** 12 - 1.0
 
 
 def _payback(cum, cf):
@@ -83,26 +70,26 @@ def _check_adds_up(st, want: dict, rate: float, scale: float, where: str):
         cf, cfe = col("project_cf"), col("equity_cf")
         t = np.arange(cf.shape[0])
         v = (1.0 + rate) ** (-t / 12.0)
-        _close(float(np.sum(cf * v)), w["npv"], TOL * scale, f"{here} npv (discounted CF)")
-        _close(float(np.sum(col("discounted_cf"))), w["npv"], TOL * scale, f"{here} npv (column)")
-        irr = _annual_irr(cf)
-        _close(w["irr"], irr, 1e-10, f"{here} irr vs numpy_financial")
+        close_to(float(np.sum(cf * v)), w["npv"], TOL * scale, f"{here} npv (discounted CF)")
+        close_to(float(np.sum(col("discounted_cf"))), w["npv"], TOL * scale, f"{here} npv (column)")
+        irr = npf_annual_irr(cf)
+        close_to(w["irr"], irr, 1e-10, f"{here} irr vs numpy_financial")
         for out, line in TOTALS.items():
-            _close(float(np.sum(col(line)[1:])), w[out], TOL * scale, f"{here} {out}")
+            close_to(float(np.sum(col(line)[1:])), w[out], TOL * scale, f"{here} {out}")
         has_debt = col("debt_drawdown")[0] != 0
         if has_debt:
-            _close(w["equity_irr"], _annual_irr(cfe), 1e-10, f"{here} equity_irr")
+            close_to(w["equity_irr"], npf_annual_irr(cfe), 1e-10, f"{here} equity_irr")
         else:
             assert math.isnan(w["equity_irr"]) and np.array_equal(cf, cfe), here
         dscr = col("dscr")
         got = float(np.min(dscr[~np.isnan(dscr)])) if (~np.isnan(dscr)).any() else math.nan
-        _close(got, w["min_dscr"], 0.0, f"{here} min_dscr")
+        close_to(got, w["min_dscr"], 0.0, f"{here} min_dscr")
         cum = col("cumulative_cf")
         np.testing.assert_allclose(cum, np.cumsum(cf), rtol=0, atol=TOL * scale)
-        _close(_payback(cum, cf), w["payback_months"], 1e-7, f"{here} payback")
+        close_to(_payback(cum, cf), w["payback_months"], 1e-7, f"{here} payback")
         capex = float(col("capex")[0])
         if capex:
-            _close(float(np.sum(cf)) / capex, w["roi"], TOL, f"{here} roi")
+            close_to(float(np.sum(cf)) / capex, w["roi"], TOL, f"{here} roi")
 
 
 def _check_identities(st, scale):
@@ -147,7 +134,7 @@ def test_statement_adds_up_to_the_run_at_random_grid_points(seed):
         # the statement's own outputs are the run's
         for scope in st.scopes:
             for o, v in _scope_outputs(out, flat, scope, pf.cluster_names).items():
-                _close(st.outputs[scope][o], v, TOL * scale if o in MONEY else 1e-10, f"{where} {o}")
+                close_to(st.outputs[scope][o], v, TOL * scale if o in MONEY else 1e-10, f"{where} {o}")
         _check_identities(st, scale)
         # the portfolio is the sum of its clusters, month by month
         for j, name in enumerate(st.columns):

@@ -24,12 +24,11 @@ import json
 import math
 
 import numpy as np
-import numpy_financial as npf
 import pytest
 import xarray as xr
 import yaml
 from click.testing import CliRunner
-from helpers import evaluate_zipped, load_portfolio_doc, random_axes_v2, random_portfolio_v2
+from helpers import close_to, evaluate_zipped, load_portfolio_doc, npf_annual_irr, random_axes_v2, random_portfolio_v2
 
 import stresstest.statement as statement_mod
 from stresstest.backends import make_backend
@@ -82,19 +81,6 @@ scenario:
 
 
 # ------------------------------------------------------------------ checks
-
-
-def _close(got, want, atol, where):
-    got, want = float(got), float(want)
-    if not math.isfinite(want):
-        assert (math.isnan(got) and math.isnan(want)) or got == want, f"{where}: {got} vs {want}"
-        return
-    assert abs(got - want) <= atol + TOL * abs(want), f"{where}: {got!r} vs {want!r}"
-
-
-def _annual_irr(flows):
-    i = float(npf.irr(np.asarray(flows, dtype=np.float64)))
-    return math.nan if math.isnan(i) else (1.0 + i) ** 12 - 1.0
 
 
 def _payback(cf, t_f: int):
@@ -161,26 +147,26 @@ def _check_totals(st, want, scale: float, where: str) -> None:
         here = f"{where} {scope}"
         cf = col("project_cf")
         v = (1.0 + rate) ** (-np.arange(cf.shape[0]) / 12.0)
-        _close(np.sum(cf * v), w["npv"], atol, f"{here} npv")
-        _close(np.sum(col("discounted_cf")), w["npv"], atol, f"{here} npv (column)")
+        close_to(np.sum(cf * v), w["npv"], atol, f"{here} npv")
+        close_to(np.sum(col("discounted_cf")), w["npv"], atol, f"{here} npv (column)")
         for out, line in TOTALS.items():
-            _close(np.sum(col(line)[1:]), w[out], atol, f"{here} {out}")
+            close_to(np.sum(col(line)[1:]), w[out], atol, f"{here} {out}")
         if "optimization_cost" in w:
-            _close(np.sum(col("optimization_cost")), w["optimization_cost"], atol, f"{here} optimization_cost")
+            close_to(np.sum(col("optimization_cost")), w["optimization_cost"], atol, f"{here} optimization_cost")
         if scope == PLATFORM_SCOPE:
             continue
-        _close(w["irr"], _annual_irr(cf), 1e-10, f"{here} irr")
+        close_to(w["irr"], npf_annual_irr(cf), 1e-10, f"{here} irr")
         if col("debt_drawdown").any():
-            _close(w["equity_irr"], _annual_irr(col("equity_cf")), 1e-10, f"{here} equity_irr")
+            close_to(w["equity_irr"], npf_annual_irr(col("equity_cf")), 1e-10, f"{here} equity_irr")
         dscr = col("dscr")
-        _close(np.nanmin(dscr) if (~np.isnan(dscr)).any() else math.nan, w["min_dscr"], 0.0, f"{here} dscr")
+        close_to(np.nanmin(dscr) if (~np.isnan(dscr)).any() else math.nan, w["min_dscr"], 0.0, f"{here} dscr")
         t_f = min(t_o.values()) if scope == PORTFOLIO_SCOPE else t_o[scope]
-        _close(_payback(cf, t_f), w["payback_months"], 1e-7, f"{here} payback")
-        _close(np.sum(cf) / np.sum(col("capex")), w["roi"], TOL, f"{here} roi")
+        close_to(_payback(cf, t_f), w["payback_months"], 1e-7, f"{here} payback")
+        close_to(np.sum(cf) / np.sum(col("capex")), w["roi"], TOL, f"{here} roi")
     if st.with_platform:
         w = want(PORTFOLIO_SCOPE)
-        _close(np.sum(st.column(PLATFORM_SCOPE, "discounted_cf")), w["platform_npv"], atol, "platform_npv")
-        _close(np.sum(st.column(PLATFORM_SCOPE, "revenue")), w["platform_revenue"], atol, "platform_revenue")
+        close_to(np.sum(st.column(PLATFORM_SCOPE, "discounted_cf")), w["platform_npv"], atol, "platform_npv")
+        close_to(np.sum(st.column(PLATFORM_SCOPE, "revenue")), w["platform_revenue"], atol, "platform_revenue")
 
 
 def _scale(pf) -> float:
@@ -252,7 +238,7 @@ def test_base_case_adds_up_to_the_grid_runs_base_point(base, grid):
                   scale, "base vs evaluate_base")
     # the statement's own outputs are the run's
     for o in (*OUTPUTS, "optimization_cost", "platform_npv", "platform_revenue"):
-        _close(base.outputs[PORTFOLIO_SCOPE][o], out[o][flat], TOL * scale, o)
+        close_to(base.outputs[PORTFOLIO_SCOPE][o], out[o][flat], TOL * scale, o)
     assert base.outputs[PLATFORM_SCOPE]["npv"] == float(ev["platform_npv"])
     assert math.isnan(base.outputs[PLATFORM_SCOPE]["irr"]) and base.outputs[PLATFORM_SCOPE]["energy_cost"] == 0.0
 
@@ -411,9 +397,9 @@ def test_a_path_is_the_path_run_save_paths_keeps(tmp_path):
         _check_lines(st, scale)
         _check_sums(st, scale)
         _check_totals(st, lambda s: st.outputs[s], scale, f"path {k}")
-        _close(np.sum(st.column(PORTFOLIO_SCOPE, "discounted_cf")), npv[k], TOL * scale, f"path {k} npv")
+        close_to(np.sum(st.column(PORTFOLIO_SCOPE, "discounted_cf")), npv[k], TOL * scale, f"path {k} npv")
         for c, name in enumerate(pf.cluster_names):
-            _close(np.sum(st.column(name, "discounted_cf")), c_npv[k, c], TOL * scale, f"path {k} {name}")
+            close_to(np.sum(st.column(name, "discounted_cf")), c_npv[k, c], TOL * scale, f"path {k} {name}")
         months.add(_order_months(st)[TRANCHE])
     assert months <= {6, 18}
 
