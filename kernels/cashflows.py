@@ -127,6 +127,15 @@ def cash_flow_lines(p: dict, horizon: int, factors: dict | None = None) -> dict:
     return _flows(p, horizon, factors, lines=True)
 
 
+def cycles(xp, x, M):
+    """floor(x / M), the whole contract cycles in x months, exact at the boundaries: a
+    division rounded one ulp low (XLA's on the CPU gives 24.5 / 24.5 = 1 - 1.1e-16) is
+    corrected by the products, which are exact for these whole multiples."""
+    n = xp.floor(x / M)
+    n = xp.where((n + 1.0) * M <= x, n + 1.0, n)
+    return xp.where(n * M > x, n - 1.0, n)
+
+
 def renewal_factor(xp, price_f, tau, T: float):
     """The path's price factor locked by a renewal starting at tau: P at month
     clamp(floor(tau), 1, T) (MODEL.md, "Stochastic paths"); price_f [S, C, T], tau
@@ -148,7 +157,7 @@ def _contracts(xp, P, t, D, price_f, T: float) -> dict:
     t4 = t[..., None, :]  # [1, 1, 1, T]
     D4 = D[..., None, :]
     M = P["contracts.term_months"]
-    n = xp.floor(xp.maximum(t4 - 1.0 - D4, 0.0) / M)
+    n = cycles(xp, xp.maximum(t4 - 1.0 - D4, 0.0), M)
     kept = xp.where(t4 >= P["contracts.loss_month"], 0.0, 1.0)
     res = P["contracts.share"] * _pow(xp, P["contracts.renewal_rate"], n) * kept
     tau_renew = D4 + 1.0 + n * M
@@ -201,7 +210,7 @@ def _revenue_v1(xp, P, t, D, live, m_premium, g, factors, T: float, lines: bool)
     price_f = factors.get("price")
     # Contract cycles and the reserved book
     M = P["reserved_term_months"]
-    n = xp.floor(xp.maximum(t - 1.0 - D, 0.0) / M)
+    n = cycles(xp, xp.maximum(t - 1.0 - D, 0.0), M)
     lost = xp.where(t >= P["client_loss_month"], P["top_client_share"], 0.0)
     res = P["reserved_share"] * _pow(xp, P["renewal_rate"], n) * (1.0 - lost)
     tau_renew = D + 1.0 + n * M

@@ -155,7 +155,8 @@ def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
     """
     xp = array_namespace(fl["cf"])
     cf, cfe = fl["cf"], fl["cfe"]
-    S = max(cf.shape[0], discount_rate.shape[0])
+    S = max(cf.shape[0], discount_rate.shape[0],
+            fl["platform"]["cf"].shape[0] if fl.get("platform") is not None else 1)
     C = cf.shape[1]
     cf = xp.broadcast_to(cf, (S,) + cf.shape[1:])
     cfe = xp.broadcast_to(cfe, (S,) + cfe.shape[1:])

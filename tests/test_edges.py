@@ -84,3 +84,22 @@ def test_irr_nan_and_its_meaning_is_in_the_file(tmp_path):
         assert np.isnan(ds["irr"].values).all()
         assert "no rate zeroes the flows" in ds["irr"].attrs["nonfinite_means"]
         assert "never paid back" in ds["payback_months"].attrs["nonfinite_means"]
+
+
+def test_contract_cycles_are_exact_at_their_boundaries_on_every_backend():
+    """floor(x / M) as the plain reference takes it (Python's correctly rounded division),
+    for the months x a cycle count sees (t - 1 - t_o - D: whole and half months) and
+    terms whole or not: XLA's division on the CPU gives 24.5 / 24.5 just below 1, which
+    put a renewal one cycle late on JAX (kernels/cashflows.cycles)."""
+    import math
+
+    from stresstest.jax_adapter import namespace  # float64 on, as every run has it
+    from stresstest.kernels.cashflows import cycles
+
+    jnp = namespace()
+    xs = np.arange(0.0, 600.0, 0.5)
+    for M in (24.5, 36.0, 23.7, 12.25, 1.0, 7.3, 3.3, 48.5):
+        want = [float(math.floor(x / M)) for x in xs.tolist()]
+        for xp in (np, jnp):
+            got = np.asarray(cycles(xp, xp.asarray(xs), xp.asarray(M))).tolist()
+            assert got == want, (xp.__name__, M, [(x, g, w) for x, g, w in zip(xs, got, want) if g != w][:3])

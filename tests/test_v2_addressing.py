@@ -144,8 +144,6 @@ def test_each_field_matches_the_reference(pf, tmp_path, param, op, values):
     assert_grid_matches_reference(pf, sc, out, range(sc.size))
 
 
-@pytest.mark.xfail(strict=True, reason="kernels/metrics.linear_parts broadcasts the platform's flows [S, T+1] to "
-                                       "the clusters' scenario count, 1 where no axis moves a cluster")
 def test_a_grid_on_the_platform_alone(pf, tmp_path):
     sc = grid(tmp_path, pf, [{"param": "platform.take_rate", "op": "set", "values": [0.01, 0.05]}])
     out = run_all(pf, sc, make_backend("numpy"))
