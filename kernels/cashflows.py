@@ -333,6 +333,27 @@ def _clock(xp, P, T: float):
     return t_o, P["capex_per_gpu"] * _pow(xp, 1.0 - P["capex_decline"], t_o / 12.0)
 
 
+def _debt_service(xp, P, capex, t, t_o, started, T: float, tau) -> dict:
+    """The loan on the cluster's clock (s = t - t_o months after the draw; s = t without
+    an order month): level payments A while s <= M_d, interest on the balance after the
+    last payment and its tax shield, the balance left at T repaid from equity (balloon);
+    nothing before the draw."""
+    md = P["debt_term_months"]
+    debt, A, j, lj, growth_m1 = debt_terms(xp, P, capex)
+    s = t if t_o is None else t - t_o
+    s_T = T if t_o is None else T - t_o
+    in_term = s <= md if t_o is None else started & (s <= md)
+    interest = j * balance(xp, debt, md, j, lj, growth_m1, s - 1.0)
+    if t_o is not None:
+        interest = xp.where(started, interest, 0.0)
+    b_T = balance(xp, debt, md, j, lj, growth_m1, s_T)
+    return {"debt": debt, "A": A, "in_term": in_term, "interest": interest, "s": s,
+            "service": xp.where(in_term, A, 0.0), "shield": tau * interest,
+            # the balance left at T, repaid from equity
+            "balloon": xp.where((t == T) & (md > s_T), b_T, 0.0),
+            "balance": lambda months: balance(xp, debt, md, j, lj, growth_m1, months)}
+
+
 def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     """cash_flows (lines=False) or cash_flow_lines (lines=True: a static flag)."""
     any_param = p["gpus"]
@@ -380,19 +401,9 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
     is_T = t == T
     cf_ops = after_tax + xp.where(is_T, sale["terminal"], 0.0)
 
-    # Debt service, on the cluster's clock (s = t - t_o months after the draw)
-    md = P["debt_term_months"]
-    debt, A, j, lj, growth_m1 = debt_terms(xp, P, capex)
-    s = t if t_o is None else t - t_o
-    s_T = T if t_o is None else T - t_o
-    in_term = s <= md if t_o is None else started & (s <= md)
-    interest = j * balance(xp, debt, md, j, lj, growth_m1, s - 1.0)
-    if t_o is not None:
-        interest = xp.where(started, interest, 0.0)
-    b_T = balance(xp, debt, md, j, lj, growth_m1, s_T)
-    service = xp.where(in_term, A, 0.0)
-    shield = tau * interest
-    balloon = xp.where(is_T & (md > s_T), b_T, 0.0)  # the balance left at T, repaid from equity
+    loan = _debt_service(xp, P, capex, t, t_o, started, T, tau)
+    debt, A, in_term = loan["debt"], loan["A"], loan["in_term"]
+    service, shield, balloon, interest = loan["service"], loan["shield"], loan["balloon"], loan["interest"]
     cfe_ops = cf_ops - service + shield - balloon
 
     cf_ops, cfe_ops = xp.broadcast_arrays(cf_ops, cfe_ops)
@@ -432,7 +443,7 @@ def _flows(p: dict, horizon: int, factors: dict | None, lines: bool) -> dict:
         # the investment and the draw at the order month; the balance from it on
         t_all = xp.reshape(xp.arange(0, horizon + 1, dtype=dtype), (1, 1, horizon + 1))
         at_order = t_all == (0.0 if t_o is None else t_o)
-        owed = balance(xp, debt, md, j, lj, growth_m1, s)
+        owed = loan["balance"](loan["s"])
         out["lines"] = {
             "revenue_reserved": rev["revenue_reserved"], "revenue_on_demand": rev["revenue_on_demand"],
             "revenue": revenue, "energy": energy, **costs["opex_lines"], "opex": opex, "ebitda": ebitda,
