@@ -470,3 +470,26 @@ def test_a_bad_version_2_file_is_refused(bad_file, expected, tmp_path):
 def test_the_v2b_corpus_is_complete():
     assert {p.name for p in HERE.glob("v2b_*.yaml")} == {c.values[0].name for c in V2B_CASES}
     assert len(V2B_CASES) >= 10
+
+
+def test_a_programme_saving_all_energy_removes_it_after_its_ramp(tmp_path):
+    """Closed form (issue 27): energy_saving 1 from start month t_s over a ramp of R
+    months multiplies month t's energy by 1 - clip((t - t_s) / R, 0, 1): the same energy
+    as without the programme up to t_s, none from t_s + R on."""
+    from stresstest.kernels.cashflows import cash_flow_lines
+
+    ts, ramp = 10, 4
+    plain = _load(tmp_path, _doc([dict(FLAT)]))
+    saved = _load(tmp_path, _doc([{**FLAT, "optimization": {"energy_saving": 1.0, "start_month": ts,
+                                                             "ramp_months": ramp}}]))
+
+    def energy(pf):
+        p, _ = apply_axis_values(pf.base_arrays(), np.asarray(pf.discount_rate), (), ())
+        return np.asarray(cash_flow_lines(p, pf.horizon_months)["lines"]["energy"])[0, 0]
+
+    e0, e1 = energy(plain), energy(saved)
+    t = np.arange(1, plain.horizon_months + 1)
+    h = np.clip((t - ts) / ramp, 0.0, 1.0)
+    assert np.all(e0[t >= ts + ramp] > 0) and np.all(e1[t >= ts + ramp] == 0.0)
+    np.testing.assert_allclose(e1, e0 * (1.0 - h), rtol=1e-13, atol=0.0)
+    np.testing.assert_array_equal(e1[t <= ts], e0[t <= ts])
