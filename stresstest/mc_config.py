@@ -221,6 +221,7 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
     found = _Problems(path)
     _check_settings(found, sb)
     series = PathSeries.of(pf)
+    _check_series_names(found, series)
     _check_draws(found, series, sb.events, pf)
     R, explicit = _correlation(found, sb.correlation, series)
     events = _events(found, sb.events, pf)
@@ -236,6 +237,15 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
                  "energy": sb.energy.model_dump()}
     return MonteCarlo(str(path), sb.name or path.stem, int(sb.paths), int(sb.seed), _path_spec(sb, pf, series, chol),
                       tuple(events), series.names, R, sb.hurdle_irr, sb.covenant_dscr, processes)
+
+
+def _check_series_names(found: _Problems, series: PathSeries) -> None:
+    """Each series a name of its own: a cluster named `a/train` without segments and a
+    cluster `a` with a segment `train` would both draw `utilization/a/train`."""
+    names = series.names
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        found.bad("utilization", f"two utilization series would both be named {name!r} (a cluster whose name "
+                  "holds '/' beside a cluster's segment): rename the cluster or the segment")
 
 
 def _read_block(path: Path, doc: dict) -> tuple[MonteCarloBlock, list[str]]:

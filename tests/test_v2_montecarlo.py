@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import reference_model as ref
 from click.testing import CliRunner
 from helpers import load_portfolio_doc, random_portfolio, reference_clusters
@@ -365,3 +366,25 @@ def test_pathwise_sensitivities_run_on_a_version_2_portfolio(tmp_path):
         pf.clusters[c][name] = theta
         fd = (means[1] - means[0]) / (2 * h)
         assert g[c, PARAM_NAMES.index(name)] == pytest.approx(fd, rel=1e-5, abs=1e-3), (c, name)
+
+
+def test_two_series_of_one_name_are_refused(tmp_path):
+    """A cluster `a/train` (its own pool) and a cluster `a` with a segment `train` would
+    both draw `utilization/a/train`: the scenario is refused, naming the series."""
+    from stresstest.config import load_portfolio
+    from stresstest.loaders import load_scenario
+    from stresstest.presets import list_presets
+    from stresstest.validation import ConfigError
+
+    doc = {"portfolio": {"name": "clash", "horizon_months": 24},
+           "clusters": [{"name": "a/train", "gpus": 8, "capex_per_gpu": 30000, "on_demand_price": 2.0,
+                         "reserved_share": 0.0},
+                        {"name": "a", "gpus": 8, "capex_per_gpu": 30000, "on_demand_price": 2.0, "reserved_share": 0.0,
+                         "segments": [{"name": "train", "share": 1.0, "utilization": 0.7}]}]}
+    path = tmp_path / "clash.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    pf = load_portfolio(path)
+    with pytest.raises(ConfigError) as err:
+        load_scenario(list_presets()["montecarlo"], pf)
+    assert any("scenario.utilization: two utilization series would both be named 'utilization/a/train'" in p
+               for p in err.value.problems), err.value.problems
