@@ -33,7 +33,6 @@ from helpers import reference_clusters, reference_platform
 from stresstest.cli import main
 from stresstest.config import load_portfolio
 from stresstest.engine import evaluate_base
-from stresstest.items import industry_labels
 from stresstest.kernels.cashflows import cash_flow_lines
 from stresstest.kernels.shocks import apply_axis_values
 from stresstest.loaders import load_scenario
