@@ -146,10 +146,10 @@ class PathSpec:
     n_energy: int
     price_of: tuple[int, ...]
     energy_of: tuple[int, ...]
-    price_vol: float
+    price_vol: float | tuple[float, ...]  # annual; one for every market, or one per price series
     util_ar: float
     util_sigma: tuple[float, ...]  # per utilization series: its stationary deviation
-    energy_vol: float
+    energy_vol: float | tuple[float, ...]  # annual; one for every market, or one per energy series
     energy_kappa: float
     chol: tuple[tuple[float, ...], ...]
     util_of: tuple[tuple[int, ...], ...] | None = None
@@ -185,22 +185,27 @@ def path_factors(xp, key: int, paths, spec: PathSpec, dtype) -> dict:
     """Monthly factors of every cluster: price P, utilization shift U, energy X, each
     [S, C, T]; with spec.util_of, U per segment slot, [S, C, J, T] (the cash flows'
     version 2 layout)."""
-    eps = innovations(xp, key, paths, spec, dtype)
+    return factors_from_innovations(xp, innovations(xp, key, paths, spec, dtype), spec, dtype)
+
+
+def factors_from_innovations(xp, eps, spec: PathSpec, dtype) -> dict:
+    """The factors of path_factors from given correlated innovations eps [S, n_series, T]
+    (a sensitivity analysis supplies its own: stresstest/rank.py)."""
     T = spec.horizon
     ip, ic = spec.n_price, spec.n_price + spec.n_util
     # price: log P_t = sum_{s<=t} (sigma/sqrt(12) eps_s - sigma^2/24), E[P_t] = 1
-    sp = spec.price_vol
+    sp = _per_series(xp, spec.price_vol, spec.n_price, dtype)
     log_p = ar1_scan(xp, (sp / math.sqrt(12.0)) * eps[:, :ip, :] - sp * sp / 24.0, 1.0)
     price = xp.exp(log_p)
     # utilization: AR(1) from U_0 = 0 with stationary deviation s
     a = spec.util_ar
-    s = xp.reshape(xp.asarray(spec.util_sigma, dtype=dtype), (1, spec.n_util, 1))
+    s = _per_series(xp, spec.util_sigma, spec.n_util, dtype)
     util = ar1_scan(xp, s * math.sqrt(max(1.0 - a * a, 0.0)) * eps[:, ip:ic, :], a)
     if spec.util_of is not None:
         util = _by_segment_slot(xp, util, spec.util_of)
     # energy: x_t = (1 - kappa) x_{t-1} + sigma/sqrt(12) eps_t, X_t = exp(x_t - Var[x_t]/2)
     phi = 1.0 - spec.energy_kappa
-    se = spec.energy_vol / math.sqrt(12.0)
+    se = _per_series(xp, spec.energy_vol, spec.n_energy, dtype) / math.sqrt(12.0)
     x = ar1_scan(xp, se * eps[:, ic:, :], phi)
     t = xp.arange(1, T + 1, dtype=dtype)
     var = se * se * _geometric_sum(xp, phi * phi, t)
@@ -210,6 +215,15 @@ def path_factors(xp, key: int, paths, spec: PathSpec, dtype) -> dict:
         "util": util,
         "energy": xp.take(energy, xp.asarray(spec.energy_of), axis=1),
     }
+
+
+def _per_series(xp, value, n: int, dtype):
+    """A process parameter as [1, n, 1] for its n series: one value for all (a float) or
+    one per series (a tuple); a float stays a Python float (the same arithmetic as before
+    per-market values existed)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    return xp.reshape(xp.asarray(value, dtype=dtype), (1, n, 1))
 
 
 def _by_segment_slot(xp, util, util_of: tuple[tuple[int, ...], ...]):
@@ -267,38 +281,52 @@ def event_target(param: str) -> str:
 def event_draws(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: int, horizon: int,
                 n_clusters: int, dtype) -> list:
     """The drawn value of each event, [S, C] (one draw shared across clusters unless per_cluster)."""
+    return [event_values(xp, ev, u1, u2, n_clusters)
+            for ev, (u1, u2) in zip(events, event_uniforms(xp, key, paths, events, n_series, horizon, n_clusters,
+                                                          dtype))]
+
+
+def event_uniforms(xp, key: int, paths, events: tuple[EventSpec, ...], n_series: int, horizon: int,
+                   n_clusters: int, dtype) -> list:
+    """Each event's two uniforms (u1, u2), each [S, k] (k = C for a per_cluster event, else
+    1): draws 2 (n T + e C + c) and that + 1 of the path (the module docstring)."""
     out = []
     base = 2 * n_series * horizon
     for e, ev in enumerate(events):
         first = base + 2 * e * n_clusters
         k = n_clusters if ev.per_cluster else 1
         draws = xp.asarray(first, dtype=xp.uint64) + 2 * xp.arange(k, dtype=xp.uint64)
-        u = uniforms(xp, key, paths, draws, dtype)  # [S, k]
-        if ev.dist == "uniform":
-            lo, hi = ev.args
-            v = lo + (hi - lo) * u
-        elif ev.dist == "triangular":
-            lo, mode, hi = ev.args
-            fc = (mode - lo) / (hi - lo) if hi > lo else 0.5
-            left = lo + xp.sqrt(u * (hi - lo) * (mode - lo))
-            right = hi - xp.sqrt((1.0 - u) * (hi - lo) * (hi - mode))
-            v = xp.where(u < fc, left, right)
-        elif ev.dist == "normal":
-            mean, sd = ev.args
-            u2 = uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)
-            v = mean + sd * xp.sqrt(-2.0 * xp.log(u)) * sincos_2pi(xp, u2)[0]
-        elif ev.dist == "discrete":
-            cum = ev.args  # cumulative probabilities, last = 1
-            vals = xp.asarray(ev.values, dtype=dtype)
-            idx = xp.zeros(u.shape, dtype=xp.int64)
-            for c in cum[:-1]:
-                idx = idx + xp.astype(u > c, xp.int64)
-            v = xp.take(vals, xp.reshape(idx, (-1,)))
-            v = xp.reshape(v, u.shape)
-        else:  # pragma: no cover - the configuration refuses other names
-            raise ValueError(f"unknown distribution {ev.dist!r}")
-        out.append(xp.broadcast_to(v, (v.shape[0], n_clusters)))
+        out.append((uniforms(xp, key, paths, draws, dtype),
+                    uniforms(xp, key, paths, draws + xp.asarray(1, dtype=xp.uint64), dtype)))
     return out
+
+
+def event_values(xp, ev: EventSpec, u, u2, n_clusters: int):
+    """An event's drawn values [S, C] from its uniforms u, u2 ([S, k]; u2 serves only the
+    normal law's Box-Muller): the inverse distribution function of its law."""
+    if ev.dist == "uniform":
+        lo, hi = ev.args
+        v = lo + (hi - lo) * u
+    elif ev.dist == "triangular":
+        lo, mode, hi = ev.args
+        fc = (mode - lo) / (hi - lo) if hi > lo else 0.5
+        left = lo + xp.sqrt(u * (hi - lo) * (mode - lo))
+        right = hi - xp.sqrt((1.0 - u) * (hi - lo) * (hi - mode))
+        v = xp.where(u < fc, left, right)
+    elif ev.dist == "normal":
+        mean, sd = ev.args
+        v = mean + sd * xp.sqrt(-2.0 * xp.log(u)) * sincos_2pi(xp, u2)[0]
+    elif ev.dist == "discrete":
+        cum = ev.args  # cumulative probabilities, last = 1
+        vals = xp.asarray(ev.values, dtype=u.dtype)
+        idx = xp.zeros(u.shape, dtype=xp.int64)
+        for c in cum[:-1]:
+            idx = idx + xp.astype(u > c, xp.int64)
+        v = xp.take(vals, xp.reshape(idx, (-1,)))
+        v = xp.reshape(v, u.shape)
+    else:  # pragma: no cover - the configuration refuses other names
+        raise ValueError(f"unknown distribution {ev.dist!r}")
+    return xp.broadcast_to(v, (v.shape[0], n_clusters))
 
 
 def apply_events(base: dict, events: tuple[EventSpec, ...], draws: list) -> dict:

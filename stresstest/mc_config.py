@@ -33,6 +33,7 @@ PSD_TOL = 1e-10
 class PriceProcess(BaseModel):
     model_config = STRICT
     volatility: float = 0.35
+    by_market: dict[str, float] = {}  # gpu_market -> its own volatility
 
 
 class UtilizationProcess(BaseModel):
@@ -46,6 +47,7 @@ class EnergyProcess(BaseModel):
     model_config = STRICT
     volatility: float = 0.30
     mean_reversion: float = 0.1
+    by_market: dict[str, float] = {}  # power_market -> its own volatility
 
 
 class Pair(BaseModel):
@@ -222,6 +224,7 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
     _check_settings(found, sb)
     series = PathSeries.of(pf)
     _check_series_names(found, series)
+    _check_by_market(found, sb, series)
     _check_draws(found, series, sb.events, pf)
     R, explicit = _correlation(found, sb.correlation, series)
     events = _events(found, sb.events, pf)
@@ -233,8 +236,10 @@ def load_montecarlo(path: Path, doc: dict, pf: Portfolio) -> MonteCarlo:
         pf.itemised = True  # its base arrays carry the items the events move
     for group in {scalar_group(e.param) for e in events if e.param in V2_SCALARS}:
         pf.use(group)  # and the groups of version 2 scalars they draw (itemised too)
-    processes = {"price": sb.price.model_dump(), "utilization": sb.utilization.model_dump(),
-                 "energy": sb.energy.model_dump()}
+    # by_market only where given: files of scenarios without it keep their configuration text
+    processes = {"price": sb.price.model_dump(exclude={"by_market"} if not sb.price.by_market else None),
+                 "utilization": sb.utilization.model_dump(),
+                 "energy": sb.energy.model_dump(exclude={"by_market"} if not sb.energy.by_market else None)}
     return MonteCarlo(str(path), sb.name or path.stem, int(sb.paths), int(sb.seed), _path_spec(sb, pf, series, chol),
                       tuple(events), series.names, R, sb.hurdle_irr, sb.covenant_dscr, processes)
 
@@ -277,6 +282,19 @@ def _check_settings(found: _Problems, sb: MonteCarloBlock) -> None:
             found.bad(key, f"must be in [{num_text(lo)}, {num_text(hi)}], got {num_text(value)}")
     if sb.hurdle_irr is not None and sb.hurdle_irr <= -1:
         found.bad("hurdle_irr", f"must be > -1, got {num_text(sb.hurdle_irr)}")
+
+
+def _check_by_market(found: _Problems, sb: MonteCarloBlock, series: PathSeries) -> None:
+    """A volatility by market names a market of the portfolio, in the range of the
+    process's one volatility."""
+    for kind, markets, key in (("price", series.gpu_markets, "gpu_market"),
+                               ("energy", series.power_markets, "power_market")):
+        for name, vol in getattr(sb, kind).by_market.items():
+            if name not in markets:
+                found.bad(f"{kind}.by_market.{name}", f"no cluster has {key} {name!r} (the portfolio's: "
+                          f"{', '.join(markets)})")
+            elif not 0.0 <= vol <= 5.0:
+                found.bad(f"{kind}.by_market.{name}", f"must be in [0, 5], got {num_text(vol)}")
 
 
 def _check_draws(found: _Problems, series: PathSeries, events: list[Event], pf: Portfolio) -> None:
@@ -398,14 +416,21 @@ def _path_spec(sb: MonteCarloBlock, pf: Portfolio, series: PathSeries, chol: np.
         n_energy=len(series.power_markets),
         price_of=series.price_of,
         energy_of=series.energy_of,
-        price_vol=sb.price.volatility,
+        price_vol=_volatilities(sb.price, series.gpu_markets),
         util_ar=u.ar,
         util_sigma=tuple(sigma),
-        energy_vol=sb.energy.volatility,
+        energy_vol=_volatilities(sb.energy, series.power_markets),
         energy_kappa=sb.energy.mean_reversion,
         chol=tuple(tuple(float(x) for x in row) for row in chol),
         util_of=series.util_of(slots(pf.items)["segments"]) if pf.itemised else None,
     )
+
+
+def _volatilities(process, markets: tuple[str, ...]) -> float | tuple[float, ...]:
+    """A process's volatility: its one value, or one per market where by_market gives some."""
+    if not process.by_market:
+        return float(process.volatility)
+    return tuple(float(process.by_market.get(m, process.volatility)) for m in markets)
 
 
 def _factor(R: np.ndarray, series: tuple[str, ...], explicit: dict) -> tuple[np.ndarray | None, str | None]:
