@@ -127,6 +127,23 @@ def value_and_derivative(f):
     return value_and_slope
 
 
+def value_and_input_gradient(f, argnums: tuple[int, ...]):
+    """(*args) -> (f(*args), the gradient of f's sum over its samples with respect to
+    args[argnums]): per-sample gradients where each sample's output depends on its own
+    inputs alone (the DGSM of stresstest/gsa.py)."""
+    def summed(*args):
+        y = f(*args)
+        return jnp.sum(y), y
+
+    grad = jax.value_and_grad(summed, argnums=argnums, has_aux=True)
+
+    def fn(*args):
+        (_, y), g = grad(*args)
+        return y, g
+
+    return fn
+
+
 def tail_weighted_gradient(npv_fn, chunk: int, n_paths: int):
     """The compiled reverse pass of Monte Carlo's pathwise sensitivities.
 

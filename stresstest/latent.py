@@ -1,0 +1,174 @@
+"""The Monte Carlo model at designed inputs: what a global sensitivity analysis evaluates.
+
+A Monte Carlo path is a function of its latent draws: the standard normals z of every
+series and month (correlated as x = L z) and each event's uniforms. stresstest/gsa.py
+designs evaluations that mix two streams of such draws (gsa.Design); this module
+compiles, on a backend, the portfolio's output at those inputs, in fixed-size chunks,
+and for DGSM the output's gradient with respect to the independent latent inputs: the
+normals z, and each event's drawn value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .backends import Backend, BackendError
+from .config import Portfolio
+from .engine import GPU_BUDGET, default_chunk_size, equity_clusters
+from .kernels.latent import correlated, mixed_event_uniforms, mixed_innovations, standard_normals
+from .kernels.metrics import evaluate
+from .kernels.paths import EventSpec, apply_events, event_uniforms, event_values, factors_from_innovations
+from .mc_config import MonteCarlo
+
+OUTPUT_CHOICES = ("npv", "irr", "roi", "equity_irr")
+# parameters the cash flows move by whole months or steps (a renewal cycle, a loss, a
+# rounded month): the output jumps in them, and no derivative bounds a jump
+_STEPPED = ("client_loss_month", "loss_month", "delivery_months", "term_months", "order_month",
+            "debt_term_months", "start_month", "launch_month")
+_CPU_BUDGET = 64 * 2**20
+
+
+def poincare_constant(ev: EventSpec) -> float:
+    """The Poincare constant of an event's law, the factor of its DGSM (NaN where the
+    derivative bounds nothing: a discrete law, or a parameter the flows move in steps).
+    Uniform: (b - a)^2 / pi^2 (exact); normal: sd^2 (exact); triangular: (b - a)^2 / pi^2,
+    the Payne-Weinberger bound of a log-concave law on an interval (an upper bound, so
+    the DGSM bound stays one)."""
+    if ev.dist == "discrete" or ev.param.rpartition(".")[2] in _STEPPED:
+        return math.nan
+    if ev.dist == "normal":
+        return float(ev.args[1]) ** 2
+    lo, hi = ev.args[0], ev.args[-1]
+    return (hi - lo) ** 2 / math.pi ** 2
+
+
+@dataclass
+class LatentModel:
+    """The output of the portfolio under the scenario at designed inputs, on a backend.
+    event_input[e]: the input index of event e in the designs' keep flags; series_input[k]:
+    the input of series k (its normals' coordinate in the Cholesky order, for DGSM)."""
+
+    portfolio: Portfolio
+    scenario: MonteCarlo
+    backend: Backend
+    output: str
+    series_input: tuple[int, ...]
+    event_input: tuple[int, ...]
+    n_inputs: int
+    chunk: int = 0
+    evaluations: int = 0
+    _mixed: Callable | None = field(default=None, repr=False)
+    _grad: Callable | None = field(default=None, repr=False)
+    _args: tuple = field(default=(), repr=False)
+
+    def __post_init__(self):
+        pf, be = self.portfolio, self.backend
+        if not self.chunk:
+            self.chunk = int(default_chunk_size(pf, 4096, GPU_BUDGET if be.is_gpu else _CPU_BUDGET))
+        base = {k: be.asarray(v.astype(be.dtype)) for k, v in pf.base_arrays().items()}
+        self._args = (base, be.asarray(np.asarray(pf.discount_rate, dtype=be.dtype)))
+        self._mixed = be.compile(self._mixed_fn())
+
+    def _core(self) -> Callable:
+        """(base, rate, eps [E, n, T], draws: per event [E, C]) -> the output [E]."""
+        pf, mc, xp, dtype = self.portfolio, self.scenario, self.backend.xp, self.backend.dtype
+        spec, events, output = mc.spec, mc.events, self.output
+        equity = equity_clusters(pf) if output == "equity_irr" else ()
+
+        def core(base, rate, eps, draws):
+            factors = factors_from_innovations(xp, eps, spec, dtype)
+            p = apply_events(base, events, draws)
+            r = xp.broadcast_to(xp.reshape(rate, (1,)), (eps.shape[0],))
+            return evaluate(p, r, pf.horizon_months, equity_clusters=equity, factors=factors)[output]
+
+        return core
+
+    def _mixed_fn(self) -> Callable:
+        mc, xp, dtype = self.scenario, self.backend.xp, self.backend.dtype
+        C = len(self.portfolio.clusters)
+        core = self._core()
+
+        def fn(base, rate, key1, i1, key2, i2, mix, keep):
+            eps = mixed_innovations(xp, key1, i1, key2, i2, mix, mc.spec, dtype)
+            us = mixed_event_uniforms(xp, key1, i1, key2, i2, keep, mc.events, mc.spec, C, dtype)
+            draws = [event_values(xp, ev, u1, u2, C) for ev, (u1, u2) in zip(mc.events, us)]
+            return core(base, rate, eps, draws)
+
+        return fn
+
+    def __call__(self, design) -> np.ndarray:
+        """The output at each evaluation of a gsa.Design, [E] on the host."""
+        be, E = self.backend, design.size
+        keep = design.keep[:, list(self.event_input)] if self.event_input else np.ones((E, 0), dtype=bool)
+        out = []
+        for a in range(0, E, self.chunk):
+            rows = _padded(np.arange(a, min(a + self.chunk, E)), self.chunk)
+            args = (np.uint64(design.key1), design.i1[rows], np.uint64(design.key2), design.i2[rows],
+                    design.mix[rows].astype(be.dtype), keep[rows])
+            y = self._mixed(*self._args, *(be.asarray(x) for x in args))
+            out.append(np.asarray(y)[: min(self.chunk, E - a)])
+        self.evaluations += E
+        return np.concatenate(out)
+
+    def _grad_fn(self) -> Callable:
+        """(base, rate, key, rows) -> (Y, the squared gradient in z summed over months [E, n],
+        per event the gradient in its drawn values [E, k])."""
+        from .jax_adapter import value_and_input_gradient
+
+        pf, mc, xp, dtype = self.portfolio, self.scenario, self.backend.xp, self.backend.dtype
+        C = len(pf.clusters)
+        core = self._core()
+
+        def on_latent(base, rate, z, values):
+            eps = correlated(xp, z, mc.spec.chol, dtype)
+            draws = [xp.broadcast_to(v, (v.shape[0], C)) for v in values]
+            return core(base, rate, eps, draws)
+
+        grad = value_and_input_gradient(on_latent, (2, 3))
+
+        def fn(base, rate, key, rows):
+            z = standard_normals(xp, key, rows, mc.spec, dtype)
+            us = event_uniforms(xp, key, xp.astype(rows, xp.uint64), mc.events, mc.spec.n_series,
+                                mc.spec.horizon, C, dtype)
+            values = [event_values(xp, ev, u1, u2, C)[:, : (C if ev.per_cluster else 1)]
+                      for ev, (u1, u2) in zip(mc.events, us)]
+            y, (gz, gv) = grad(base, rate, z, values)
+            return y, xp.sum(gz * gz, axis=-1), [g * g for g in gv]
+
+        return fn
+
+    def gradients(self, key: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Y [E], G [E, d]) at samples `rows` of the stream `key`: per input, the sum over
+        its independent latent coordinates of the Poincare constant (1 for a standard
+        normal) times the squared derivative (gsa.dgsm_bounds)."""
+        be = self.backend
+        if not be.is_jax:
+            raise BackendError(f"DGSM needs the JAX backend (automatic differentiation); got {be.name}")
+        if self._grad is None:
+            self._grad = be.compile(self._grad_fn())
+        consts = [poincare_constant(ev) for ev in self.scenario.events]
+        E = rows.shape[0]
+        ys, gs = [], []
+        for a in range(0, E, self.chunk):
+            n = min(self.chunk, E - a)
+            r = _padded(rows[a: a + n], self.chunk)
+            y, gz2, gv2 = self._grad(*self._args, be.asarray(np.uint64(key)), be.asarray(r))
+            G = np.zeros((self.chunk, self.n_inputs))
+            np.add.at(G.T, np.asarray(self.series_input), np.asarray(gz2).T)
+            for e, g2 in enumerate(gv2):
+                G[:, self.event_input[e]] += consts[e] * np.asarray(g2).sum(axis=1)
+            ys.append(np.asarray(y)[:n])
+            gs.append(G[:n])
+        self.evaluations += E
+        return np.concatenate(ys), np.concatenate(gs)
+
+
+def _padded(rows: np.ndarray, size: int) -> np.ndarray:
+    """rows padded to `size` with copies of the last (a compiled chunk has one shape)."""
+    if rows.shape[0] == size:
+        return rows
+    return np.concatenate([rows, np.full(size - rows.shape[0], rows[-1], dtype=rows.dtype)])
