@@ -35,3 +35,34 @@ def run(portfolio: str | Path | None = None, scenario: str | Path | None = None,
         run_scenario(pf, sc, path, backend=backend, dtype=dtype, chunk_size=chunk_size, progress=False,
                  sensitivities=sensitivities, overwrite=overwrite)
         return xr.load_dataset(path, engine="h5netcdf")
+
+
+def rank(portfolio: str | Path | None = None, scenario: str | Path = "montecarlo", *, output: str = "npv",
+         groups: dict[str, list[str]] | None = None, permutations: int = 10000, inner: int = 3,
+         variance_samples: int = 20000, sobol_samples: int = 8000, dgsm_samples: int = 8000,
+         seed: int | None = None, backend: str = "auto", output_file: str | Path | None = None,
+         overwrite: bool = False):
+    """Which uncertain input of a Monte Carlo scenario drives the spread of a portfolio
+    output most (`stresstest rank`; docs/decisions.md): an xarray.Dataset over an `input`
+    coordinate (Shapley effects with their 95 % intervals, DGSM bounds) and a `group`
+    coordinate (Sobol indices of the groups independent of each other), as the file
+    holds it (kept at `output_file` when given).
+
+        ds = stresstest.api.rank("my_portfolio.yaml", "my_montecarlo.yaml")
+        ds["shapley"].sortby(ds["shapley"], ascending=False)
+    """
+    import xarray as xr
+
+    from .presets import DEFAULT_PORTFOLIO, resolve
+    from .rank import RankSettings, rank_files
+
+    settings = RankSettings(output=output, permutations=permutations, inner=inner,
+                            variance_samples=variance_samples, sobol_samples=sobol_samples,
+                            dgsm_samples=dgsm_samples, seed=seed,
+                            groups=tuple((k, tuple(v)) for k, v in (groups or {}).items()))
+    with tempfile.TemporaryDirectory(prefix="stresstest-") as tmp:
+        path = Path(output_file) if output_file is not None else Path(tmp) / "rank.h5"
+        rank_files(resolve(None if portfolio is None else str(portfolio), DEFAULT_PORTFOLIO),
+                   resolve(str(scenario), None), path, settings=settings, backend=backend,
+                   overwrite=overwrite or output_file is None, progress=False)
+        return xr.load_dataset(path, engine="h5netcdf")

@@ -564,6 +564,69 @@ def _breakeven_curve_out(pf, sc, curve, param, target, over, cluster, bracket, o
 
 
 @main.command()
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
+@click.option("--scenario", "-s", "scenario", default="montecarlo", show_default=True,
+              shell_complete=_complete_scenario, help="The Monte Carlo scenario whose inputs are ranked.")
+@click.option("-o", "--output-file", "output_file", default="rank.h5", show_default=True, type=click.Path(),
+              help="HDF5 file of the indices (an `input` coordinate).")
+@click.option("--output", "output", type=click.Choice(("npv", "irr", "roi", "equity_irr")), default="npv",
+              show_default=True, help="The portfolio output whose spread is explained.")
+@click.option("--group", "groups", multiple=True, metavar="NAME=INPUT,INPUT",
+              help="Rank these inputs as one (repeatable); --list-inputs names them.")
+@click.option("--permutations", type=click.IntRange(min=10), default=10000, show_default=True,
+              help="Random permutations of the Shapley estimator (its error falls as 1/sqrt).")
+@click.option("--inner", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Conditional draws per permutation step (Song et al. advise 3).")
+@click.option("--variance-samples", type=click.IntRange(min=10), default=20000, show_default=True,
+              help="Paths for the output's variance.")
+@click.option("--sobol-samples", type=click.IntRange(min=0), default=8000, show_default=True,
+              help="Rows of the Sobol estimators (0: none).")
+@click.option("--dgsm-samples", type=click.IntRange(min=0), default=8000, show_default=True,
+              help="Paths of the DGSM gradient pass (0: none; needs JAX).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="[default: the scenario's seed]")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help=BACKEND_HELP)
+@click.option("--list-inputs", is_flag=True, help="List the scenario's inputs and stop.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def rank(portfolio, scenario, output_file, output, groups, permutations, inner, variance_samples, sobol_samples,
+         dgsm_samples, seed, backend, list_inputs, quiet, as_json, overwrite):
+    """Which uncertain input of a Monte Carlo scenario drives the spread of an output most:
+    Shapley effects (correlated inputs), Sobol indices of independent groups, DGSM bounds
+    (docs/decisions.md)."""
+    from .progress import CompileInterrupted
+    from .rank import RankSettings, list_inputs_text, parse_group, rank_files, rank_json
+    from .rank_report import print_rank
+
+    try:
+        if list_inputs:
+            click.echo(list_inputs_text(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, None)))
+            return
+        settings = RankSettings(output=output, permutations=permutations, inner=inner,
+                                variance_samples=variance_samples, sobol_samples=sobol_samples,
+                                dgsm_samples=dgsm_samples, seed=seed, groups=tuple(parse_group(g) for g in groups))
+        result = rank_files(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, None), output_file,
+                            settings=settings, backend=backend, overwrite=overwrite, progress=not (quiet or as_json))
+    except (ConfigError, BackendError) as err:
+        _fail_input(err)
+    except CompileInterrupted:
+        _exit_during_compile("interrupted while compiling: no rank file written")
+    except KeyboardInterrupt:
+        click.echo("interrupted: no rank file written", err=True)
+        sys.exit(130)
+    except OSError as err:
+        click.echo(f"error: {output_file}: cannot write ({_io_reason(err)}); no rank file written", err=True)
+        _exit_after_io_failure()
+    report = rank_json(result)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, allow_nan=False))
+    elif quiet:
+        click.echo(str(result.path))
+    else:
+        print_rank(report)
+
+
+@main.command()
 @click.argument("portfolio", required=False)
 @click.option("--scenario", "-s", "scenario", default=None,
               help="Grid, named or Monte Carlo scenario (file or preset) to read a point of "

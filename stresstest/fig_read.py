@@ -84,6 +84,8 @@ def attr(obj, key, default=None):
 
 
 def result_kind(f) -> str | None:
+    if attr(f, "kind") == "rank" and "shapley" in f:
+        return "rank"
     if attr(f, "kind") == "montecarlo" and "npv" in f and "statistic" in f:
         return "montecarlo"
     if "breakeven" in f and "over" in f.attrs:
@@ -267,12 +269,16 @@ def extreme(ds, fn) -> tuple[int, float] | None:
     return best
 
 
+# what a report's provenance table calls each kind of file (the kind's name where absent)
+KIND_LABELS = {"grid": "stress grid", "sensitivities": "stress grid with sensitivities", "montecarlo": "Monte Carlo",
+               "breakeven": "breakeven curve", "rank": "drivers ranked (stresstest rank)"}
+
+
 def provenance(f, path: Path, kind: str) -> list[tuple[str, str]]:
-    rows = [("file", path.name), ("kind", {"grid": "stress grid", "sensitivities": "stress grid with sensitivities",
-                                          "montecarlo": "Monte Carlo", "breakeven": "breakeven curve"}[kind])]
+    rows = [("file", path.name), ("kind", KIND_LABELS.get(kind, kind))]
     keys = ["portfolio", "scenario", "created", "backend", "device", "dtype", "config_sha256",
             "stresstest_version", "model_version", "currency", "horizon_months", "discount_rate",
-            "n_scenarios", "paths", "seed", "param", "target", "over"]
+            "n_scenarios", "paths", "seed", "param", "target", "over", "output", "permutations", "evaluations"]
     for k in keys:
         v = attr(f, k)
         if v is not None:

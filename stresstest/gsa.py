@@ -35,7 +35,7 @@ bootstraps over the estimators' independent units (permutations; sample rows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -62,7 +62,6 @@ class Law:
     names: tuple[str, ...]
     corr: np.ndarray
     gauss_of: tuple[int, ...]
-    _mixes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.gauss_of)
@@ -81,26 +80,26 @@ class Law:
 
     def mix(self, J) -> np.ndarray:
         """[n, n]: the Gaussian part of a draw with the inputs J resampled given the rest
-        (x = mix x1 + (I - mix) x2; the module docstring). Cached by the set."""
-        key = frozenset(int(j) for j in J)
-        got = self._mixes.get(key)
-        if got is None:
-            got = self._conditional_mix(key)
-            self._mixes[key] = got
-        return got
+        (x = mix x1 + (I - mix) x2; the module docstring)."""
+        inside = np.array([i in {int(j) for j in J} for i in self.gauss_of], dtype=bool)
+        return self.mixes(inside[None, :])[0]
 
-    def _conditional_mix(self, J: frozenset) -> np.ndarray:
+    def mixes(self, inside: np.ndarray) -> np.ndarray:
+        """mix for many sets at once: inside [N, n] marks the coordinates resampled ->
+        [N, n, n]. A = R_J,r R_r,r^-1 (r the rest) from one batched solve of the block
+        diagonal M = diag(R_r,r, I_J); a singular R_r,r (series correlated by 1) takes the
+        pseudo-inverse, the conditional law being the same on R's range."""
         n = self.n
-        inside = np.array([i in J for i in self.gauss_of], dtype=bool)
-        m = np.eye(n)
-        if inside.any():
-            rest = ~inside
-            m[inside] = 0.0
-            if rest.any():
-                R = self.corr
-                A = R[np.ix_(inside, rest)] @ np.linalg.pinv(R[np.ix_(rest, rest)], hermitian=True)
-                m[np.ix_(inside, rest)] = A
-        return m
+        eye = np.eye(n, dtype=bool)
+        rest = ~inside
+        R = self.corr
+        M = np.where(rest[:, :, None] & rest[:, None, :], R, 0.0) + (eye & inside[:, :, None])
+        Rjr = np.where(inside[:, :, None] & rest[:, None, :], R, 0.0)
+        try:
+            A = np.swapaxes(np.linalg.solve(M, np.swapaxes(Rjr, 1, 2)), 1, 2)
+        except np.linalg.LinAlgError:
+            A = Rjr @ np.linalg.pinv(M, hermitian=True)
+        return np.where(rest[:, :, None], eye, A)
 
     def groups(self) -> list[tuple[int, ...]]:
         """The inputs in groups independent of each other: the connected components of
@@ -185,18 +184,15 @@ def shapley_contributions(model: Model, law: Law, perms: np.ndarray, seed: int, 
     for a, b in _blocks(m, per_block):
         P = perms[a:b]
         B = b - a
-        mix = np.empty((B, d, law.n, law.n))
-        keep = np.ones((B, d, law.d), dtype=bool)
-        for p in range(B):
-            for j in range(d):
-                J = P[p, : j + 1]
-                mix[p, j] = law.mix(J)
-                keep[p, j, J] = False
+        position = np.argsort(P, axis=1)  # [B, d]: each input's place in its permutation
+        keep = position[:, None, :] > np.arange(d)[None, :, None]  # [B, j, input]: not in J_j
+        gauss = np.asarray(law.gauss_of, dtype=np.int64)
+        mix = law.mixes(~keep[:, :, gauss].reshape(B * d, law.n)) if law.n else np.zeros((B * d, 0, 0))
         rows = np.arange(a, b, dtype=np.int64)
         i1 = np.repeat(rows, d * inner)
         i2 = (rows[:, None, None] * inner + np.arange(inner)[None, None, :]).repeat(d, axis=1).reshape(-1)
         design = Design(k1, i1, k2, i2.astype(np.int64),
-                        np.repeat(mix.reshape(B * d, law.n, law.n), inner, axis=0),
+                        np.repeat(mix, inner, axis=0),
                         np.repeat(keep.reshape(B * d, law.d), inner, axis=0))
         y = _evaluate(model, design).reshape(B, d, inner)
         cost = np.var(y, axis=2, ddof=1)  # c(J_1) .. c(J_d)

@@ -219,6 +219,20 @@ def _describe_curve(f, attrs: dict, config: dict) -> dict:
     return {"breakeven": question | {over: axis, "scopes": per_scope}}
 
 
+def _rank_size(attrs: dict, scales: dict) -> str:
+    return f"{scales.get('input', 0)} inputs ranked by {attrs.get('output', '?')}, {int(attrs.get('evaluations', 0)):,} evaluations"
+
+
+def _rank_details(f, attrs: dict, config: dict) -> dict:
+    """The inputs, the largest Shapley effect first, with the effects' sum."""
+    names = [s.decode() if isinstance(s, bytes) else str(s) for s in f["input"][()]]
+    sh = f["shapley"][()]
+    order = np.argsort(-sh, kind="stable")
+    return {"ranking": [{"input": names[i], "shapley": _f(sh[i]), "dgsm_bound": _f(f["dgsm_bound"][i])}
+                        for i in order],
+            "shapley_sum": _f(attrs.get("shapley_sum"))}
+
+
 # The file's `kind` attribute (grid where it has none) picks how it is described: a new
 # kind is one line here (docs/architecture.md, "Adding a scenario kind").
 INSPECTORS = {
@@ -226,6 +240,7 @@ INSPECTORS = {
     "montecarlo": Inspector(lambda f: "Monte Carlo", _mc_size, _mc_details),
     "named": Inspector(lambda f: "named scenarios", _named_size, _named_details),
     "breakeven": Inspector(lambda f: "breakeven curve", _curve_size, _describe_curve),
+    "rank": Inspector(lambda f: "drivers ranked (stresstest rank)", _rank_size, _rank_details),
 }
 # Kinds of file stresstest writes that `inspect` does not describe, and what to do instead.
 NOT_DESCRIBED = {"shard": "a shard file; merge the set first (stresstest merge)"}

@@ -33,7 +33,7 @@ class RankSettings:
     """How much work each estimator does (docs/decisions.md: their error)."""
 
     output: str = "npv"
-    permutations: int = 6000
+    permutations: int = 10000
     inner: int = 3
     variance_samples: int = 20000
     sobol_samples: int = 8000
@@ -76,6 +76,23 @@ def scenario_inputs(mc: MonteCarlo) -> tuple[str, ...]:
         count[ev.param] = count.get(ev.param, 0) + 1
         names.append(f"event/{ev.param}" + (f"#{count[ev.param]}" if seen[ev.param] > 1 else ""))
     return tuple(names)
+
+
+def list_inputs_text(portfolio_path, scenario_path) -> str:
+    """`rank --list-inputs`: the scenario's inputs, one a line, with what each draws."""
+    from .runner import load_inputs
+
+    pf, mc = load_inputs(portfolio_path, scenario_path)
+    if mc.kind != "montecarlo":
+        raise ConfigError([f"{scenario_path}: a {mc.kind} scenario; rank needs a Monte Carlo scenario"])
+    names = scenario_inputs(mc)
+    n = len(mc.series)
+    lines = [f"{mc.name}: {len(names)} inputs ({n} series of monthly innovations, {len(names) - n} events)"]
+    for i, name in enumerate(names):
+        what = ("its normals, every month, correlated with the other series" if i < n else
+                f"{mc.events[i - n].dist} draws" + (", one per cluster" if mc.events[i - n].per_cluster else ""))
+        lines.append(f"  {name:<40} {what}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -153,10 +170,13 @@ class _Checked:
     model: LatentModel
     what: str
     status: object
+    interrupts: object = None  # a progress.Interrupts: a signal stops the run between blocks
     estimator: str = ""
     seen: int = field(default=0)
 
     def __call__(self, design: gsa.Design) -> np.ndarray:
+        if self.interrupts is not None:
+            self.interrupts.check()
         y = self.model(design)
         self._check(y, design.i1)
         return y
@@ -185,10 +205,38 @@ def planned_evaluations(s: RankSettings, law: gsa.Law) -> int:
     return s.permutations * law.d * s.inner + s.variance_samples + sobol + s.dgsm_samples
 
 
+def rank_files(portfolio_path, scenario_path, output, *, settings: RankSettings, backend: str = "auto",
+               dtype: str = "float64", overwrite: bool = False, progress: bool = True) -> RankResult:
+    """`stresstest rank`: the inputs read and every option checked before any work (a
+    scenario that is not a Monte Carlo one, a bad group, an output that may not be
+    written: ConfigError); a signal stops the run between blocks of evaluations, no file
+    written."""
+    from .backends import make_backend
+    from .h5io import check_output
+    from .progress import Interrupts, Progress
+    from .runner import load_inputs
+
+    pf, mc = load_inputs(portfolio_path, scenario_path)
+    if mc.kind != "montecarlo":
+        raise ConfigError([f"{scenario_path}: a {mc.kind} scenario; rank needs a Monte Carlo scenario "
+                           "(kind: montecarlo), whose uncertain inputs it ranks"])
+    settings.check()
+    grouped_inputs(mc, settings.groups)
+    if output is not None:
+        check_output(Path(output), overwrite)
+    be = make_backend(backend, dtype)
+    status = Progress(enabled=progress)
+    try:
+        with Interrupts() as interrupts:
+            return run_rank(pf, mc, be, None if output is None else Path(output), settings, status, interrupts)
+    finally:
+        status.close()
+
+
 def run_rank(pf: Portfolio, mc: MonteCarlo, backend: Backend, out: Path | None, settings: RankSettings,
-             status) -> RankResult:
+             status, interrupts=None) -> RankResult:
     """Every estimator on the scenario's inputs; the file written to `out` (atomically)
-    unless None. status: a progress.Progress."""
+    unless None. status: a progress.Progress; interrupts: a progress.Interrupts."""
     from .config import config_json
 
     settings.check()
@@ -198,7 +246,7 @@ def run_rank(pf: Portfolio, mc: MonteCarlo, backend: Backend, out: Path | None, 
     t0 = time.perf_counter()
     status.phase("compiling the model")
     model = LatentModel(pf, mc, backend, settings.output, inputs.series_input, inputs.event_input, len(inputs.names))
-    checked = _Checked(model, settings.output, status)
+    checked = _Checked(model, settings.output, status, interrupts)
     status.begin(planned_evaluations(settings, law), "evaluations")
     checked.estimator = "variance"
     y = gsa.variance_sample(checked, law, settings.variance_samples, seed)
