@@ -775,6 +775,29 @@ def report(result, out_dir, x, y, at):
     click.echo(f"wrote {done['html']} and {len(done['figures'])} figures")
 
 
+@main.command()
+@click.argument("result", type=click.Path())
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port on 127.0.0.1 [default: a free one].")
+@click.option("--no-browser", is_flag=True, help="Print the address only; open no browser.")
+@click.option("--portfolio", default=None, shell_complete=_complete_portfolio,
+              help="The run's portfolio (file or preset), named in the command lines shown; checked "
+                   "against the file [default: the bundled preset that matches, else PORTFOLIO.yaml].")
+@click.option("--scenario", "-s", "scenario", default=None, shell_complete=_complete_scenario,
+              help="The run's scenario (file or preset), as --portfolio.")
+def explore(result, port, no_browser, portfolio, scenario):
+    """Explore a RESULT file (grid, sensitivities, Monte Carlo, named, breakeven curve) in
+    the browser: a local web app on 127.0.0.1, until Ctrl-C. Needs the extra
+    pip install -e ".[explore]"."""
+    from .explore import serve
+
+    try:
+        serve(Path(result), port, not no_browser, portfolio, scenario,
+              echo=lambda line: click.echo(line) or sys.stdout.flush())
+    except ConfigError as err:
+        _fail_input(err)
+
+
 @main.group()
 def scenarios():
     """The library of named, sourced shock sets (scenarios/named)."""

@@ -27,7 +27,8 @@ LAYERS = {
     "files": ["h5io", "grid_file", "mc_io"],
     "runs": ["results", "progress", "montecarlo", "named_run", "shards", "runner", "breakeven", "submit", "rank"],
     "reports": ["formats", "report", "fig_read", "fig_common", "fig_html", "fig_named", "fig_grid", "fig_montecarlo",
-                "fig_breakeven", "figures", "inspection", "statement", "rank_report"],
+                "fig_breakeven", "figures", "inspection", "statement", "rank_report",
+                "explore_source", "explore_grid", "explore_mc", "explore_curve", "explore"],
     "interfaces": ["cli", "api", "__init__"],
 }
 LEVEL = {m: i for i, (_, mods) in enumerate(LAYERS.items()) for m in mods}

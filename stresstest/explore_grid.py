@@ -1,0 +1,522 @@
+"""The grid view of `stresstest explore`: grids, sensitivities and named scenarios.
+
+Pick an output and a cluster (or the portfolio), put two axes on the heatmap, hold every
+other axis with a slider (each starts at the base case: its neutral value, as the report
+holds it, fig_read.held_index). Money is drawn in a diverging map centred on zero (red a
+loss, blue a gain, as in the report), the IRR centred on the discount rate; the NPV = 0
+and IRR = discount rate contours of the chosen scope are drawn over any output; the base
+case is a star where it lies in the plane. A grid with one varying axis is a line (bars
+by name for the named scenarios). Only the plane shown is read from the file.
+
+A click picks a point: its value of every output for the portfolio and each cluster, its
+tornado where the file has gradients (npv_per_pct at that point), its cash-flow statement
+(statement.py, read off the kernels at that point, as `stresstest cashflows --at` reads it)
+and that command line. The slider of an axis moves the picked point along it too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import panel as pn
+from bokeh.events import Tap
+from bokeh.models import (ColorBar, ColumnDataSource, FixedTicker, HoverTool, Legend, LegendItem,
+                          LinearColorMapper, Span)
+from bokeh.plotting import figure
+
+from .explore_source import TABLE_CSS, Source, at_text, csv_text, display, is_money, number
+from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP, cell_edges, coords
+from .fig_grid import base_in_plane, rate_level
+from .fig_html import escape, fmt, table
+from .fig_read import Plan, held_index, read_axes, strings, value_text
+from .kernels.params import OUTPUTS
+from .outputs import BASE_GROUP, CLUSTER_DIM, GROUP_VARIABLES
+from .statement import HEADER, KIND, PORTFOLIO_SCOPE, money_unit
+
+PORTFOLIO = "portfolio"
+NAN_COLOUR = "#d9d9d9"  # the report's grey (0.85) for a cell without a value
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"  # save: the toolbar's PNG of the view
+
+
+def palette(name: str) -> list[str]:
+    """256 colours of a matplotlib colour map (RdBu: red low, blue high), as the report's."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+
+    cm = matplotlib.colormaps[name]
+    return [to_hex(cm(i / 255)) for i in range(256)]
+
+
+def contour_lines(xc, yc, z: np.ndarray, level: float) -> tuple[list, list]:
+    """The lines where z (rows along yc, columns along xc, NaN: no value) crosses `level`."""
+    import contourpy
+
+    if len(xc) < 2 or len(yc) < 2 or not np.isfinite(z).any():
+        return [], []
+    gen = contourpy.contour_generator(np.asarray(xc, float), np.asarray(yc, float), np.ma.masked_invalid(z))
+    lines = gen.lines(level)
+    return [ln[:, 0].tolist() for ln in lines], [ln[:, 1].tolist() for ln in lines]
+
+
+def crossing_label(label: str, z: np.ndarray, level: float) -> str:
+    """The legend's words for a contour: where the plane does not cross it, says so."""
+    v = z[np.isfinite(z)]
+    if v.size and (v.max() < level or v.min() > level):
+        return f"{label}: nowhere here (all {'below' if v.max() < level else 'above'})"
+    return label
+
+
+def tornado_rows(m: np.ndarray, clusters: list[str], params: list[str]) -> list[dict]:
+    """The TORNADO_TOP (cluster, parameter) pairs of npv_per_pct [cluster, parameter] at one
+    point that move the portfolio NPV most for ±TORNADO_MOVE_PCT, first order."""
+    from .tornado import STEP_PARAMS
+
+    swing = np.abs(m) * TORNADO_MOVE_PCT
+    ranked = sorted(((float(swing[c, p]), c, p) for c in range(m.shape[0]) for p in range(m.shape[1])
+                     if np.isfinite(swing[c, p]) and swing[c, p] > 0), key=lambda t: -t[0])
+    return [{"cluster": clusters[c], "parameter": params[p], "up": float(m[c, p]) * TORNADO_MOVE_PCT,
+             "down": -float(m[c, p]) * TORNADO_MOVE_PCT, "step": params[p] in STEP_PARAMS}
+            for _, c, p in ranked[:TORNADO_TOP]]
+
+
+class GridView:
+    """The page of one grid, sensitivities or named file (one per browser session)."""
+
+    def __init__(self, src: Source):
+        self.src = src
+        f = src.f
+        self.axes = read_axes(f)
+        self.by_name = {a.name: a for a in self.axes}
+        self.free = [a.name for a in self.axes if len(a.values) > 1]
+        self.clusters = src.clusters()
+        groups = [name for variables in GROUP_VARIABLES.values() for name, dims, *_ in variables
+                  if CLUSTER_DIM not in dims]
+        self.outputs = [o for o in (*OUTPUTS, *groups) if o in f]
+        self.index = {a.name: held_index(a)[0] for a in self.axes}  # the picked point
+        self.picked = False
+        self.output = pn.widgets.Select(label="output", value="npv" if "npv" in self.outputs else self.outputs[0],
+                                        options={self.label(o): o for o in self.outputs})
+        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO)
+        self.x = pn.widgets.Select(label="x axis (across)", options=self.free,
+                                   value=self.free[0] if len(self.free) >= 2 else None,
+                                   visible=len(self.free) >= 2)
+        self.y = pn.widgets.Select(label="y axis (up)", options=self.free,
+                                   value=self.free[1] if len(self.free) >= 2 else None, visible=len(self.free) >= 2)
+        self.sliders = pn.Column()
+        self.readout = pn.pane.HTML(sizing_mode="stretch_width")
+        self.plot = pn.pane.Bokeh()
+        self.details = pn.Column(pn.pane.Markdown(
+            "*Click a cell for its values, its tornado, its cash-flow statement and the command line "
+            "that reproduces it.*"), sizing_mode="stretch_width")
+        self.csv = pn.widgets.FileDownload(callback=self.slice_csv, filename="slice.csv", label="Download the slice (CSV)",
+                                           color="primary")
+        self.statement = None  # the picked point's Statement
+        self.st_scope = pn.widgets.Select(label="statement of", width=220)
+        self.st_period = pn.widgets.RadioButtonGroup(options=["by year", "by month"], value="by year")
+        self.st_table = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[TABLE_CSS])
+        self.fill_scopes()
+        self.output.param.watch(self.on_output, "value")
+        self.scope.param.watch(lambda e: self.refresh(), "value")
+        self.x.param.watch(lambda e: self.on_axis(e, self.y), "value")
+        self.y.param.watch(lambda e: self.on_axis(e, self.x), "value")
+        self.st_scope.param.watch(lambda e: self.show_statement(), "value")
+        self.st_period.param.watch(lambda e: self.show_statement(), "value")
+        self.draw()
+
+    # ---------------------------------------------------------------- state
+
+    def label(self, name: str) -> str:
+        factor, unit = display(name, self.src.units(name), self.src.currency)
+        return f"{name} ({unit})" if unit else name
+
+    def fill_scopes(self) -> None:
+        o = self.output.value
+        scopes = [PORTFOLIO] + (self.clusters if f"{CLUSTER_DIM}_{o}" in self.src.f else [])
+        self.scope.options = scopes
+        if self.scope.value not in scopes:
+            self.scope.value = PORTFOLIO
+
+    def dataset(self, output: str) -> tuple[str, tuple]:
+        """The dataset of `output` for the chosen scope and the index after the axes."""
+        if self.scope.value == PORTFOLIO:
+            return output, ()
+        return f"{CLUSTER_DIM}_{output}", (self.clusters.index(self.scope.value),)
+
+    def shown(self) -> list[str]:
+        """The axes drawn: [x, y] on a heatmap, [the axis] on a line, [] for a single point."""
+        return {"plane": [self.x.value, self.y.value], "line": [self.line_axis()], "point": []}[self.mode()]
+
+    def plan(self) -> Plan:
+        held = {a.name: (self.index[a.name], "slider") for a in self.axes if a.name not in self.shown()}
+        return Plan(self.src.kind, self.axes, self.x.value, self.y.value, held=held)
+
+    def mode(self) -> str:
+        return "plane" if len(self.free) >= 2 else "line" if self.free else "point"
+
+    def line_axis(self) -> str | None:
+        return self.free[0] if self.free else None
+
+    def point_sel(self) -> tuple:
+        return tuple(self.index[a.name] for a in self.axes)
+
+    def plane(self, output: str, keep: list[str]) -> np.ndarray | None:
+        """`output` of the chosen scope over the axes `keep` (in that order), the others at
+        the picked point; None where the scope has no such output."""
+        name, extra = self.dataset(output)
+        if name not in self.src.f:
+            return None
+        sel = tuple(slice(None) if a.name in keep else self.index[a.name] for a in self.axes) + extra
+        v = self.src.read(name, sel)
+        order = [a.name for a in self.axes if a.name in keep]
+        return v.transpose([order.index(n) for n in keep]) if len(keep) > 1 else v
+
+    # ---------------------------------------------------------------- events
+
+    def on_output(self, event) -> None:
+        self.fill_scopes()
+        self.refresh()
+
+    def on_axis(self, event, other) -> None:
+        if event.new == other.value:  # the axis taken is the other one's: they swap
+            other.value = event.old
+            return
+        self.draw()
+
+    def on_slider(self, name: str, event) -> None:
+        self.index[name] = int(event.new)
+        self.refresh()
+
+    def on_tap(self, event) -> None:
+        if self.mode() == "plane":
+            for name, v in ((self.x.value, event.x), (self.y.value, event.y)):
+                self.index[name] = self.nearest(name, v)
+        elif self.mode() == "line":
+            self.index[self.line_axis()] = self.nearest(self.line_axis(), event.x)
+        self.picked = True
+        self.refresh()
+
+    def nearest(self, name: str, v: float) -> int:
+        """The axis index of the cell at plot position v."""
+        xc, order = coords(self.by_name[name])
+        edges = cell_edges(xc)
+        return int(order[int(np.clip(np.searchsorted(edges, v) - 1, 0, len(xc) - 1))])
+
+    # ---------------------------------------------------------------- drawing
+
+    def draw(self) -> None:
+        """Build the sliders and the figure for the axes shown, then fill them."""
+        sliders = []
+        for a in self.axes:
+            if a.name in self.shown() or len(a.values) < 2:
+                continue
+            _, order = coords(a)
+            opts = {value_text(a.values[i]): int(i) for i in order}
+            w = (pn.widgets.DiscreteSlider(label=a.label(), options=opts, value=self.index[a.name])
+                 if a.numeric else pn.widgets.Select(label=a.label(), options=opts, value=self.index[a.name]))
+            w.param.watch(lambda e, n=a.name: self.on_slider(n, e), "value")
+            sliders.append(w)
+        self.sliders.objects = sliders
+        if self.mode() == "plane":
+            self.fig = self.plane_figure()
+        elif self.mode() == "line":
+            self.fig = self.line_figure()
+        else:
+            self.fig = None
+            self.picked = True
+        if self.fig is not None:
+            self.fig.on_event(Tap, self.on_tap)
+        self.plot.object = self.fig
+        self.plot.visible = self.fig is not None
+        self.refresh()
+
+    def plane_figure(self):
+        xa, ya = self.by_name[self.x.value], self.by_name[self.y.value]
+        xe, ye = cell_edges(coords(xa)[0]), cell_edges(coords(ya)[0])
+        p = figure(name="heatmap", width=680, height=560, tools=TOOLS, toolbar_location="above",
+                   x_range=(xe[0], xe[-1]), y_range=(ye[0], ye[-1]), x_axis_label=xa.label(), y_axis_label=ya.label())
+        self.cells = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top", "value", "text",
+                                                         "xtext", "ytext")})
+        self.mapper = LinearColorMapper(palette=palette("RdBu"), nan_color=NAN_COLOUR)
+        quads = p.quad(left="left", right="right", bottom="bottom", top="top", source=self.cells, line_color=None,
+                       fill_color={"field": "value", "transform": self.mapper})
+        self.hover = HoverTool(renderers=[quads], tooltips=[(xa.label(), "@xtext"), (ya.label(), "@ytext"),
+                                                             ("value", "@text")])
+        p.add_tools(self.hover)
+        self.zero = ColumnDataSource({"xs": [], "ys": []})
+        self.irr_line = ColumnDataSource({"xs": [], "ys": []})
+        self.base = ColumnDataSource({"x": [], "y": []})
+        self.pick = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top")})
+        items = [LegendItem(label="NPV = 0", renderers=[p.multi_line("xs", "ys", source=self.zero, line_color="black",
+                                                                      line_width=2.5)])]
+        if rate_level(self.src.f, self.plan()) is not None and "irr" in self.src.f:
+            items.append(LegendItem(label="IRR = discount rate", renderers=[
+                p.multi_line("xs", "ys", source=self.irr_line, line_color="black", line_width=2, line_dash="dashed")]))
+        items.append(LegendItem(label="base case (no shock)", renderers=[
+            p.scatter("x", "y", source=self.base, marker="star", size=22, fill_color="gold", line_color="black")]))
+        p.quad(left="left", right="right", bottom="bottom", top="top", source=self.pick, fill_color=None,
+               line_color="black", line_width=3)
+        self.legend = Legend(items=items, orientation="horizontal", label_text_font_size="9pt")
+        p.add_layout(self.legend, "below")
+        self.colour_bar = ColorBar(color_mapper=self.mapper, width=14)
+        p.add_layout(self.colour_bar, "right")
+        for a, ax in ((xa, p.xaxis), (ya, p.yaxis)):
+            if not a.numeric:
+                ticks, order = coords(a)
+                ax.ticker = FixedTicker(ticks=list(ticks))
+                ax.major_label_overrides = {float(t): str(a.values[i]) for t, i in zip(ticks, order)}
+        return p
+
+    def line_figure(self):
+        a = self.by_name[self.line_axis()]
+        xc, _ = coords(a)
+        p = figure(name="line", width=680, height=460, tools=TOOLS, toolbar_location="above", x_axis_label=a.label())
+        self.cells = ColumnDataSource({k: [] for k in ("x", "value", "text", "xtext")})
+        if a.numeric:
+            p.line("x", "value", source=self.cells, line_width=2, color="#3b528b")
+            r = p.scatter("x", "value", source=self.cells, size=9, color="#3b528b")
+        else:
+            r = p.vbar(x="x", top="value", width=0.7, source=self.cells, color="#3b528b")
+            p.xaxis.ticker = FixedTicker(ticks=list(xc))
+            p.xaxis.major_label_overrides = {float(t): str(v) for t, v in zip(xc, a.values)}
+            p.xaxis.major_label_orientation = 0.6
+        p.add_tools(HoverTool(renderers=[r], tooltips=[(a.label(), "@xtext"), ("value", "@text")]))
+        self.pick = ColumnDataSource({"x": [], "value": []})
+        p.scatter("x", "value", source=self.pick, size=16, fill_color=None, line_color="black", line_width=3)
+        self.reference = Span(dimension="width", location=0, line_color="black", line_dash="dashed", line_width=1.5)
+        self.base_span = Span(dimension="width", location=0, line_color="#666666", line_dash="dotted", line_width=1.5)
+        p.add_layout(self.reference)
+        p.add_layout(self.base_span)
+        return p
+
+    def refresh(self) -> None:
+        """Fill the figure, the readout and (after a click) the details for the current state."""
+        out = self.output.value
+        factor, unit = display(out, self.src.units(out), self.src.currency)
+        value = math.nan
+        if self.mode() == "plane":
+            value = self.fill_plane(out, factor, unit)
+        elif self.mode() == "line":
+            value = self.fill_line(out, factor, unit)
+        else:
+            name, extra = self.dataset(out)
+            value = float(self.src.read(name, self.point_sel() + extra))
+        self.csv.filename = f"{out}_{self.scope.value}_{'_'.join(self.shown()) or 'point'}.csv"
+        where = ", ".join(f"{a.name} = {value_text(a.values[self.index[a.name]])}" for a in self.axes)
+        self.readout.object = (f'<div class="readout" data-output="{escape(out)}" data-scope="{escape(self.scope.value)}"'
+                               f' data-value="{value!r}"><b>{escape(out)}</b> of the {escape(self.scope.value)} at '
+                               f'{escape(where) or "the only point"}: <b>{escape(number(value * factor, unit))}</b>'
+                               f' ({self.where_words()})</div>')
+        if self.picked:
+            self.show_details()
+
+    def where_words(self) -> str:
+        if self.picked:
+            return "the picked point"
+        neutral = all(held_index(a) == (self.index[a.name], "neutral") for a in self.axes if len(a.values) > 1)
+        return "the base case; click to pick another point" if neutral else "click to pick a point"
+
+    def fill_plane(self, out: str, factor: float, unit: str) -> float:
+        xn, yn = self.x.value, self.y.value
+        xa, ya = self.by_name[xn], self.by_name[yn]
+        xc, xo = coords(xa)
+        yc, yo = coords(ya)
+        xe, ye = cell_edges(xc), cell_edges(yc)
+        z = self.plane(out, [yn, xn])
+        zs = z[np.ix_(yo, xo)] * factor  # sorted along both axes, in display units
+        jj, ii = np.meshgrid(np.arange(len(xc)), np.arange(len(yc)))
+        jj, ii = jj.ravel(), ii.ravel()
+        vals = zs.ravel()
+        self.cells.data = {"left": xe[jj], "right": xe[jj + 1], "bottom": ye[ii], "top": ye[ii + 1], "value": vals,
+                           "text": [number(v, unit) for v in vals],
+                           "xtext": [value_text(xa.values[xo[j]]) for j in jj],
+                           "ytext": [value_text(ya.values[yo[i]]) for i in ii]}
+        self.colour(out, zs, unit)
+        npv = self.plane("npv", [yn, xn])
+        npv = None if npv is None else npv[np.ix_(yo, xo)]
+        self.zero.data = dict(zip(("xs", "ys"), contour_lines(xc, yc, npv, 0.0) if npv is not None else ([], [])))
+        self.legend.items[0].label = {"value": crossing_label("NPV = 0", npv, 0.0) if npv is not None
+                                      else "NPV = 0: no NPV here"}
+        level = rate_level(self.src.f, self.plan())
+        irr = self.plane("irr", [yn, xn]) if level is not None else None
+        if irr is not None and len(self.legend.items) == 3:
+            irr = irr[np.ix_(yo, xo)] * 100
+            self.irr_line.data = dict(zip(("xs", "ys"), contour_lines(xc, yc, irr, level)))
+            self.legend.items[1].label = {"value": crossing_label(f"IRR = discount rate ({level:g} %)", irr, level)}
+        base = base_in_plane(self.plan(), self.by_name)
+        self.base.data = {"x": [base[0]] if base else [], "y": [base[1]] if base else []}
+        j = int(np.flatnonzero(xo == self.index[xn])[0])
+        i = int(np.flatnonzero(yo == self.index[yn])[0])
+        self.pick.data = {"left": [xe[j]], "right": [xe[j + 1]], "bottom": [ye[i]], "top": [ye[i + 1]]}
+        return float(z[self.index[yn], self.index[xn]])
+
+    def colour(self, out: str, zs: np.ndarray, unit: str) -> None:
+        """Diverging around zero for money, around the discount rate for the IRR (white there),
+        cividis for anything else; the colour bar titled with the unit."""
+        v = zs[np.isfinite(zs)]
+        level = rate_level(self.src.f, self.plan()) if out == "irr" else None
+        centre = 0.0 if is_money(out, self.src.units(out), self.src.currency) else level
+        if centre is not None:
+            half = float(np.max(np.abs(v - centre))) if v.size else 1.0
+            half = half or 1.0
+            self.mapper.palette, self.mapper.low, self.mapper.high = palette("RdBu"), centre - half, centre + half
+        else:
+            lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+            if lo == hi:
+                lo, hi = lo - 0.5, hi + 0.5
+            self.mapper.palette, self.mapper.low, self.mapper.high = palette("cividis"), lo, hi
+        self.colour_bar.title = f"{out} of the {self.scope.value}" + (f" ({unit})" if unit else "")
+        self.fig.title.text = (f"{out} of the {self.scope.value}" + (f" ({unit})" if unit else "")
+                               + (f"; held: {', '.join(self.held_words())}" if self.held_words() else ""))
+
+    def held_words(self) -> list[str]:
+        return [f"{a.name} = {value_text(a.values[self.index[a.name]])}" for a in self.axes
+                if a.name not in self.shown()]
+
+    def fill_line(self, out: str, factor: float, unit: str) -> float:
+        a = self.by_name[self.line_axis()]
+        xc, order = coords(a)
+        v = self.plane(out, [a.name])[order] * factor
+        self.cells.data = {"x": xc, "value": v, "text": [number(t, unit) for t in v],
+                           "xtext": [value_text(a.values[i]) for i in order]}
+        k = int(np.flatnonzero(order == self.index[a.name])[0])
+        self.pick.data = {"x": [xc[k]], "value": [v[k]]}
+        level = rate_level(self.src.f, self.plan()) if out == "irr" else None
+        self.reference.location = 0.0 if is_money(out, self.src.units(out), self.src.currency) else level
+        self.reference.visible = self.reference.location is not None
+        name, extra = self.dataset(out)
+        base = self.src.f.get(BASE_GROUP)
+        self.base_span.visible = base is not None and name in base
+        if self.base_span.visible:
+            self.base_span.location = float(np.asarray(base[name][()]).reshape(-1)[extra[0] if extra else 0]) * factor
+        self.fig.yaxis.axis_label = f"{out} of the {self.scope.value}" + (f" ({unit})" if unit else "")
+        words = ["dotted: the base case (no shock)"]
+        if self.reference.visible:
+            words.append("dashed: zero" if self.reference.location == 0.0 else "dashed: the discount rate")
+        if self.held_words():
+            words.append(f"held: {', '.join(self.held_words())}")
+        self.fig.title.text = "; ".join(words)
+        return float(self.plane(out, [a.name])[self.index[a.name]])
+
+    # ---------------------------------------------------------------- the picked point
+
+    def at(self) -> list[str]:
+        return [at_text(a.name, a.values[self.index[a.name]]) for a in self.axes]
+
+    def show_details(self) -> None:
+        """The picked point: every output of every scope, the tornado, the statement, the command."""
+        sel = self.point_sel()
+        f = self.src.f
+        scopes = [PORTFOLIO] + self.clusters
+        rows = []
+        for o in self.outputs:
+            row = [self.label(o)]
+            for k, s in enumerate(scopes):
+                name = o if s == PORTFOLIO else f"{CLUSTER_DIM}_{o}"
+                row.append(fmt(o, float(self.src.read(name, sel + ((k - 1,) if k else ()))))
+                           if name in f else "")
+            rows.append(row)
+        where = ", ".join(self.at()) or "the only point"
+        parts = [pn.pane.HTML(f"<h3>The point {escape(where)}</h3>"
+                              + table(["output", *scopes], rows, num_cols=range(1, len(scopes) + 1)),
+                              sizing_mode="stretch_width", stylesheets=[TABLE_CSS])]
+        if "npv_per_pct" in f:
+            parts.append(self.tornado(sel))
+        self.statement = self.src.statement(self.at())
+        opts = list(self.statement.scopes)
+        self.st_scope.options = opts
+        if self.st_scope.value not in opts:
+            self.st_scope.value = opts[0]
+        self.show_statement()
+        command, note = self.src.command(self.at())
+        parts += [pn.pane.HTML(f"<h3>Cash-flow statement ({escape(self.statement.case.label)})</h3>"),
+                  pn.Row(self.st_scope, self.st_period), self.st_table,
+                  pn.pane.HTML("<h3>The command that reproduces it</h3>"
+                               f'<pre class="command">{escape(command)}</pre>'
+                               + (f"<p><i>{escape(note)}</i></p>" if note else ""), sizing_mode="stretch_width",
+                               stylesheets=[TABLE_CSS])]
+        self.details.objects = parts
+
+    def tornado(self, sel: tuple):
+        """npv_per_pct at the point as bars: the NPV's first-order change for ±10 % of each
+        of the pairs that move it most."""
+        m = self.src.read("npv_per_pct", sel)
+        params = [str(p) for p in strings(self.src.f["parameter"][()])]
+        rows = tornado_rows(m, self.clusters, params)
+        if not rows:
+            return pn.pane.Markdown("No parameter moves the NPV at this point: no tornado.")
+        names = [f"{r['cluster']} · {r['parameter']}" + ("*" if r["step"] else "") for r in rows][::-1]
+        p = figure(name="tornado", y_range=names, width=680, height=120 + 24 * len(rows), tools="save",
+                   toolbar_location="above", x_axis_label=f"NPV change, first order (M {self.src.currency})",
+                   title=f"Tornado at this point: ±{TORNADO_MOVE_PCT:g} % of one cluster's parameter"
+                         + (" (* step parameter: linear estimate unreliable)" if any(r["step"] for r in rows) else ""))
+        up = [r["up"] / 1e6 for r in rows][::-1]
+        down = [r["down"] / 1e6 for r in rows][::-1]
+        p.hbar(y=names, right=up, height=0.4, color="#f1c232", legend_label=f"+{TORNADO_MOVE_PCT:g} %")
+        p.hbar(y=names, right=down, height=0.4, color="#3d4b7a", legend_label=f"−{TORNADO_MOVE_PCT:g} %")
+        p.legend.location = "bottom_right"
+        return pn.pane.Bokeh(p)
+
+    def show_statement(self) -> None:
+        st = self.statement
+        if st is None or self.st_scope.value not in st.scopes:
+            return
+        if self.st_period.value == "by year":
+            st = st.annual()
+        scope = self.st_scope.value
+        k = st.scopes.index(scope)
+        money = [j for j, c in enumerate(st.columns) if KIND[c] in ("flow", "stock")]
+        unit, word = money_unit(st.values[k][:, money])
+
+        def cell(c, v):
+            if not math.isfinite(v):
+                return "-"
+            return f"{v:.2f}" if KIND[c] == "ratio" else f"{v:.4f}" if KIND[c] == "factor" else f"{v / unit:,.1f}"
+
+        rows = [[str(int(p)), *(cell(c, v) for c, v in zip(st.columns, st.values[k][i]))]
+                for i, p in enumerate(st.periods)]
+        npv = st.outputs[scope]["npv"]
+        discounted = float(np.sum(self.statement.column(scope, "discounted_cf")))
+        name, extra = ("npv", ()) if scope == PORTFOLIO_SCOPE else (f"{CLUSTER_DIM}_npv", (self.clusters.index(scope),)) \
+            if scope in self.clusters else (None, ())
+        in_file = float(self.src.read(name, self.point_sel() + extra)) if name in self.src.f else math.nan
+        self.st_table.object = (
+            f'<p>NPV of the statement: <b><span class="statement-npv" data-value="{npv!r}">{npv:,.0f}</span> '
+            f'{escape(self.src.currency)}</b> (its discounted CF summed: {discounted:,.0f}); in the result file at '
+            f'this point: <span class="file-npv" data-value="{in_file!r}">{in_file:,.0f}</span>. Amounts in '
+            f'{escape(self.src.currency)}{" " + word if word else ""}, DSCR a ratio.</p>'
+            '<div style="overflow-x:auto">'
+            + table([st.period, *(HEADER[c].replace("\n", " ") for c in st.columns)], rows,
+                    num_cols=range(len(st.columns) + 1)) + "</div>")
+
+    # ---------------------------------------------------------------- downloads
+
+    def slice_csv(self):
+        """The plane (or line) shown as CSV: one row per cell, the held axes' values in their
+        own columns, the output in its file units."""
+        import io
+
+        out = self.output.value
+        name, extra = self.dataset(out)
+        shown = self.shown()
+        held = [a.name for a in self.axes if a.name not in shown]
+        z = self.plane(out, shown) if shown else self.src.read(name, self.point_sel() + extra)
+        header = [*shown, *held, f"{name} ({self.src.units(name) or '1'})"]
+        rows = ([*(self.value(n, i) for n, i in zip(shown, idx)), *(self.value(n, self.index[n]) for n in held),
+                 float(z[idx])] for idx in np.ndindex(z.shape))
+        return io.StringIO(csv_text(header, rows))
+
+    def value(self, name: str, i: int):
+        v = self.by_name[name].values[i]
+        return v.item() if hasattr(v, "item") else v
+
+    def page(self):
+        side = pn.Column(self.output, self.scope, self.x, self.y, self.sliders, self.csv,
+                         pn.pane.Markdown("The save icon in a plot's toolbar downloads that view as PNG.",
+                                          styles={"font-size": "0.85em"}), width=320)
+        return pn.Column(self.readout, pn.Row(side, pn.Column(self.plot, self.details, sizing_mode="stretch_width")),
+                         sizing_mode="stretch_width")
+
+
+def view(src: Source):
+    return GridView(src).page()
