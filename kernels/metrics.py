@@ -278,3 +278,36 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     if cumulative:
         out["cumulative_cf"] = xp.cumulative_sum(pcf, axis=1)
     return out
+
+
+def equity_npv(fl: dict, discount_rate):
+    """The NPV of the portfolio's equity flows at the discount rate [S]: each cluster's
+    CF^e (its flows after the loan is drawn and served, the flows equity_irr solves)
+    summed with the platform's flows (which carry no debt), discounted as `npv`.
+    Optimize's mean_equity_npv; not an entry of OUTPUTS, which every file lays out."""
+    xp = array_namespace(fl["cfe"])
+    flows = xp.sum(fl["cfe"], axis=1)
+    if fl.get("platform") is not None:
+        flows = flows + fl["platform"]["cf"]
+    S = max(flows.shape[0], discount_rate.shape[0])
+    return npv(xp.broadcast_to(flows, (S, flows.shape[-1])), xp.broadcast_to(discount_rate, (S,)))
+
+
+def irr_from_root(flows, irr_annual):
+    """The annual IRR of `flows` [S, T+1] as one Newton step on NPV_m(i) = sum_t F_t (1+i)^-t
+    from its root, irr_annual [S] (the solver's, given as an input). Its value is the root
+    again (the step is zero there, up to rounding); differentiated in forward mode, the
+    step carries the implicit function theorem's derivative -(dNPV_m/dtheta)/(dNPV_m/di),
+    which the solver's own iterations (brackets, bisection) need not. NaN where the IRR is,
+    or where the root is not simple (slope 0)."""
+    xp = array_namespace(flows)
+    i0 = xp.expm1(xp.log1p(irr_annual) / 12.0)
+    finite = xp.isfinite(i0)
+    i = xp.where(finite, i0, 0.0)[:, None]
+    t = xp.arange(flows.shape[-1], dtype=flows.dtype)[None, :]
+    v = xp.exp(-t * xp.log1p(i))
+    value = xp.sum(flows * v, axis=-1)
+    slope = xp.sum(-t * flows * v / (1.0 + i), axis=-1)
+    ok = finite & (slope != 0)
+    step = i[:, 0] - value / xp.where(ok, slope, 1.0)
+    return xp.where(ok, xp.expm1(12.0 * xp.log1p(step)), math.nan)

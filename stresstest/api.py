@@ -66,3 +66,32 @@ def rank(portfolio: str | Path | None = None, scenario: str | Path = "montecarlo
                    resolve(str(scenario), None), path, settings=settings, backend=backend,
                    overwrite=overwrite or output_file is None, progress=False)
         return xr.load_dataset(path, engine="h5netcdf")
+
+
+def optimize(portfolio: str | Path | None = None, scenario: str | Path = "montecarlo", *, vary,
+             objective: str = "mean_npv", constraints=(), frontier: int | None = None, paths: int | None = None,
+             starts: int = 1, backend: str = "auto", output: str | Path | None = None, overwrite: bool = False):
+    """Which mix is best within tail-risk limits (`stresstest optimize`; docs/decisions.md):
+    an xarray.Dataset over a `param` coordinate (bounds, current value, optimum), the
+    figures of the optimum and of the current mix in-sample and on fresh paths (`sample`,
+    `metric`), the constraints, and with `frontier` the frontier (`frontier_point`), as
+    the file holds it (kept at `output` when given). `vary`: "PARAM[@CLUSTER]=LO..HI"
+    strings; `constraints`: "NAME<=LIMIT" strings. ds.attrs["feasible"] is 0 where no mix
+    in the bounds meets them.
+
+        ds = stresstest.api.optimize(vary=["reserved_share=0.2..1"], constraints=["cvar_95<=60e6"])
+        ds["optimum"].to_series()
+    """
+    import xarray as xr
+
+    from .optimize import optimize_files
+    from .presets import DEFAULT_PORTFOLIO, resolve
+
+    with tempfile.TemporaryDirectory(prefix="stresstest-") as tmp:
+        path = Path(output) if output is not None else Path(tmp) / "optimize.h5"
+        optimize_files(resolve(None if portfolio is None else str(portfolio), DEFAULT_PORTFOLIO),
+                       resolve(str(scenario), None), path, varies=[vary] if isinstance(vary, str) else list(vary),
+                       objective=objective, constraints=[constraints] if isinstance(constraints, str)
+                       else list(constraints), frontier=frontier, paths=paths, starts=starts, backend=backend,
+                       overwrite=overwrite or output is None)
+        return xr.load_dataset(path, engine="h5netcdf")

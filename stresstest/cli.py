@@ -627,6 +627,56 @@ def rank(portfolio, scenario, output_file, output, groups, permutations, inner, 
 
 
 @main.command()
+@click.argument("portfolio", required=False, shell_complete=_complete_portfolio)
+@click.option("--scenario", "-s", "scenario", default="montecarlo", show_default=True,
+              shell_complete=_complete_scenario, help="The Monte Carlo scenario whose paths the mix is chosen on.")
+@click.option("--vary", "varies", multiple=True, required=True, metavar="PARAM[@CLUSTER]=LO..HI",
+              help="A parameter to choose between LO and HI (repeatable): a cluster parameter, an item field by "
+                   "path (contracts.anchor.share) or a version 2 field; set in every cluster that has it, or in "
+                   "CLUSTER alone.")
+@click.option("--objective", default="mean_npv", show_default=True,
+              help="What to maximise: mean_npv, mean_irr or mean_equity_npv.")
+@click.option("--constraint", "constraints", multiple=True, metavar="NAME<=LIMIT",
+              help="An upper limit (repeatable): cvar_95<=USD (a loss), prob_npv_negative<=P, "
+                   "prob_dscr_below_covenant<=P (the scenario's covenant_dscr).")
+@click.option("--frontier", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Also sweep the CVaR 95 limit over N values: the best mix at each (the efficient frontier).")
+@click.option("--paths", type=click.IntRange(min=100), default=None,
+              help="In-sample paths: the scenario's first N [default: the smaller of its paths and 5000].")
+@click.option("--starts", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Starting points of the local search: the current mix, the bounds' centre, then random ones.")
+@click.option("-o", "--output", default="optimize.h5", show_default=True, type=click.Path(),
+              help="HDF5 file of the answer.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True, help=BACKEND_HELP)
+def optimize(portfolio, scenario, varies, objective, constraints, frontier, paths, starts, output, overwrite,
+             as_json, backend):
+    """Which mix is best within tail-risk limits: the values of the --vary parameters that
+    maximise the objective on the scenario's paths, every constraint met (docs/decisions.md).
+    "No feasible mix in the bounds" is an answer (exit 0, feasible false)."""
+    from .optimize import optimize_files
+    from .report import PRINTERS, run_json
+
+    try:
+        result = optimize_files(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, None), output,
+                                varies=varies, objective=objective, constraints=constraints, frontier=frontier,
+                                paths=paths, starts=starts, backend=backend, overwrite=overwrite)
+    except (ConfigError, BackendError) as err:
+        _fail_input(err)
+    except KeyboardInterrupt:
+        click.echo("interrupted: no optimize file written", err=True)
+        sys.exit(130)
+    except OSError as err:
+        click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no optimize file written", err=True)
+        _exit_after_io_failure()
+    if as_json:
+        click.echo(json.dumps(run_json(result), indent=2))
+    else:
+        PRINTERS[result.kind](result)
+
+
+@main.command()
 @click.argument("portfolio", required=False)
 @click.option("--scenario", "-s", "scenario", default=None,
               help="Grid, named or Monte Carlo scenario (file or preset) to read a point of "

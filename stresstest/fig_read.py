@@ -86,6 +86,8 @@ def attr(obj, key, default=None):
 def result_kind(f) -> str | None:
     if attr(f, "kind") == "rank" and "shapley" in f:
         return "rank"
+    if attr(f, "kind") == "optimize" and "optimum" in f:
+        return "optimize"
     if attr(f, "kind") == "montecarlo" and "npv" in f and "statistic" in f:
         return "montecarlo"
     if "breakeven" in f and "over" in f.attrs:
@@ -271,7 +273,8 @@ def extreme(ds, fn) -> tuple[int, float] | None:
 
 # what a report's provenance table calls each kind of file (the kind's name where absent)
 KIND_LABELS = {"grid": "stress grid", "sensitivities": "stress grid with sensitivities", "montecarlo": "Monte Carlo",
-               "breakeven": "breakeven curve", "rank": "drivers ranked (stresstest rank)"}
+               "breakeven": "breakeven curve", "rank": "drivers ranked (stresstest rank)",
+               "optimize": "which mix (stresstest optimize)"}
 
 
 def provenance(f, path: Path, kind: str) -> list[tuple[str, str]]:

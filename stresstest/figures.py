@@ -56,7 +56,7 @@ from typing import Callable
 
 from matplotlib.figure import Figure
 
-from . import fig_breakeven, fig_grid, fig_montecarlo, rank_report
+from . import fig_breakeven, fig_grid, fig_montecarlo, fig_optimize, rank_report
 from .fig_common import DPI
 from .fig_html import page
 from .fig_read import attr, open_result, provenance, result_kind
@@ -81,6 +81,7 @@ REPORTS = {
     "montecarlo": ReportKind(fig_montecarlo.plan, fig_montecarlo.build, fig_montecarlo.body, fig_montecarlo.title),
     "breakeven": ReportKind(fig_breakeven.plan, fig_breakeven.build, fig_breakeven.body, fig_breakeven.title),
     "rank": ReportKind(rank_report.plan, rank_report.build, rank_report.body, rank_report.title),
+    "optimize": ReportKind(fig_optimize.plan, fig_optimize.build, fig_optimize.body, fig_optimize.title),
 }
 
 

@@ -15,6 +15,7 @@ from .fig_read import strings
 from .industries import FIELDS
 from .items import KINDS, REPLACES, SINGULAR, UNLABELLED
 from .kernels.params import CLUSTER_PARAMS, OPTIMIZATION_PARAMS, ORDER_PARAMS, PLATFORM_PARAMS
+from .optimize_report import inspect_details, inspect_size, inspect_title, print_tables
 from .programmes import START, default_start_month, field_name
 from .outputs import BASE_GROUP, GROUP_VARIABLES, INDUSTRY_DIM
 from .validation import ConfigError
@@ -241,6 +242,7 @@ INSPECTORS = {
     "named": Inspector(lambda f: "named scenarios", _named_size, _named_details),
     "breakeven": Inspector(lambda f: "breakeven curve", _curve_size, _describe_curve),
     "rank": Inspector(lambda f: "drivers ranked (stresstest rank)", _rank_size, _rank_details),
+    "optimize": Inspector(inspect_title, inspect_size, inspect_details),
 }
 # Kinds of file stresstest writes that `inspect` does not describe, and what to do instead.
 NOT_DESCRIBED = {"shard": "a shard file; merge the set first (stresstest merge)"}
@@ -273,6 +275,8 @@ def print_description(info: dict, console=None) -> None:
     _print_numbers(info, console)
     if "breakeven" in info:
         _print_curve(info["breakeven"], console)
+    if "optimize" in info:
+        print_tables(info["optimize"], console)
 
 
 # How `inspect` names each group of outputs.GROUP_VARIABLES

@@ -144,6 +144,18 @@ def value_and_input_gradient(f, argnums: tuple[int, ...]):
     return fn
 
 
+def value_and_jacobian(f):
+    """(x, *args) -> (f(x, *args), its Jacobian in x), compiled; f returns a dict of
+    arrays, each Jacobian with x's axis last. Forward mode (jacfwd: one tangent per entry
+    of x, the values carried alongside): optimize's few variables against thousands of
+    per-path outputs, where reverse mode needs a pass per output (benchmarks/README.md)."""
+    def both(x, *args):
+        jac, value = jax.jacfwd(lambda z: (lambda y: (y, y))(f(z, *args)), has_aux=True)(x)
+        return value, jac
+
+    return jax.jit(both)
+
+
 def tail_weighted_gradient(npv_fn, chunk: int, n_paths: int):
     """The compiled reverse pass of Monte Carlo's pathwise sensitivities.
 

@@ -8,6 +8,7 @@ import platform
 
 from .engine import describe_nonfinite, grid_point, unexpected_nonfinite
 from .formats import fmt, pct
+from .optimize_report import optimize_json, print_optimize
 from .outputs import QUANTILES, STATISTICS, SUMMARY_OUTPUTS
 
 def change_text(value: float) -> str:
@@ -349,7 +350,7 @@ def run_json(result) -> dict:
             return clean(x.item())
         return x
 
-    kind = result.scenario.kind
+    kind = getattr(result, "kind", None) or result.scenario.kind  # a kind of run of its own (optimize)
     head = {"path": str(result.path), "kind": kind, "portfolio": result.portfolio.name,
             "scenario": result.scenario.name, "backend": result.backend, "seconds": result.seconds,
             "config_sha256": result.config_sha256}
@@ -367,5 +368,7 @@ def _grid_json(result) -> dict:
 
 # Each scenario kind's terminal summary and --json body, found by the result's kind (the
 # runs find theirs in runner.RUNS; docs/architecture.md)
-PRINTERS = {"grid": print_run_summary, "montecarlo": print_mc_summary, "named": print_named_summary}
-JSON_BODIES = {"grid": _grid_json, "montecarlo": mc_rows, "named": lambda result: {"rows": result.rows}}
+PRINTERS = {"grid": print_run_summary, "montecarlo": print_mc_summary, "named": print_named_summary,
+            "optimize": print_optimize}
+JSON_BODIES = {"grid": _grid_json, "montecarlo": mc_rows, "named": lambda result: {"rows": result.rows},
+               "optimize": optimize_json}

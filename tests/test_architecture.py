@@ -24,11 +24,13 @@ LAYERS = {
                "named", "loaders"],
     "compute": ["backends", "jax_adapter", "factoring", "engine", "tornado", "mc_paths", "latent"],
     "stats": ["summaries", "mc_summary", "gsa"],
-    "files": ["h5io", "grid_file", "mc_io"],
-    "runs": ["results", "progress", "montecarlo", "named_run", "shards", "runner", "breakeven", "submit", "rank"],
+    "files": ["h5io", "grid_file", "mc_io", "optimize_io"],
+    "runs": ["results", "progress", "montecarlo", "named_run", "shards", "runner", "breakeven", "submit", "rank",
+             "optimize_solve", "optimize"],
     "reports": ["formats", "report", "fig_read", "fig_common", "fig_html", "fig_named", "fig_grid", "fig_montecarlo",
                 "fig_breakeven", "figures", "inspection", "statement", "rank_report",
-                "explore_source", "explore_grid", "explore_mc", "explore_curve", "explore"],
+                "optimize_report", "fig_optimize", "explore_source", "explore_grid", "explore_mc", "explore_curve",
+                "explore"],
     "interfaces": ["cli", "api", "__init__"],
 }
 LEVEL = {m: i for i, (_, mods) in enumerate(LAYERS.items()) for m in mods}
