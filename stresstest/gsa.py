@@ -9,8 +9,9 @@ Three estimators over a model Y = f(X) of random inputs X (docs/decisions.md):
   given it (Song et al.'s N_o = 1, N_i = 3 recommendation), and the input at position j
   receives c(J_j) - c(J_(j-1)). The draws of one permutation are shared by its d steps
   (common random numbers: every c(J_j) is still unbiased, their differences far less
-  noisy). c(all) is the plain variance of the inner draws, so the effects' sum is an
-  estimate of 1, not 1 by construction: it checks the estimator.
+  noisy). The effects are the mean contributions over the permutations' mean c(all),
+  the plain variance of their inner draws (a ratio estimator: they sum to 1); the check
+  is that c(all) against the variance of an independent sample, 1 up to the error.
 - First-order and total Sobol indices of groups of inputs independent of the rest
   (Saltelli et al. 2010 for the first order, Jansen 1999 for the total), from two
   independent samples A and B and, per group, A with that group's values from B.
@@ -228,31 +229,36 @@ def _interval(samples: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ShapleyEffects:
-    effects: np.ndarray  # [d]
+    effects: np.ndarray  # [d], summing to 1
     ci: np.ndarray  # [d, 2]
-    total: float  # the effects' sum (1 up to the estimators' error)
+    total: float  # the check: the permutations' variance over the variance sample's, 1 up to error
     total_ci: np.ndarray  # [2]
-    variance: float
+    variance: float  # of the variance sample
     variance_ci: np.ndarray  # [2]
 
 
 def shapley_effects(contrib: np.ndarray, y: np.ndarray, seed: int, replicates: int = BOOTSTRAP) -> ShapleyEffects:
-    """Effects = mean contributions / Var[Y], with bootstrap intervals that resample the
-    permutations and the variance sample independently."""
+    """Effects = mean contributions over the permutations' mean c(all) (a ratio estimator:
+    they sum to 1, and an input that alone moves the output has exactly 1). The check
+    `total` compares that c(all) with the variance of the independent sample y: 1 up to
+    the estimators' error. Bootstrap intervals resample the permutations and the
+    variance sample independently."""
     m = contrib.shape[0]
     V = float(np.var(y, ddof=1))
-    effects = contrib.mean(axis=0) / V
+    whole = contrib.sum(axis=1)  # each permutation's c(all)
+    effects = contrib.mean(axis=0) / whole.mean()
     rng = np.random.default_rng([seed, BOOTSTRAP])
-    boot_e, boot_v = [], []
+    boot_e, boot_t, boot_v = [], [], []
     for a, b in _blocks(replicates, 100):
         wc = _weights(m, b - a, rng)
         wv = _weights(y.shape[0], b - a, rng)
         v = _weighted_var(y, wv)
-        boot_e.append((wc @ contrib / m) / v[:, None])
+        w_whole = wc @ whole
+        boot_e.append((wc @ contrib) / w_whole[:, None])
+        boot_t.append(w_whole / m / v)
         boot_v.append(v)
-    e = np.concatenate(boot_e)
-    v = np.concatenate(boot_v)
-    return ShapleyEffects(effects, _interval(e), float(effects.sum()), _interval(e.sum(axis=1)), V, _interval(v))
+    return ShapleyEffects(effects, _interval(np.concatenate(boot_e)), float(whole.mean() / V),
+                          _interval(np.concatenate(boot_t)), V, _interval(np.concatenate(boot_v)))
 
 
 # ------------------------------------------------------------------ Sobol indices

@@ -225,13 +225,13 @@ def _rank_size(attrs: dict, scales: dict) -> str:
 
 
 def _rank_details(f, attrs: dict, config: dict) -> dict:
-    """The inputs, the largest Shapley effect first, with the effects' sum."""
+    """The inputs, the largest Shapley effect first, with the estimator's variance check."""
     names = [s.decode() if isinstance(s, bytes) else str(s) for s in f["input"][()]]
     sh = f["shapley"][()]
     order = np.argsort(-sh, kind="stable")
     return {"ranking": [{"input": names[i], "shapley": _f(sh[i]), "dgsm_bound": _f(f["dgsm_bound"][i])}
                         for i in order],
-            "shapley_sum": _f(attrs.get("shapley_sum"))}
+            "variance_ratio": _f(attrs.get("variance_ratio"))}
 
 
 # The file's `kind` attribute (grid where it has none) picks how it is described: a new

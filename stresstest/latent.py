@@ -46,19 +46,53 @@ def poincare_constant(ev: EventSpec) -> float:
     return (hi - lo) ** 2 / math.pi ** 2
 
 
+def series_volatilities(spec) -> np.ndarray:
+    """Each series' volatility (price, utilization, energy, in the series' order); a series
+    at 0 draws normals that move nothing."""
+    def per(v, n):
+        return np.full(n, float(v)) if isinstance(v, (int, float)) else np.asarray(v, dtype=np.float64)
+
+    return np.concatenate([per(spec.price_vol, spec.n_price), per(spec.util_sigma, spec.n_util),
+                           per(spec.energy_vol, spec.n_energy)])
+
+
+def degenerate_event(ev: EventSpec) -> bool:
+    """An event whose law is a single value: it draws nothing uncertain."""
+    if ev.dist == "discrete":
+        return len(set(ev.values)) < 2
+    if ev.dist == "normal":
+        return ev.args[1] == 0
+    return ev.args[0] == ev.args[-1]
+
+
+@dataclass(frozen=True)
+class InputMap:
+    """Which series and events are the analysis's inputs. coords: the series that are
+    (the Gaussian coordinates of gsa.Law, in the series' order); series_input[k]: the
+    input of coords[k]; event_input[e]: the input of event e, -1 for an event that is
+    not one (a degenerate law: its draws are the same from either stream)."""
+
+    coords: tuple[int, ...]
+    series_input: tuple[int, ...]
+    event_input: tuple[int, ...]
+    n_inputs: int
+
+    def correlation(self, mc: MonteCarlo) -> np.ndarray:
+        """The correlation of the coordinates: the scenario's, restricted to them."""
+        R = np.asarray(mc.correlation, dtype=np.float64)
+        return R[np.ix_(self.coords, self.coords)]
+
+
 @dataclass
 class LatentModel:
-    """The output of the portfolio under the scenario at designed inputs, on a backend.
-    event_input[e]: the input index of event e in the designs' keep flags; series_input[k]:
-    the input of series k (its normals' coordinate in the Cholesky order, for DGSM)."""
+    """The output of the portfolio under the scenario at designed inputs, on a backend;
+    `inputs` says which series and events the designs address (InputMap)."""
 
     portfolio: Portfolio
     scenario: MonteCarlo
     backend: Backend
     output: str
-    series_input: tuple[int, ...]
-    event_input: tuple[int, ...]
-    n_inputs: int
+    inputs: InputMap
     chunk: int = 0
     evaluations: int = 0
     _mixed: Callable | None = field(default=None, repr=False)
@@ -102,65 +136,75 @@ class LatentModel:
 
     def __call__(self, design) -> np.ndarray:
         """The output at each evaluation of a gsa.Design, [E] on the host."""
-        be, E = self.backend, design.size
-        keep = design.keep[:, list(self.event_input)] if self.event_input else np.ones((E, 0), dtype=bool)
+        be, E, im = self.backend, design.size, self.inputs
+        keep = np.ones((E, len(im.event_input)), dtype=bool)
+        for e, i in enumerate(im.event_input):
+            if i >= 0:
+                keep[:, e] = design.keep[:, i]
+        n = self.scenario.spec.n_series
         out = []
         for a in range(0, E, self.chunk):
             rows = _padded(np.arange(a, min(a + self.chunk, E)), self.chunk)
+            mix = np.broadcast_to(np.eye(n), (self.chunk, n, n)).copy()
+            mix[:, np.asarray(im.coords)[:, None], np.asarray(im.coords)[None, :]] = design.mix[rows]
             args = (np.uint64(design.key1), design.i1[rows], np.uint64(design.key2), design.i2[rows],
-                    design.mix[rows].astype(be.dtype), keep[rows])
+                    mix.astype(be.dtype), keep[rows])
             y = self._mixed(*self._args, *(be.asarray(x) for x in args))
             out.append(np.asarray(y)[: min(self.chunk, E - a)])
         self.evaluations += E
         return np.concatenate(out)
 
     def _grad_fn(self) -> Callable:
-        """(base, rate, key, rows) -> (Y, the squared gradient in z summed over months [E, n],
-        per event the gradient in its drawn values [E, k])."""
+        """(base, rate, key, rows) -> (Y, the gradient in the correlated innovations
+        [E, n, T], per event the gradient in its drawn values [E, k])."""
         from .jax_adapter import value_and_input_gradient
 
         pf, mc, xp, dtype = self.portfolio, self.scenario, self.backend.xp, self.backend.dtype
         C = len(pf.clusters)
         core = self._core()
 
-        def on_latent(base, rate, z, values):
-            eps = correlated(xp, z, mc.spec.chol, dtype)
+        def on_latent(base, rate, eps, values):
             draws = [xp.broadcast_to(v, (v.shape[0], C)) for v in values]
             return core(base, rate, eps, draws)
 
         grad = value_and_input_gradient(on_latent, (2, 3))
 
         def fn(base, rate, key, rows):
-            z = standard_normals(xp, key, rows, mc.spec, dtype)
+            eps = correlated(xp, standard_normals(xp, key, rows, mc.spec, dtype), mc.spec.chol, dtype)
             us = event_uniforms(xp, key, xp.astype(rows, xp.uint64), mc.events, mc.spec.n_series,
                                 mc.spec.horizon, C, dtype)
             values = [event_values(xp, ev, u1, u2, C)[:, : (C if ev.per_cluster else 1)]
                       for ev, (u1, u2) in zip(mc.events, us)]
-            y, (gz, gv) = grad(base, rate, z, values)
-            return y, xp.sum(gz * gz, axis=-1), [g * g for g in gv]
+            y, (g_eps, g_values) = grad(base, rate, eps, values)
+            return y, g_eps, [g * g for g in g_values]
 
         return fn
 
     def gradients(self, key: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Y [E], G [E, d]) at samples `rows` of the stream `key`: per input, the sum over
-        its independent latent coordinates of the Poincare constant (1 for a standard
-        normal) times the squared derivative (gsa.dgsm_bounds)."""
-        be = self.backend
+        its independent latent coordinates of the Poincare constant times the squared
+        derivative (gsa.dgsm_bounds). The Gaussian inputs' latent coordinates are the
+        standard normals z of their own correlation (x = L z over the input series, L its
+        Cholesky factor): dY/dz = L^T dY/dx, month by month, constant 1."""
+        be, im = self.backend, self.inputs
         if not be.is_jax:
             raise BackendError(f"DGSM needs the JAX backend (automatic differentiation); got {be.name}")
         if self._grad is None:
             self._grad = be.compile(self._grad_fn())
         consts = [poincare_constant(ev) for ev in self.scenario.events]
+        L = np.linalg.cholesky(im.correlation(self.scenario) + 1e-12 * np.eye(len(im.coords)))
         E = rows.shape[0]
         ys, gs = [], []
         for a in range(0, E, self.chunk):
             n = min(self.chunk, E - a)
             r = _padded(rows[a: a + n], self.chunk)
-            y, gz2, gv2 = self._grad(*self._args, be.asarray(np.uint64(key)), be.asarray(r))
-            G = np.zeros((self.chunk, self.n_inputs))
-            np.add.at(G.T, np.asarray(self.series_input), np.asarray(gz2).T)
+            y, g_eps, gv2 = self._grad(*self._args, be.asarray(np.uint64(key)), be.asarray(r))
+            g_z = np.einsum("kj,ekt->ejt", L, np.asarray(g_eps)[:, list(im.coords), :])
+            G = np.zeros((self.chunk, im.n_inputs))
+            np.add.at(G.T, np.asarray(im.series_input), (g_z ** 2).sum(axis=-1).T)
             for e, g2 in enumerate(gv2):
-                G[:, self.event_input[e]] += consts[e] * np.asarray(g2).sum(axis=1)
+                if im.event_input[e] >= 0:
+                    G[:, im.event_input[e]] += consts[e] * np.asarray(g2).sum(axis=1)
             ys.append(np.asarray(y)[:n])
             gs.append(G[:n])
         self.evaluations += E

@@ -22,7 +22,7 @@ import numpy as np
 from . import gsa
 from .backends import Backend
 from .config import Portfolio
-from .latent import OUTPUT_CHOICES, LatentModel
+from .latent import OUTPUT_CHOICES, InputMap, LatentModel, degenerate_event, series_volatilities
 from .mc_config import MonteCarlo
 from .results import Result
 from .validation import ConfigError
@@ -88,30 +88,37 @@ def list_inputs_text(portfolio_path, scenario_path) -> str:
     names = scenario_inputs(mc)
     n = len(mc.series)
     lines = [f"{mc.name}: {len(names)} inputs ({n} series of monthly innovations, {len(names) - n} events)"]
+    width = max(len(x) for x in names) + 2
     for i, name in enumerate(names):
         what = ("its normals, every month, correlated with the other series" if i < n else
                 f"{mc.events[i - n].dist} draws" + (", one per cluster" if mc.events[i - n].per_cluster else ""))
-        lines.append(f"  {name:<40} {what}")
+        lines.append(f"  {name:<{width}}{what}")
     return "\n".join(lines)
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """The inputs after grouping: names, and for each series and event its input."""
+    """The inputs after grouping: names, what each holds, and which series and events they
+    address (latent.InputMap); `still` names the scenario's inputs that draw nothing (a
+    volatility of 0, a law of one value), left out: they explain no variance, and
+    conditioning on them would hand shares to inputs that do not move the output."""
 
     names: tuple[str, ...]
     members: tuple[tuple[str, ...], ...]  # per input: the scenario inputs it holds
-    series_input: tuple[int, ...]
-    event_input: tuple[int, ...]
+    map: InputMap
+    still: tuple[str, ...]
 
     def law(self, mc: MonteCarlo) -> gsa.Law:
-        return gsa.Law(self.names, np.asarray(mc.correlation, dtype=np.float64), self.series_input)
+        return gsa.Law(self.names, self.map.correlation(mc), self.map.series_input)
 
 
 def grouped_inputs(mc: MonteCarlo, groups=()) -> Inputs:
-    """The scenario's inputs with each group merged into one, placed where its first member
-    was; ConfigError naming an unknown or twice-grouped input."""
+    """The scenario's uncertain inputs with each group merged into one, placed where its
+    first member was; ConfigError naming an unknown, still or twice-grouped input."""
     raw = scenario_inputs(mc)
+    n = len(mc.series)
+    moving = [v > 0 for v in series_volatilities(mc.spec)] + [not degenerate_event(ev) for ev in mc.events]
+    still = tuple(r for r, m in zip(raw, moving) if not m)
     owner: dict[str, str] = {}
     problems = []
     for name, members in groups:
@@ -120,24 +127,32 @@ def grouped_inputs(mc: MonteCarlo, groups=()) -> Inputs:
         for m in members:
             if m not in raw:
                 problems.append(f"--group {name}: no input {m!r} in the scenario (its inputs: {', '.join(raw)})")
+            elif m in still:
+                problems.append(f"--group {name}: {m!r} draws nothing (a volatility of 0 or a law of one value)")
             elif m in owner:
                 problems.append(f"--group {name}: {m!r} is already in group {owner[m]!r}")
             else:
                 owner[m] = name
+    if not problems and not any(moving):
+        problems.append(f"{mc.path}: the scenario draws nothing uncertain (every volatility 0, every event's "
+                        "law a single value): there is no spread to explain")
     if problems:
         raise ConfigError(problems)
     names: list[str] = []
     members: dict[str, list[str]] = {}
-    for r in raw:
+    for r, m in zip(raw, moving):
+        if not m:
+            continue
         label = owner.get(r, r)
         if label not in members:
             names.append(label)
             members[label] = []
         members[label].append(r)
-    index = {r: names.index(owner.get(r, r)) for r in raw}
-    n = len(mc.series)
-    return Inputs(tuple(names), tuple(tuple(members[x]) for x in names),
-                  tuple(index[r] for r in raw[:n]), tuple(index[r] for r in raw[n:]))
+    index = {r: names.index(owner.get(r, r)) for r, m in zip(raw, moving) if m}
+    coords = tuple(k for k in range(n) if moving[k])
+    im = InputMap(coords, tuple(index[raw[k]] for k in coords),
+                  tuple(index.get(r, -1) for r in raw[n:]), len(names))
+    return Inputs(tuple(names), tuple(tuple(members[x]) for x in names), im, still)
 
 
 @dataclass(kw_only=True)
@@ -245,7 +260,7 @@ def run_rank(pf: Portfolio, mc: MonteCarlo, backend: Backend, out: Path | None, 
     law = inputs.law(mc)
     t0 = time.perf_counter()
     status.phase("compiling the model")
-    model = LatentModel(pf, mc, backend, settings.output, inputs.series_input, inputs.event_input, len(inputs.names))
+    model = LatentModel(pf, mc, backend, settings.output, inputs.map)
     checked = _Checked(model, settings.output, status, interrupts)
     status.begin(planned_evaluations(settings, law), "evaluations")
     checked.estimator = "variance"
@@ -305,7 +320,8 @@ def write_rank(path: Path, r: RankResult, backend: Backend, cfg: str, seed: int)
                        inner=s.inner, variance_samples=s.variance_samples, sobol_samples=s.sobol_samples,
                        dgsm_samples=s.dgsm_samples if r.dgsm is not None else 0, evaluations=r.evaluations,
                        seconds=r.seconds, variance=r.shapley.variance, variance_ci=r.shapley.variance_ci,
-                       shapley_sum=r.shapley.total, shapley_sum_ci=r.shapley.total_ci, dgsm_note=r.dgsm_note)
+                       variance_ratio=r.shapley.total, variance_ratio_ci=r.shapley.total_ci, dgsm_note=r.dgsm_note,
+                       still_inputs=", ".join(r.inputs.still))
     groups = r.sobol.groups if r.sobol is not None else []
     member_of = np.full(d, -1, dtype=np.int64)
     for g, grp in enumerate(groups):
@@ -374,8 +390,8 @@ def rank_json(r: RankResult) -> dict:
     return {"path": None if r.path is None else str(r.path), "portfolio": r.portfolio.name,
             "scenario": r.scenario.name, "output": s.output, "backend": r.backend, "seconds": r.seconds,
             "evaluations": r.evaluations, "variance": r.shapley.variance,
-            "variance_ci": [float(x) for x in r.shapley.variance_ci], "shapley_sum": r.shapley.total,
-            "shapley_sum_ci": [float(x) for x in r.shapley.total_ci], "inputs": rank_rows(r), "groups": groups,
-            "dgsm_note": r.dgsm_note or None,
+            "variance_ci": [float(x) for x in r.shapley.variance_ci], "variance_ratio": r.shapley.total,
+            "variance_ratio_ci": [float(x) for x in r.shapley.total_ci], "inputs": rank_rows(r), "groups": groups,
+            "dgsm_note": r.dgsm_note or None, "still_inputs": list(r.inputs.still),
             "settings": {"permutations": s.permutations, "inner": s.inner, "variance_samples": s.variance_samples,
                          "sobol_samples": s.sobol_samples, "dgsm_samples": s.dgsm_samples}}

@@ -45,16 +45,20 @@ def print_rank(report: dict, console=None) -> None:
         t.add_row(str(i), row["input"], _share(row["shapley"]), _interval(row["shapley_ci"]), sobol,
                   _share(row["dgsm_bound"]))
     console.print(t)
-    lo, hi = report["shapley_sum_ci"]
-    spread = (f", {report['variance'] ** 0.5 / 1e6:,.1f} M standard deviation" if report["output"] == "npv"
+    lo, hi = report["variance_ratio_ci"]
+    spread = (f" (standard deviation {report['variance'] ** 0.5 / 1e6:,.1f} M)" if report["output"] == "npv"
               else "")
-    console.print(f"Shapley effects sum to {100 * report['shapley_sum']:.1f} % (95 % interval "
-                  f"[{100 * lo:.1f}, {100 * hi:.1f}]): shares of the output's variance{spread}")
+    console.print(f"Shapley effects: shares of the output's variance{spread}, summing to 100 %. Check: the "
+                  f"permutations' variance is {100 * report['variance_ratio']:.1f} % of an independent sample's "
+                  f"(95 % interval [{100 * lo:.1f}, {100 * hi:.1f}]; 100 % up to the estimators' error)")
     for g in report["groups"]:
         if len(g["inputs"]) > 1:
             console.print(f"independent group of {len(g['inputs'])} correlated inputs ({', '.join(g['inputs'][:3])}"
                           f"{', ...' if len(g['inputs']) > 3 else ''}): Sobol first {_share(g['first'])}, "
                           f"total {_share(g['total'])}")
+    if report.get("still_inputs"):
+        console.print(f"left out, drawing nothing (a volatility of 0 or a law of one value): "
+                      f"{', '.join(report['still_inputs'])}")
     if report.get("dgsm_note"):
         console.print(f"DGSM: {report['dgsm_note']}")
     if report.get("path"):
@@ -97,10 +101,11 @@ def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     save(fig, "drivers.png")
-    total = attr(f, "shapley_sum")
-    lo_hi = np.asarray(attr(f, "shapley_sum_ci", [math.nan, math.nan]), dtype=np.float64)
-    notes.append(f"The Shapley effects sum to {100 * float(total):.1f} % (95 % interval "
-                 f"[{100 * lo_hi[0]:.1f}, {100 * lo_hi[1]:.1f}] %); 100 % up to the estimators' error.")
+    ratio = attr(f, "variance_ratio")
+    lo_hi = np.asarray(attr(f, "variance_ratio_ci", [math.nan, math.nan]), dtype=np.float64)
+    notes.append(f"The Shapley effects sum to 100 %. Check: the permutations' variance is {100 * float(ratio):.1f} % "
+                 f"of an independent sample's (95 % interval [{100 * lo_hi[0]:.1f}, {100 * lo_hi[1]:.1f}] %); "
+                 "100 % up to the estimators' error.")
     note = attr(f, "dgsm_note", "")
     if note:
         notes.append(f"DGSM: {note}.")
