@@ -4,7 +4,8 @@ A Panel server (Bokeh's, with its widgets) on the loopback address only, on a fr
 unless one is given, serving every script and style sheet itself: the page asks nothing
 of the internet. Each browser session gets its own page built by the view of the file's
 kind (`views`): explore_grid for grids, sensitivities and named scenarios, explore_mc
-for Monte Carlo, explore_curve for breakeven curves. The file is opened once and read a
+for Monte Carlo, explore_decide for the ranked drivers and the frontier of a Monte Carlo
+scenario (`rank`, `optimize`), explore_curve for breakeven curves. The file is opened once and read a
 slice at a time (explore_source), so a large grid opens at once.
 
 Panel and Bokeh are the optional extra `.[explore]`: without them the command says how
@@ -40,10 +41,11 @@ def check_extra() -> None:
 def views() -> dict:
     """The view of each kind of result file: (Source) -> its page. Imported only here, after
     check_extra, since they import Panel."""
-    from . import explore_curve, explore_grid, explore_mc
+    from . import explore_curve, explore_decide, explore_grid, explore_mc
 
     return {"grid": explore_grid.view, "sensitivities": explore_grid.view, "named": explore_grid.view,
-            "montecarlo": explore_mc.view, "breakeven": explore_curve.view}
+            "montecarlo": explore_mc.view, "breakeven": explore_curve.view, "rank": explore_decide.rank_view,
+            "optimize": explore_decide.optimize_view}
 
 
 def open_source(path: Path, portfolio: str | None = None, scenario: str | None = None) -> Source:

@@ -235,13 +235,11 @@ class GridView:
         xe, ye = cell_edges(coords(xa)[0]), cell_edges(coords(ya)[0])
         p = figure(name="heatmap", width=680, height=560, tools=TOOLS, toolbar_location="above",
                    x_range=(xe[0], xe[-1]), y_range=(ye[0], ye[-1]), x_axis_label=xa.label(), y_axis_label=ya.label())
-        self.cells = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top", "value", "text",
-                                                         "xtext", "ytext")})
+        self.cells = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top", "x", "y", "value")})
         self.mapper = LinearColorMapper(palette=palette("RdBu"), nan_color=NAN_COLOUR)
         quads = p.quad(left="left", right="right", bottom="bottom", top="top", source=self.cells, line_color=None,
                        fill_color={"field": "value", "transform": self.mapper})
-        self.hover = HoverTool(renderers=[quads], tooltips=[(xa.label(), "@xtext"), (ya.label(), "@ytext"),
-                                                             ("value", "@text")])
+        self.hover = HoverTool(renderers=[quads])
         p.add_tools(self.hover)
         self.zero = ColumnDataSource({"xs": [], "ys": []})
         self.irr_line = ColumnDataSource({"xs": [], "ys": []})
@@ -249,9 +247,8 @@ class GridView:
         self.pick = ColumnDataSource({k: [] for k in ("left", "right", "bottom", "top")})
         items = [LegendItem(label="NPV = 0", renderers=[p.multi_line("xs", "ys", source=self.zero, line_color="black",
                                                                       line_width=2.5)])]
-        if rate_level(self.src.f, self.plan()) is not None and "irr" in self.src.f:
-            items.append(LegendItem(label="IRR = discount rate", renderers=[
-                p.multi_line("xs", "ys", source=self.irr_line, line_color="black", line_width=2, line_dash="dashed")]))
+        items.append(LegendItem(label="IRR = discount rate", renderers=[
+            p.multi_line("xs", "ys", source=self.irr_line, line_color="black", line_width=2, line_dash="dashed")]))
         items.append(LegendItem(label="base case (no shock)", renderers=[
             p.scatter("x", "y", source=self.base, marker="star", size=22, fill_color="gold", line_color="black")]))
         p.quad(left="left", right="right", bottom="bottom", top="top", source=self.pick, fill_color=None,
@@ -271,7 +268,7 @@ class GridView:
         a = self.by_name[self.line_axis()]
         xc, _ = coords(a)
         p = figure(name="line", width=680, height=460, tools=TOOLS, toolbar_location="above", x_axis_label=a.label())
-        self.cells = ColumnDataSource({k: [] for k in ("x", "value", "text", "xtext")})
+        self.cells = ColumnDataSource({k: [] for k in ("x", "value", "xtext")})
         if a.numeric:
             p.line("x", "value", source=self.cells, line_width=2, color="#3b528b")
             r = p.scatter("x", "value", source=self.cells, size=9, color="#3b528b")
@@ -280,7 +277,8 @@ class GridView:
             p.xaxis.ticker = FixedTicker(ticks=list(xc))
             p.xaxis.major_label_overrides = {float(t): str(v) for t, v in zip(xc, a.values)}
             p.xaxis.major_label_orientation = 0.6
-        p.add_tools(HoverTool(renderers=[r], tooltips=[(a.label(), "@xtext"), ("value", "@text")]))
+        self.hover = HoverTool(renderers=[r])
+        p.add_tools(self.hover)
         self.pick = ColumnDataSource({"x": [], "value": []})
         p.scatter("x", "value", source=self.pick, size=16, fill_color=None, line_color="black", line_width=3)
         self.reference = Span(dimension="width", location=0, line_color="black", line_dash="dashed", line_width=1.5)
@@ -317,6 +315,8 @@ class GridView:
         return "the base case; click to pick another point" if neutral else "click to pick a point"
 
     def fill_plane(self, out: str, factor: float, unit: str) -> float:
+        """The cells (numbers only: sent as binary arrays), the colours, the contours (NPV = 0;
+        IRR = discount rate where the IRR is shown), the base case and the picked cell."""
         xn, yn = self.x.value, self.y.value
         xa, ya = self.by_name[xn], self.by_name[yn]
         xc, xo = coords(xa)
@@ -324,31 +324,38 @@ class GridView:
         xe, ye = cell_edges(xc), cell_edges(yc)
         z = self.plane(out, [yn, xn])
         zs = z[np.ix_(yo, xo)] * factor  # sorted along both axes, in display units
-        jj, ii = np.meshgrid(np.arange(len(xc)), np.arange(len(yc)))
-        jj, ii = jj.ravel(), ii.ravel()
-        vals = zs.ravel()
-        self.cells.data = {"left": xe[jj], "right": xe[jj + 1], "bottom": ye[ii], "top": ye[ii + 1], "value": vals,
-                           "text": [number(v, unit) for v in vals],
-                           "xtext": [value_text(xa.values[xo[j]]) for j in jj],
-                           "ytext": [value_text(ya.values[yo[i]]) for i in ii]}
+        jj, ii = (g.ravel() for g in np.meshgrid(np.arange(len(xc)), np.arange(len(yc))))
+        data = {"left": xe[jj], "right": xe[jj + 1], "bottom": ye[ii], "top": ye[ii + 1], "x": xc[jj], "y": yc[ii],
+                "value": zs.ravel()}
+        for a, column, cells, order in ((xa, "x", jj, xo), (ya, "y", ii, yo)):
+            if not a.numeric:  # labels: named in the hover by a column of text
+                data[column + "text"] = [str(a.values[order[k]]) for k in cells]
+        self.cells.data = data
+        self.hover.tooltips = [(xa.label(), self.hover_field(xa, "x")), (ya.label(), self.hover_field(ya, "y")),
+                               (self.label(out), "@value{0,0.00}")]
         self.colour(out, zs, unit)
         npv = self.plane("npv", [yn, xn])
         npv = None if npv is None else npv[np.ix_(yo, xo)]
         self.zero.data = dict(zip(("xs", "ys"), contour_lines(xc, yc, npv, 0.0) if npv is not None else ([], [])))
         self.legend.items[0].label = {"value": crossing_label("NPV = 0", npv, 0.0) if npv is not None
                                       else "NPV = 0: no NPV here"}
-        level = rate_level(self.src.f, self.plan())
-        irr = self.plane("irr", [yn, xn]) if level is not None else None
-        if irr is not None and len(self.legend.items) == 3:
-            irr = irr[np.ix_(yo, xo)] * 100
-            self.irr_line.data = dict(zip(("xs", "ys"), contour_lines(xc, yc, irr, level)))
-            self.legend.items[1].label = {"value": crossing_label(f"IRR = discount rate ({level:g} %)", irr, level)}
+        level = rate_level(self.src.f, self.plan()) if out == "irr" else None
+        self.irr_line.data = dict(zip(("xs", "ys"), contour_lines(xc, yc, zs, level) if level is not None
+                                      else ([], [])))
+        self.legend.items[1].visible = level is not None
+        if level is not None:
+            self.legend.items[1].label = {"value": crossing_label(f"IRR = discount rate ({level:g} %)", zs, level)}
         base = base_in_plane(self.plan(), self.by_name)
         self.base.data = {"x": [base[0]] if base else [], "y": [base[1]] if base else []}
         j = int(np.flatnonzero(xo == self.index[xn])[0])
         i = int(np.flatnonzero(yo == self.index[yn])[0])
         self.pick.data = {"left": [xe[j]], "right": [xe[j + 1]], "bottom": [ye[i]], "top": [ye[i + 1]]}
         return float(z[self.index[yn], self.index[xn]])
+
+    @staticmethod
+    def hover_field(axis, column: str) -> str:
+        """The hover's field of an axis: its value, or the text column of its labels."""
+        return f"@{column}{{0.[0000]}}" if axis.numeric else f"@{column}text"
 
     def colour(self, out: str, zs: np.ndarray, unit: str) -> None:
         """Diverging around zero for money, around the discount rate for the IRR (white there),
@@ -377,8 +384,8 @@ class GridView:
         a = self.by_name[self.line_axis()]
         xc, order = coords(a)
         v = self.plane(out, [a.name])[order] * factor
-        self.cells.data = {"x": xc, "value": v, "text": [number(t, unit) for t in v],
-                           "xtext": [value_text(a.values[i]) for i in order]}
+        self.cells.data = {"x": xc, "value": v, "xtext": [value_text(a.values[i]) for i in order]}
+        self.hover.tooltips = [(a.label(), "@xtext"), (self.label(out), "@value{0,0.00}")]
         k = int(np.flatnonzero(order == self.index[a.name])[0])
         self.pick.data = {"x": [xc[k]], "value": [v[k]]}
         level = rate_level(self.src.f, self.plan()) if out == "irr" else None

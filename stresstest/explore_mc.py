@@ -7,8 +7,8 @@ and 99 % marked where they stand (at minus their value: they are losses, as `run
 them) and the mean. Then the fan chart of the cumulative cash flow, each cluster's tail
 contribution (its mean NPV over the portfolio's worst 5 % and 1 % of paths), the pathwise
 sensitivities of a run with --sensitivities, and the statistics and risk tables of the
-report (fig_montecarlo). The ranked drivers and the efficient frontier of `rank` and
-`optimize` (issue 28) get their sections here, in `DECISIONS`, when those files exist.
+report (fig_montecarlo). The ranked drivers and the frontier of the same scenario, from
+the files of `rank` and `optimize`, are explore_decide's views.
 """
 
 from __future__ import annotations
@@ -278,17 +278,13 @@ class MonteCarloView:
         if tails is not None:
             figs.append(tails)
         tables: dict = {}
-        figs += [p for p in (self.sensitivities(tables), *(section(self.src) for section in DECISIONS.values()))
-                 if p is not None]
+        sens = self.sensitivities(tables)
+        if sens is not None:
+            figs.append(sens)
         figs.append(pn.pane.HTML(self.summary(tables), sizing_mode="stretch_width", stylesheets=[TABLE_CSS]))
         head = f"{attr(f, 'paths', '?')} paths, seed {attr(f, 'seed', '?')}"
         return pn.Column(pn.pane.HTML(f"<p>{head}</p>"), pn.Row(side, pn.Column(*figs, sizing_mode="stretch_width")),
                          sizing_mode="stretch_width")
-
-
-# The sections that `rank` and `optimize` (issue 28) add: kind -> (Source) -> a panel or
-# None where the Monte Carlo file has none of that kind's data. Empty until they land.
-DECISIONS: dict = {}
 
 
 def view(src: Source):

@@ -38,8 +38,8 @@ TABLE_CSS = ("table{border-collapse:collapse;margin:0.4em 0 1em;font-size:0.85em
 class Source:
     """One result file, open read-only for as long as the explorer serves it.
 
-    kind: fig_read.result_kind's answer (grid, sensitivities, montecarlo, breakeven),
-    or "named" for a grid of named shock sets. inputs: how the command lines name the
+    kind: fig_read.result_kind's answer (grid, sensitivities, montecarlo, breakeven,
+    rank, optimize), or "named" for a grid of named shock sets. inputs: how the command lines name the
     run's portfolio and scenario files (`Inputs`)."""
 
     def __init__(self, path: Path, inputs: "Inputs | None" = None):
@@ -49,7 +49,8 @@ class Source:
         if kind is None:
             self.f.close()
             raise ConfigError([f"{self.path}: not a result file explore can show (a grid, sensitivities, "
-                               "Monte Carlo, named or breakeven curve file); stresstest inspect says what it is"])
+                               "Monte Carlo, named, breakeven curve, rank or optimize file); stresstest inspect "
+                               "says what it is"])
         try:
             self.config = json.loads(attr(self.f, "config") or "{}")
         except ValueError:
@@ -66,7 +67,8 @@ class Source:
 
     def title(self) -> str:
         words = {"grid": "stress grid", "sensitivities": "stress grid with sensitivities",
-                 "montecarlo": "Monte Carlo", NAMED: "named scenarios", "breakeven": "breakeven curve"}
+                 "montecarlo": "Monte Carlo", NAMED: "named scenarios", "breakeven": "breakeven curve",
+                 "rank": "ranked drivers", "optimize": "which mix (optimize)"}
         return (f"{self.path.name}: {words[self.kind]}, portfolio {attr(self.f, 'portfolio', '?')}, "
                 f"scenario {attr(self.f, 'scenario', '?')}")
 

@@ -30,7 +30,7 @@ LAYERS = {
     "reports": ["formats", "report", "fig_read", "fig_common", "fig_html", "fig_named", "fig_grid", "fig_montecarlo",
                 "fig_breakeven", "figures", "inspection", "statement", "rank_report",
                 "optimize_report", "fig_optimize", "explore_source", "explore_grid", "explore_mc", "explore_curve",
-                "explore"],
+                "explore_decide", "explore"],
     "interfaces": ["cli", "api", "__init__"],
 }
 LEVEL = {m: i for i, (_, mods) in enumerate(LAYERS.items()) for m in mods}

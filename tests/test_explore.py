@@ -41,7 +41,7 @@ GRID = """scenario:
     - {shock: energy, values: [1.0, 1.5, 2.0]}
 """
 MC = "scenario: {kind: montecarlo, name: mc-explore, paths: 300, seed: 3}\n"
-ROUTES = ("grid", "sens", "named", "mc", "be")
+ROUTES = ("grid", "sens", "named", "mc", "be", "rank", "opt")
 WAIT = 30.0  # seconds for a page or an answer to show
 
 
@@ -62,8 +62,32 @@ def results(tmp_path_factory):
     _cli("run", "example", "-s", d / "mc.yaml", "-o", out["mc"], "--backend", "numpy", "--save-paths", "-q")
     _cli("run", "example", "-s", "smoke", "-o", out["sens"], "--sensitivities", "-q")
     _cli("breakeven", "example", "--param", "price", "--over", "utilization", "-s", "smoke", "-o", out["be"])
+    _cli("rank", "example", "-s", d / "mc.yaml", "-o", out["rank"], "--permutations", "10", "--variance-samples", "50",
+         "--sobol-samples", "0", "--dgsm-samples", "0", "--backend", "numpy", "-q")
+    write_optimize_file(out["opt"])
     out["grid.yaml"] = d / "grid.yaml"
     return out
+
+
+def write_optimize_file(path):
+    """An optimize file with a frontier of three points, one infeasible, through the
+    optimize command's own writer (a real optimize run compiles its gradients for minutes)."""
+    from stresstest.optimize_io import METRICS, SAMPLES, write_optimize
+
+    def metrics(npv, cvar):
+        return {s: {m: {"mean_npv": npv + k, "cvar_95": cvar - k}.get(m, 0.1) for m in METRICS}
+                for k, s in enumerate(SAMPLES)}
+
+    d = {"objective": "mean_npv", "constraints": "cvar_95<=6e7", "feasible": True, "message": "optimum found",
+         "paths": 200, "seed": 3, "fresh_seed": 4, "settings": {"starts": 1},
+         "params": [{"label": "reserved_share", "param": "reserved_share", "cluster": "all", "lower": 0.2,
+                     "upper": 0.9, "current": 0.6, "optimum": 0.8}],
+         "optimum_metrics": metrics(2e6, 5.5e7), "current_metrics": metrics(-7e6, 7e7),
+         "limits": {"cvar_95": 6e7}, "met": {"cvar_95": True},
+         "frontier": {"limit": [5e7, 5.5e7, 6e7], "feasible": [False, True, True], "mix": [[0.9], [0.8], [0.7]],
+                      "metrics": [metrics(0.0, 5e7), metrics(2e6, 5.5e7), metrics(3e6, 6e7)], "note": ""}}
+    write_optimize(path, {"kind": "optimize", "portfolio": "example-neocloud", "scenario": "mc-explore",
+                          "currency": "USD", "model_version": 1}, d, ["a", "b"], np.array([[0.6, 0.6]]))
 
 
 # ------------------------------------------------------------------ without a browser
@@ -363,4 +387,24 @@ def test_named_monte_carlo_and_breakeven_views_render(results, server, browser, 
     order = np.argsort(be["utilization"].values)
     assert ys == pytest.approx(be["breakeven"].values[order, 0].tolist(), rel=1e-12, nan_ok=True)
     browser.save_screenshot(str(shots / "breakeven.png"))
+    _clean_logs(browser, server)
+
+
+def test_ranked_drivers_and_frontier_render(results, server, browser, shots):
+    _open(browser, f"{server}/rank", ["drivers"])
+    rank = xr.open_dataset(results["rank"], engine="h5netcdf")
+    bars = browser.execute_script(DATA, "drivers", "shapley")
+    assert bars[::-1] == pytest.approx(sorted(100 * rank["shapley"].values, reverse=True), rel=1e-12)
+    browser.save_screenshot(str(shots / "rank_drivers.png"))
+    _clean_logs(browser, server)
+
+    _open(browser, f"{server}/opt", ["frontier", "mix"])
+    opt = xr.open_dataset(results["opt"], engine="h5netcdf")
+    ok = opt["frontier_feasible"].values.astype(bool)
+    m = opt["frontier_metrics"].sel(sample="in_sample")
+    assert browser.execute_script(DATA, "frontier", "x") == pytest.approx(
+        (m.sel(metric="cvar_95").values[ok] / 1e6).tolist(), rel=1e-12)
+    assert browser.execute_script(DATA, "frontier", "y") == pytest.approx(
+        (m.sel(metric="mean_npv").values[ok] / 1e6).tolist(), rel=1e-12)
+    browser.save_screenshot(str(shots / "optimize_frontier.png"))
     _clean_logs(browser, server)
