@@ -11,9 +11,7 @@ from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 
 from .breakeven import STATUS_CODES
-from .explore_grid import TOOLS
-from .explore_mc import download
-from .explore_source import Source, csv_text
+from .explore_source import TOOLS, Source, csv_text, download
 from .fig_read import attr, param_label, strings
 from .kernels.params import NAMED_SHOCKS
 

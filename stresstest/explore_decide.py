@@ -21,9 +21,7 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from . import fig_optimize, rank_report
-from .explore_grid import TOOLS
-from .explore_mc import download
-from .explore_source import TABLE_CSS, Source, csv_text
+from .explore_source import TABLE_CSS, TOOLS, Source, csv_text, download
 from .fig_read import Plan
 from .optimize_io import SAMPLES, read_optimize
 from .optimize_report import LABELS

@@ -8,10 +8,9 @@ and IRR = discount rate contours of the chosen scope are drawn over any output; 
 case is a star where it lies in the plane. A grid with one varying axis is a line (bars
 by name for the named scenarios). Only the plane shown is read from the file.
 
-A click picks a point: its value of every output for the portfolio and each cluster, its
-tornado where the file has gradients (npv_per_pct at that point), its cash-flow statement
-(statement.py, read off the kernels at that point, as `stresstest cashflows --at` reads it)
-and that command line. The slider of an axis moves the picked point along it too.
+A click picks a point, whose details explore_point shows: its value of every output for
+the portfolio and each cluster, its tornado, its cash-flow statement and the command line
+that reproduces it. The slider of an axis moves the picked point along it too.
 """
 
 from __future__ import annotations
@@ -25,18 +24,17 @@ from bokeh.models import (ColorBar, ColumnDataSource, FixedTicker, HoverTool, Le
                           LinearColorMapper, Span)
 from bokeh.plotting import figure
 
-from .explore_source import TABLE_CSS, Source, at_text, csv_text, display, is_money, number
-from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP, cell_edges, coords
+from .explore_point import PointView
+from .explore_source import TOOLS, Source, csv_text, display, is_money, number
+from .fig_common import cell_edges, coords
 from .fig_grid import base_in_plane, rate_level
-from .fig_html import escape, fmt, table
-from .fig_read import Plan, held_index, read_axes, strings, value_text
+from .fig_html import escape
+from .fig_read import Plan, held_index, read_axes, value_text
 from .kernels.params import OUTPUTS
 from .outputs import BASE_GROUP, CLUSTER_DIM, GROUP_VARIABLES
-from .statement import HEADER, KIND, PORTFOLIO_SCOPE, money_unit
+from .statement import PORTFOLIO_SCOPE
 
-PORTFOLIO = "portfolio"
 NAN_COLOUR = "#d9d9d9"  # the report's grey (0.85) for a cell without a value
-TOOLS = "pan,wheel_zoom,box_zoom,reset,save"  # save: the toolbar's PNG of the view
 
 
 def palette(name: str) -> list[str]:
@@ -67,19 +65,6 @@ def crossing_label(label: str, z: np.ndarray, level: float) -> str:
     return label
 
 
-def tornado_rows(m: np.ndarray, clusters: list[str], params: list[str]) -> list[dict]:
-    """The TORNADO_TOP (cluster, parameter) pairs of npv_per_pct [cluster, parameter] at one
-    point that move the portfolio NPV most for ±TORNADO_MOVE_PCT, first order."""
-    from .tornado import STEP_PARAMS
-
-    swing = np.abs(m) * TORNADO_MOVE_PCT
-    ranked = sorted(((float(swing[c, p]), c, p) for c in range(m.shape[0]) for p in range(m.shape[1])
-                     if np.isfinite(swing[c, p]) and swing[c, p] > 0), key=lambda t: -t[0])
-    return [{"cluster": clusters[c], "parameter": params[p], "up": float(m[c, p]) * TORNADO_MOVE_PCT,
-             "down": -float(m[c, p]) * TORNADO_MOVE_PCT, "step": params[p] in STEP_PARAMS}
-            for _, c, p in ranked[:TORNADO_TOP]]
-
-
 class GridView:
     """The page of one grid, sensitivities or named file (one per browser session)."""
 
@@ -97,7 +82,7 @@ class GridView:
         self.picked = False
         self.output = pn.widgets.Select(label="output", value="npv" if "npv" in self.outputs else self.outputs[0],
                                         options={self.label(o): o for o in self.outputs})
-        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO)
+        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO_SCOPE)
         self.x = pn.widgets.Select(label="x axis (across)", options=self.free,
                                    value=self.free[0] if len(self.free) >= 2 else None,
                                    visible=len(self.free) >= 2)
@@ -106,22 +91,14 @@ class GridView:
         self.sliders = pn.Column()
         self.readout = pn.pane.HTML(sizing_mode="stretch_width")
         self.plot = pn.pane.Bokeh()
-        self.details = pn.Column(pn.pane.Markdown(
-            "*Click a cell for its values, its tornado, its cash-flow statement and the command line "
-            "that reproduces it.*"), sizing_mode="stretch_width")
+        self.point = PointView(src, self.axes, self.clusters, self.outputs, self.label)
         self.csv = pn.widgets.FileDownload(callback=self.slice_csv, filename="slice.csv", label="Download the slice (CSV)",
                                            color="primary")
-        self.statement = None  # the picked point's Statement
-        self.st_scope = pn.widgets.Select(label="statement of", width=220)
-        self.st_period = pn.widgets.RadioButtonGroup(options=["by year", "by month"], value="by year")
-        self.st_table = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[TABLE_CSS])
         self.fill_scopes()
         self.output.param.watch(self.on_output, "value")
         self.scope.param.watch(lambda e: self.refresh(), "value")
         self.x.param.watch(lambda e: self.on_axis(e, self.y), "value")
         self.y.param.watch(lambda e: self.on_axis(e, self.x), "value")
-        self.st_scope.param.watch(lambda e: self.show_statement(), "value")
-        self.st_period.param.watch(lambda e: self.show_statement(), "value")
         self.draw()
 
     # ---------------------------------------------------------------- state
@@ -132,14 +109,14 @@ class GridView:
 
     def fill_scopes(self) -> None:
         o = self.output.value
-        scopes = [PORTFOLIO] + (self.clusters if f"{CLUSTER_DIM}_{o}" in self.src.f else [])
+        scopes = [PORTFOLIO_SCOPE] + (self.clusters if f"{CLUSTER_DIM}_{o}" in self.src.f else [])
         self.scope.options = scopes
         if self.scope.value not in scopes:
-            self.scope.value = PORTFOLIO
+            self.scope.value = PORTFOLIO_SCOPE
 
     def dataset(self, output: str) -> tuple[str, tuple]:
         """The dataset of `output` for the chosen scope and the index after the axes."""
-        if self.scope.value == PORTFOLIO:
+        if self.scope.value == PORTFOLIO_SCOPE:
             return output, ()
         return f"{CLUSTER_DIM}_{output}", (self.clusters.index(self.scope.value),)
 
@@ -306,7 +283,7 @@ class GridView:
                                f'{escape(where) or "the only point"}: <b>{escape(number(value * factor, unit))}</b>'
                                f' ({self.where_words()})</div>')
         if self.picked:
-            self.show_details()
+            self.point.show(self.index)
 
     def where_words(self) -> str:
         if self.picked:
@@ -405,97 +382,6 @@ class GridView:
         self.fig.title.text = "; ".join(words)
         return float(self.plane(out, [a.name])[self.index[a.name]])
 
-    # ---------------------------------------------------------------- the picked point
-
-    def at(self) -> list[str]:
-        return [at_text(a.name, a.values[self.index[a.name]]) for a in self.axes]
-
-    def show_details(self) -> None:
-        """The picked point: every output of every scope, the tornado, the statement, the command."""
-        sel = self.point_sel()
-        f = self.src.f
-        scopes = [PORTFOLIO] + self.clusters
-        rows = []
-        for o in self.outputs:
-            row = [self.label(o)]
-            for k, s in enumerate(scopes):
-                name = o if s == PORTFOLIO else f"{CLUSTER_DIM}_{o}"
-                row.append(fmt(o, float(self.src.read(name, sel + ((k - 1,) if k else ()))))
-                           if name in f else "")
-            rows.append(row)
-        where = ", ".join(self.at()) or "the only point"
-        parts = [pn.pane.HTML(f"<h3>The point {escape(where)}</h3>"
-                              + table(["output", *scopes], rows, num_cols=range(1, len(scopes) + 1)),
-                              sizing_mode="stretch_width", stylesheets=[TABLE_CSS])]
-        if "npv_per_pct" in f:
-            parts.append(self.tornado(sel))
-        self.statement = self.src.statement(self.at())
-        opts = list(self.statement.scopes)
-        self.st_scope.options = opts
-        if self.st_scope.value not in opts:
-            self.st_scope.value = opts[0]
-        self.show_statement()
-        command, note = self.src.command(self.at())
-        parts += [pn.pane.HTML(f"<h3>Cash-flow statement ({escape(self.statement.case.label)})</h3>"),
-                  pn.Row(self.st_scope, self.st_period), self.st_table,
-                  pn.pane.HTML("<h3>The command that reproduces it</h3>"
-                               f'<pre class="command">{escape(command)}</pre>'
-                               + (f"<p><i>{escape(note)}</i></p>" if note else ""), sizing_mode="stretch_width",
-                               stylesheets=[TABLE_CSS])]
-        self.details.objects = parts
-
-    def tornado(self, sel: tuple):
-        """npv_per_pct at the point as bars: the NPV's first-order change for ±10 % of each
-        of the pairs that move it most."""
-        m = self.src.read("npv_per_pct", sel)
-        params = [str(p) for p in strings(self.src.f["parameter"][()])]
-        rows = tornado_rows(m, self.clusters, params)
-        if not rows:
-            return pn.pane.Markdown("No parameter moves the NPV at this point: no tornado.")
-        names = [f"{r['cluster']} · {r['parameter']}" + ("*" if r["step"] else "") for r in rows][::-1]
-        p = figure(name="tornado", y_range=names, width=680, height=120 + 24 * len(rows), tools="save",
-                   toolbar_location="above", x_axis_label=f"NPV change, first order (M {self.src.currency})",
-                   title=f"Tornado at this point: ±{TORNADO_MOVE_PCT:g} % of one cluster's parameter"
-                         + (" (* step parameter: linear estimate unreliable)" if any(r["step"] for r in rows) else ""))
-        up = [r["up"] / 1e6 for r in rows][::-1]
-        down = [r["down"] / 1e6 for r in rows][::-1]
-        p.hbar(y=names, right=up, height=0.4, color="#f1c232", legend_label=f"+{TORNADO_MOVE_PCT:g} %")
-        p.hbar(y=names, right=down, height=0.4, color="#3d4b7a", legend_label=f"−{TORNADO_MOVE_PCT:g} %")
-        p.legend.location = "bottom_right"
-        return pn.pane.Bokeh(p)
-
-    def show_statement(self) -> None:
-        st = self.statement
-        if st is None or self.st_scope.value not in st.scopes:
-            return
-        if self.st_period.value == "by year":
-            st = st.annual()
-        scope = self.st_scope.value
-        k = st.scopes.index(scope)
-        money = [j for j, c in enumerate(st.columns) if KIND[c] in ("flow", "stock")]
-        unit, word = money_unit(st.values[k][:, money])
-
-        def cell(c, v):
-            if not math.isfinite(v):
-                return "-"
-            return f"{v:.2f}" if KIND[c] == "ratio" else f"{v:.4f}" if KIND[c] == "factor" else f"{v / unit:,.1f}"
-
-        rows = [[str(int(p)), *(cell(c, v) for c, v in zip(st.columns, st.values[k][i]))]
-                for i, p in enumerate(st.periods)]
-        npv = st.outputs[scope]["npv"]
-        discounted = float(np.sum(self.statement.column(scope, "discounted_cf")))
-        name, extra = ("npv", ()) if scope == PORTFOLIO_SCOPE else (f"{CLUSTER_DIM}_npv", (self.clusters.index(scope),)) \
-            if scope in self.clusters else (None, ())
-        in_file = float(self.src.read(name, self.point_sel() + extra)) if name in self.src.f else math.nan
-        self.st_table.object = (
-            f'<p>NPV of the statement: <b><span class="statement-npv" data-value="{npv!r}">{npv:,.0f}</span> '
-            f'{escape(self.src.currency)}</b> (its discounted CF summed: {discounted:,.0f}); in the result file at '
-            f'this point: <span class="file-npv" data-value="{in_file!r}">{in_file:,.0f}</span>. Amounts in '
-            f'{escape(self.src.currency)}{" " + word if word else ""}, DSCR a ratio.</p>'
-            '<div style="overflow-x:auto">'
-            + table([st.period, *(HEADER[c].replace("\n", " ") for c in st.columns)], rows,
-                    num_cols=range(len(st.columns) + 1)) + "</div>")
-
     # ---------------------------------------------------------------- downloads
 
     def slice_csv(self):
@@ -521,7 +407,7 @@ class GridView:
         side = pn.Column(self.output, self.scope, self.x, self.y, self.sliders, self.csv,
                          pn.pane.Markdown("The save icon in a plot's toolbar downloads that view as PNG.",
                                           styles={"font-size": "0.85em"}), width=320)
-        return pn.Column(self.readout, pn.Row(side, pn.Column(self.plot, self.details, sizing_mode="stretch_width")),
+        return pn.Column(self.readout, pn.Row(side, pn.Column(self.plot, self.point.panel, sizing_mode="stretch_width")),
                          sizing_mode="stretch_width")
 
 

@@ -13,7 +13,6 @@ the files of `rank` and `optimize`, are explore_decide's views.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -22,25 +21,18 @@ from bokeh.models import ColumnDataSource, HoverTool, Span
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
-from .explore_grid import PORTFOLIO, TOOLS
-from .explore_source import TABLE_CSS, Source, csv_text, display, number
+from .explore_source import TABLE_CSS, TOOLS, Source, csv_text, display, download, number
 from .fig_common import TORNADO_TOP
 from . import fig_montecarlo
-from .fig_montecarlo import body, statistics, summary_tables
 from .fig_read import CHUNK_ELEMS, attr
 from .kernels.params import OUTPUTS
 from .outputs import CLUSTER_DIM, LEVELS
+from .statement import PORTFOLIO_SCOPE
 
 BINS = 60  # the histogram's
 FINE_BINS = 2000  # the empirical CDF's
 PATHS = "paths"  # the group of --save-paths
 COLOURS = {"mean": "#21918c", 95: "black", 99: "#b2182b"}
-
-
-def download(label: str, filename: str, fn) -> pn.widgets.FileDownload:
-    """A button that downloads fn()'s CSV text as `filename`."""
-    return pn.widgets.FileDownload(callback=lambda: io.StringIO(fn()), filename=filename, label=label,
-                                   color="primary", width=300)
 
 
 class MonteCarloView:
@@ -51,7 +43,7 @@ class MonteCarloView:
         self.clusters = src.clusters()
         self.outputs = [o for o in OUTPUTS if o in f]
         self.output = pn.widgets.Select(label="output", value="npv", options=self.outputs)
-        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO, options=[PORTFOLIO, *self.clusters])
+        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO_SCOPE, options=[PORTFOLIO_SCOPE, *self.clusters])
         self.hist = ColumnDataSource({k: [] for k in ("left", "right", "count", "text")})
         self.cdf = ColumnDataSource({"x": [], "p": []})
         self.marks = {k: Span(dimension="height", location=0, line_width=2, line_color=c,
@@ -72,8 +64,8 @@ class MonteCarloView:
 
     def stats(self) -> dict[str, float]:
         o = self.output.value
-        if self.scope.value == PORTFOLIO:
-            return statistics(self.src.f, o)
+        if self.scope.value == PORTFOLIO_SCOPE:
+            return fig_montecarlo.statistics(self.src.f, o)
         names = [s.decode() if isinstance(s, bytes) else str(s) for s in self.src.f["statistic"][()]]
         row = self.src.read(f"{CLUSTER_DIM}_{o}", (self.clusters.index(self.scope.value),))
         return dict(zip(names, row.tolist()))
@@ -81,7 +73,7 @@ class MonteCarloView:
     def path_values(self):
         """The chosen output's per-path values, a chunk at a time (finite values only)."""
         o = self.output.value
-        if self.scope.value == PORTFOLIO:
+        if self.scope.value == PORTFOLIO_SCOPE:
             ds, col = self.paths[o], None
         else:
             ds, col = self.paths[f"{CLUSTER_DIM}_{o}"], self.clusters.index(self.scope.value)
@@ -104,7 +96,7 @@ class MonteCarloView:
 
     def risk(self) -> dict:
         """VaR and CVaR of the chosen scope's NPV at each level (losses), where the file has them."""
-        prefix = "" if self.scope.value == PORTFOLIO else f"{CLUSTER_DIM}_"
+        prefix = "" if self.scope.value == PORTFOLIO_SCOPE else f"{CLUSTER_DIM}_"
         out = {}
         for lvl in (round(100 * q) for q in LEVELS):
             for what in ("var", "cvar"):
@@ -232,7 +224,8 @@ class MonteCarloView:
         the change of the mean NPV and of CVaR 95 for +1 % of one value), the top ones as bars."""
         if "grad_mean_npv" not in self.src.f:
             return None
-        fig_montecarlo.sensitivities(self.src.f, lambda fig, name: None, [], {}, tables, self.src.currency, self.clusters)
+        fig_montecarlo.sensitivities(self.src.f, lambda fig, name: None, [], {}, tables, self.src.currency,
+                                     self.clusters)
         top = [r for r in tables.get("sensitivities", []) if math.isfinite(r["mean_npv"])][:TORNADO_TOP]
         if not top:
             return None
@@ -262,8 +255,8 @@ class MonteCarloView:
 
     def summary(self, tables: dict) -> str:
         """The report's tables: statistics over the paths, risk, by cluster, sensitivities."""
-        summary_tables(self.src.f, tables)
-        return "".join(body({"currency": self.src.currency, "tables": tables}))
+        fig_montecarlo.summary_tables(self.src.f, tables)
+        return "".join(fig_montecarlo.body({"currency": self.src.currency, "tables": tables}))
 
     def page(self):
         f = self.src.f

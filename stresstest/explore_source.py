@@ -26,6 +26,7 @@ from .formats import RATES
 from .validation import ConfigError
 
 KEPT_SLICES = 32  # selections kept in memory (each one plane or less)
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"  # a figure's toolbar; save: the view as PNG
 NAMED = "named"  # a grid file whose scenario is kind: named (one labelled axis)
 PLACEHOLDERS = ("PORTFOLIO.yaml", "SCENARIO.yaml")  # where the run's input files are not known
 # the style of the tables (fig_html.table's markup) and the command line, in their panes
@@ -251,3 +252,11 @@ def csv_text(header: list[str], rows) -> str:
         w.writerow(["" if isinstance(v, float) and math.isnan(v) else repr(v) if isinstance(v, float) else v
                     for v in row])
     return out.getvalue()
+
+
+def download(label: str, filename: str, fn):
+    """A button that downloads fn()'s CSV text as `filename`."""
+    import panel as pn
+
+    return pn.widgets.FileDownload(callback=lambda: io.StringIO(fn()), filename=filename, label=label,
+                                   color="primary", width=300)

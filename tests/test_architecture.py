@@ -29,8 +29,8 @@ LAYERS = {
              "optimize_solve", "optimize"],
     "reports": ["formats", "report", "fig_read", "fig_common", "fig_html", "fig_named", "fig_grid", "fig_montecarlo",
                 "fig_breakeven", "figures", "inspection", "statement", "rank_report",
-                "optimize_report", "fig_optimize", "explore_source", "explore_grid", "explore_mc", "explore_curve",
-                "explore_decide", "explore"],
+                "optimize_report", "fig_optimize", "explore_source", "explore_point", "explore_grid", "explore_mc",
+                "explore_curve", "explore_decide", "explore"],
     "interfaces": ["cli", "api", "__init__"],
 }
 LEVEL = {m: i for i, (_, mods) in enumerate(LAYERS.items()) for m in mods}

@@ -141,6 +141,33 @@ def test_the_command_starts_on_a_free_port_and_serves_every_asset(results):
     assert p.returncode == 0
 
 
+def test_slice_csv_is_the_plane_xarray_reads(results):
+    """The grid view's CSV of the plane shown: one row per cell, the held axis in its own
+    column, the values exactly as xarray reads them; then after the held axis moves."""
+    pytest.importorskip("panel")
+    import csv
+    import io
+
+    from stresstest.explore import open_source
+    from stresstest.explore_grid import GridView
+
+    src = open_source(results["grid"])
+    try:
+        view = GridView(src)
+        ds = xr.open_dataset(results["grid"], engine="h5netcdf")
+        for energy in (1.0, 2.0):
+            view.on_slider("energy", type("Event", (), {"new": list(ds["energy"].values).index(energy)}))
+            rows = list(csv.reader(io.StringIO(view.slice_csv().getvalue())))
+            assert rows[0] == ["utilization", "price", "energy", "npv (USD)"]
+            assert len(rows) == 1 + 16
+            for u, p, e, v in rows[1:]:
+                assert float(e) == energy
+                assert float(v) == float(ds["npv"].sel(utilization=float(u), price=float(p), energy=energy))
+        assert view.csv.filename == "npv_portfolio_utilization_price.csv"
+    finally:
+        src.f.close()
+
+
 # ------------------------------------------------------------------ in the browser
 
 
@@ -304,6 +331,9 @@ def test_heatmap_renders_centred_on_zero(results, server, browser, shots):
         "for (const d of Bokeh.documents) { for (const m of d.all_models) {"
         " if (m.type == 'LinearColorMapper') return [m.low, m.high]; } } return null;")
     assert low == pytest.approx(-high) and high == pytest.approx(np.nanmax(np.abs(plane)))
+    tools = browser.execute_script("for (const d of Bokeh.documents) { const m = d.get_model_by_name('heatmap');"
+                                   " if (m) return m.toolbar.tools.map((t) => t.type); } return null;")
+    assert "SaveTool" in tools and "HoverTool" in tools  # the view as PNG; values on hover
     assert _readout(browser) == pytest.approx(float(ds["npv"].sel(utilization=0.0, price=1.0, energy=1.0)), rel=1e-12)
     browser.save_screenshot(str(shots / "grid_heatmap.png"))
     _clean_logs(browser, server)
