@@ -7,9 +7,18 @@ pads the last chunk so a run compiles exactly once).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import os
+import pickle
+import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
+import numpy as np
 
 # float64 is the project's default; float32 runs still pass float32 arrays in.
 jax.config.update("jax_enable_x64", True)
@@ -72,9 +81,20 @@ def namespace():
 
 def use_compile_cache(path: str | None) -> None:
     """JAX's persistent compilation cache in `path` (programs that took a second or more to
-    compile), unless JAX_COMPILATION_CACHE_DIR or an earlier call chose a folder already."""
+    compile), unless JAX_COMPILATION_CACHE_DIR or an earlier call chose a folder already;
+    the programs of compile_ahead kept in the same folder (keep_programs_in)."""
     if path and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", path)
+    keep_programs_in(jax.config.jax_compilation_cache_dir if path else None)
+
+
+_programs_folder: list[str | None] = [None]
+
+
+def keep_programs_in(folder: str | None) -> None:
+    """compile_ahead keeps the programs it compiles in `folder` and reads them back from
+    there (None: none kept)."""
+    _programs_folder[0] = folder
 
 
 def jit(fn):
@@ -82,18 +102,32 @@ def jit(fn):
     return jax.jit(fn)
 
 
-def compile_ahead(fn, *args) -> bool:
-    """Compile the jitted `fn` for these arguments now (lower, then compile): jit keeps
-    the program, so the first call with arguments of the same shapes and types runs it
-    without compiling again, and the persistent cache (use_compile_cache) is read and
-    written as a call would. False where fn is not jitted (nothing to compile).
+def compile_ahead(fn, *args):
+    """The jitted `fn` compiled for these arguments now: (the compiled program, True where
+    it was read back from the folder of kept programs); (fn, False) where fn is not
+    jitted (nothing to compile). The runs call the program it returns for every chunk
+    (arguments of the same shapes and types).
+
+    Where a folder is set (keep_programs_in), the program is kept there under a key of
+    everything it is made from (_program_file) and read back by later runs: no trace,
+    no lowering, no compile. JAX's own cache answers only after the trace and the
+    lowering, which took most of a cached first answer's compile phase
+    (benchmarks/README.md, "Measurements behind design choices in the code"); a program
+    JAX's cache read back is run but not kept (it cannot be written out again).
 
     The runs call this in a worker thread (progress.in_worker), so that Ctrl-C is taken
     while XLA compiles, which a call in the main thread would hold back until done."""
     if not hasattr(fn, "lower"):
-        return False
-    fn.lower(*args).compile()
-    return True
+        return fn, False
+    path = _program_file(fn, args)
+    kept = _read_program(path) if path is not None else None
+    if kept is not None:
+        return kept, True
+    hits = cache_hits()
+    compiled = fn.lower(*args).compile()
+    if path is not None and cache_hits() == hits:  # one JAX's cache read back cannot be written out
+        _write_program(path, compiled)
+    return compiled, False
 
 
 def compile_cache_on() -> bool:
@@ -105,7 +139,7 @@ _cache_hits = [0, False]  # programs read from the persistent cache; listener in
 
 
 def cache_hits() -> int:
-    """Programs read back from the persistent compilation cache so far in this process
+    """Programs read back from JAX's persistent compilation cache so far in this process
     (JAX's monitoring event; counting starts at the first call of this function)."""
     if not _cache_hits[1]:
         def listen(event, **_):
@@ -115,6 +149,139 @@ def cache_hits() -> int:
         jax.monitoring.register_event_listener(listen)
         _cache_hits[1] = True
     return _cache_hits[0]
+
+
+# ------------------------------------------------------------------ programs kept between runs
+
+PROGRAM_FORMAT = 1  # of a kept program's file: pickle of (format, payload, in_tree, out_tree)
+
+
+class _NotStatic(Exception):
+    """A value the key cannot capture bit for bit: the program is compiled, not kept."""
+
+
+def _program_file(fn, args) -> Path | None:
+    """Where the program of the jitted fn for args is kept, or None (no folder, or a
+    value in fn's closures that the key cannot capture). The key: the program's
+    static inputs (_static: the closures of fn, its wrapped functions and bound objects,
+    every captured value), the arguments' tree, shapes and types, this package's source
+    (every .py file of stresstest and its kernels), the JAX and jaxlib versions, the
+    devices, the CPU (its model and instruction set: a program compiled for another's
+    would not run), XLA_FLAGS and the numerics settings of JAX."""
+    folder = _programs_folder[0]
+    if not folder:
+        return None
+    try:
+        static = _static(fn, {})
+    except _NotStatic:
+        return None
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    shapes = (str(tree), tuple(str(jax.typeof(x)) for x in leaves))
+    key = repr((PROGRAM_FORMAT, static, shapes, _source_digest(), _environment()))
+    return Path(folder) / f"stresstest-{hashlib.sha256(key.encode()).hexdigest()}.program"
+
+
+def _static(x, seen: dict):
+    """A value as plain nested tuples that say every bit of it the traced program can
+    depend on (arrays by their bytes' digest, functions by name and closure); raises
+    _NotStatic for anything else."""
+    if x is None or isinstance(x, (bool, int, float, complex, str, bytes)):
+        return type(x).__name__, repr(x)
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        a = np.ascontiguousarray(np.asarray(x))
+        return "array", a.dtype.str, a.shape, hashlib.sha256(a.tobytes()).hexdigest()
+    if isinstance(x, (types.ModuleType, type, np.dtype, np.ufunc, types.BuiltinFunctionType)):
+        return type(x).__name__, getattr(x, "__module__", None), getattr(x, "__qualname__", None), str(x)
+    if id(x) in seen:  # a value met before on this walk (or a cycle): which one
+        return "seen", seen[id(x)]
+    seen[id(x)] = len(seen)
+    if isinstance(x, (tuple, list)):
+        return type(x).__name__, tuple(_static(v, seen) for v in x)
+    if isinstance(x, dict):
+        return "dict", tuple((_static(k, seen), _static(v, seen)) for k, v in x.items())
+    if isinstance(x, (set, frozenset)):
+        return type(x).__name__, tuple(sorted(repr(_static(v, seen)) for v in x))
+    if dataclasses.is_dataclass(x):
+        return (type(x).__module__, type(x).__qualname__,
+                tuple((f.name, _static(getattr(x, f.name), seen)) for f in dataclasses.fields(x)))
+    if isinstance(x, functools.partial):
+        return "partial", _static(x.func, seen), _static(x.args, seen), _static(x.keywords, seen)
+    if isinstance(x, types.MethodType):
+        return "method", _static(x.__func__, seen), _static(x.__self__, seen)
+    if isinstance(x, types.FunctionType):
+        code = x.__code__
+        cells = []
+        for cell in x.__closure__ or ():
+            try:
+                cells.append(_static(cell.cell_contents, seen))
+            except ValueError:  # a cell not yet filled
+                cells.append("empty")
+        wrapped = getattr(x, "__wrapped__", None)
+        return ("function", x.__module__, x.__qualname__, code.co_filename, code.co_firstlineno, tuple(cells),
+                _static(x.__defaults__, seen), _static(x.__kwdefaults__, seen),
+                None if wrapped is None else _static(wrapped, seen))
+    if callable(x) and hasattr(x, "__wrapped__"):  # jax.jit's function: what it wraps
+        return type(x).__qualname__, _static(x.__wrapped__, seen)
+    raise _NotStatic(type(x))
+
+
+@functools.cache
+def _source_digest() -> str:
+    """A digest of every .py file of this package and of its kernels."""
+    h = hashlib.sha256()
+    for folder in (Path(__file__).parent, Path(cash_flows.__code__.co_filename).parent):
+        for f in sorted(folder.glob("*.py")):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _environment() -> tuple:
+    """What else a compiled program depends on: JAX, jaxlib, the devices, the CPU, XLA's
+    flags and JAX's numerics settings."""
+    import platform
+
+    import jaxlib
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+        cpu = tuple(next((ln for ln in lines if ln.startswith(k)), "") for k in ("model name", "flags"))
+    except OSError:
+        pass
+    devices = jax.devices()
+    return (jax.__version__, jaxlib.__version__, devices[0].platform, tuple(d.device_kind for d in devices),
+            cpu, os.environ.get("XLA_FLAGS", ""), jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision)
+
+
+def _read_program(path: Path):
+    """The program kept at path, loaded, or None (none there, or unreadable: compiled again)."""
+    from jax.experimental.serialize_executable import deserialize_and_load
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        fmt, payload, in_tree, out_tree = pickle.loads(data)  # our own folder, like JAX's cache
+        return deserialize_and_load(payload, in_tree, out_tree) if fmt == PROGRAM_FORMAT else None
+    except Exception:  # a file cut short, another version's: compiled again and replaced
+        return None
+
+
+def _write_program(path: Path, compiled) -> None:
+    """Keep a compiled program at path (a temporary name, then renamed); nothing where it
+    cannot be serialised or written (the run goes on)."""
+    from jax.experimental.serialize_executable import serialize
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        payload, in_tree, out_tree = serialize(compiled)
+        tmp.write_bytes(pickle.dumps((PROGRAM_FORMAT, payload, in_tree, out_tree)))
+        os.replace(tmp, path)
+    except Exception:  # a program JAX cannot serialise, a full disk: kept by nobody
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def value_and_derivative(f):

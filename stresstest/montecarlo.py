@@ -64,7 +64,7 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     try:
         # signals held from before the compile until the temporary file is renamed or removed
         with Interrupts() as interrupts:
-            compile_ahead(run._fn, run._args, be, bar, "the paths")
+            run._fn = compile_ahead(run._fn, run._args, be, bar, "the paths")
             bar.begin(mc.paths, "paths")
             writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
             with writer:
@@ -95,6 +95,6 @@ def pathwise_gradients(run: MonteCarloRun, summary: Summary, status) -> dict:
 
     cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
     grads = gradient_pass(run, cuts)
-    compile_ahead(grads.fn, grads.args, run.backend, status, "the sensitivities pass", extra=grads.extra)
+    grads.fn = compile_ahead(grads.fn, grads.args, run.backend, status, "the sensitivities pass", extra=grads.extra)
     status.begin(run.total, "paths, sensitivities pass")
     return grads.gradients(status.advance)

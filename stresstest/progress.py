@@ -303,22 +303,25 @@ def check_interrupts() -> None:
         interrupts.check()
 
 
-def compile_ahead(fn, args, backend, status: "Progress", what: str = "the chunks", extra: tuple = ()) -> None:
+def compile_ahead(fn, args, backend, status: "Progress", what: str = "the chunks", extra: tuple = ()):
     """JAX: compile fn for (*args, first start, *extra) before the first chunk, saying so,
     in a worker thread, so that Ctrl-C and SIGTERM stop the compile at once
-    (progress.in_worker) with progress.CompileInterrupted. Other backends, and functions
-    that are not jitted, have nothing to compile here."""
+    (progress.in_worker) with progress.CompileInterrupted. Returns the function to call
+    for the chunks: the compiled program (jax_adapter.compile_ahead: read back from the
+    folder of kept programs where it is there), or fn itself where there is nothing to
+    compile here (other backends, functions that are not jitted)."""
     if not backend.is_jax or not hasattr(fn, "lower"):
-        return
-    from .jax_adapter import cache_hits, compile_ahead as compile_now, compile_cache_on
+        return fn
+    from .jax_adapter import compile_ahead as compile_now, compile_cache_on
 
     how = "first run of these shapes; cached afterwards" if compile_cache_on() else "compile cache off"
     status.phase(f"compiling {what} for {backend.name} on {backend.device} ({how})")
-    hits, t0 = cache_hits(), time.perf_counter()
+    t0 = time.perf_counter()
     try:
-        in_worker(lambda: compile_now(fn, *args, backend.xp.asarray(0), *extra), name="stresstest-compile")
+        program, kept = in_worker(lambda: compile_now(fn, *args, backend.xp.asarray(0), *extra),
+                                  name="stresstest-compile")
     except KeyboardInterrupt as exc:
         raise CompileInterrupted() from exc
     took = time.perf_counter() - t0
-    status.note(f"read the compiled program from the cache in {took:.1f} s" if cache_hits() > hits
-                else f"compiled in {took:.1f} s")
+    status.note(f"read the compiled program from the cache in {took:.1f} s" if kept else f"compiled in {took:.1f} s")
+    return program

@@ -100,7 +100,8 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
     base = evaluate_base(pf, be.dtype)
     attrs = provenance(pf, sc.name, cfg, sha, be.name, be.device, be.dtype, n_scenarios=sc.size)
     extremes = Extremes(never=never_parameters(pf, sc) if sensitivities else None)
-    compile_ahead(run._fn, run._args, be, status, "the grid and gradients" if sensitivities else "the grid")
+    run._fn = compile_ahead(run._fn, run._args, be, status,
+                            "the grid and gradients" if sensitivities else "the grid")
     status.begin(sc.size, "grid points")
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities,
                         industry_coordinate(pf), output_groups(pf))
@@ -175,7 +176,9 @@ def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend=
         raise ConfigError([f"{out}: with --shard, -o names a folder for the shard files"])
     be = make_backend(backend, dtype)
     def compile_first(run, bar):
-        compile_ahead(run._fn, run._args, be, bar, "the shard's chunks")
+        program = compile_ahead(run._fn, run._args, be, bar, "the shard's chunks")
+        if len(run.devices()) == 1:  # a compiled program runs on the device it was compiled for
+            run._fn = program
 
     with Interrupts():
         return run_shard(pf, sc, out, i, n, be, chunk_size=chunk_size, progress=progress,
