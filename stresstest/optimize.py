@@ -270,7 +270,7 @@ def run_optimize(pf: Portfolio, mc: MonteCarlo, vs: list[Variable], cons: list[C
                            "Use --backend jax or auto, with jax installed")
     t0 = time.perf_counter()
     n = paths or min(mc.paths, DEFAULT_PATHS)
-    problem = Problem(pf, mc, vs, cons, objective, be, n, fresh_seed(mc.seed))
+    problem = Problem(pf, mc, vs, objective, be, n, fresh_seed(mc.seed))
     answer = solve_best(problem, {c.name: c.limit for c in cons}, starts)
     answer.fresh = problem.metrics(answer.x, fresh=True)
     current = {"in_sample": problem.metrics(None), "fresh": problem.metrics(None, fresh=True)}

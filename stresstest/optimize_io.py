@@ -137,7 +137,8 @@ def read_optimize(f) -> dict:
         arr = np.asarray(f[name][()], dtype=np.float64)
         return {s: dict(zip(METRICS, (float(x) for x in row))) for s, row in zip(SAMPLES, arr)}
 
-    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v
+             for k, v in f.attrs.items()}
     out = {k: attrs.get(k) for k in SUMMARY_ATTRS}
     out["feasible"] = bool(out["feasible"])
     columns = [texts("param"), texts("param_name"), texts("param_cluster")] + \

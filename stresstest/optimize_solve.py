@@ -37,6 +37,7 @@ BANDWIDTH = 0.05  # of the smoothed indicator, as a share of the output's standa
 MAX_ROUNDS = 4  # re-solves with a tightened limit after an exact check misses
 MAX_ITER = 100  # SLSQP iterations per solve
 FTOL = 1e-9  # SLSQP's precision goal on the scaled objective (standard deviations)
+SLACK_TOL = 1e-6  # how far past a scaled smooth limit SLSQP's answer may be and count as meeting it
 CHUNK = 2048  # held paths per compiled call (CPU; a GPU takes them all at once)
 OUTPUTS = ("npv", "min_dscr", "equity_npv", "irr")  # per path, at every mix
 
@@ -85,6 +86,33 @@ def mix_outputs_fn(pf: Portfolio, mc: MonteCarlo, axes: tuple[AxisSpec, ...], xp
     return fn
 
 
+# Compiled evaluations by what their programs depend on (compiled): a notebook asking the
+# same question again (other limits, bounds, paths of the same count) compiles nothing
+_COMPILED: dict[tuple, tuple] = {}
+_KEEP = 4
+
+
+def compiled(pf: Portfolio, mc: MonteCarlo, axes: tuple[AxisSpec, ...], be, with_irr: bool) -> tuple:
+    """(values, jacobian): mix_outputs_fn compiled, and its outputs' Jacobians in v (the
+    IRR's only with_irr, as irr_from_root from the solved IRR given), kept for the
+    horizon, clusters, events, axes and backend they were built for (the base case and
+    the paths are their arguments)."""
+    from .jax_adapter import value_and_jacobian
+
+    key = (pf.horizon_months, len(pf.clusters), mc.events, axes, with_irr, be.name, be.device, str(be.dtype))
+    if key not in _COMPILED:
+        fn = mix_outputs_fn(pf, mc, axes, be.xp)
+
+        def subset(v, base, rate, factors, draws, irr0):
+            out = fn(v, False, base, rate, factors, draws, irr0 if with_irr else None)
+            return {name: out[name] for name in OUTPUTS if with_irr or name != "irr"}
+
+        while len(_COMPILED) >= _KEEP:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = (be.compile(fn), value_and_jacobian(subset))
+    return _COMPILED[key]
+
+
 def exact_metrics(out: dict, covenant: float | None) -> dict:
     """The figures of METRICS from per-path outputs, as mc_summary defines them: the mean
     NPV; CVaR 95 minus the mean of the k = ceil(0.05 N) lowest NPVs (the summary's sketch
@@ -122,37 +150,26 @@ class Problem:
     and the terms SLSQP sees (mean, RU CVaR, smoothed probabilities) with their gradients
     in x, at scales fixed at the start (the current mix clipped into the bounds)."""
 
-    def __init__(self, pf: Portfolio, mc: MonteCarlo, vs: list, cons: list, objective: str, be, n: int,
-                 fresh_seed: int):
-        from .jax_adapter import value_and_jacobian
-
+    def __init__(self, pf: Portfolio, mc: MonteCarlo, vs: list, objective: str, be, n: int, fresh_seed: int):
         self.vs, self.k, self.n = vs, len(vs), n
         self.lo = np.array([v.lo for v in vs])
         self.span = np.array([v.hi for v in vs]) - self.lo
         self.objective, self.covenant = objective, mc.covenant_dscr
         self.seed, self.fresh_seed = mc.seed, fresh_seed
         self.be = be
-        xp = be.xp
         self.chunk = n if be.is_gpu else min(n, CHUNK)
-        fn = mix_outputs_fn(pf, mc, tuple(v.spec for v in vs), xp)
         self._base = {k: be.asarray(v) for k, v in pf.base_arrays().items()}
         self._rate = be.asarray(np.asarray(pf.discount_rate, dtype=np.float64))
         self._held = {False: self._draw(pf, mc, mc.seed), True: self._draw(pf, mc, fresh_seed)}
-        self._values = be.compile(fn)
-        wanted = {OBJECTIVES[objective], "npv"} | {CONSTRAINTS[c.name] for c in cons}
+        # the IRR's Jacobian costs a solve of the IRR first (irr_from_root): only for its objective
         with_irr = objective == "mean_irr"
-
-        def subset(v, base, rate, factors, draws, irr0):
-            out = fn(v, False, base, rate, factors, draws, irr0 if with_irr else None)
-            return {name: out[name] for name in sorted(wanted)}
-
-        self._jacobian = value_and_jacobian(subset)
+        self._values, self._jacobian = compiled(pf, mc, tuple(v.spec for v in vs), be, with_irr)
         self._with_irr = with_irr
         self._cache: tuple[bytes, tuple] | None = None
         self.x0 = np.clip((np.array([v.current for v in vs]) - self.lo) / self.span, 0.0, 1.0)
         start = self.values(self.x0)
         self.money = _spread(start["npv"])  # M: the NPV's spread at the start
-        self.scale = _spread(start[OBJECTIVES[objective]])
+        self.spreads = {name: _spread(start[name]) for name in OBJECTIVES.values()}  # an objective's scale
         self.bandwidth = {"prob_npv_negative": BANDWIDTH * _spread(start["npv"]),
                           "prob_dscr_below_covenant": BANDWIDTH * _spread(start["min_dscr"])}
         self.rounds = 0
@@ -242,7 +259,8 @@ class Problem:
 
     def settings(self, starts: int) -> dict:
         """What the file and the JSON say of how the problem was solved."""
-        return {"money_scale": self.money, "objective_scale": self.scale, "starts": starts, "cvar_level": ALPHA,
+        return {"money_scale": self.money, "objective_scale": self.spreads[OBJECTIVES[self.objective]],
+                "starts": starts, "cvar_level": ALPHA,
                 "bandwidth_share": BANDWIDTH, "bandwidth_npv": self.bandwidth["prob_npv_negative"],
                 "bandwidth_dscr": self.bandwidth["prob_dscr_below_covenant"], "chunk": self.chunk,
                 "rounds": self.rounds}
@@ -274,10 +292,11 @@ class Answer:
 
 
 def _slack(problem: Problem, name: str, limit: float, x: np.ndarray, t: float) -> tuple[float, np.ndarray, float]:
-    """limit - the term of constraint `name`, scaled (money by M), and its gradients."""
+    """limit - the term of constraint `name`, scaled (money by M), and its gradients in x
+    and in t."""
     if name == "cvar_95":
         value, g_x, g_t = problem.ru(x, t)
-        return (limit - value) / problem.money, -g_x / problem.money, -g_t
+        return (limit - value) / problem.money, -g_x / problem.money, -g_t / problem.money
     value, g_x = problem.smoothed(x, name)
     return limit - value, -g_x, 0.0
 
@@ -302,8 +321,9 @@ def _slsqp(problem: Problem, goal: str, targets: dict, x0: np.ndarray):
         if goal == "cvar_95":
             value, g_x, g_t = problem.ru(x, t)
             return value / money, pad(g_x / money, g_t / money)
+        scale = problem.spreads[OBJECTIVES[goal]]
         value, g_x = problem.mean(x, OBJECTIVES[goal])
-        return -value / problem.scale, pad(-g_x / problem.scale, 0.0)
+        return -value / scale, pad(-g_x / scale, 0.0)
 
     def constraint(name):
         def fun(z):
@@ -321,7 +341,10 @@ def _slsqp(problem: Problem, goal: str, targets: dict, x0: np.ndarray):
     bounds = [(0.0, 1.0)] * k + ([(None, None)] if with_t else [])
     res = minimize(objective, z0, jac=True, method="SLSQP", bounds=bounds,
                    constraints=[constraint(n) for n in targets], options={"maxiter": MAX_ITER, "ftol": FTOL})
-    return np.clip(res.x[:k], 0.0, 1.0), int(res.nit), str(res.message)
+    x, t = split(res.x)
+    x = np.clip(x, 0.0, 1.0)
+    met = all(_slack(problem, n, targets[n], x, t)[0] >= -SLACK_TOL for n in targets)
+    return x, int(res.nit), str(res.message), met
 
 
 def _tolerance(problem: Problem, name: str) -> float:
@@ -340,24 +363,45 @@ def _scale_of(problem: Problem, name: str) -> float:
 
 
 def solve_checked(problem: Problem, goal: str, limits: dict, x0: np.ndarray) -> Answer:
-    """Solve from x0, check the answer exactly; where it misses a limit, tighten that
-    limit by the miss (and a step) and solve again from the answer (MAX_ROUNDS times)."""
+    """Solve from x0 and check the answer exactly; then solve again from the answer
+    (MAX_ROUNDS times at most) with each limit SLSQP sees moved by the exact miss: down
+    by the miss and a step where the answer misses it, up by the gap where a limit it
+    holds at (active) is met with room (the smoothed probability's bias: the exact
+    boundary lies further). The best answer that meets every limit is kept, else the
+    one that misses them least."""
     targets = dict(limits)
-    x, iterations, message = x0, 0, ""
-    for round_ in range(MAX_ROUNDS + 1):
-        x, nit, message = _slsqp(problem, goal, targets, x)
+    x, iterations, best = x0, 0, None
+    for _ in range(MAX_ROUNDS + 1):
+        x, nit, message, smooth_met = _slsqp(problem, goal, targets, x)
         iterations += nit
         m = problem.metrics(x)
         excess = {n: m[n] - lim for n, lim in limits.items()}
         met = {n: bool(e <= _tolerance(problem, n)) for n, e in excess.items()}
-        if all(met.values()) or round_ == MAX_ROUNDS:
-            break
-        problem.rounds += 1
-        for n, e in excess.items():
+        violation = sum(max(0.0, e) / _scale_of(problem, n) for n, e in excess.items())
+        a = Answer(x, m, dict(limits), met, iterations, message, violation=violation)
+        if _better(problem, goal, a, best):
+            best = a
+        moved = False
+        for n, e in excess.items() if smooth_met else ():  # else SLSQP met not even these: give up
             if not met[n]:
                 targets[n] -= e + _step(problem, n)
-    violation = sum(max(0.0, e) / _scale_of(problem, n) for n, e in excess.items())
-    return Answer(x, m, dict(limits), met, iterations, message, violation=violation)
+                moved = True
+            elif e < -_step(problem, n) and _active(problem, n, targets[n], x):
+                targets[n] -= e
+                moved = True
+        if not moved:
+            break
+        problem.rounds += 1
+    best.iterations = iterations
+    return best
+
+
+def _active(problem: Problem, name: str, target: float, x: np.ndarray) -> bool:
+    """Whether SLSQP's answer holds the smoothed constraint at its target (a probability's;
+    a CVaR's RU term is exact at its threshold)."""
+    if name == "cvar_95":
+        return False
+    return abs(target - problem.smoothed(x, name)[0]) <= SLACK_TOL
 
 
 def _starts(problem: Problem, starts: int) -> list[np.ndarray]:
