@@ -88,19 +88,26 @@ class Law:
     def mixes(self, inside: np.ndarray) -> np.ndarray:
         """mix for many sets at once: inside [N, n] marks the coordinates resampled ->
         [N, n, n]. A = R_J,r R_r,r^-1 (r the rest) from one batched solve of the block
-        diagonal M = diag(R_r,r, I_J); a singular R_r,r (series correlated by 1) takes the
-        pseudo-inverse, the conditional law being the same on R's range."""
+        diagonal M = diag(R_r,r, I_J), or its pseudo-inverse where R is singular."""
         n = self.n
         eye = np.eye(n, dtype=bool)
         rest = ~inside
         R = self.corr
         M = np.where(rest[:, :, None] & rest[:, None, :], R, 0.0) + (eye & inside[:, :, None])
         Rjr = np.where(inside[:, :, None] & rest[:, None, :], R, 0.0)
-        try:
-            A = np.swapaxes(np.linalg.solve(M, np.swapaxes(Rjr, 1, 2)), 1, 2)
-        except np.linalg.LinAlgError:
+        if self.singular:  # the same method for every set, whichever block it falls in
             A = Rjr @ np.linalg.pinv(M, hermitian=True)
+        else:  # every principal block of a positive definite R is one
+            A = np.swapaxes(np.linalg.solve(M, np.swapaxes(Rjr, 1, 2)), 1, 2)
         return np.where(rest[:, :, None], eye, A)
+
+    @property
+    def singular(self) -> bool:
+        """Whether R is singular (series correlated by 1): conditioning then takes the
+        pseudo-inverse (the conditional law is the same on R's range)."""
+        if self.n == 0:
+            return False
+        return bool(np.linalg.eigvalsh(self.corr)[0] <= 1e-10)
 
     def groups(self) -> list[tuple[int, ...]]:
         """The inputs in groups independent of each other: the connected components of

@@ -478,13 +478,11 @@ def test_estimates_independent_of_the_blocks():
                        gsa.dgsm_bounds(ishigami_gradients(SEED), rows, SEED, block=77, replicates=reps), "dgsm")
 
 
-@pytest.mark.xfail(strict=True, reason="gsa.Law.mixes: one singular set sends its whole batch to the "
-                   "pseudo-inverse, so the mixes depend on the blocks (reported to the lead)")
 def test_estimates_independent_of_the_blocks_singular_correlation():
     """The same where R has two coordinates correlated by 1 (which the Monte Carlo
-    configuration accepts): Law.mixes solves a block's sets in one batch and, when one
-    of them is singular, takes the pseudo-inverse for the whole batch, so a set's mix
-    (and the contributions, by ~1e-22) depends on which block it falls in."""
+    configuration accepts): Law.mixes takes one method for the whole law (the
+    pseudo-inverse where R is singular), so a set's mix does not depend on which block
+    it falls in (a per-batch fallback once made it differ by ~1e-22)."""
     law = CONDITIONAL_LAWS["correlated_by_one"]
 
     def model(design):

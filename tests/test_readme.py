@@ -41,6 +41,11 @@ EXCLUDED: list[tuple[str, str | None, str]] = [
      "runs the whole test suite, this test included: recursive, and ~10 minutes"),
     (r"(\.venv/bin/)?(python3? -m )?pytest\b.*", None,
      "the test suite again (recursive); CI runs it through `make test`"),
+    (r"stresstest rank\b(?!.*--list-inputs).*",
+     "{} --permutations 100 --variance-samples 1000 --sobol-samples 200 --dgsm-samples 200",
+     "the default budgets take a minute or more per command on 2 cores; the same command with "
+     "small budgets runs every estimator and writes the same file (tests/test_rank.py checks the "
+     "estimates)"),
     (r"stresstest submit\b(?!.*--dry-run).*", "{} --dry-run",
      "submits to Slurm, which needs sbatch and a running slurmctld; --dry-run builds and "
      "prints the same sbatch scripts and submits nothing (tests/test_slurm.py runs a real "
