@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import pickle
 import types
@@ -112,8 +113,10 @@ def compile_ahead(fn, *args):
     everything it is made from (_program_file) and read back by later runs: no trace,
     no lowering, no compile. JAX's own cache answers only after the trace and the
     lowering, which took most of a cached first answer's compile phase
-    (benchmarks/README.md, "Measurements behind design choices in the code"); a program
-    JAX's cache read back is run but not kept (it cannot be written out again).
+    (benchmarks/README.md, "Measurements behind design choices in the code"). JAX's
+    cache does not keep these programs too: a program it read back (after a change of
+    this package that left the program as it was) could not be written out again, so
+    it would never be kept here; one it still holds from before is run, not kept.
 
     The runs call this in a worker thread (progress.in_worker), so that Ctrl-C is taken
     while XLA compiles, which a call in the main thread would hold back until done."""
@@ -124,7 +127,8 @@ def compile_ahead(fn, *args):
     if kept is not None:
         return kept, True
     hits = cache_hits()
-    compiled = fn.lower(*args).compile()
+    with _not_in_jax_cache(path is not None):
+        compiled = fn.lower(*args).compile()
     if path is not None and cache_hits() == hits:  # one JAX's cache read back cannot be written out
         _write_program(path, compiled)
     return compiled, False
@@ -267,6 +271,15 @@ def _read_program(path: Path):
         return deserialize_and_load(payload, in_tree, out_tree) if fmt == PROGRAM_FORMAT else None
     except Exception:  # a file cut short, another version's: compiled again and replaced
         return None
+
+
+def _not_in_jax_cache(on: bool):
+    """A context in which this thread's compiles are not written to JAX's persistent
+    cache (where on): a thread-local setting of JAX's least compile time for it."""
+    from jax._src import config as jax_config  # its settings as thread-local contexts
+
+    least = getattr(jax_config, "persistent_cache_min_compile_time_secs", None) if on else None
+    return least(math.inf) if least is not None else contextlib.nullcontext()
 
 
 def _write_program(path: Path, compiled) -> None:
