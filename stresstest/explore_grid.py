@@ -15,6 +15,7 @@ that reproduces it. The slider of an axis moves the picked point along it too.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -37,13 +38,14 @@ from .statement import PORTFOLIO_SCOPE
 NAN_COLOUR = "#d9d9d9"  # the report's grey (0.85) for a cell without a value
 
 
-def palette(name: str) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def palette(name: str) -> tuple[str, ...]:
     """256 colours of a matplotlib colour map (RdBu: red low, blue high), as the report's."""
     import matplotlib
     from matplotlib.colors import to_hex
 
     cm = matplotlib.colormaps[name]
-    return [to_hex(cm(i / 255)) for i in range(256)]
+    return tuple(to_hex(cm(i / 255)) for i in range(256))
 
 
 def contour_lines(xc, yc, z: np.ndarray, level: float) -> tuple[list, list]:
@@ -104,7 +106,7 @@ class GridView:
     # ---------------------------------------------------------------- state
 
     def label(self, name: str) -> str:
-        factor, unit = display(name, self.src.units(name), self.src.currency)
+        _, unit = display(name, self.src.units(name), self.src.currency)
         return f"{name} ({unit})" if unit else name
 
     def fill_scopes(self) -> None:
