@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +69,11 @@ def scenario_inputs(mc: MonteCarlo) -> tuple[str, ...]:
     """The scenario's inputs before grouping: its series, then one per event
     ("event/<param>", numbered where two events draw the same parameter)."""
     names = list(mc.series)
-    seen: dict[str, int] = {}
+    total = Counter(ev.param for ev in mc.events)
+    count: Counter = Counter()
     for ev in mc.events:
-        seen[ev.param] = seen.get(ev.param, 0) + 1
-    count: dict[str, int] = {}
-    for ev in mc.events:
-        count[ev.param] = count.get(ev.param, 0) + 1
-        names.append(f"event/{ev.param}" + (f"#{count[ev.param]}" if seen[ev.param] > 1 else ""))
+        count[ev.param] += 1
+        names.append(f"event/{ev.param}" + (f"#{count[ev.param]}" if total[ev.param] > 1 else ""))
     return tuple(names)
 
 
@@ -165,10 +164,6 @@ class RankResult(Result):
     dgsm_note: str
     evaluations: int
 
-    @property
-    def scm(self) -> int:
-        return self.evaluations * len(self.portfolio.clusters) * self.portfolio.horizon_months
-
     def order(self) -> list[int]:
         """The inputs, the largest Shapley effect first."""
         return sorted(range(len(self.inputs.names)), key=lambda i: -self.shapley.effects[i])
@@ -187,7 +182,6 @@ class _Checked:
     status: object
     interrupts: object = None  # a progress.Interrupts: a signal stops the run between blocks
     estimator: str = ""
-    seen: int = field(default=0)
 
     def __call__(self, design: gsa.Design) -> np.ndarray:
         if self.interrupts is not None:
@@ -210,14 +204,14 @@ class _Checked:
                 f"{self.estimator} design (the first at its sample {int(samples[first])}): the model leaves it "
                 "undefined there (an IRR without a root, an equity IRR without debt; docs/model.md). Rank an "
                 "output defined on every path: --output npv or roi"])
-        self.seen += y.shape[0]
         self.status.advance(y.shape[0])
 
 
-def planned_evaluations(s: RankSettings, law: gsa.Law) -> int:
+def planned_evaluations(s: RankSettings, law: gsa.Law, gradients: bool) -> int:
+    """The evaluations a run makes (its progress count)."""
     groups = len(law.groups())
     sobol = s.sobol_samples * (groups + 2) if groups > 1 else 0
-    return s.permutations * law.d * s.inner + s.variance_samples + sobol + s.dgsm_samples
+    return s.permutations * law.d * s.inner + s.variance_samples + sobol + (s.dgsm_samples if gradients else 0)
 
 
 def rank_files(portfolio_path, scenario_path, output, *, settings: RankSettings, backend: str = "auto",
@@ -262,7 +256,7 @@ def run_rank(pf: Portfolio, mc: MonteCarlo, backend: Backend, out: Path | None, 
     status.phase("compiling the model")
     model = LatentModel(pf, mc, backend, settings.output, inputs.map)
     checked = _Checked(model, settings.output, status, interrupts)
-    status.begin(planned_evaluations(settings, law), "evaluations")
+    status.begin(planned_evaluations(settings, law, backend.is_jax), "evaluations")
     checked.estimator = "variance"
     y = gsa.variance_sample(checked, law, settings.variance_samples, seed)
     checked.estimator = "Shapley"
