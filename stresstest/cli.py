@@ -836,8 +836,8 @@ def report(result, out_dir, x, y, at):
 @click.option("--scenario", "-s", "scenario", default=None, shell_complete=_complete_scenario,
               help="The run's scenario (file or preset), as --portfolio.")
 def explore(result, port, no_browser, portfolio, scenario):
-    """Explore a RESULT file (grid, sensitivities, Monte Carlo, named, breakeven curve) in
-    the browser: a local web app on 127.0.0.1, until Ctrl-C. Needs the extra
+    """Explore a RESULT file (grid, sensitivities, named, Monte Carlo, breakeven curve, rank,
+    optimize) in the browser: a local web app on 127.0.0.1, until Ctrl-C. Needs the extra
     pip install -e ".[explore]"."""
     from .explore import serve
 
