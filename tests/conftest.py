@@ -7,6 +7,12 @@ from __future__ import annotations
 import os
 import sys
 
+# OpenBLAS's own threads, one per core, spin beside the other xdist worker's and XLA's:
+# on 2 cores the reference's IRR (numpy_financial: the eigenvalues of a (T+1)-square
+# companion matrix) took 20x longer (7 s, not 0.3 s, at 600 months). One thread each;
+# set before numpy is imported (it reads the variable once, when it loads OpenBLAS).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
