@@ -77,8 +77,9 @@ def _warn(lines, strict: bool = False) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-def _check_inputs(portfolio, scenario, strict: bool) -> None:
-    """Load a run's inputs before it, for their problems and warnings (the run loads them again)."""
+def _check_inputs(portfolio, scenario, strict: bool):
+    """Load a run's inputs before it, for their problems and warnings; returns them (the
+    portfolio and the scenario) for a run that can take them."""
     from .config import load_portfolio
     from .loaders import load_scenario
 
@@ -88,6 +89,7 @@ def _check_inputs(portfolio, scenario, strict: bool) -> None:
     except ConfigError as err:
         _fail_input(err)
     _warn(pf.warnings + getattr(sc, "warnings", []), strict)
+    return pf, sc
 
 
 def _complete_names(names, incomplete, help=None):
@@ -189,7 +191,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
     from .progress import CompileInterrupted
     from .runner import run_scenario, run_one_shard
 
-    _check_inputs(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, DEFAULT_SCENARIO), strict)
+    inputs = _check_inputs(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, DEFAULT_SCENARIO), strict)
     if shard is not None:
         if save_paths:
             _fail_input(ConfigError(["--save-paths: not with --shard (a shard keeps its paths' "
@@ -223,6 +225,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
             save_paths=save_paths,
             overwrite=overwrite,
             max_scenarios=None if yes else max_scenarios,
+            inputs=inputs,
         )
     except (ConfigError, BackendError) as err:
         _fail_input(err)

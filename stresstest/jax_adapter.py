@@ -14,6 +14,7 @@ import hashlib
 import math
 import os
 import pickle
+import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,74 +169,95 @@ def _program_file(fn, args) -> Path | None:
     """Where the program of the jitted fn for args is kept, or None (no folder, or a
     value in fn's closures that the key cannot capture). The key: the program's
     static inputs (_static: the closures of fn, its wrapped functions and bound objects,
-    every captured value), the arguments' tree, shapes and types, this package's source
-    (every .py file of stresstest and its kernels), the JAX and jaxlib versions, the
+    every captured value), the arguments' tree, shapes and types, the source of the
+    package's modules the program can be made from (_source_digest), the JAX and jaxlib
+    versions, the
     devices, the CPU (its model and instruction set: a program compiled for another's
     would not run), XLA_FLAGS and the numerics settings of JAX."""
     folder = _programs_folder[0]
     if not folder:
         return None
+    modules: set[str] = set()
     try:
-        static = _static(fn, {})
+        static = _static(fn, {}, modules)
     except _NotStatic:
         return None
     leaves, tree = jax.tree_util.tree_flatten(args)
     shapes = (str(tree), tuple(str(jax.typeof(x)) for x in leaves))
-    key = repr((PROGRAM_FORMAT, static, shapes, _source_digest(), _environment()))
+    key = repr((PROGRAM_FORMAT, static, shapes, _source_digest(frozenset(modules)), _environment()))
     return Path(folder) / f"stresstest-{hashlib.sha256(key.encode()).hexdigest()}.program"
 
 
-def _static(x, seen: dict):
+def _static(x, seen: dict, modules: set):
     """A value as plain nested tuples that say every bit of it the traced program can
     depend on (arrays by their bytes' digest, functions by name and closure); raises
-    _NotStatic for anything else."""
+    _NotStatic for anything else. Adds to `modules` the modules of the functions and
+    classes met (whose source _source_digest takes)."""
     if x is None or isinstance(x, (bool, int, float, complex, str, bytes)):
         return type(x).__name__, repr(x)
     if isinstance(x, (np.ndarray, np.generic, jax.Array)):
         a = np.ascontiguousarray(np.asarray(x))
         return "array", a.dtype.str, a.shape, hashlib.sha256(a.tobytes()).hexdigest()
     if isinstance(x, (types.ModuleType, type, np.dtype, np.ufunc, types.BuiltinFunctionType)):
+        modules.add(getattr(x, "__module__", None) or "")
         return type(x).__name__, getattr(x, "__module__", None), getattr(x, "__qualname__", None), str(x)
     if id(x) in seen:  # a value met before on this walk (or a cycle): which one
         return "seen", seen[id(x)]
     seen[id(x)] = len(seen)
     if isinstance(x, (tuple, list)):
-        return type(x).__name__, tuple(_static(v, seen) for v in x)
+        return type(x).__name__, tuple(_static(v, seen, modules) for v in x)
     if isinstance(x, dict):
-        return "dict", tuple((_static(k, seen), _static(v, seen)) for k, v in x.items())
+        return "dict", tuple((_static(k, seen, modules), _static(v, seen, modules)) for k, v in x.items())
     if isinstance(x, (set, frozenset)):
-        return type(x).__name__, tuple(sorted(repr(_static(v, seen)) for v in x))
+        return type(x).__name__, tuple(sorted(repr(_static(v, seen, modules)) for v in x))
     if dataclasses.is_dataclass(x):
+        modules.add(type(x).__module__)
         return (type(x).__module__, type(x).__qualname__,
-                tuple((f.name, _static(getattr(x, f.name), seen)) for f in dataclasses.fields(x)))
+                tuple((f.name, _static(getattr(x, f.name), seen, modules)) for f in dataclasses.fields(x)))
     if isinstance(x, functools.partial):
-        return "partial", _static(x.func, seen), _static(x.args, seen), _static(x.keywords, seen)
+        return "partial", _static(x.func, seen, modules), _static(x.args, seen, modules), _static(
+            x.keywords, seen, modules)
     if isinstance(x, types.MethodType):
-        return "method", _static(x.__func__, seen), _static(x.__self__, seen)
+        return "method", _static(x.__func__, seen, modules), _static(x.__self__, seen, modules)
     if isinstance(x, types.FunctionType):
+        modules.add(x.__module__)
         code = x.__code__
         cells = []
         for cell in x.__closure__ or ():
             try:
-                cells.append(_static(cell.cell_contents, seen))
+                cells.append(_static(cell.cell_contents, seen, modules))
             except ValueError:  # a cell not yet filled
                 cells.append("empty")
         wrapped = getattr(x, "__wrapped__", None)
         return ("function", x.__module__, x.__qualname__, code.co_filename, code.co_firstlineno, tuple(cells),
-                _static(x.__defaults__, seen), _static(x.__kwdefaults__, seen),
-                None if wrapped is None else _static(wrapped, seen))
+                _static(x.__defaults__, seen, modules), _static(x.__kwdefaults__, seen, modules),
+                None if wrapped is None else _static(wrapped, seen, modules))
     if callable(x) and hasattr(x, "__wrapped__"):  # jax.jit's function: what it wraps
-        return type(x).__qualname__, _static(x.__wrapped__, seen)
+        return type(x).__qualname__, _static(x.__wrapped__, seen, modules)
     raise _NotStatic(type(x))
 
 
 @functools.cache
-def _source_digest() -> str:
-    """A digest of every .py file of this package and of its kernels."""
+def _source_digest(modules: frozenset) -> str:
+    """A digest of the source of this package's modules among `modules` and of every
+    module of the package theirs refer to (an imported module, function or class),
+    transitively: every function a traced program can call. The command line's and the
+    reports' modules are not among them, so editing those keeps the programs."""
+    package = __name__.rpartition(".")[0]
+    todo, names = [m for m in modules if m == package or m.startswith(package + ".")], set()
+    while todo:
+        name = todo.pop()
+        module = sys.modules.get(name)
+        if name in names or module is None:
+            continue
+        names.add(name)
+        for v in vars(module).values():
+            ref = v.__name__ if isinstance(v, types.ModuleType) else getattr(v, "__module__", None)
+            if isinstance(ref, str) and ref.startswith(package + ".") and ref not in names:
+                todo.append(ref)
     h = hashlib.sha256()
-    for folder in (Path(__file__).parent, Path(cash_flows.__code__.co_filename).parent):
-        for f in sorted(folder.glob("*.py")):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for name in sorted(names):
+        h.update(name.encode() + b"\0" + Path(sys.modules[name].__file__).read_bytes())
     return h.hexdigest()
 
 

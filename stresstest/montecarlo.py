@@ -64,10 +64,11 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
     try:
         # signals held from before the compile until the temporary file is renamed or removed
         with Interrupts() as interrupts:
-            run._fn = compile_ahead(run._fn, run._args, be, bar, "the paths")
-            bar.begin(mc.paths, "paths")
+            compiling = compile_ahead(run._fn, run._args, be, bar, "the paths")
             writer = MonteCarloWriter(out, pf, mc, attrs, be.dtype, compression, save_paths)
-            with writer:
+            with writer:  # made while the program compiles; removed if the compile is interrupted
+                run._fn = compiling.program()
+                bar.begin(mc.paths, "paths")
                 for chunk in run.chunks():
                     interrupts.check()
                     summary.add(chunk.outputs, chunk.start)
@@ -95,6 +96,7 @@ def pathwise_gradients(run: MonteCarloRun, summary: Summary, status) -> dict:
 
     cuts = {lv: tail_thresholds(summary.sketches["npv"][0], 1 - lv) for lv in LEVELS}
     grads = gradient_pass(run, cuts)
-    grads.fn = compile_ahead(grads.fn, grads.args, run.backend, status, "the sensitivities pass", extra=grads.extra)
+    grads.fn = compile_ahead(grads.fn, grads.args, run.backend, status, "the sensitivities pass",
+                             extra=grads.extra).program()
     status.begin(run.total, "paths, sensitivities pass")
     return grads.gradients(status.advance)

@@ -211,38 +211,50 @@ def _live_display(stream):
 
 
 class CompileInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM while a program compiled (in_worker): the compile was abandoned,
+    """Ctrl-C or SIGTERM while a program compiled (Worker): the compile was abandoned,
     so the process should leave at once (the CLI exits 130 without the interpreter's
     teardown, which the abandoned thread could hold up)."""
 
 
 def in_worker(work, *, name: str = "stresstest-worker", poll_s: float = 0.05):
-    """work() in a daemon thread while this thread waits for it, taking signals at once.
+    """work() in a daemon thread while this thread waits for it, taking signals at once
+    (Worker.wait); work's exception, if any, is raised here, else its result returned."""
+    return Worker(work, name=name).wait(poll_s)
+
+
+class Worker:
+    """work() started at once in a daemon thread; wait() waits for it in this thread.
 
     Python runs signal handlers in the main thread only, between bytecodes: while that
     thread is inside one long C++ call (XLA compiling a program: seconds), a
-    Ctrl-C waits for the call to return. Here the C++ call runs in a worker and the main
-    thread only waits, in steps of poll_s: a signal recorded by an active Interrupts, or
-    raised by Python's own handler, stops the wait within poll_s, and KeyboardInterrupt
-    is raised. The worker is abandoned (a daemon thread: it ends with the process).
-    work's exception, if any, is raised here; else its result is returned."""
-    result: list = []
-    error: list[BaseException] = []
+    Ctrl-C waits for the call to return. Here the C++ call runs in a worker, and the
+    main thread may do other work until it waits, in steps of poll_s: a signal recorded
+    by an active Interrupts, or raised by Python's own handler, stops the wait within
+    poll_s, and KeyboardInterrupt is raised. The worker is abandoned (a daemon thread: it
+    ends with the process)."""
 
-    def target():
-        try:
-            result.append(work())
-        except BaseException as exc:  # raised in the waiting thread
-            error.append(exc)
+    def __init__(self, work, *, name: str = "stresstest-worker"):
+        self._result: list = []
+        self._error: list[BaseException] = []
 
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(poll_s)
-        check_interrupts()
-    if error:
-        raise error[0]
-    return result[0]
+        def target():
+            try:
+                self._result.append(work())
+            except BaseException as exc:  # raised in the waiting thread
+                self._error.append(exc)
+
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
+        self._thread.start()
+
+    def wait(self, poll_s: float = 0.05):
+        """work()'s result, or its exception raised here; KeyboardInterrupt where a
+        signal comes while waiting."""
+        while self._thread.is_alive():
+            self._thread.join(poll_s)
+            check_interrupts()
+        if self._error:
+            raise self._error[0]
+        return self._result[0]
 
 
 class Interrupts:
@@ -303,25 +315,42 @@ def check_interrupts() -> None:
         interrupts.check()
 
 
-def compile_ahead(fn, args, backend, status: "Progress", what: str = "the chunks", extra: tuple = ()):
-    """JAX: compile fn for (*args, first start, *extra) before the first chunk, saying so,
-    in a worker thread, so that Ctrl-C and SIGTERM stop the compile at once
-    (progress.in_worker) with progress.CompileInterrupted. Returns the function to call
-    for the chunks: the compiled program (jax_adapter.compile_ahead: read back from the
-    folder of kept programs where it is there), or fn itself where there is nothing to
-    compile here (other backends, functions that are not jitted)."""
+def compile_ahead(fn, args, backend, status: "Progress", what: str = "the chunks", extra: tuple = ()) -> "Compiling":
+    """JAX: start compiling fn for (*args, first start, *extra) before the first chunk, in
+    a worker thread, saying so; the caller may prepare its file meanwhile, then takes
+    the program with Compiling.program(). Other backends, and functions that are not
+    jitted, have nothing to compile here (program() returns fn)."""
     if not backend.is_jax or not hasattr(fn, "lower"):
-        return fn
+        return Compiling(fn)
     from .jax_adapter import compile_ahead as compile_now, compile_cache_on
 
     how = "first run of these shapes; cached afterwards" if compile_cache_on() else "compile cache off"
     status.phase(f"compiling {what} for {backend.name} on {backend.device} ({how})")
-    t0 = time.perf_counter()
-    try:
-        program, kept = in_worker(lambda: compile_now(fn, *args, backend.xp.asarray(0), *extra),
-                                  name="stresstest-compile")
-    except KeyboardInterrupt as exc:
-        raise CompileInterrupted() from exc
-    took = time.perf_counter() - t0
-    status.note(f"read the compiled program from the cache in {took:.1f} s" if kept else f"compiled in {took:.1f} s")
-    return program
+    worker = Worker(lambda: compile_now(fn, *args, backend.xp.asarray(0), *extra), name="stresstest-compile")
+    return Compiling(fn, worker, status)
+
+
+class Compiling:
+    """A program compiling in a worker thread (compile_ahead), or fn itself where nothing
+    compiles. program() waits for it, taking Ctrl-C and SIGTERM at once (Worker), which
+    it raises as CompileInterrupted; a temporary file made meanwhile is the caller's to
+    remove (its writer's context does)."""
+
+    def __init__(self, fn, worker: Worker | None = None, status: "Progress | None" = None):
+        self.fn, self.worker, self.status = fn, worker, status
+        self.t0 = time.perf_counter()
+
+    def program(self):
+        """The function to call for the chunks: the compiled program (jax_adapter.compile_ahead:
+        read back from the folder of kept programs where it is there), or fn; says how long
+        the compile (or the read) took."""
+        if self.worker is None:
+            return self.fn
+        try:
+            program, kept = self.worker.wait()
+        except KeyboardInterrupt as exc:
+            raise CompileInterrupted() from exc
+        took = time.perf_counter() - self.t0
+        self.status.note(f"read the compiled program from the cache in {took:.1f} s" if kept
+                         else f"compiled in {took:.1f} s")
+        return program

@@ -40,7 +40,8 @@ def load_inputs(portfolio_path, scenario_path) -> tuple[Portfolio, Scenario]:
 def run_scenario(portfolio_path, scenario_path, output, *, backend: str = "auto", dtype: str = "float64",
              chunk_size: int | None = None, progress: bool = True,
              compression: str | None = "gzip", sensitivities: bool = False, save_paths: bool = False,
-             overwrite: bool = False, max_scenarios: int | None = None, overlap: bool | None = None):
+             overwrite: bool = False, max_scenarios: int | None = None, overlap: bool | None = None,
+             inputs: tuple[Portfolio, Scenario] | None = None):
     """A grid run, or a Monte Carlo run when the scenario says kind: montecarlo.
 
     An existing output is refused (ConfigError, before any work) unless overwrite.
@@ -55,6 +56,10 @@ def run_scenario(portfolio_path, scenario_path, output, *, backend: str = "auto"
     the next chunk computes. By default they are where the computation runs on a GPU. On
     the CPU the two would share its cores, so there the computation pauses while each full
     stage of outputs (grid_file.GridWriter.STAGE_BYTES) is compressed and stored.
+
+    inputs: the portfolio and scenario as load_inputs reads those files, where the caller
+    has read them already (the command line checks them first), so that they are not
+    read twice.
     """
     status = Progress(enabled=progress)
     # signals are recorded from the start and taken at the next phase or chunk: Python's own
@@ -65,14 +70,14 @@ def run_scenario(portfolio_path, scenario_path, output, *, backend: str = "auto"
             status.phase("reading inputs")
             return _run_scenario(status, interrupts, portfolio_path, scenario_path, output, backend, dtype,
                              chunk_size, compression, sensitivities, save_paths, overwrite, max_scenarios,
-                             overlap)
+                             overlap, inputs)
         finally:
             status.close()
 
 
 def _run_scenario(status, interrupts, portfolio_path, scenario_path, output, backend, dtype, chunk_size,
-              compression, sensitivities, save_paths, overwrite, max_scenarios, overlap):
-    pf, sc = load_inputs(portfolio_path, scenario_path)
+              compression, sensitivities, save_paths, overwrite, max_scenarios, overlap, inputs):
+    pf, sc = inputs or load_inputs(portfolio_path, scenario_path)
     if max_scenarios is not None and sc.size > max_scenarios:
         what = "paths" if sc.kind == "montecarlo" else "grid points"
         raise ConfigError([f"{scenario_path}: {sc.size:,} {what}, more than --max-scenarios "
@@ -97,15 +102,17 @@ def run_grid_file(pf, sc, out: Path, be, *, status: Progress, interrupts, chunk_
     cfg, sha = config_json(pf, sc)
     t0 = time.perf_counter()
     run = prepare(pf, sc, be, chunk_size, sensitivities=sensitivities)
+    # the program compiles in a worker while this thread evaluates the base case and
+    # makes the file (whose context removes it if the compile is interrupted)
+    compiling = compile_ahead(run._fn, run._args, be, status, "the grid and gradients" if sensitivities else "the grid")
     base = evaluate_base(pf, be.dtype)
     attrs = provenance(pf, sc.name, cfg, sha, be.name, be.device, be.dtype, n_scenarios=sc.size)
     extremes = Extremes(never=never_parameters(pf, sc) if sensitivities else None)
-    run._fn = compile_ahead(run._fn, run._args, be, status,
-                            "the grid and gradients" if sensitivities else "the grid")
-    status.begin(sc.size, "grid points")
     writer = GridWriter(out, sc.axes, pf.cluster_names, attrs, be.dtype, compression, sensitivities,
                         industry_coordinate(pf), output_groups(pf))
     with writer:
+        run._fn = compiling.program()
+        status.begin(sc.size, "grid points")
         if be.is_gpu if overlap is None else overlap:
             _write_beside(run, writer, extremes, status, interrupts)
         else:
@@ -176,7 +183,7 @@ def run_one_shard(portfolio_path, scenario_path, output, shard: str, *, backend=
         raise ConfigError([f"{out}: with --shard, -o names a folder for the shard files"])
     be = make_backend(backend, dtype)
     def compile_first(run, bar):
-        program = compile_ahead(run._fn, run._args, be, bar, "the shard's chunks")
+        program = compile_ahead(run._fn, run._args, be, bar, "the shard's chunks").program()
         if len(run.devices()) == 1:  # a compiled program runs on the device it was compiled for
             run._fn = program
 
