@@ -173,7 +173,8 @@ def main(argv=None):
     each = ", ".join("%.2f s / %.0f MiB" % (r["total"], r["hwm"]) for r in runs)
     print(f"explore --no-browser, median of {len(runs)} fresh servers: address printed after {med['address']:.2f} s, "
           f"first page served {med['page']:.2f} s later ({med['total']:.2f} s from the command), "
-          f"{med['bytes'] / 1024:,.0f} KiB, the server's CPU time {med['cpu']:.2f} s; server peak memory {med['hwm']:.0f} MiB "
+          f"{med['bytes'] / 1024:,.0f} KiB, the server's CPU time {med['cpu']:.2f} s; server peak memory "
+          f"{med['hwm']:.0f} MiB "
           f"(each: {each})")
     if args.browser:
         runs = [in_browser(args.file) for _ in range(args.repeats)]

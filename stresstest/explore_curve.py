@@ -72,8 +72,8 @@ class CurveView:
     def page(self):
         side = pn.Column(self.scope, download("Download the curve (CSV)", "breakeven.csv", self.csv),
                          pn.pane.Markdown("Gaps: no value meets the target there (hover a point for why). The save "
-                                          "icon in the toolbar downloads the view as PNG.", styles={"font-size": "0.85em"}),
-                         width=320)
+                                          "icon in the toolbar downloads the view as PNG.",
+                                          styles={"font-size": "0.85em"}), width=320)
         return pn.Row(side, self.plot)
 
 

@@ -45,14 +45,18 @@ def rank_view(src: Source):
     names = [r["input"] for r in rows][::-1]
     data = ColumnDataSource({"input": names, **{k: [100 * r[k] for r in rows][::-1]
                                                 for k in ("shapley", "low", "high", "dgsm_bound")}})
-    p = figure(name="drivers", y_range=names, width=680, height=140 + 26 * len(names), tools="save,reset",
+    ends = [v for k in ("low", "high", "dgsm_bound") for v in data.data[k] if math.isfinite(v)]
+    lo, hi = min([0.0, *ends]), min(max([1.0, *ends]), 100.0)  # the intervals' whole span (a bound capped)
+    p = figure(name="drivers", y_range=names, x_range=(lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo)),
+               width=680, height=140 + 26 * len(names), tools="save,reset",
                toolbar_location="above", x_axis_label="share of the output's variance (%)",
                title=rank_report.title(src.f))
     bars = p.hbar(y="input", right="shapley", height=0.6, source=data, color="#3b6ea8",
                   legend_label="Shapley effect (95 % interval)")
-    p.add_layout(Whisker(source=data, base="input", lower="low", upper="high", dimension="width", line_color="#222222"))
-    bound = ColumnDataSource({"input": [n for n, b in zip(data.data["input"], data.data["dgsm_bound"]) if math.isfinite(b)],
-                              "x": [min(b, 100.0) for b in data.data["dgsm_bound"] if math.isfinite(b)]})
+    p.add_layout(Whisker(source=data, base="input", lower="low", upper="high", dimension="width",
+                         line_color="#222222"))
+    bounded = [(n, b) for n, b in zip(data.data["input"], data.data["dgsm_bound"]) if math.isfinite(b)]
+    bound = ColumnDataSource({"input": [n for n, _ in bounded], "x": [min(b, 100.0) for _, b in bounded]})
     if bound.data["x"]:
         p.scatter("x", "input", source=bound, marker="dash", angle=math.pi / 2, size=18, line_width=3,
                   color="#c0392b", legend_label="DGSM bound on the total index (capped at 100 %)")
@@ -61,8 +65,10 @@ def rank_view(src: Source):
                                                       ("DGSM bound", "@dgsm_bound{0.0} %")]))
     p.add_layout(Span(dimension="height", location=0, line_color="black", line_width=1))
     p.add_layout(p.legend[0], "below")
-    csv = lambda: csv_text(["input", "shapley", "low", "high", "dgsm_bound"],  # noqa: E731
-                           ([r["input"], r["shapley"], r["low"], r["high"], r["dgsm_bound"]] for r in rows))
+    def csv():
+        keys = ["input", "shapley", "low", "high", "dgsm_bound"]
+        return csv_text(keys, ([r[k] for k in keys] for r in rows))
+
     return pn.Column(pn.pane.HTML(notes_html(notes), sizing_mode="stretch_width"), pn.pane.Bokeh(p),
                      download("Download the ranking (CSV)", "drivers.csv", csv),
                      pn.pane.HTML("".join(rank_report.body(res)), sizing_mode="stretch_width",
@@ -113,10 +119,13 @@ def optimize_view(src: Source):
     parts = [pn.pane.HTML(notes_html([d["message"], *notes]), sizing_mode="stretch_width"), pn.pane.Bokeh(p),
              pn.pane.Bokeh(mix_figure(d))]
     if fr:
-        header = ["cvar_limit", "feasible", *(f"{s}_{k}" for s in SAMPLES for k in (obj, "cvar_95")), *labels]
-        csv = lambda: csv_text(header, ([lim, int(good), *(m[s][k] for s in SAMPLES for k in (obj, "cvar_95")),  # noqa: E731
-                                         *mix] for lim, good, mix, m in zip(fr["limit"], fr["feasible"], fr["mix"],
-                                                                            fr["metrics"])))
+        figures = [f"{s}_{k}" for s in SAMPLES for k in (obj, "cvar_95")]
+
+        def csv():
+            return csv_text(["cvar_limit", "feasible", *figures, *labels],
+                            ([lim, int(good), *(m[s][k] for s in SAMPLES for k in (obj, "cvar_95")), *mix]
+                             for lim, good, mix, m in zip(fr["limit"], fr["feasible"], fr["mix"], fr["metrics"])))
+
         parts.append(download("Download the frontier (CSV)", "frontier.csv", csv))
     parts.append(pn.pane.HTML("".join(fig_optimize.body(res)), sizing_mode="stretch_width", stylesheets=[TABLE_CSS]))
     return pn.Column(*parts)

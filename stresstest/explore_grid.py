@@ -94,8 +94,8 @@ class GridView:
         self.readout = pn.pane.HTML(sizing_mode="stretch_width")
         self.plot = pn.pane.Bokeh()
         self.point = PointView(src, self.axes, self.clusters, self.outputs, self.label)
-        self.csv = pn.widgets.FileDownload(callback=self.slice_csv, filename="slice.csv", label="Download the slice (CSV)",
-                                           color="primary")
+        self.csv = pn.widgets.FileDownload(callback=self.slice_csv, filename="slice.csv",
+                                           label="Download the slice (CSV)", color="primary")
         self.fill_scopes()
         self.output.param.watch(self.on_output, "value")
         self.scope.param.watch(lambda e: self.refresh(), "value")
@@ -280,8 +280,9 @@ class GridView:
             value = float(self.src.read(name, self.point_sel() + extra))
         self.csv.filename = f"{out}_{self.scope.value}_{'_'.join(self.shown()) or 'point'}.csv"
         where = ", ".join(f"{a.name} = {value_text(a.values[self.index[a.name]])}" for a in self.axes)
-        self.readout.object = (f'<div class="readout" data-output="{escape(out)}" data-scope="{escape(self.scope.value)}"'
-                               f' data-value="{value!r}"><b>{escape(out)}</b> of the {escape(self.scope.value)} at '
+        self.readout.object = (f'<div class="readout" data-output="{escape(out)}" '
+                               f'data-scope="{escape(self.scope.value)}" data-value="{value!r}"><b>{escape(out)}</b> '
+                               f'of the {escape(self.scope.value)} at '
                                f'{escape(where) or "the only point"}: <b>{escape(number(value * factor, unit))}</b>'
                                f' ({self.where_words()})</div>')
         if self.picked:
@@ -409,8 +410,8 @@ class GridView:
         side = pn.Column(self.output, self.scope, self.x, self.y, self.sliders, self.csv,
                          pn.pane.Markdown("The save icon in a plot's toolbar downloads that view as PNG.",
                                           styles={"font-size": "0.85em"}), width=320)
-        return pn.Column(self.readout, pn.Row(side, pn.Column(self.plot, self.point.panel, sizing_mode="stretch_width")),
-                         sizing_mode="stretch_width")
+        main = pn.Column(self.plot, self.point.panel, sizing_mode="stretch_width")
+        return pn.Column(self.readout, pn.Row(side, main), sizing_mode="stretch_width")
 
 
 def view(src: Source):

@@ -43,7 +43,8 @@ class MonteCarloView:
         self.clusters = src.clusters()
         self.outputs = [o for o in OUTPUTS if o in f]
         self.output = pn.widgets.Select(label="output", value="npv", options=self.outputs)
-        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO_SCOPE, options=[PORTFOLIO_SCOPE, *self.clusters])
+        self.scope = pn.widgets.Select(label="cluster", value=PORTFOLIO_SCOPE,
+                                       options=[PORTFOLIO_SCOPE, *self.clusters])
         self.hist = ColumnDataSource({k: [] for k in ("left", "right", "count", "text")})
         self.cdf = ColumnDataSource({"x": [], "p": []})
         self.marks = {k: Span(dimension="height", location=0, line_width=2, line_color=c,
@@ -201,8 +202,10 @@ class MonteCarloView:
                    line_dash="dashed", legend_label="mean")
         p.add_layout(Span(dimension="width", location=0, line_color="#666666", line_width=1))
         p.legend.location = "top_left"
-        header = ["month", *(f"q{q:g} (USD)" for q in qv)]
-        csv = lambda: csv_text(header, ([float(m), *map(float, row * 1e6)] for m, row in zip(months, fan)))  # noqa: E731
+        def csv():
+            return csv_text(["month", *(f"q{q:g} (USD)" for q in qv)],
+                            ([float(m), *map(float, row * 1e6)] for m, row in zip(months, fan)))
+
         return pn.Column(pn.pane.Bokeh(p), download("Download the fan (CSV)", "cumulative_cf_fan.csv", csv))
 
     def tails(self):
@@ -214,10 +217,12 @@ class MonteCarloView:
         p = self.bars("tails", "Tail contributions: each cluster's mean NPV over the portfolio's worst paths",
                       f"mean NPV in the portfolio's tail (M {self.src.currency})", self.clusters,
                       {f"worst {100 - lvl} %": rows[lvl] / 1e6 for lvl in have})
-        csv = lambda: csv_text(["cluster", *(f"tail_contribution_{lvl} (USD)" for lvl in have)],  # noqa: E731
-                               ([c, *(float(rows[lvl][i]) for lvl in have)] for i, c in enumerate(self.clusters)))
-        return pn.Column(pn.pane.Bokeh(p), download("Download the tail contributions (CSV)", "tail_contributions.csv",
-                                                    csv))
+        def csv():
+            return csv_text(["cluster", *(f"tail_contribution_{lvl} (USD)" for lvl in have)],
+                            ([c, *(float(rows[lvl][i]) for lvl in have)] for i, c in enumerate(self.clusters)))
+
+        return pn.Column(pn.pane.Bokeh(p), download("Download the tail contributions (CSV)",
+                                                    "tail_contributions.csv", csv))
 
     def sensitivities(self, tables: dict):
         """The pathwise sensitivities of a run with --sensitivities (the report's rows:
