@@ -645,7 +645,7 @@ def rank(portfolio, scenario, output_file, output, groups, permutations, inner, 
 @click.option("--frontier", type=click.IntRange(min=2), default=None, metavar="N",
               help="Also sweep the CVaR 95 limit over N values: the best mix at each (the efficient frontier).")
 @click.option("--paths", type=click.IntRange(min=100), default=None,
-              help="In-sample paths: the scenario's first N [default: the smaller of its paths and 5000].")
+              help="In-sample paths: the scenario's first N [default: the smaller of its paths and 10000].")
 @click.option("--starts", type=click.IntRange(min=1), default=1, show_default=True,
               help="Starting points of the local search: the current mix, the bounds' centre, then random ones.")
 @click.option("-o", "--output", default="optimize.h5", show_default=True, type=click.Path(),

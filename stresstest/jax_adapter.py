@@ -350,7 +350,7 @@ def value_and_jacobian(f):
     """(x, *args) -> (f(x, *args), its Jacobian in x), compiled; f returns a dict of
     arrays, each Jacobian with x's axis last. Forward mode (jacfwd: one tangent per entry
     of x, the values carried alongside): optimize's few variables against thousands of
-    per-path outputs, where reverse mode needs a pass per output (benchmarks/README.md)."""
+    per-path outputs, where reverse mode needs a pass per output (docs/decisions.md)."""
     def both(x, *args):
         jac, value = jax.jacfwd(lambda z: (lambda y: (y, y))(f(z, *args)), has_aux=True)(x)
         return value, jac

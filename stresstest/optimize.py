@@ -35,10 +35,11 @@ from .results import Result
 from .validation import ConfigError
 
 # In-sample paths by default (the scenario's own count where it has fewer): the bundled
-# example on the bundled preset, one variable and a CVaR limit, solves in about 20 s on
-# a 2-core CPU (benchmarks/bench_decisions.py); the fresh paths' check shows what the
-# sample's size costs.
-DEFAULT_PATHS = 5000
+# example on the bundled preset, one variable and a CVaR limit, runs in about 11 s on a
+# 2-core CPU, compile included (20,000 paths: about 40 s; benchmarks/bench_decisions.py);
+# the held paths take 6 x 8 bytes per path, cluster and month (two seeds' three factors).
+# The fresh paths' figures show what the sample's size costs.
+DEFAULT_PATHS = 10000
 MIN_PATHS = 100  # a 5 % tail of at least 5 paths
 
 

@@ -140,9 +140,12 @@ def with_values(pf, settings: dict):
 
 
 def figures(out: dict) -> dict:
-    """Mean NPV, CVaR 95 (minus the mean of the 5 % lowest) and P(NPV < 0), plainly."""
+    """Mean NPV, CVaR 95 (minus the mean of the 5 % lowest), P(NPV < 0) and P(min DSCR <
+    1.3, the scenario's covenant) among the paths with a DSCR, plainly."""
     npv = np.sort(out["npv"])
-    return {"mean_npv": npv.mean(), "cvar_95": -npv[: len(npv) // 20].mean(), "prob_npv_negative": np.mean(npv < 0)}
+    dscr = out["min_dscr"][np.isfinite(out["min_dscr"])]
+    return {"mean_npv": npv.mean(), "cvar_95": -npv[: len(npv) // 20].mean(), "prob_npv_negative": np.mean(npv < 0),
+            "prob_dscr_below_covenant": np.mean(dscr < 1.3)}
 
 
 @pytest.fixture(scope="module")
@@ -232,14 +235,17 @@ def test_bounds_are_honoured(two):
     assert a.feasible and a.mix(two.vs) == pytest.approx([0.1, 0.1], abs=1e-12)
 
 
-def test_a_probability_limit_is_met_exactly_at_the_answer(one, reference, grid):
-    """P(NPV < 0) <= 0.15 through the smoothed indicator, checked with the plain count: the
-    reference's count at the answer meets it, and the answer is the grid's best within a step."""
-    a = solve_best(one, {"prob_npv_negative": 0.15}, goal="mean_npv")
-    assert a.feasible and a.metrics["prob_npv_negative"] <= 0.15
+@pytest.mark.parametrize("name,limit", [("prob_npv_negative", 0.15), ("prob_dscr_below_covenant", 0.2)])
+def test_a_probability_limit_is_met_exactly_at_the_answer(one, reference, grid, name, limit):
+    """A probability limit through the smoothed indicator, checked with the plain count: the
+    reference's count at the answer meets it, and the answer is the grid's best within a
+    step (the DSCR's among the paths with debt: west has none, east has)."""
+    a = solve_best(one, {name: limit}, goal="mean_npv")
+    assert a.feasible and a.metrics[name] <= limit
     (x_opt,) = a.mix(one.vs)
-    assert figures(reference.outputs({("reserved_share", None): x_opt}))["prob_npv_negative"] <= 0.15
-    (x_grid,), _ = _grid_best(grid, {"prob_npv_negative": 0.15})
+    assert figures(reference.outputs({("reserved_share", None): x_opt}))[name] <= limit
+    (x_grid,), _ = _grid_best(grid, {name: limit})
+    assert 0 < x_grid < 1
     assert abs(x_opt - x_grid) <= STEP + 1e-9
 
 
@@ -282,6 +288,25 @@ def test_the_frontier_runs_from_the_lowest_cvar_to_the_unconstrained_optimum(one
     assert np.all(np.diff(cvar) > 0) and np.all(np.diff(mean) > 0)
     assert all(c <= lim * (1 + 1e-9) for c, lim in zip(cvar, fr.limits))
     assert all(p.fresh is not None for p in fr.answers)
+
+
+def test_equity_npv_is_the_equity_flows_discounted(files):
+    """kernels.metrics.equity_npv against a plain loop over the clusters' equity flows (the
+    flows equity_irr solves: where a cluster has debt, the NPV at its equity IRR is 0)."""
+    from stresstest.engine import evaluate_base
+    from stresstest.kernels.cashflows import cash_flows
+    from stresstest.kernels.metrics import equity_npv
+
+    pf = load_portfolio(files.portfolio)
+    p = {k: v[None] for k, v in pf.base_arrays().items()}
+    fl = cash_flows(p, pf.horizon_months)
+    cfe = np.asarray(fl["cfe"])[0]
+    r = pf.discount_rate
+    want = sum(cfe[c, t] / (1 + r) ** (t / 12) for c in range(cfe.shape[0]) for t in range(cfe.shape[1]))
+    assert float(equity_npv(fl, np.asarray([r]))[0]) == pytest.approx(want, rel=1e-12)
+    east_irr = float(evaluate_base(pf)["cluster_equity_irr"][0])
+    at_irr = sum(cfe[0, t] / (1 + east_irr) ** (t / 12) for t in range(cfe.shape[1]))
+    assert abs(at_irr) <= 1e-6 * np.abs(cfe[0]).sum()
 
 
 def test_jacobians_match_central_differences(one):
