@@ -333,6 +333,8 @@ BAD = [
     (["--vary", "reserved_share=0..1", "--constraint", "prob_npv_negative<=1.5"], "a probability from 0 to 1"),
     (["--vary", "reserved_share=0..1", "--objective", "max_npv"], "unknown objective 'max_npv'"),
     (["--vary", "reserved_share=0..1", "-s", "smoke"], "a grid scenario"),
+    (["--vary", "reserved_share=0..1", "--vary", "reserved_share@east=0..1"], "both set reserved_share"),
+    (["--vary", "next_gen_month=12..36"], "the scenario's event on next_gen_month sets it on every path"),
 ]
 
 
@@ -391,6 +393,28 @@ def test_the_command_the_file_inspect_and_report(files, two, reference, tmp_path
     r = CliRunner().invoke(main, ["inspect", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["optimize"]["feasible"] is False
+    r = CliRunner().invoke(main, ["inspect", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "no feasible mix in the bounds" in r.output and "fresh" in r.output
+    assert f"{d['optimum_metrics']['fresh']['mean_npv'] / 1e6:,.1f} M" in r.output
     r = CliRunner().invoke(main, ["report", str(out), "-o", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     assert {p.name for p in (tmp_path / "rep").iterdir()} == {"frontier.png", "mix.png", "report.html"}
+
+
+def test_the_api_with_a_frontier(files, two):
+    """api.optimize (the programs `two` compiled, kept for the same question): a Dataset with
+    the param coordinate and the frontier, its optimum the solver's for the same limit, the
+    frontier's CVaR rising to the optimum without a limit, each point's mix in the bounds."""
+    from stresstest import api
+
+    ds = api.optimize(files.portfolio, files.scenario, vary=TWO, constraints=["cvar_95<=5.5e6"], paths=N, frontier=3)
+    assert list(ds["param"].values) == ["contracts.anchor.share@east", "reserved_share@west"]
+    assert ds.attrs["feasible"] == 1 and int(ds["met"].sel(constraint="cvar_95")) == 1
+    want = solve_best(two, {"cvar_95": 5.5e6}).mix(two.vs)
+    np.testing.assert_allclose(ds["optimum"].values, want, atol=1e-9)
+    cvar = ds["frontier_metrics"].sel(sample="in_sample", metric="cvar_95").values
+    assert np.all(np.diff(cvar) > 0) and np.all(ds["frontier_feasible"].values == 1)
+    assert np.all(cvar <= ds["frontier_cvar_limit"].values * (1 + 1e-9))
+    mix = ds["frontier_mix"].values
+    assert np.all((mix >= ds["lower"].values - 1e-12) & (mix <= ds["upper"].values + 1e-12))
