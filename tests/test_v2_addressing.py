@@ -410,15 +410,19 @@ def test_shifted_portfolio_writes_the_scalars_back_and_a_curve_follows_it(pf, tm
 # ------------------------------------------------------------------ gradients
 
 
-@pytest.fixture
-def sensitivities(pf, tmp_path):
+@pytest.fixture(scope="module")
+def sensitivities(tmp_path_factory):
+    """(portfolio, grid, outputs) of one --sensitivities run on DOC, shared by the tests
+    below (one compile of the reverse pass, not one per test); they only read it."""
     pytest.importorskip("jax")
-    sc = grid(tmp_path, pf, [{"param": "capex_decline", "op": "set", "values": [0.05, 0.2]},
-                             {"param": "platform.take_rate", "op": "set", "values": [0.02, 0.06]},
-                             {"param": "order_month", "op": "set", "values": [6, 12], "clusters": ["b"]}])
+    tmp = tmp_path_factory.mktemp("v2a-sensitivities")
+    pf = load_portfolio_doc(tmp, DOC)
+    sc = grid(tmp, pf, [{"param": "capex_decline", "op": "set", "values": [0.05, 0.2]},
+                        {"param": "platform.take_rate", "op": "set", "values": [0.02, 0.06]},
+                        {"param": "order_month", "op": "set", "values": [6, 12], "clusters": ["b"]}])
     run = prepare(pf, sc, make_backend("jax"), sensitivities=True)
     chunks = list(run.chunks())
-    return sc, {k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs}
+    return pf, sc, {k: np.concatenate([c.outputs[k] for c in chunks]) for k in chunks[0].outputs}
 
 
 def _point(pf, sc, flat):
@@ -428,7 +432,8 @@ def _point(pf, sc, flat):
     return {k: np.array(np.broadcast_to(v, (1,) + v.shape[1:])) for k, v in p.items()}, np.broadcast_to(r, (1,))
 
 
-def test_the_coordinate_has_the_scalars_but_the_months(pf, sensitivities):
+def test_the_coordinate_has_the_scalars_but_the_months(sensitivities):
+    pf, sc, out = sensitivities
     names = sensitivity_parameters(pf)
     scalars = names[names.index("capex_decline"):]
     assert scalars[:7] == ["capex_decline", "optimization.cost", "optimization.cost_per_year",
@@ -436,7 +441,6 @@ def test_the_coordinate_has_the_scalars_but_the_months(pf, sensitivities):
                            "optimization.energy_saving", "optimization.opex_saving"]
     assert "platform.take_rate" in scalars and len(scalars) == 7 + 10
     assert not {"order_month", "optimization.start_month", "platform.launch_month"} & set(names)
-    sc, out = sensitivities
     assert out["grad_npv"].shape[-1] == len(names)
     # b runs no programme: its optimization cells are NaN, and expected so
     j = names.index("optimization.energy_saving")
@@ -450,11 +454,11 @@ def test_the_coordinate_has_the_scalars_but_the_months(pf, sensitivities):
 
 @pytest.mark.parametrize("name", ["capex_decline", "optimization.energy_saving", "platform.take_rate",
                                   "optimization.cost", "platform.margin", "gpus", "on_demand_price"])
-def test_gradients_match_central_differences(pf, sensitivities, name):
+def test_gradients_match_central_differences(sensitivities, name):
     """grad_npv, grad_cluster_npv, grad_roi, grad_irr of each cluster's value (the
     platform's: its one value) against central differences of the kernels at the point;
     a version 1 key's portfolio gradient carries the platform's take of its revenue."""
-    sc, out = sensitivities
+    pf, sc, out = sensitivities
     names = sensitivity_parameters(pf)
     j = names.index(name)
     for flat in range(sc.size):
@@ -480,8 +484,8 @@ def test_gradients_match_central_differences(pf, sensitivities, name):
                 assert own[c] == pytest.approx(fd[c], rel=2e-5, abs=1e-6), (flat, name, c)
 
 
-def test_the_discount_rate_derivative_carries_the_platform(pf, sensitivities):
-    sc, out = sensitivities
+def test_the_discount_rate_derivative_carries_the_platform(sensitivities):
+    pf, sc, out = sensitivities
     for flat in (0, sc.size - 1):
         p, r = _point(pf, sc, flat)
         h = 1e-7
