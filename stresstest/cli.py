@@ -673,6 +673,7 @@ def optimize(portfolio, scenario, varies, objective, constraints, frontier, path
     except OSError as err:
         click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no optimize file written", err=True)
         _exit_after_io_failure()
+    _warn(result.portfolio.warnings + getattr(result.scenario, "warnings", []))
     if as_json:
         click.echo(json.dumps(run_json(result), indent=2))
     else:

@@ -56,9 +56,6 @@ class Variable:
     current: float
     spec: AxisSpec
 
-    def clip(self, value: float) -> float:
-        return min(max(value, self.lo), self.hi)
-
 
 @dataclass(frozen=True)
 class Constraint:

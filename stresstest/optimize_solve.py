@@ -11,8 +11,9 @@ host takes every term from them:
   P(y < c)   E[sigmoid((c - y) / h)] over the paths where y is finite; h = BANDWIDTH x
              the spread of y over the in-sample paths at the start
 Each answer is checked with the plain definitions (exact_metrics, as mc_summary counts);
-where it misses a limit, the limit SLSQP sees is tightened by the miss and the problem
-solved again from there, at most MAX_ROUNDS times.
+where it misses a limit, the limit SLSQP sees is tightened by the miss, where it holds a
+probability's limit with room it is loosened by the gap (the smoothing's bias), and the
+problem solved again from there, at most MAX_ROUNDS times (solve_checked).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .optimize_io import CONSTRAINTS, OBJECTIVES
 
 ALPHA = 0.95  # the CVaR's level (cvar_95)
 BANDWIDTH = 0.05  # of the smoothed indicator, as a share of the output's standard deviation
-MAX_ROUNDS = 4  # re-solves with a tightened limit after an exact check misses
+MAX_ROUNDS = 4  # re-solves with limits moved by the exact checks (solve_checked)
 MAX_ITER = 100  # SLSQP iterations per solve
 FTOL = 1e-9  # SLSQP's precision goal on the scaled objective (standard deviations)
 SLACK_TOL = 1e-6  # how far past a scaled smooth limit SLSQP's answer may be and count as meeting it
@@ -86,8 +87,8 @@ def mix_outputs_fn(pf: Portfolio, mc: MonteCarlo, axes: tuple[AxisSpec, ...], xp
     return fn
 
 
-# Compiled evaluations by what their programs depend on (compiled): a notebook asking the
-# same question again (other limits, bounds, paths of the same count) compiles nothing
+# The compiled evaluations, by what their programs depend on (compiled's key): a notebook
+# asking the same question again (other limits or bounds, as many paths) compiles nothing
 _COMPILED: dict[tuple, tuple] = {}
 _KEEP = 4
 
@@ -139,7 +140,8 @@ def exact_metrics(out: dict, covenant: float | None) -> dict:
 
 
 def _spread(y: np.ndarray) -> float:
-    """The standard deviation of the finite values of y; 1 where they do not spread."""
+    """The standard deviation of the finite values of y; where they do not spread, a
+    millionth of their size (at least 1e-6): a scale that is never 0."""
     y = y[np.isfinite(y)]
     s = float(np.std(y)) if y.size > 1 else 0.0
     return s if s > 0 else max(float(np.max(np.abs(y))) if y.size else 0.0, 1.0) * 1e-6
@@ -155,7 +157,7 @@ class Problem:
         self.lo = np.array([v.lo for v in vs])
         self.span = np.array([v.hi for v in vs]) - self.lo
         self.objective, self.covenant = objective, mc.covenant_dscr
-        self.seed, self.fresh_seed = mc.seed, fresh_seed
+        self.fresh_seed = fresh_seed
         self.be = be
         self.chunk = n if be.is_gpu else min(n, CHUNK)
         self._base = {k: be.asarray(v) for k, v in pf.base_arrays().items()}
