@@ -17,6 +17,29 @@ from stresstest.presets import list_presets  # noqa: E402
 from stresstest.tornado import marked_name, tornado  # noqa: E402
 
 
+@pytest.fixture(scope="module", autouse=True)
+def gradients_once_per_file():
+    """The base case's gradients (tornado.base_gradients: one compile of the reverse pass)
+    computed once per portfolio file's text in this module, not once per call: the
+    example's tornado is drawn seven times here and "huge"'s four (tables at two widths
+    and their JSON), from the same numbers. Each portfolio's first call runs the real
+    function (a copy of its arrays to every caller); the exact changes (_revalue) are
+    computed afresh by every call."""
+    import stresstest.tornado as tm
+
+    real, done = tm.base_gradients, {}
+
+    def once(portfolio):
+        key = open(portfolio.path, "rb").read()
+        if key not in done:
+            done[key] = real(portfolio)
+        return {k: np.array(v, copy=True) for k, v in done[key].items()}
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tm, "base_gradients", once)
+        yield
+
+
 @pytest.fixture(scope="module")
 def result():
     pf = load_portfolio(list_presets()["example"])
