@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU check for a machine with a CUDA GPU, in under 5 minutes (its steps' time limits add up to
-# 285 s; not yet run on a GPU): device, the GPU tests, GPU vs CPU results on random grids, and
-# W1, W3 and W4 at GPU sizes on JAX and CuPy against numpy, in one table. Packages the GPU image lacks
+# GPU check for a machine with a CUDA GPU, in about 5 minutes (its steps' time limits add up to
+# 325 s; not yet run on a GPU): device, the GPU tests, GPU vs CPU results on random grids,
+# W1, W3 and W4 at GPU sizes on JAX and CuPy against numpy, in one table, and the first answer
+# (`stresstest run` on the example's default grid, cold and warm). Packages the GPU image lacks
 # can travel as wheels in .whl/ (installed to /tmp/site, no network needed). A dry run on a CPU,
 # at sizes for it: PATH=$PWD/.venv/bin:$PATH W1=1e5 W3=2e4 W4=2e4 bash benchmarks/gpu_check.sh
 set -uo pipefail
@@ -36,4 +37,6 @@ step "workloads W1, W3, W4 at GPU sizes, each on JAX then CuPy (W3 needs JAX), o
 timeout -k 5 135 python3 "$REPO/benchmarks/bench_workloads.py" --backend jax,cupy --only W1,W3,W4 \
   --w1 "${W1:-1e7}" --w3 "${W3:-1e6}" --w4 "${W4:-1e6}" --repeats 3 --numpy-repeats 1 --numpy-limit 20000 --no-plain --budget 100 \
   2>&1 | tee "$OUT/workloads.txt"
+step "the first answer: stresstest run on the default grid, an empty compile cache, then a filled one"
+timeout 40 python3 "$REPO/benchmarks/bench_first_answer.py" --runs 1 2>&1 | tail -5 | tee "$OUT/first_answer.txt"
 echo "== done in $((SECONDS - T0)) s"
