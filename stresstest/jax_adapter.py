@@ -447,10 +447,33 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     through each grid point's flows. The function then takes (base, rate, values,
     corner_points, weights, start), start a multiple of the slab.
     """
+    gpu = bool(gpu_devices())
     if sub is None:
-        sub = chunk if gpu_devices() else cpu_subchunk(n_clusters, horizon + 1)
+        sub = chunk if gpu else cpu_subchunk(n_clusters, horizon + 1)
     layout = _SensitivityLayout(horizon, specs, equity_clusters, chunk, n_clusters, sub, factoring, items)
-    return jax.jit(layout.chunk_outputs)
+    return jax.jit(layout.chunk_outputs, compiler_options=None if gpu else _xla_reductions())
+
+
+# XLA's CPU option naming the operations it hands to YNNPACK, and its value keeping the
+# matrix products there but not the reductions
+_YNN_OPTION, _YNN_DOTS_ONLY = "xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"
+
+
+@functools.cache
+def _xla_reductions() -> dict | None:
+    """Compiler options for the sensitivities' chunk function on the CPU: the reductions
+    by XLA's own loops, not YNNPACK's (the matrix products stay YNNPACK's). The reverse
+    passes sum many small arrays over the months (every parameter's gradient), for which
+    YNNPACK's calls cost more than they save: W3 took 13 % less CPU time so, while W1 and
+    W4, whose sums are long, ran slower (benchmarks/README.md, "Measurements behind design
+    choices in the code"). The sums' order differs: gradients change in the last bits.
+    None where this XLA has no such option (the defaults then)."""
+    options = {_YNN_OPTION: _YNN_DOTS_ONLY}
+    try:
+        jax.jit(lambda x: x.sum(), compiler_options=options).lower(jnp.zeros(2)).compile()
+    except Exception:  # an XLA without the option: its defaults
+        return None
+    return options
 
 
 def _differentiable(p: dict) -> tuple[str, ...]:
