@@ -7,6 +7,8 @@ chunk has the same shape (the last is padded and trimmed), so JAX compiles once.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -158,13 +160,24 @@ class GridRun:
 
             args = place(args, device)
         yield from pipelined(self._fn, args, b, first, last, self.chunk_size,
-                             aligned=self.factoring is not None, pause=pause)
+                             aligned=self.factoring is not None, pause=pause, workers=chunk_workers(b))
+
+
+def chunk_workers(backend: Backend) -> int:
+    """Threads that launch a run's chunks (pipelined): two for JAX on the CPU, one
+    elsewhere. XLA's CPU runtime runs the chunks launched from one thread one after
+    another, each program's operations mostly one at a time; chunks launched from two
+    threads run at once, and took 26 % less time for W4's paths and 13 % for W1 on the
+    2-core VM (benchmarks/README.md, "Measurements behind design choices in the code").
+    The numbers do not change: each chunk is the same program on its own inputs."""
+    return min(2, os.cpu_count() or 1) if backend.is_jax and not backend.is_gpu else 1
 
 
 def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
-              aligned: bool = False, pause: Callable[[], bool] | None = None) -> Iterator[Chunk]:
-    """Chunks of fn(*args, start) over [first, last), one computing ahead of the one
-    handed out.
+              aligned: bool = False, pause: Callable[[], bool] | None = None, workers: int = 1) -> Iterator[Chunk]:
+    """Chunks of fn(*args, start) over [first, last), in order, one computing ahead of the
+    one handed out (workers > 1: that many computing at once, each launched and copied to
+    the host by a thread of its own; chunk_workers).
 
     aligned=True: fn only starts at multiples of `size` (whole slabs of a factored
     grid), so a range that starts elsewhere begins with the rest of its chunk.
@@ -173,15 +186,18 @@ def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
     before the current one is copied to the host, so the device keeps computing while
     the caller summarises and writes (and while a writer thread holds the GIL).
 
-    pause: asked before each launch; when it says True, the chunk computing is handed
-    out first and the next is launched only when the caller asks for it, so that nothing
-    computes while the caller works on that chunk (a CPU run's compression, which would
-    otherwise take cores from the computation).
+    pause: asked before each launch; when it says True, the chunks computing are handed
+    out first and the next is launched only when the caller asks for more, so that
+    nothing computes while the caller works on the last of them (a CPU run's
+    compression, which would otherwise take cores from the computation).
     """
-    ahead = None
     starts = range((first // size) * size, last, size) if aligned else range(first, last, size)
-    for at in starts:
-        start, stop = max(at, first), min(at + size, last)
+    spans = ((at, max(at, first), min(at + size, last)) for at in starts)
+    if workers > 1:
+        yield from _in_workers(fn, args, backend, spans, pause, workers)
+        return
+    ahead = None
+    for at, start, stop in spans:
         if ahead is not None and pause is not None and pause():
             yield _to_host(backend, *ahead)
             ahead = None
@@ -198,6 +214,36 @@ def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
 def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) -> Chunk:
     rows = slice(offset, offset + stop - start)
     return Chunk(start, stop, {name: backend.to_numpy(v)[rows] for name, v in out.items()})
+
+
+def _in_workers(fn, args, backend: Backend, spans: Iterator, pause, workers: int) -> Iterator[Chunk]:
+    """pipelined's chunks with `workers` threads, each launching a chunk and copying it
+    to the host, handed out in order; `workers` compute while the caller holds one."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    def compute(at: int, start: int, stop: int) -> Chunk:
+        with np.errstate(all="ignore"):
+            out = fn(*args, backend.xp.asarray(at))
+        return _to_host(backend, start, stop, start - at, out)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="stresstest-chunks") as pool:
+        computing: deque = deque()
+
+        def launch(n: int) -> None:
+            for span in itertools.islice(spans, n):
+                computing.append(pool.submit(compute, *span))
+
+        launch(workers)
+        while computing:
+            if pause is not None and pause():  # the chunks computing first, then more when asked
+                while computing:
+                    yield computing.popleft().result()
+                launch(workers)
+                continue
+            chunk = computing.popleft().result()
+            launch(1)
+            yield chunk
 
 
 def max_slab(portfolio: Portfolio, scenario: Scenario | None = None) -> int:

@@ -85,9 +85,11 @@ def use_compile_cache(path: str | None) -> None:
     """JAX's persistent compilation cache in `path` (programs that took a second or more to
     compile), unless JAX_COMPILATION_CACHE_DIR or an earlier call chose a folder already;
     the programs of compile_ahead kept in the same folder (keep_programs_in)."""
-    if path and not jax.config.jax_compilation_cache_dir:
+    if not path:
+        return
+    if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", path)
-    keep_programs_in(jax.config.jax_compilation_cache_dir if path else None)
+    keep_programs_in(jax.config.jax_compilation_cache_dir)
 
 
 _programs_folder: list[str | None] = [None]

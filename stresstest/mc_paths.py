@@ -15,7 +15,7 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio
-from .engine import GPU_BUDGET, Chunk, default_chunk_size, equity_clusters, pipelined
+from .engine import GPU_BUDGET, Chunk, chunk_workers, default_chunk_size, equity_clusters, pipelined
 from .kernels.metrics import evaluate
 from .kernels.params import PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -55,7 +55,8 @@ class MonteCarloRun:
 
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         stop = self.total if stop is None else stop
-        yield from pipelined(self._fn, self._args, self.backend, start, stop, self.chunk_size)
+        yield from pipelined(self._fn, self._args, self.backend, start, stop, self.chunk_size,
+                             workers=chunk_workers(self.backend))
 
 
 # CPU chunks of paths are smaller than a grid's: drawing a path adds arrays of [series,
