@@ -238,9 +238,10 @@ def mc_run(pf, paths, backend_name, chunk=None):
 
 def mc_measure(pf, paths, backend_name, repeats, chunk=None):
     """The run's median seconds, with the summaries as `stresstest run` keeps them (its
-    threads, Summary.workers); "summary_s" is the median host time spent in them."""
+    threads, Summary.workers, and the chunks computed ahead of them, chunks_ahead);
+    "summary_s" is the median host time spent in them."""
     from stresstest.mc_summary import Summary
-    from stresstest.montecarlo import summary_workers
+    from stresstest.montecarlo import chunks_ahead, summary_workers
 
     t0 = time.perf_counter()
     run = mc_run(pf, paths, backend_name, chunk)
@@ -254,7 +255,7 @@ def mc_measure(pf, paths, backend_name, repeats, chunk=None):
             t0 = time.perf_counter()
             s = Summary(len(pf.clusters), pf.horizon_months, mc.hurdle_irr, mc.covenant_dscr, workers)
             host = 0.0
-            for c in run.chunks():
+            for c in run.chunks(ahead=chunks_ahead(run)):
                 t1 = time.perf_counter()
                 s.add(c.outputs, c.start)
                 host += time.perf_counter() - t1

@@ -174,10 +174,11 @@ def chunk_workers(backend: Backend) -> int:
 
 
 def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
-              aligned: bool = False, pause: Callable[[], bool] | None = None, workers: int = 1) -> Iterator[Chunk]:
+              aligned: bool = False, pause: Callable[[], bool] | None = None, workers: int = 1,
+              ahead: int = 1) -> Iterator[Chunk]:
     """Chunks of fn(*args, start) over [first, last), in order, one computing ahead of the
     one handed out (workers > 1: that many computing at once, each launched and copied to
-    the host by a thread of its own; chunk_workers).
+    the host by a thread of its own, chunk_workers; and up to `ahead` computed ahead).
 
     aligned=True: fn only starts at multiples of `size` (whole slabs of a factored
     grid), so a range that starts elsewhere begins with the rest of its chunk.
@@ -194,7 +195,7 @@ def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
     starts = range((first // size) * size, last, size) if aligned else range(first, last, size)
     spans = ((at, max(at, first), min(at + size, last)) for at in starts)
     if workers > 1:
-        yield from _in_workers(fn, args, backend, spans, pause, workers)
+        yield from _in_workers(fn, args, backend, spans, pause, workers, max(workers, ahead))
         return
     ahead = None
     for at, start, stop in spans:
@@ -216,9 +217,10 @@ def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) ->
     return Chunk(start, stop, {name: backend.to_numpy(v)[rows] for name, v in out.items()})
 
 
-def _in_workers(fn, args, backend: Backend, spans: Iterator, pause, workers: int) -> Iterator[Chunk]:
+def _in_workers(fn, args, backend: Backend, spans: Iterator, pause, workers: int, ahead: int) -> Iterator[Chunk]:
     """pipelined's chunks with `workers` threads, each launching a chunk and copying it
-    to the host, handed out in order; `workers` compute while the caller holds one."""
+    to the host, handed out in order; up to `ahead` are computed (or computing) beyond
+    the one the caller holds."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -234,12 +236,12 @@ def _in_workers(fn, args, backend: Backend, spans: Iterator, pause, workers: int
             for span in itertools.islice(spans, n):
                 computing.append(pool.submit(compute, *span))
 
-        launch(workers)
+        launch(ahead)
         while computing:
             if pause is not None and pause():  # the chunks computing first, then more when asked
                 while computing:
                     yield computing.popleft().result()
-                launch(workers)
+                launch(ahead)
                 continue
             chunk = computing.popleft().result()
             launch(1)

@@ -53,10 +53,13 @@ class MonteCarloRun:
     def total(self) -> int:
         return self.scenario.paths
 
-    def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
+    def chunks(self, start: int = 0, stop: int | None = None, ahead: int = 1) -> Iterator[Chunk]:
+        """The chunks of paths [start, stop), in order; ahead: how many may be computed
+        beyond the one handed out where the chunks have threads of their own
+        (engine.pipelined)."""
         stop = self.total if stop is None else stop
         yield from pipelined(self._fn, self._args, self.backend, start, stop, self.chunk_size,
-                             workers=chunk_workers(self.backend))
+                             workers=chunk_workers(self.backend), ahead=ahead)
 
 
 # CPU chunks of paths are smaller than a grid's: drawing a path adds arrays of [series,

@@ -39,6 +39,15 @@ def summary_workers(be: Backend) -> int:
     return max(1, min(8, (os.cpu_count() or 1) - 1)) if be.is_gpu else 1
 
 
+def chunks_ahead(run: MonteCarloRun) -> int:
+    """Chunks of paths computed ahead of the summaries: a block's worth (Summary.BLOCK
+    paths, about 14 MiB of outputs for the example), so that the chunks' threads go on
+    computing while the summaries absorb a whole block at once; with two chunks ahead
+    they waited for it (benchmarks/README.md, "Measurements behind design choices in the
+    code")."""
+    return max(1, Summary.BLOCK // run.chunk_size)
+
+
 def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chunk_size=None,
                    progress=True, compression="gzip", sensitivities=False,
                    save_paths=False, status=None) -> MonteCarloResult:
@@ -69,7 +78,7 @@ def run_montecarlo(pf: Portfolio, mc: MonteCarlo, out: Path, be: Backend, *, chu
             with writer:  # made while the program compiles; removed if the compile is interrupted
                 run._fn = compiling.program()
                 bar.begin(mc.paths, "paths")
-                for chunk in run.chunks():
+                for chunk in run.chunks(ahead=chunks_ahead(run)):
                     interrupts.check()
                     summary.add(chunk.outputs, chunk.start)
                     if save_paths:

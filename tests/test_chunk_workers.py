@@ -68,6 +68,27 @@ def test_at_most_workers_ahead_and_none_while_paused(pause_every):
     assert handed == list(range(10))
 
 
+def test_up_to_ahead_chunks_computed_beyond_the_one_held():
+    """ahead > workers: the threads go on computing while the caller holds a chunk, up to
+    `ahead` beyond it (the Monte Carlo summaries absorb a block of paths at once)."""
+    x = np.arange(4.0)
+    fn, started = _counting(x)
+    done = threading.Event()
+
+    def fn_all(x, at):
+        out = fn(x, at)
+        if len(started) == 7:  # the chunk held (0) and six ahead
+            done.set()
+        return out
+
+    gen = pipelined(fn_all, (x,), make_backend("numpy"), 0, 40, 4, workers=2, ahead=6)
+    first = next(gen)
+    assert first.start == 0
+    assert done.wait(20)  # computed while the caller holds chunk 0
+    assert max(started) // 4 == 6
+    assert [c.start for c in gen] == list(range(4, 40, 4))
+
+
 def test_two_chunks_compute_at_once():
     """Two workers run fn at the same time (each waits for the other at a barrier)."""
     barrier = threading.Barrier(2, timeout=20)
