@@ -624,3 +624,106 @@ def random_axes_v2b(rng, pf: Portfolio, n_points: int) -> list[Axis]:
     for _ in range(int(rng.integers(1, 4))):
         axes.append(random_scalar_axis(rng, pf, n_points))
     return [axes[i] for i in rng.permutation(len(axes))]
+
+
+def adversarial_irr_flows(rng, n: int, kind: str, horizon: int, max_shift: float | None = None):
+    """n rows of monthly flows (horizon + 1 months) whose root closest to 0 is known by
+    construction: kind "pair", two simple roots 1e-4 to 2e-3 a month apart, or
+    "tangency", a double root; at a monthly rate of 0.1 % to 30 % either way.
+
+    The flows are the coefficients of p(x) = sum_t F_t x^t (x = 1/(1+i)), a product of
+    (x - x_j) factors: the pair or the double root, up to two farther simple roots (at
+    least 5 % a month farther from 0, either side), up to two near misses (complex pairs
+    at 0.3 % to 3 % of the rate off the real line), one of them in about a third of the
+    rows closer to 0 than the pair, and a remainder of random positive coefficients
+    (no positive real root); computed in extended precision, rounded once, scaled by
+    1 to 1e6. Unused factors are (x + 1), whose root x = -1 is no rate.
+
+    Returns (flows [n, horizon+1], the closest root [n], slack [n]): how far float64's
+    rounding of the coefficients may move that root (a pair's by u sum |F_t| x^t /
+    |p'|, a double root's by the square root of that over p''), times 8 (T+1). Rows
+    where the slack passes max_shift (default 1e-8 for pairs, 1e-5 for tangencies) are
+    drawn again: the construction would not know their root.
+    """
+    L = np.longdouble
+    T = horizon
+    limit = max_shift if max_shift is not None else (1e-8 if kind == "pair" else 1e-5)
+    rows, roots, slacks = [], [], []
+    have = 0
+    while have < n:
+        m = 2 * (n - have) + 8
+        mag = np.exp(rng.uniform(np.log(1e-3), np.log(0.3), m))
+        i0 = np.where(rng.random(m) < 0.6, mag, -mag)
+        d = np.exp(rng.uniform(np.log(1e-4), np.log(2e-3), m)) if kind == "pair" else np.zeros(m)
+        real = [i0, i0 + np.sign(i0) * d]
+        for _ in range(2):  # farther simple roots, or none
+            far = np.abs(i0) + 0.05 + rng.exponential(0.2, m)
+            side = rng.random(m) < 0.5
+            real.append(np.where(rng.random(m) < 0.5, np.nan, np.where(side, far, -np.minimum(far, 0.9))))
+        c = np.ones((m, 1), dtype=L)
+        for r in real:  # times (x - 1/(1+r)), or (x + 1)
+            x_r = np.where(np.isnan(r), -1.0, 0.0) + np.where(np.isnan(r), 0.0, 1.0 / (1.0 + np.nan_to_num(r)))
+            c = _times_poly(c, [-x_r.astype(L), np.ones(m, dtype=L)])
+        for closer in (False, True):  # near misses: (x - xr)^2 + im^2, or (x + 1)^2
+            miss = np.abs(i0) * rng.uniform(0.2, 0.8, m) if closer else np.abs(i0) + 0.02 + rng.exponential(0.1, m)
+            use = rng.random(m) < (0.3 if closer else 0.5)
+            s = np.where((rng.random(m) < 0.5) & (miss < 0.9), -1.0, 1.0)
+            xr = 1.0 / (1.0 + s * miss)
+            im = xr * np.exp(rng.uniform(np.log(3e-3), np.log(3e-2), m))
+            c = _times_poly(c, [np.where(use, xr * xr + im * im, 1.0).astype(L),
+                                np.where(use, -2.0 * xr, 2.0).astype(L), np.ones(m, dtype=L)])
+        deg = c.shape[1] - 1
+        rem = np.exp(rng.normal(0.0, 1.0, (m, T - deg + 1))) * np.exp(
+            -rng.uniform(0.0, 0.05, (m, 1)) * np.arange(T - deg + 1))
+        flows = _times_poly(rem.astype(L), [c[:, k] for k in range(deg + 1)])
+        flows = (flows * (10.0 ** rng.uniform(0, 6, (m, 1)) * rng.choice([-1.0, 1.0], (m, 1)))).astype(np.float64)
+        slack = _root_slack(flows, i0, kind)
+        keep = slack <= limit
+        rows.append(flows[keep]), roots.append(i0[keep]), slacks.append(slack[keep])
+        have += int(keep.sum())
+    return np.concatenate(rows)[:n], np.concatenate(roots)[:n], np.concatenate(slacks)[:n]
+
+
+def _times_poly(c, factor):
+    """Rows of polynomial coefficients c [m, k] (ascending) times the polynomial whose
+    coefficients (ascending) are the arrays `factor`, row by row."""
+    m, k = c.shape
+    out = np.zeros((m, k + len(factor) - 1), dtype=c.dtype)
+    for j, f in enumerate(factor):
+        out[:, j:j + k] += np.asarray(f)[:, None] * c
+    return out
+
+
+def _root_slack(flows, rate, kind: str):
+    """adversarial_irr_flows' slack of the root `rate` [m] of each row (see there)."""
+    T = flows.shape[1] - 1
+    pos = rate >= 0
+    y = np.where(pos, 1.0 / (1.0 + rate), 1.0 + rate)
+    coef = np.where(pos[:, None], flows, flows[:, ::-1])  # the side's polynomial
+    p = dp = ddp = a = np.zeros(len(rate))
+    for t in range(T, -1, -1):
+        ddp, dp, p = ddp * y + dp, dp * y + p, p * y + coef[:, t]
+        a = a * y + np.abs(coef[:, t])
+    noise = 8 * (T + 1) * 2.0**-53 * a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = noise / np.abs(dp) if kind == "pair" else np.sqrt(2 * noise / np.abs(2 * ddp))
+    return np.where(pos, shift / y**2, shift)  # in the rate: di = -dx / x^2 on the positive side
+
+
+def polynomial_residual(flows, rates):
+    """|sum_t F_t (1+i)^-t| over sum_t |F_t| (1+i)^-t for each row's rate, evaluated on
+    the side where the powers stay below 1, in extended precision: how far a reported
+    root is from being one, against the scale of float64's round-off (NaN rates: 0)."""
+    L = np.longdouble
+    flows = np.asarray(flows)
+    rates = np.asarray(rates, dtype=np.float64)
+    ok = np.isfinite(rates)
+    r = np.where(ok, rates, 0.0)
+    pos = r >= 0
+    y = np.where(pos, L(1) / (L(1) + r.astype(L)), L(1) + r.astype(L))
+    coef = np.where(pos[:, None], flows, flows[:, ::-1]).astype(L)
+    p = a = np.zeros(len(r), dtype=L)
+    for t in range(coef.shape[1] - 1, -1, -1):
+        p = p * y + coef[:, t]
+        a = a * y + np.abs(coef[:, t])
+    return np.where(ok, np.abs(p) / np.where(a > 0, a, 1), 0.0).astype(np.float64)
