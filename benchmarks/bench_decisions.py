@@ -6,6 +6,7 @@ A standalone script (never collected by pytest); run it from the repository root
 idle machine (the figures are wall times).
 
     python benchmarks/bench_decisions.py optimize
+    python benchmarks/bench_decisions.py rank
     python benchmarks/bench_decisions.py optimize --repeats 5 --paths 10000
 
 optimize: one varied parameter (reserved_share in every cluster) and one constraint
@@ -61,7 +62,26 @@ def bench_optimize(repeats: int, paths: int | None, folder: Path) -> list[str]:
     return lines
 
 
-COMMANDS = {"optimize": bench_optimize}
+def bench_rank(repeats: int, paths: int | None, folder: Path) -> list[str]:
+    """rank with its default budgets (Shapley effects, Sobol indices, DGSM), cold and warm
+    as optimize (--paths does not apply: rank draws its own samples)."""
+    argv = ["rank", "-o", str(folder / "rank.h5"), "--overwrite", "--json"]
+    lines = []
+    cache = folder / "compile-cache"
+    for label, env in (("cold", {**os.environ, "STRESSTEST_COMPILE_CACHE": "off"}),
+                       ("warm", {**os.environ, "STRESSTEST_COMPILE_CACHE": str(cache)})):
+        if label == "warm":
+            timed(argv, env)
+        runs = [timed(argv, env) for _ in range(repeats)]
+        answer = runs[-1][1]
+        lines.append(f"rank {label}: {statistics.median(w for w, _ in runs):.1f} s wall, "
+                     f"{statistics.median(a['seconds'] for _, a in runs):.1f} s in the run "
+                     f"({answer['evaluations']:,} evaluations, variance check {100 * answer['variance_ratio']:.1f} %; "
+                     f"runs: {', '.join(f'{w:.1f}' for w, _ in runs)} s)")
+    return lines
+
+
+COMMANDS = {"optimize": bench_optimize, "rank": bench_rank}
 
 
 def main() -> None:
