@@ -386,14 +386,18 @@ SENSITIVITY_OUTPUTS = ("npv", "roi", "irr")
 
 
 def _by_subchunks(f, sub: int, n: int, args):
-    """f over the leading axis of args in pieces of `sub` rows (lax.map), outputs re-joined.
+    """f over the leading axis of args in pieces of at most `sub` rows (lax.map), outputs
+    re-joined.
 
-    f's outputs carry the scenario axis first, like its arguments. The rows are padded
-    to a multiple of `sub` with copies of the last row, then trimmed.
+    f's outputs carry the scenario axis first, like its arguments. The pieces are as
+    even as they can be (84 rows in sub-chunks of 32: three pieces of 28, not 32, 32
+    and 20 padded to 32, an eighth of the work on copies); the rows are padded to a
+    whole number of pieces with copies of the last row, then trimmed.
     """
     if sub >= n:
         return f(*args)
     pieces = -(-n // sub)
+    sub = -(-n // pieces)
     pad = pieces * sub - n
 
     def split(x):
@@ -456,24 +460,28 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     return jax.jit(layout.chunk_outputs, compiler_options=None if gpu else _xla_reductions())
 
 
-# XLA's CPU option naming the operations it hands to YNNPACK, and its value keeping the
-# matrix products there but not the reductions
-_YNN_OPTION, _YNN_DOTS_ONLY = "xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"
+# XLA's CPU options for the sensitivities: the operations it hands to YNNPACK (the
+# matrix products but not the reductions) and an HLO pass left out (the one that splits
+# each long sum into blocks of 32 summed apart)
+_XLA_REDUCTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
+                   "xla_disable_hlo_passes": "tree_reduction_rewriter"}
 
 
 @functools.cache
 def _xla_reductions() -> dict | None:
-    """Compiler options for the sensitivities' chunk function on the CPU: the reductions
-    by XLA's own loops, not YNNPACK's (the matrix products stay YNNPACK's). The reverse
-    passes sum many small arrays over the months (every parameter's gradient), for which
-    YNNPACK's calls cost more than they save: W3 took 13 % less CPU time so, while W1 and
-    W4, whose sums are long, ran slower (benchmarks/README.md, "Measurements behind design
-    choices in the code"). The sums' order differs: gradients change in the last bits.
-    None where this XLA has no such option (the defaults then)."""
-    options = {_YNN_OPTION: _YNN_DOTS_ONLY}
+    """Compiler options for the sensitivities' chunk function on the CPU: each reduction
+    summed by XLA's own loop, in the loop that makes its terms. The reverse passes sum
+    many small arrays over the months (every parameter's gradient): YNNPACK's calls for
+    them cost more than they save, and without them XLA splits each sum into blocks of
+    32 months, a loop of its own each (reduce-window). Both left out, W3 took 28 % less
+    time; W1 gained less, and W4, whose sums are long, ran twice as slow, so they keep
+    the defaults (benchmarks/README.md, "Measurements behind design choices in the
+    code"). The sums' order differs: the sensitivity runs' outputs change in the last
+    bits. None where this XLA has no such options (the defaults then)."""
+    options = dict(_XLA_REDUCTIONS)
     try:
         jax.jit(lambda x: x.sum(), compiler_options=options).lower(jnp.zeros(2)).compile()
-    except Exception:  # an XLA without the option: its defaults
+    except Exception:  # an XLA without these options: its defaults
         return None
     return options
 
