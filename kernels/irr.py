@@ -27,16 +27,18 @@ one.
 Careful search (_careful_rates; rows gathered a few hundred at a time, so that it
 costs nothing where no row needs it). On each side a fine ladder of the polynomial,
 its slope and a bound on its fourth derivative, uniform in u = |ln(1+i)| with cells of
-at most _FINE_KAPPA / T out to u = _FINE_DENSE (the scale on which a polynomial of
-degree T can turn), then widening; walked from i = 0 in blocks of cells. A cell whose
-value and slope keep their signs holds no root where the cubic through the ends'
-values and slopes has one extremum at most; where either changes sign, the cubic and
-the derivative bound may still certify it (no root; exactly one, the candidate's) and
-otherwise it is examined: its Taylor expansion to degree _TAYLOR_DEGREE about its
-midpoint, cut into _SUBCELLS, each searched for an extremum (Newton on the slope) and
-the first root from the cell's near end: a sign change, or an extremum within the
-round-off tolerance of zero (a tangency, _tangency_tolerance). A root is reported only
-where the polynomial is zero to within that tolerance.
+at most _FINE_KAPPA / T out to u = _FINE_DENSE (half the scale on which a polynomial of
+degree T can turn), then widening; walked from i = 0 in blocks of cells, out to the
+candidate where there is one. A cell whose value and slope keep their signs is taken
+to hold no root (it would need two extrema inside: the search's one assumption). One
+where either changes sign is cleared where the cubic through its ends' values and
+slopes, with the derivative bound, shows no root there, or exactly one that is the
+candidate (_hermite); otherwise it is examined: its Taylor expansion to degree
+_TAYLOR_DEGREE about its midpoint (one pass over the months), cut into _SUBCELLS, each
+searched for an interior extremum (Newton on the slope) and for the first root from
+the cell's near end: a sign change, or an extremum within the round-off tolerance of
+zero (a tangency, _tangency_tolerance). A root is reported only where the polynomial
+is zero to within that tolerance.
 
 The ladder values are linear in the flows: ladder_values computes them, and a grid
 whose flows are affine in some axes interpolates them (kernels/factored.py) before
@@ -64,9 +66,8 @@ POS_NODES = tuple(1.0 / (1.0 + lv) for lv in _POS_LEVELS) + (0.0,)
 NEG_NODES = tuple(1.0 - lv for lv in _NEG_LEVELS) + (0.0,)
 
 _TINY = 1e-300
-# The fast path's last Newton step, relative to the root (x or z), below which it had
-# converged (the error after it is about its square times T); otherwise the careful
-# search finishes the row.
+# The fast path's Newton error, relative to the root (x or z), below which it has
+# converged (_refine); otherwise the careful search finishes the row.
 _CONVERGED = 1e-12
 _EPS = 2.0**-53  # float64's unit round-off
 
@@ -95,11 +96,12 @@ def newton_steps(n_months: int) -> int:
     """Safeguarded Newton steps of the fast path for a horizon (static).
 
     From the false-position start in a cell of width h the error is about h^2 T / 8,
-    then squares (times ~T/2) each step: 3 steps reach 1e-13 at T = 60 in the 0.25 %
-    cells near 0, 5 at T = 600; the wider cells farther out need a couple more. A row
-    whose last step was not negligible goes to the careful search (_CONVERGED).
+    then squares (times ~T/2) each step: in the 1-4 % cells of the coarse ladder, 3
+    steps bring it near 1e-13 at T = 60 and a fourth shows it (_refine's convergence
+    test); longer horizons turn faster. A row whose steps had not converged goes to
+    the careful search.
     """
-    return 5 if n_months <= 121 else 6 if n_months <= 241 else 8
+    return 4 if n_months <= 121 else 5 if n_months <= 241 else 7
 
 
 def _ladder(xp, n_months: int, dtype, device):
@@ -292,8 +294,9 @@ def _poly_and_slope_powers(xp, coef, x, reverse=False):
 def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse=False):
     """Safeguarded Newton inside [a, b] where fa and fb differ in sign (or fb == 0): the
     root where it is sure; its negative where the certificate does not show it to be
-    the only root beyond the far end a (_beyond_far); NaN where the last step was not
-    negligible (_CONVERGED). The rows not sure are searched carefully.
+    the only root beyond the far end a (_beyond_far); NaN where Newton had not
+    converged (its error not below _CONVERGED). The rows not sure are searched
+    carefully.
 
     Starts from false position; a Newton step that leaves the bracket bisects instead.
     Scale-free: fa, fb and the polynomial may carry any positive factor per row. The
@@ -326,9 +329,9 @@ def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse=False):
 
         def first(x):
             return (*poly(x), sure)
-    prev = x
+    prev = before = x
     for k in range(n_iter):
-        prev = x
+        before, prev = prev, x
         if k == 0:
             f, df, sure = first(x)
         else:
@@ -341,7 +344,12 @@ def _refine(xp, coef, a, fa, b, fb, n_iter: int, reverse=False):
         inside = (step >= a) & (step <= b)
         x_new = xp.where(inside, step, 0.5 * (a + b))
         x = xp.where((f == 0) | exact, x, x_new)
-    return xp.where(xp.abs(x - prev) <= _CONVERGED * x, xp.where(sure, x, -x), math.nan)
+    # converged: the last step negligible, or quadratic convergence under way (the step
+    # at most a quarter of the one before) with the error after it, estimated as
+    # step^3 / (step before)^2, negligible
+    last, first = xp.abs(x - prev), xp.abs(prev - before)
+    settled = (last <= _CONVERGED * x) | ((last <= 0.25 * first) & (last**3 <= 0.1 * _CONVERGED * x * first**2))
+    return xp.where(settled, xp.where(sure, x, -x), math.nan)
 
 
 # The certificate's round-off: its first and second sums add (T + 1) terms each, on
