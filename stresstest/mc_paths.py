@@ -53,6 +53,10 @@ class MonteCarloRun:
     def total(self) -> int:
         return self.scenario.paths
 
+    def devices(self) -> list:
+        """The devices the paths run on: one (a grid run may split over several)."""
+        return [self.backend.device]
+
     def chunks(self, start: int = 0, stop: int | None = None, ahead: int = 1) -> Iterator[Chunk]:
         """The chunks of paths [start, stop), in order; ahead: how many may be computed
         beyond the one handed out where the chunks have threads of their own
