@@ -360,21 +360,28 @@ _SUM_ROUNDOFF = 4.0
 def _counts(xp, coef, far, reverse):
     """The certificate's sums (_beyond_far) of each row's side polynomial (reverse: the
     negative side's, per row or for all): (sign changes, (S1 at the end, the smallest
-    |S2| that is not a leading zero)), in whole-array operations (under JAX the fast
-    path computes them in its first Newton pass instead, _horner_counting_blocks)."""
-    k = xp.arange(coef.shape[1], dtype=coef.dtype, device=_device(coef))
-    weights = xp.pow(far[:, None], k[None, :])  # far^degree, degree = t (or T - t)
+    |S2| that is not a leading zero)). Under JAX one pass over the months
+    (_horner_counting_blocks, its p and p' at 0 unused: memory that does not grow with
+    the horizon, where cumulative sums of every row would), whole-array operations
+    elsewhere."""
+    if is_jax_namespace(xp) and not _powers_form(xp):
+        blocks = _descending_blocks(xp, coef, reverse)
+        _, _, changes, sums = _horner_counting_blocks(xp, blocks, xp.zeros_like(far), far, coef.shape[1])
+        return changes, sums
+    n_months = coef.shape[1]
+    # the coefficients in descending degree (the positive side's reversed), each weighted
+    # by far^degree; few temporaries of the rows' size at a time (CuPy holds them all)
     if isinstance(reverse, bool):
-        reading = xp.flip(coef * weights, axis=1) if not reverse else coef * xp.flip(weights, axis=1)
+        reading = coef if reverse else xp.flip(coef, axis=1)
     else:
-        r = reverse[:, None]
-        reading = xp.where(r, coef * xp.flip(weights, axis=1), xp.flip(coef * weights, axis=1))
-    s1 = xp.cumulative_sum(reading, axis=1)
+        reading = xp.where(reverse[:, None], coef, xp.flip(coef, axis=1))
+    degree = xp.arange(n_months - 1, -1, -1, dtype=coef.dtype, device=_device(coef))
+    s1 = xp.cumulative_sum(reading * xp.pow(far[:, None], degree[None, :]), axis=1)
     s2 = xp.cumulative_sum(s1, axis=1)
     lead = (s1 == 0) & (s2 == 0)
     smallest = xp.min(xp.where(lead, math.inf, xp.abs(s2)), axis=1)
-    sign = xp.sign(s2)
-    changes = xp.sum(xp.astype(sign[:, 1:] * sign[:, :-1] < 0, coef.dtype), axis=1)
+    up = s2 > 0  # past the leading zeros no S2 is 0 unless in doubt
+    changes = xp.sum(xp.astype((up[:, 1:] != up[:, :-1]) & ~lead[:, :-1], coef.dtype), axis=1)
     changes = changes + xp.astype(s1[:, -1] * s2[:, -1] < 0, coef.dtype)
     return changes, (s1[:, -1], smallest)
 
