@@ -337,29 +337,6 @@ def test_mc_sensitivities_bar_chart_in_the_report(mc_sens, tmp_path, drawn):
 # --------------------------------------------------------------------------- 10. step parameters
 
 
-@needs_jax
-def test_tornado_flags_step_parameters_and_disagreements():
-    from stresstest.tornado import STEP_PARAMS, linear_flag
-
-    assert {"debt_term_months", "reserved_term_months", "delivery_months", "next_gen_month",
-            "client_loss_month"} <= STEP_PARAMS
-    assert "gpus" not in STEP_PARAMS and "on_demand_price" not in STEP_PARAMS
-    data = json.loads(_ok(["sensitivities", "--json"]))
-    rows = {r["parameter"]: r for r in data["scopes"]["portfolio"]}
-    r = rows["reserved_term_months"]  # the example's +1.36 linear vs -8.10 exact (model version 1)
-    assert r["step"] is True and r["linear_unreliable"] == "step parameter"
-    assert rows["on_demand_price"]["step"] is False and rows["on_demand_price"]["linear_unreliable"] is None
-    text = _ok(["sensitivities", "--top", "5"], env={"COLUMNS": "120"})
-    assert "reserved_term_months*" in text
-    assert "* linear estimate unreliable: step parameter" in text
-    # a non-step row: a sign change or more than 50 % apart is flagged, round-off is not
-    row = {"parameter": "pue", "linear_down": 1.0e6, "exact_down": 1.2e6, "linear_up": -1.0e6, "exact_up": -0.9e6}
-    assert linear_flag(row, -44e6) is None
-    assert linear_flag(row | {"exact_up": 0.3e6}, -44e6) == "linear and exact differ in sign"
-    assert linear_flag(row | {"exact_down": 2.5e6}, -44e6) == "linear and exact differ by more than 50 %"
-    assert linear_flag(row | {"linear_up": 1e-3, "exact_up": -1e-3}, -44e6) is None
-
-
 def test_tornado_footnote_for_a_differing_row(monkeypatch):
     from rich.console import Console
 

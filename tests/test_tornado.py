@@ -14,14 +14,14 @@ pytest.importorskip("jax")
 from stresstest.cli import main  # noqa: E402
 from stresstest.config import load_portfolio  # noqa: E402
 from stresstest.presets import list_presets  # noqa: E402
-from stresstest.tornado import marked_name, tornado  # noqa: E402
+from stresstest.tornado import STEP_PARAMS, linear_flag, marked_name, tornado  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
 def gradients_once_per_file():
     """The base case's gradients (tornado.base_gradients: one compile of the reverse pass)
     computed once per portfolio file's text in this module, not once per call: the
-    example's tornado is drawn seven times here and "huge"'s four (tables at two widths
+    example's tornado is drawn nine times here and "huge"'s four (tables at two widths
     and their JSON), from the same numbers. Each portfolio's first call runs the real
     function (a copy of its arrays to every caller); the exact changes (_revalue) are
     computed afresh by every call."""
@@ -89,6 +89,30 @@ def test_cli_table_and_unknown_cluster():
     assert r.exit_code == 0 and "portfolio" in r.output and "capex_per_gpu" in r.output
     r = CliRunner().invoke(main, ["sensitivities", "--cluster", "nope"])
     assert r.exit_code == 2 and "unknown cluster 'nope'" in r.output
+
+
+def test_tornado_flags_step_parameters_and_disagreements():
+    assert {"debt_term_months", "reserved_term_months", "delivery_months", "next_gen_month",
+            "client_loss_month"} <= STEP_PARAMS
+    assert "gpus" not in STEP_PARAMS and "on_demand_price" not in STEP_PARAMS
+    done = CliRunner().invoke(main, ["sensitivities", "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output)
+    rows = {r["parameter"]: r for r in data["scopes"]["portfolio"]}
+    r = rows["reserved_term_months"]  # the example's +1.36 linear vs -8.10 exact (model version 1)
+    assert r["step"] is True and r["linear_unreliable"] == "step parameter"
+    assert rows["on_demand_price"]["step"] is False and rows["on_demand_price"]["linear_unreliable"] is None
+    done = CliRunner().invoke(main, ["sensitivities", "--top", "5"], env={"COLUMNS": "120"})
+    assert done.exit_code == 0, done.output
+    text = done.output
+    assert "reserved_term_months*" in text
+    assert "* linear estimate unreliable: step parameter" in text
+    # a non-step row: a sign change or more than 50 % apart is flagged, round-off is not
+    row = {"parameter": "pue", "linear_down": 1.0e6, "exact_down": 1.2e6, "linear_up": -1.0e6, "exact_up": -0.9e6}
+    assert linear_flag(row, -44e6) is None
+    assert linear_flag(row | {"exact_up": 0.3e6}, -44e6) == "linear and exact differ in sign"
+    assert linear_flag(row | {"exact_down": 2.5e6}, -44e6) == "linear and exact differ by more than 50 %"
+    assert linear_flag(row | {"linear_up": 1e-3, "exact_up": -1e-3}, -44e6) is None
 
 
 # --------------------------------------------------------------------------- issue 23
