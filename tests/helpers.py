@@ -5,6 +5,7 @@ from here (never from conftest.py or another test file)."""
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -253,6 +254,23 @@ def h5_datasets(path) -> dict:
                 out[name] = obj[()]
         f.visititems(visit)
     return out
+
+
+def memoised(fn):
+    """fn keeping its results by argument: a call whose arguments equal an earlier call's
+    (compared pickled: arrays and dataclasses by content) returns that call's result.
+    Around a chunk function's builder (jax_adapter.sensitivity_chunk_fn) it lets the runs
+    of one configuration share one jitted function, so one compile per argument shape;
+    a run of another configuration builds, and compiles, its own."""
+    kept = {}
+
+    def remembered(*args, **kw):
+        key = pickle.dumps((args, sorted(kw.items())))
+        if key not in kept:
+            kept[key] = fn(*args, **kw)
+        return kept[key]
+
+    return remembered
 
 
 # ---------------------------------------------------------------- version 2: items

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import memoised
 
 from stresstest.backends import jax_importable
 from stresstest.cli import main
@@ -81,23 +82,25 @@ def test_a_percent_move_of_never_is_expected_and_a_planted_nan_is_not():
     assert unexpected_nonfinite(bare) == {"npv_per_pct": (4, 0)}
 
 
-_PROGRAMS: dict = {}
 _PLANT: list = []  # (flat index, cluster, parameter) of a NaN the next runs' npv_per_pct gets
 
 
+@pytest.fixture(scope="module")
+def _kept_programs():
+    """jax_adapter.sensitivity_chunk_fn memoised for the module (helpers.memoised)."""
+    from stresstest import jax_adapter
+
+    return memoised(jax_adapter.sensitivity_chunk_fn)
+
+
 @pytest.fixture
-def _one_program(monkeypatch):
+def _one_program(monkeypatch, _kept_programs):
     """jax_adapter.sensitivity_chunk_fn memoised (one compile for this module's runs of
     one shape) and, while _PLANT holds a cell, wrapped to plant a NaN there."""
     from stresstest import jax_adapter
 
-    real = jax_adapter.sensitivity_chunk_fn
-
     def memo(*args, **kw):
-        key = repr((args, sorted(kw.items())))
-        if key not in _PROGRAMS:
-            _PROGRAMS[key] = real(*args, **kw)
-        fn = _PROGRAMS[key]
+        fn = _kept_programs(*args, **kw)
         if not _PLANT:
             return fn
         flat, c, p = _PLANT[0]

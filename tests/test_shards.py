@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import h5_datasets
+from helpers import h5_datasets, memoised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -242,18 +242,23 @@ def test_a_task_that_sees_several_devices_uses_all_of_them(tmp_path):
         assert json.loads(f.attrs["origin"])["scenario"] == str(sc.resolve())
 
 
-def test_merged_sensitivities_say_what_their_nans_mean(tmp_path):
+def test_merged_sensitivities_say_what_their_nans_mean(tmp_path, monkeypatch):
     """A merged --sensitivities set marks its expected NaNs as a single run does: every
     dataset's `nonfinite_means`, npv_per_pct's "the parameter is never" among them (the
-    example's client_loss_month is never), written by the one writer both use."""
+    example's client_loss_month is never), written by the one writer both use. The three
+    runs take chunks of one size and share one compiled program (helpers.memoised)."""
     pytest.importorskip("jax")
+    from stresstest import jax_adapter
+
+    monkeypatch.setattr(jax_adapter, "sensitivity_chunk_fn", memoised(jax_adapter.sensitivity_chunk_fn))
     sc = _files(tmp_path)
     single = tmp_path / "single.h5"
-    r = CliRunner().invoke(main, ["run", "-s", str(sc), "-o", str(single), "--sensitivities", "-q"])
+    r = CliRunner().invoke(main, ["run", "-s", str(sc), "-o", str(single), "--sensitivities", "-q",
+                                  "--chunk-size", "20"])
     assert r.exit_code == 0, r.output
     for i in range(2):
         r = CliRunner().invoke(main, ["run", "-s", str(sc), "--shard", f"{i}/2", "-o", str(tmp_path / "sh"),
-                                      "--sensitivities", "-q"])
+                                      "--sensitivities", "-q", "--chunk-size", "20"])
         assert r.exit_code == 0, r.output
     merged = tmp_path / "merged.h5"
     r = CliRunner().invoke(main, ["merge", str(tmp_path / "sh"), "-o", str(merged)])
