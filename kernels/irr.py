@@ -29,11 +29,11 @@ costs nothing where no row needs it). On each side a fine ladder of the polynomi
 its slope and a bound on its fourth derivative, uniform in u = |ln(1+i)| with cells of
 at most _FINE_KAPPA / T out to u = _FINE_DENSE (half the scale on which a polynomial of
 degree T can turn), then widening; walked from i = 0 in blocks of cells, out to the
-candidate where there is one. A cell whose value and slope keep their signs is taken
-to hold no root (it would need two extrema inside: the search's one assumption). One
-where either changes sign is cleared where the cubic through its ends' values and
-slopes, with the derivative bound, shows no root there, or exactly one that is the
-candidate (_hermite); otherwise it is examined: its Taylor expansion to degree
+candidate where there is one. A cell is cleared where the cubic through its ends'
+values and slopes, with the derivative bound, shows no root there (the value keeping
+its sign), or exactly one that is the candidate (_hermite); otherwise it is examined
+(the search's one assumption: no subcell holds two extrema without its slope changing
+sign): its Taylor expansion to degree
 _TAYLOR_DEGREE about its midpoint (one pass over the months), cut into _SUBCELLS, each
 searched for an interior extremum (Newton on the slope) and for the first root from
 the cell's near end: a sign change, or an extremum within the round-off tolerance of
@@ -81,13 +81,13 @@ _FINE_DENSE = 1.1
 _FINE_GROWTH = 1.1
 _FINE_FAR = 9.3
 _FINE_BLOCK = 32  # cells of the fine ladder evaluated at a time
-# A cell's Taylor expansion: its truncation is below 1e-19 of sum |F_t| y^t on a dense
-# cell ((KAPPA / 2)^17 / 17!); the subcells it is cut into, and the cells examined per pass.
+# A cell's Taylor expansion: its truncation is below 3e-18 of sum |F_t| y^t on a dense
+# cell ((KAPPA / 2)^13 / 13!); the subcells it is cut into, and the cells examined per pass.
 _TAYLOR_DEGREE = 12
 _SUBCELLS = 4
 _EVENTS = 4
 # Rows searched carefully at a time, and the safeguarded Newton steps on a subcell's
-# (cheap, degree-16) expansion.
+# (cheap, degree-12) expansion.
 _CAREFUL_ROWS = 256
 _LOCAL_STEPS = 40
 
@@ -448,11 +448,10 @@ def solve_irr_from_ladder(flows, vals, n_iter: int | None = None):
     Each side's first sign change gives a cell; where one side's cell lies wholly
     closer to i = 0 than the other's, only that side's root can be the answer, and only
     it is refined: one Newton pass per row, the negative side's rows reading their
-    coefficients in reverse. Rows whose two cells overlap in |i| (rare: none on the
-    default grid) also refine the other side, in a second pass taken only when some
-    row of the batch needs it. Every answer is then certified or searched for
-    carefully (module docstring), the careful search too taken only when some row of
-    the batch needs it.
+    coefficients in reverse, the certificate in its first step. Rows not sure (the
+    certificate declined, Newton unconverged, the two sides' cells overlapping in |i|,
+    no bracket although the flows change sign) are searched carefully (module
+    docstring), in a branch taken only when some row of the batch needs it.
     """
     xp = array_namespace(flows)
     dtype = flows.dtype
@@ -503,12 +502,11 @@ def solve_irr_from_ladder(flows, vals, n_iter: int | None = None):
     rate = xp.where(zero_at_0, 0.0, rate)
     rate = xp.where(ok, rate, math.nan)
     # the careful search: rows whose cells overlap in |i| (roots on both sides) and rows
-    # whose answer is not sure (_refine's NaN), out to the far end R of their cells on
-    # both sides; rows without a bracket whose flows change sign, on each side whose
-    # certificate (the roots of the other side's polynomial beyond 1) does not clear it
+    # whose answer is not sure (_refine's negative or NaN), on both sides out to their
+    # converged root and two fine cells past it (_fine_step), or else to the far end of
+    # their cells; rows without a bracket whose flows change sign, on each side whose
+    # certificate does not clear it (_unbracketed)
     hard = finite & nonzero & ok & ~zero_at_0 & (both | ~sure)
-    # out to the converged root, one fine cell past it (_fine_nodes), or else to the far
-    # end of the cells
     far = xp.where(both, xp.maximum(lp_far, ln_far), xp.where(use_neg, ln_far, lp_far))
     far = xp.where(xp.isnan(rate), far, xp.abs(rate))
     margin = 2.0 * _fine_step(n_months)
@@ -653,9 +651,9 @@ def _careful_rates(xp, F, reach, cand):
             clear, one = _hermite(xp, p[:, :-1], p[:, 1:], dp[:, :-1], dp[:, 1:], b - a, a, m4[:, :-1],
                                   tol * scale[:, :-1], n_months)
             inside = (idx[None, :-1] < N) & (xp.take(u_all, idx[:-1])[None, :] < reach[:, None])
-            # a cell needs a look where the value or the slope changes sign across it and
-            # the interpolation's bound does not clear it
-            event = (change | turn) & ~(~change & clear) & inside & open_[:, None]
+            # a cell needs a look unless the interpolation's bound clears it (no sign change
+            # of the value, and no root of the cubic within the bound)
+            event = (change | ~clear) & inside & open_[:, None]
             count = xp.cumulative_sum(xp.astype(event, xp.int32), axis=1)  # events up to each cell
             first = xp.argmax(xp.astype(event, xp.int8), axis=1)
             holds = (cand[:, None] >= a) & (cand[:, None] <= b) & change & one
