@@ -63,3 +63,20 @@ def backend(request):
 def compiled_backend(request):
     """JAX (and CuPy where a GPU is found): the backends compared with numpy."""
     return make_backend(request.param, "float64")
+
+
+@pytest.fixture(scope="session")
+def smoke_sensitivities(tmp_path_factory):
+    """The result file of `stresstest run -s smoke --sensitivities` (the example, JAX),
+    made once per worker for the tests that only read it (test_report, test_sensitivities,
+    test_tables_figures): one compile of the reverse pass, not one per test."""
+    if not jax_importable():
+        pytest.skip("jax is not installed")
+    from click.testing import CliRunner
+
+    from stresstest.cli import main
+
+    out = tmp_path_factory.mktemp("smoke-sensitivities") / "s.h5"
+    r = CliRunner().invoke(main, ["run", "-s", "smoke", "-o", str(out), "--sensitivities", "-q"])
+    assert r.exit_code == 0, r.output
+    return out

@@ -53,11 +53,10 @@ def files(tmp_path_factory):
     (d / "line.yaml").write_text(LINE)
     (d / "mc.yaml").write_text(MC % 2000)
     (d / "mcp.yaml").write_text(MC % 500)
-    out = {k: d / f"{k}.h5" for k in ("smoke", "grid4", "line", "sens", "mc", "mcp", "be")}
+    out = {k: d / f"{k}.h5" for k in ("smoke", "grid4", "line", "mc", "mcp", "be")}
     _cli("run", "-s", "smoke", "-o", out["smoke"], "--backend", "numpy", "-q")
     _cli("run", "-s", d / "grid4.yaml", "-o", out["grid4"], "--backend", "numpy", "-q")
     _cli("run", "-s", d / "line.yaml", "-o", out["line"], "--backend", "numpy", "-q")
-    _cli("run", "-s", "smoke", "-o", out["sens"], "--sensitivities", "-q")
     _cli("run", "-s", d / "mc.yaml", "-o", out["mc"], "--backend", "numpy", "-q")
     _cli("run", "-s", d / "mcp.yaml", "-o", out["mcp"], "--backend", "numpy", "-q", "--save-paths")
     _cli("breakeven", "--param", "price", "--over", "utilization", "-s", "smoke", "-o", out["be"])
@@ -197,13 +196,13 @@ def test_labelled_axis_and_escaping(tmp_path):
 # --------------------------------------------------------------------------- sensitivities
 
 
-def test_sensitivity_tornado(files, tmp_path):
-    done = make_report(files["sens"], tmp_path / "rep")
+def test_sensitivity_tornado(smoke_sensitivities, tmp_path):
+    done = make_report(smoke_sensitivities, tmp_path / "rep")
     page = check_written(done, {"npv_heatmap.png", "irr_heatmap.png", "tornado.png"})
     assert done["kind"] == "sensitivities"
     _, h = png_size(done["figures"][-1])
     assert h > 600  # 15 bars
-    with xr.open_dataset(files["sens"], engine="h5netcdf") as ds:
+    with xr.open_dataset(smoke_sensitivities, engine="h5netcdf") as ds:
         m = ds["npv_per_pct"].sel(utilization=0.0, price=1.0)  # the base case is on the grid
         s = (abs(m) * 10).stack(pair=("cluster", "parameter"))
         top = s.sortby(s, ascending=False).isel(pair=slice(0, 15))

@@ -221,15 +221,10 @@ def test_sensitivities_need_jax(tmp_path):
     assert not out.exists()
 
 
-def test_sensitivity_file_opens_labelled(tmp_path):
+def test_sensitivity_file_opens_labelled(smoke_sensitivities):
     import xarray as xr
-    from click.testing import CliRunner
 
-    from stresstest.cli import main
-
-    out = tmp_path / "s.h5"
-    r = CliRunner().invoke(main, ["run", "-s", "smoke", "-o", str(out), "--sensitivities", "-q"])
-    assert r.exit_code == 0, r.output
+    out = smoke_sensitivities
     with xr.open_dataset(out, engine="h5netcdf") as ds:
         assert ds["grad_npv"].dims == ("utilization", "price", "cluster", "parameter")
         assert ds["slope_irr"].dims == ("utilization", "price", "axis")

@@ -352,10 +352,8 @@ def test_tornado_footnote_for_a_differing_row(monkeypatch):
 
 
 @needs_jax
-def test_tornado_figure_marks_step_parameters(tmp_path, drawn):
-    out = tmp_path / "s.h5"
-    _ok(["run", "-s", "smoke", "-o", out, "--sensitivities", "-q"])
-    done = make_report(out, tmp_path / "rep")
+def test_tornado_figure_marks_step_parameters(smoke_sensitivities, tmp_path, drawn):
+    done = make_report(smoke_sensitivities, tmp_path / "rep")
     rows = done["tables"]["tornado"]["rows"]
     assert any(r["step"] for r in rows), [r["parameter"] for r in rows]  # phoenix-b200 · delivery_months
     fig = drawn["tornado.png"]
