@@ -14,7 +14,7 @@ from stresstest.kernels.irr import solve_irr
 
 EPS = 2.0**-53
 # (horizon, rows) of each kind: every horizon the issue names, fewer rows where long
-HORIZONS = ((12, 300), (37, 200), (60, 300), (120, 200), (240, 60), (600, 40))
+HORIZONS = ((12, 200), (37, 150), (60, 200), (120, 150), (240, 50), (600, 30))
 
 
 @pytest.fixture(scope="module")
