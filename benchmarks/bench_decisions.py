@@ -42,11 +42,9 @@ def timed(argv: list[str], env: dict) -> tuple[float, dict]:
     return wall, json.loads(done.stdout)
 
 
-def bench_optimize(repeats: int, paths: int | None, folder: Path) -> list[str]:
-    argv = ["optimize", "--vary", "reserved_share=0..1", "--constraint", "cvar_95<=40e6",
-            "-o", str(folder / "optimize.h5"), "--overwrite", "--json"]
-    if paths:
-        argv += ["--paths", str(paths)]
+def cold_and_warm(name: str, argv: list[str], repeats: int, folder: Path, describe) -> list[str]:
+    """One line per condition: cold (compiled programs not kept) and warm (the cache filled
+    by a run before); describe(answer) says what the last run's --json answered."""
     lines = []
     cache = folder / "compile-cache"
     for label, env in (("cold", {**os.environ, "STRESSTEST_COMPILE_CACHE": "off"}),
@@ -54,31 +52,28 @@ def bench_optimize(repeats: int, paths: int | None, folder: Path) -> list[str]:
         if label == "warm":
             timed(argv, env)  # fills the cache
         runs = [timed(argv, env) for _ in range(repeats)]
-        answer = runs[-1][1]
-        lines.append(f"optimize {label}: {statistics.median(w for w, _ in runs):.1f} s wall, "
+        lines.append(f"{name} {label}: {statistics.median(w for w, _ in runs):.1f} s wall, "
                      f"{statistics.median(a['seconds'] for _, a in runs):.1f} s in the run "
-                     f"({answer['paths']:,} paths, {answer['message']}; runs: "
-                     f"{', '.join(f'{w:.1f}' for w, _ in runs)} s)")
+                     f"({describe(runs[-1][1])}; runs: {', '.join(f'{w:.1f}' for w, _ in runs)} s)")
     return lines
+
+
+def bench_optimize(repeats: int, paths: int | None, folder: Path) -> list[str]:
+    argv = ["optimize", "--vary", "reserved_share=0..1", "--constraint", "cvar_95<=40e6",
+            "-o", str(folder / "optimize.h5"), "--overwrite", "--json"]
+    if paths:
+        argv += ["--paths", str(paths)]
+    return cold_and_warm("optimize", argv, repeats, folder,
+                         lambda a: f"{a['paths']:,} paths, {a['message']}")
 
 
 def bench_rank(repeats: int, paths: int | None, folder: Path) -> list[str]:
-    """rank with its default budgets (Shapley effects, Sobol indices, DGSM), cold and warm
-    as optimize (--paths does not apply: rank draws its own samples)."""
+    """rank with its default budgets (Shapley effects, Sobol indices, DGSM); --paths does
+    not apply: rank draws its own samples."""
     argv = ["rank", "-o", str(folder / "rank.h5"), "--overwrite", "--json"]
-    lines = []
-    cache = folder / "compile-cache"
-    for label, env in (("cold", {**os.environ, "STRESSTEST_COMPILE_CACHE": "off"}),
-                       ("warm", {**os.environ, "STRESSTEST_COMPILE_CACHE": str(cache)})):
-        if label == "warm":
-            timed(argv, env)
-        runs = [timed(argv, env) for _ in range(repeats)]
-        answer = runs[-1][1]
-        lines.append(f"rank {label}: {statistics.median(w for w, _ in runs):.1f} s wall, "
-                     f"{statistics.median(a['seconds'] for _, a in runs):.1f} s in the run "
-                     f"({answer['evaluations']:,} evaluations, variance check {100 * answer['variance_ratio']:.1f} %; "
-                     f"runs: {', '.join(f'{w:.1f}' for w, _ in runs)} s)")
-    return lines
+    return cold_and_warm("rank", argv, repeats, folder,
+                         lambda a: f"{a['evaluations']:,} evaluations, variance check "
+                                   f"{100 * a['variance_ratio']:.1f} %")
 
 
 COMMANDS = {"optimize": bench_optimize, "rank": bench_rank}
