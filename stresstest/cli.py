@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -55,6 +56,30 @@ def _exit_during_compile(message: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)
+
+
+@contextmanager
+def _command_exits(written: str, output=None):
+    """The exits of a command that computes and writes a file: bad input (2, the problems),
+    Ctrl-C or SIGTERM during a compile or after (130), a failed write of `output` (1; None:
+    the command's writer reports its own). `written` names the file in the messages
+    ("result file", "rank file")."""
+    from .progress import CompileInterrupted
+
+    try:
+        yield
+    except (ConfigError, BackendError) as err:
+        _fail_input(err)
+    except CompileInterrupted:
+        _exit_during_compile(f"interrupted while compiling: no {written} written")
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: no {written} written", err=True)
+        sys.exit(130)
+    except OSError as err:  # the disk filled up, the folder went away, ...
+        if output is None:
+            raise
+        click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no {written} written", err=True)
+        _exit_after_io_failure()
 
 
 def _fail_input(err: Exception) -> None:
@@ -211,7 +236,7 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
         click.echo(f"{'wrote' if computed else 'complete already, kept'} {path}")
         return
 
-    try:
+    with _command_exits("result file", output):
         result = run_scenario(
             resolve(portfolio, DEFAULT_PORTFOLIO),
             resolve(scenario, DEFAULT_SCENARIO),
@@ -227,16 +252,6 @@ def run(portfolio, scenario, output, backend, dtype, chunk_size, compression, se
             max_scenarios=None if yes else max_scenarios,
             inputs=inputs,
         )
-    except (ConfigError, BackendError) as err:
-        _fail_input(err)
-    except CompileInterrupted:
-        _exit_during_compile("interrupted while compiling: no result file written")
-    except KeyboardInterrupt:
-        click.echo("interrupted: no result file written", err=True)
-        sys.exit(130)
-    except OSError as err:  # the disk filled up, the folder went away, ...
-        click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no result file written", err=True)
-        _exit_after_io_failure()
     if as_json:
         click.echo(json.dumps(run_json(result), indent=2))
     elif not quiet:
@@ -597,11 +612,10 @@ def rank(portfolio, scenario, output_file, output, groups, permutations, inner, 
     """Which uncertain input of a Monte Carlo scenario drives the spread of an output most:
     Shapley effects (correlated inputs), Sobol indices of independent groups, DGSM bounds
     (docs/decisions.md)."""
-    from .progress import CompileInterrupted
     from .rank import RankSettings, list_inputs_text, parse_group, rank_files, rank_json
     from .rank_report import print_rank
 
-    try:
+    with _command_exits("rank file", output_file):
         if list_inputs:
             click.echo(list_inputs_text(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, None)))
             return
@@ -610,16 +624,6 @@ def rank(portfolio, scenario, output_file, output, groups, permutations, inner, 
                                 dgsm_samples=dgsm_samples, seed=seed, groups=tuple(parse_group(g) for g in groups))
         result = rank_files(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, None), output_file,
                             settings=settings, backend=backend, overwrite=overwrite, progress=not (quiet or as_json))
-    except (ConfigError, BackendError) as err:
-        _fail_input(err)
-    except CompileInterrupted:
-        _exit_during_compile("interrupted while compiling: no rank file written")
-    except KeyboardInterrupt:
-        click.echo("interrupted: no rank file written", err=True)
-        sys.exit(130)
-    except OSError as err:
-        click.echo(f"error: {output_file}: cannot write ({_io_reason(err)}); no rank file written", err=True)
-        _exit_after_io_failure()
     report = rank_json(result)
     if as_json:
         click.echo(json.dumps(report, indent=2, allow_nan=False))
@@ -661,18 +665,10 @@ def optimize(portfolio, scenario, varies, objective, constraints, frontier, path
     from .optimize import optimize_files
     from .report import PRINTERS, run_json
 
-    try:
+    with _command_exits("optimize file", output):
         result = optimize_files(resolve(portfolio, DEFAULT_PORTFOLIO), resolve(scenario, None), output,
                                 varies=varies, objective=objective, constraints=constraints, frontier=frontier,
                                 paths=paths, starts=starts, backend=backend, overwrite=overwrite)
-    except (ConfigError, BackendError) as err:
-        _fail_input(err)
-    except KeyboardInterrupt:
-        click.echo("interrupted: no optimize file written", err=True)
-        sys.exit(130)
-    except OSError as err:
-        click.echo(f"error: {output}: cannot write ({_io_reason(err)}); no optimize file written", err=True)
-        _exit_after_io_failure()
     _warn(result.portfolio.warnings + getattr(result.scenario, "warnings", []))
     if as_json:
         click.echo(json.dumps(run_json(result), indent=2))
