@@ -9,13 +9,7 @@ so a design's evaluations do not depend on how they are chunked.
 
 from __future__ import annotations
 
-from .paths import PathSpec, event_uniforms, normals
-
-
-def correlated(xp, z, chol, dtype):
-    """Correlated innovations L z over the series axis: z [E, n, T] -> [E, n, T]."""
-    L = xp.asarray(chol, dtype=dtype)
-    return xp.permute_dims(xp.tensordot(z, L, axes=([1], [1])), (0, 2, 1))
+from .paths import PathSpec, correlated, event_uniforms, normals
 
 
 def standard_normals(xp, key, rows, spec: PathSpec, dtype):

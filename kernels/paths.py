@@ -174,7 +174,12 @@ def innovations(xp, key: int, paths, spec: PathSpec, dtype):
     z = xp.reshape(z, (z.shape[0], n, T))
     if all(spec.chol[i][j] == (1.0 if i == j else 0.0) for i in range(n) for j in range(n)):
         return z
-    L = xp.asarray(spec.chol, dtype=dtype)
+    return correlated(xp, z, spec.chol, dtype)
+
+
+def correlated(xp, z, chol, dtype):
+    """Correlated innovations L z over the series axis: z [S, n, T] -> [S, n, T]."""
+    L = xp.asarray(chol, dtype=dtype)
     # contract the series axis directly (a broadcast matmul of L over the paths is a
     # batched product, several times slower on XLA's CPU backend; benchmarks/README.md,
     # "Measurements behind design choices in the code")

@@ -19,9 +19,9 @@ import numpy as np
 from .backends import Backend, BackendError
 from .config import Portfolio
 from .engine import GPU_BUDGET, default_chunk_size, equity_clusters
-from .kernels.latent import correlated, mixed_event_uniforms, mixed_innovations, standard_normals
+from .kernels.latent import mixed_event_uniforms, mixed_innovations, standard_normals
 from .kernels.metrics import evaluate
-from .kernels.paths import EventSpec, apply_events, event_uniforms, event_values, factors_from_innovations
+from .kernels.paths import EventSpec, apply_events, correlated, event_uniforms, event_values, factors_from_innovations
 from .mc_config import MonteCarlo
 
 OUTPUT_CHOICES = ("npv", "irr", "roi", "equity_irr")
