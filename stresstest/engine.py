@@ -41,11 +41,12 @@ GPU_BUDGET = 4 * 2**30  # GPU: large chunks keep thousands of cores busy (where 
 # many points: an eighth of the device's memory, at most half of what is free.
 _GPU_SHARE = 8
 _GPU_MAX_POINTS = 2**20
-# A grid point's working memory on a GPU, in units of scratch_per_point (the estimate of
-# XLA's CPU scratch). CuPy runs each operation as it comes: its live arrays, measured with
-# tracemalloc on numpy running CuPy's forms of the same operations, were 1.2-4.3 times
-# scratch_per_point on 7 portfolios of 1-8 clusters and 12-600 months (tests check 5).
-# JAX: XLA's buffers on a GPU, not yet measured there; taken as 4 times its CPU scratch.
+# A grid point's working memory on a GPU, in units of gpu_unit_per_point (the estimate
+# of XLA's CPU scratch for the first IRR solve). CuPy runs each operation as it comes:
+# its live arrays, measured with tracemalloc on numpy running CuPy's forms of the same
+# operations, were 1.2-4.3 times that unit on 7 portfolios of 1-8 clusters and 12-600
+# months (tests check 3).
+# JAX: XLA's buffers on a GPU, not yet measured there; taken as 4 units.
 GPU_FOOTPRINT = {"cupy": 5, "jax": 4}
 # CPU: XLA's scratch buffer for a chunk stays within this. Above 32 MiB (glibc's largest
 # mmap threshold) the runtime maps it afresh on every call and each of its pages faults
@@ -67,16 +68,29 @@ def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> t
     return tuple(out)
 
 
-def scratch_per_point(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
-    """XLA's CPU scratch per grid point (bytes), estimated: about one float64 per IRR row
-    and month plus 1,640 bytes per row (the IRR ladder's values and the solve's
-    temporaries), fitted within 2 % on plain chunks for horizons of 12-60 months, 1-6
-    clusters, with and without debt (a factored slab's is up to 20 % more). The rows:
-    every cluster, the portfolio and, with debt, the equity flows of each cluster that
-    carries debt at some grid point (equity_clusters) and the portfolio's."""
+def irr_rows(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
+    """IRR rows a grid point solves: every cluster, the portfolio and, with debt, the
+    equity flows of each cluster that carries debt at some grid point (equity_clusters)
+    and the portfolio's."""
     debt = len(equity_clusters(portfolio, scenario))
-    rows = len(portfolio.clusters) + 1 + debt + (1 if debt else 0)
-    return rows * (8 * (portfolio.horizon_months + 1) + 1640)
+    return len(portfolio.clusters) + 1 + debt + (1 if debt else 0)
+
+
+def scratch_per_point(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
+    """XLA's CPU scratch per grid point (bytes), estimated: 21 bytes per IRR row and
+    month plus 250 per row (the IRR ladder's 28 columns and the solve's temporaries).
+    Measured per row at 12/36/60 months: 600/1,192/1,768 on plain chunks, 442-555 /
+    897-1,144 / 1,281-1,705 on factored slabs; the fit is within 25 % of both (a test
+    compiles such chunks and checks it)."""
+    return irr_rows(portfolio, scenario) * (21 * (portfolio.horizon_months + 1) + 250)
+
+
+def gpu_unit_per_point(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
+    """The unit GPU_FOOTPRINT counts a grid point's GPU memory in (bytes): 8 per IRR row
+    and month plus 1,640 per row. It was the CPU scratch estimate of the first IRR solve,
+    and CuPy's live arrays were measured against it; the CPU estimate has since been
+    refitted to the smaller solve (scratch_per_point), this unit has not."""
+    return irr_rows(portfolio, scenario) * (8 * (portfolio.horizon_months + 1) + 1640)
 
 
 def default_chunk_size(portfolio: Portfolio, total: int, budget: int = _DEFAULT_BUDGET,
@@ -98,14 +112,14 @@ def _power_of_two(n: int, total: int) -> int:
 
 def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario: Scenario | None = None) -> int:
     """Grid points per chunk on a GPU: a power of two whose working memory
-    (GPU_FOOTPRINT x scratch_per_point a point) fits in an eighth of the device's memory
+    (GPU_FOOTPRINT x gpu_unit_per_point a point) fits in an eighth of the device's memory
     and half of its free memory; the fixed 4 GiB budget where the device does not say."""
     mem = backend.memory()
     if mem is None:
         return default_chunk_size(portfolio, total, GPU_BUDGET)
     free, size = mem
     budget = min(size // _GPU_SHARE, free // 2)
-    per_point = GPU_FOOTPRINT.get(backend.name, max(GPU_FOOTPRINT.values())) * scratch_per_point(
+    per_point = GPU_FOOTPRINT.get(backend.name, max(GPU_FOOTPRINT.values())) * gpu_unit_per_point(
         portfolio, scenario)
     return _power_of_two(min(_GPU_MAX_POINTS, budget // per_point), total)
 

@@ -20,7 +20,8 @@ from .backends import Backend, BackendError
 from .config import Portfolio
 from .engine import GPU_BUDGET, default_chunk_size, equity_clusters
 from .kernels.latent import mixed_event_uniforms, mixed_innovations, standard_normals
-from .kernels.metrics import evaluate
+from .kernels.cashflows import cash_flows
+from .kernels.metrics import evaluate, irr_from_root, linear_parts
 from .kernels.paths import EventSpec, apply_events, correlated, event_uniforms, event_values, factors_from_innovations
 from .mc_config import MonteCarlo
 
@@ -154,6 +155,30 @@ class LatentModel:
         self.evaluations += E
         return np.concatenate(out)
 
+    def _differentiable(self) -> Callable:
+        """(base, rate, eps, draws, y) -> the output [E], differentiable in reverse mode at
+        a bearable cost. NPV and ROI: the core itself. An IRR: one Newton step from its
+        solved value y (kernels.metrics.irr_from_root), the same value, whose derivative
+        is the implicit function theorem's; reverse mode through the solver's ladder and
+        searches would keep their every temporary (tens of GB for a few hundred paths)."""
+        core = self._core()
+        if self.output not in ("irr", "equity_irr"):
+            return lambda base, rate, eps, draws, y: core(base, rate, eps, draws)
+        pf, spec, events, xp, dtype = self.portfolio, self.scenario.spec, self.scenario.events, \
+            self.backend.xp, self.backend.dtype
+        C = len(pf.clusters)
+        equity = equity_clusters(pf) if self.output == "equity_irr" else ()
+        row = C if self.output == "irr" else -1  # the portfolio's flows, or its equity flows
+
+        def from_root(base, rate, eps, draws, y):
+            factors = factors_from_innovations(xp, eps, spec, dtype)
+            p = apply_events(base, events, draws)
+            r = xp.broadcast_to(xp.reshape(rate, (1,)), (eps.shape[0],))
+            lin = linear_parts(cash_flows(p, pf.horizon_months, factors), r, equity)
+            return irr_from_root(lin["series"][:, row], y)
+
+        return from_root
+
     def _grad_fn(self) -> Callable:
         """(base, rate, key, rows) -> (Y, the gradient in the correlated innovations
         [E, n, T], per event the gradient in its drawn values [E, k])."""
@@ -161,11 +186,11 @@ class LatentModel:
 
         pf, mc, xp, dtype = self.portfolio, self.scenario, self.backend.xp, self.backend.dtype
         C = len(pf.clusters)
-        core = self._core()
+        core, differentiable = self._core(), self._differentiable()
 
-        def on_latent(base, rate, eps, values):
+        def on_latent(base, rate, eps, values, y):
             draws = [xp.broadcast_to(v, (v.shape[0], C)) for v in values]
-            return core(base, rate, eps, draws)
+            return differentiable(base, rate, eps, draws, y)
 
         grad = value_and_input_gradient(on_latent, (2, 3))
 
@@ -175,7 +200,8 @@ class LatentModel:
                                 mc.spec.horizon, C, dtype)
             values = [event_values(xp, ev, u1, u2, C)[:, : (C if ev.per_cluster else 1)]
                       for ev, (u1, u2) in zip(mc.events, us)]
-            y, (g_eps, g_values) = grad(base, rate, eps, values)
+            y = core(base, rate, eps, [xp.broadcast_to(v, (v.shape[0], C)) for v in values])
+            _, (g_eps, g_values) = grad(base, rate, eps, values, y)
             return y, g_eps, [g * g for g in g_values]
 
         return fn

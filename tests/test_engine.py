@@ -104,11 +104,11 @@ def _fake_gpu(name, memory):
 
 @pytest.mark.parametrize("name", ["jax", "cupy"])
 def test_gpu_chunks_fill_a_share_of_the_device_memory(name):
-    from stresstest.engine import GPU_BUDGET, GPU_FOOTPRINT, gpu_chunk_size, scratch_per_point
+    from stresstest.engine import GPU_BUDGET, GPU_FOOTPRINT, gpu_chunk_size, gpu_unit_per_point
 
     rng = np.random.default_rng(1)
     pf = random_portfolio(rng, n_clusters=6, horizon=60)
-    per_point = GPU_FOOTPRINT[name] * scratch_per_point(pf)
+    per_point = GPU_FOOTPRINT[name] * gpu_unit_per_point(pf)
     for free, total in ((140e9, 141e9), (10e9, 80e9), (20e9, 24e9), (1e6, 24e9)):
         be = _fake_gpu(name, lambda f=free, t=total: (int(f), int(t)))
         c = gpu_chunk_size(pf, 10**12, be)
@@ -129,7 +129,7 @@ def test_gpu_sized_chunks_give_the_cpu_results():
 
     rng = np.random.default_rng(8)
     pf = random_portfolio(rng, n_clusters=3, horizon=24)
-    sc = _named_grid(pf, (5, 6, 7, 8))
+    sc = _named_grid(pf, (8, 6, 7, 8))  # slabs of 336 points: one utilization value each
     be = _fake_gpu("jax", lambda: (int(3e6), int(24e9)))
     run = prepare(pf, sc, be)
     want_chunk = gpu_chunk_size(pf, sc.size, be, sc)
@@ -148,14 +148,14 @@ def test_cupy_forms_fit_the_gpu_footprint(monkeypatch):
     import tracemalloc
 
     import stresstest.kernels.irr as irr
-    from stresstest.engine import GPU_FOOTPRINT, scratch_per_point
+    from stresstest.engine import GPU_FOOTPRINT, gpu_unit_per_point
 
     be = make_backend("numpy")
     monkeypatch.setattr(irr, "_powers_form", lambda xp: True)
     for seed, n_clusters, horizon, factor in ((0, 1, 12, True), (5, 6, 240, False), (6, 1, 600, False)):
         rng = np.random.default_rng(seed)
         pf = random_portfolio(rng, n_clusters=n_clusters, horizon=horizon)
-        sc = _named_grid(pf, (8, 8, 8, 10))
+        sc = _named_grid(pf, (16, 8, 8, 10))
         unit = prepare(pf, sc, be, chunk_size=1, factor=factor).chunk_size  # a slab where factored
         peaks = []
         for chunk in (max(1, 200 // unit) * unit, max(3, 800 // unit) * unit):
@@ -168,7 +168,7 @@ def test_cupy_forms_fit_the_gpu_footprint(monkeypatch):
         (c0, p0), (c1, p1) = peaks
         assert c1 > c0, (sc.size, peaks)
         per_point = (p1 - p0) / (c1 - c0)
-        assert 0 < per_point <= GPU_FOOTPRINT["cupy"] * scratch_per_point(pf, sc), (seed, per_point)
+        assert 0 < per_point <= GPU_FOOTPRINT["cupy"] * gpu_unit_per_point(pf, sc), (seed, per_point)
 
 
 @pytest.mark.parametrize("horizon,n_clusters,debt,factor", [(12, 6, 0.3, True), (12, 1, 0.5, False),
