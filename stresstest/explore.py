@@ -38,14 +38,22 @@ def check_extra() -> None:
                            "pip install \"stresstest[explore]\""])
 
 
-def views() -> dict:
-    """The view of each kind of result file: (Source) -> its page. Imported only here, after
-    check_extra, since they import Panel."""
-    from . import explore_curve, explore_decide, explore_grid, explore_mc
+# The view of each kind of result file: (module, function), the function taking a Source
+# to its page. Imported only when a file of that kind is shown (view), after check_extra:
+# they import Panel, and the Monte Carlo and decision views the report's figures
+# (matplotlib), which a grid's first view does without.
+VIEWS = {"grid": ("explore_grid", "view"), "sensitivities": ("explore_grid", "view"),
+         "named": ("explore_grid", "view"), "montecarlo": ("explore_mc", "view"),
+         "breakeven": ("explore_curve", "view"), "rank": ("explore_decide", "rank_view"),
+         "optimize": ("explore_decide", "optimize_view")}
 
-    return {"grid": explore_grid.view, "sensitivities": explore_grid.view, "named": explore_grid.view,
-            "montecarlo": explore_mc.view, "breakeven": explore_curve.view, "rank": explore_decide.rank_view,
-            "optimize": explore_decide.optimize_view}
+
+def view(kind: str):
+    """The view function of a kind of result file (VIEWS), its module imported now."""
+    import importlib
+
+    module, name = VIEWS[kind]
+    return getattr(importlib.import_module(f".{module}", __package__), name)
 
 
 def open_source(path: Path, portfolio: str | None = None, scenario: str | None = None) -> Source:
@@ -54,7 +62,7 @@ def open_source(path: Path, portfolio: str | None = None, scenario: str | None =
     inputs = Inputs(portfolio, scenario)
     src = Source(Path(path), inputs)
     try:
-        if src.kind not in views():
+        if src.kind not in VIEWS:
             raise ConfigError([f"{path}: a {src.kind} file, which explore does not show"])
         inputs.check(src.path, attr(src.f, "config_sha256"))
     except ConfigError:
@@ -69,10 +77,10 @@ def make_server(sources: dict[str, Source], port: int = 0):
     io_loop. OSError where the port is taken."""
     import panel as pn
 
-    table = views()
+    shown = {src.kind: view(src.kind) for src in sources.values()}
 
     def app(src: Source):
-        return lambda: pn.Column(pn.pane.HTML(f"<h2>{escape(src.title())}</h2>"), table[src.kind](src),
+        return lambda: pn.Column(pn.pane.HTML(f"<h2>{escape(src.title())}</h2>"), shown[src.kind](src),
                                  sizing_mode="stretch_width")
 
     apps = {route: app(src) for route, src in sources.items()}

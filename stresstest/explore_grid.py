@@ -27,10 +27,8 @@ from bokeh.plotting import figure
 
 from .explore_point import PointView
 from .explore_source import TOOLS, Source, csv_text, display, is_money, number
-from .fig_common import cell_edges, coords
-from .fig_grid import base_in_plane, rate_level
 from .fig_html import escape
-from .fig_read import Plan, held_index, read_axes, value_text
+from .fig_read import Plan, base_in_plane, cell_edges, coords, held_index, rate_level, read_axes, value_text
 from .kernels.params import OUTPUTS
 from .outputs import BASE_GROUP, CLUSTER_DIM, GROUP_VARIABLES
 from .statement import PORTFOLIO_SCOPE

@@ -22,9 +22,8 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from .explore_source import TABLE_CSS, TOOLS, Source, csv_text, display, download, number
-from .fig_common import TORNADO_TOP
 from . import fig_montecarlo
-from .fig_read import CHUNK_ELEMS, attr
+from .fig_read import CHUNK_ELEMS, TORNADO_TOP, attr
 from .kernels.params import OUTPUTS
 from .outputs import CLUSTER_DIM, LEVELS
 from .statement import PORTFOLIO_SCOPE

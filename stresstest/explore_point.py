@@ -17,9 +17,8 @@ import panel as pn
 from bokeh.plotting import figure
 
 from .explore_source import TABLE_CSS, Source, at_text
-from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP
 from .fig_html import escape, fmt, table
-from .fig_read import AxisInfo, strings
+from .fig_read import TORNADO_MOVE_PCT, TORNADO_TOP, AxisInfo, strings
 from .outputs import CLUSTER_DIM
 from .statement import HEADER, KIND, PLATFORM_SCOPE, PORTFOLIO_SCOPE, money_unit
 

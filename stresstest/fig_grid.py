@@ -14,11 +14,11 @@ import matplotlib
 import numpy as np
 from matplotlib.lines import Line2D
 
-from .fig_common import TORNADO_MOVE_PCT, TORNADO_TOP, cell_edges, coords, literal, new_figure, wrap
+from .fig_common import literal, new_figure, wrap
 from .fig_html import escape, fmt, fmt_money, header, table
 from .fig_named import named_bars
-from .fig_read import (AxisInfo, Plan, attr, extreme, held_index, on_axis, plan_grid, plan_when_to_buy, read_axes,
-                       strings, value_text)
+from .fig_read import (TORNADO_MOVE_PCT, TORNADO_TOP, AxisInfo, Plan, attr, base_in_plane, cell_edges, coords,
+                       extreme, held_index, plan_grid, plan_when_to_buy, rate_level, read_axes, strings, value_text)
 from .items import UNLABELLED
 from .outputs import BASE_GROUP, INDUSTRY_DIM
 from .validation import ConfigError
@@ -217,25 +217,6 @@ def tornado_bars(save, name, rows: list[dict], currency: str, title: str, *,
     save(fig, name)
 
 
-def base_in_plane(plan: Plan, by_name: dict[str, AxisInfo]) -> tuple[float, float] | None:
-    """(x, y) of the base case (every shock neutral) where it lies in the heatmap's plane:
-    both plotted axes have a neutral value within their span, every other axis is held at
-    its neutral value. None otherwise (a held axis shocked, a `set` axis, labels)."""
-    for n, (i, _) in plan.held.items():
-        a = by_name[n]
-        if not a.numeric or a.neutral is None or on_axis(a, a.neutral) != i:
-            return None
-    xy = []
-    for a in (by_name[plan.x], by_name[plan.y]):
-        if not a.numeric or a.neutral is None:
-            return None
-        edges = cell_edges(np.sort(a.values.astype(float)))
-        if not edges[0] <= a.neutral <= edges[-1]:
-            return None
-        xy.append(float(a.neutral))
-    return xy[0], xy[1]
-
-
 def build(f, path: Path, plan: Plan, save, notes: list[str]) -> dict:
     """The grid's tables and figures: heatmaps over plan.x and plan.y, or lines (bars for
     labels) along plan.line, the "when to buy" figures where an axis moves the order month
@@ -330,13 +311,6 @@ def slab(f, plan: Plan, out: str, keep: list[str]) -> np.ndarray:
 
 def plain(v):
     return [t.item() if hasattr(t, "item") else t for t in v]
-
-
-def rate_level(f, plan: Plan) -> float | None:
-    """The discount rate in % (the IRR's reference), None where absent or an axis of the grid."""
-    rate = attr(f, "discount_rate")
-    rate_is_axis = any("discount_rate" in a.targets or a.name == "discount_rate" for a in plan.axes)
-    return None if rate is None or rate_is_axis else 100 * float(rate)
 
 
 def draw_heatmaps(f, plan: Plan, save, tables: dict, figs: dict, currency: str, held_title: str) -> None:

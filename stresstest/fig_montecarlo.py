@@ -11,9 +11,9 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from .fig_common import TORNADO_TOP, finite, literal, new_figure, wrap
+from .fig_common import finite, literal, new_figure, wrap
 from .fig_html import escape, fmt, fmt_money, fmt_num, fmt_pct, header, table
-from .fig_read import CHUNK_ELEMS, Plan, attr, plan_without_axes, strings
+from .fig_read import CHUNK_ELEMS, TORNADO_TOP, Plan, attr, plan_without_axes, strings
 
 
 def plan(f, path: Path, kind: str, x, y, at: dict) -> Plan:

@@ -308,3 +308,51 @@ def plan_without_axes(path: Path, kind: str, x, y, at: dict, what: str) -> Plan:
     if problems:
         raise ConfigError(problems)
     return Plan(kind)
+
+
+# Shared by the report's figures and the explorer's views, which import no matplotlib
+TORNADO_TOP = 15
+TORNADO_MOVE_PCT = 10.0
+
+
+def cell_edges(v: np.ndarray) -> np.ndarray:
+    v = v.astype(float)
+    if v.size == 1:
+        half = 0.5 if v[0] == 0 else 0.1 * abs(v[0])
+        return np.array([v[0] - half, v[0] + half])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+def coords(axis: AxisInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Plot positions and the order that sorts them (labels: positions 0..n-1)."""
+    if axis.numeric:
+        order = np.argsort(axis.values.astype(float), kind="stable")
+        return axis.values.astype(float)[order], order
+    return np.arange(len(axis.values), dtype=float), np.arange(len(axis.values))
+
+
+def base_in_plane(plan: Plan, by_name: dict[str, AxisInfo]) -> tuple[float, float] | None:
+    """(x, y) of the base case (every shock neutral) where it lies in the heatmap's plane:
+    both plotted axes have a neutral value within their span, every other axis is held at
+    its neutral value. None otherwise (a held axis shocked, a `set` axis, labels)."""
+    for n, (i, _) in plan.held.items():
+        a = by_name[n]
+        if not a.numeric or a.neutral is None or on_axis(a, a.neutral) != i:
+            return None
+    xy = []
+    for a in (by_name[plan.x], by_name[plan.y]):
+        if not a.numeric or a.neutral is None:
+            return None
+        edges = cell_edges(np.sort(a.values.astype(float)))
+        if not edges[0] <= a.neutral <= edges[-1]:
+            return None
+        xy.append(float(a.neutral))
+    return xy[0], xy[1]
+
+
+def rate_level(f, plan: Plan) -> float | None:
+    """The discount rate in % (the IRR's reference), None where absent or an axis of the grid."""
+    rate = attr(f, "discount_rate")
+    rate_is_axis = any("discount_rate" in a.targets or a.name == "discount_rate" for a in plan.axes)
+    return None if rate is None or rate_is_axis else 100 * float(rate)

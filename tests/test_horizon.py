@@ -88,7 +88,7 @@ def test_600_month_chunk_compiles_within_a_minute(compiled):
     assert seconds < 60.0
 
 
-@pytest.mark.parametrize("horizon", [121, 240, 600])
+@pytest.mark.parametrize("horizon", [121, 600])
 def test_long_horizons_match_the_reference(horizon, compiled):
     """Every output at every point of a long-horizon grid, JAX against the plain loop;
     the horizons straddle the block width (64 months) and pad the last block."""

@@ -11,6 +11,6 @@ from fuzz_loader import run  # noqa: E402
 
 
 def test_loaders_raise_only_their_own_error_on_generated_documents():
-    counts = run(20)
+    counts = run(8)  # about 1,800 documents on an idle 2-core machine, 900 beside another worker
     assert counts["tried"] > 500
     assert counts["refused"] > 0
