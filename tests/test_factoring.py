@@ -258,7 +258,9 @@ def test_factored_sensitivities_equal_the_plain_ones_and_finite_differences():
     pf = _portfolio(400, n=2, horizon=36)
     grids = list(_grids(pf))
     results = []
-    for sc, limit in ((grids[0], 10**6), (grids[1], 10**6), (_blocked_grid(pf), 20)):
+    # the named shocks, and an axis cut into blocks (each grid: a factored and a plain compile of
+    # the reverse pass; parameter axes' factored gradients: test_v2_addressing)
+    for sc, limit in ((grids[0], 10**6), (_blocked_grid(pf), 20)):
         run = prepare(pf, sc, be, sensitivities=True, slab_limit=limit)
         assert run.factoring is not None and run.factoring.blocks == (2 if limit == 20 else 1)
         results.append(_all(run)[0])

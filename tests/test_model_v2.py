@@ -100,7 +100,7 @@ def test_v1_portfolio_and_its_explicit_rewrite_agree_numpy(seed, tmp_path):
     _assert_same_outputs(v1, evaluate_zipped(v1, axes_v1, backend), evaluate_zipped(v2, axes_v2, backend))
 
 
-@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("seed", range(1))  # a compile each; numpy runs 10 seeds
 def test_v1_portfolio_and_its_explicit_rewrite_agree_compiled(seed, compiled_backend, tmp_path):
     v1, v2, axes_v1, axes_v2 = _rewritten(100 + seed, tmp_path, 8, horizon=37)
     _assert_same_outputs(v1, evaluate_zipped(v1, axes_v1, compiled_backend),

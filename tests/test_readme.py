@@ -46,6 +46,10 @@ EXCLUDED: list[tuple[str, str | None, str]] = [
      "the default budgets take a minute or more per command on 2 cores; the same command with "
      "small budgets runs every estimator and writes the same file (tests/test_rank.py checks the "
      "estimates)"),
+    (r"stresstest optimize\b(?!.*--paths).*", "{} --paths 2000",
+     "10,000 paths by default, about 20 s on 2 cores beside the other test worker; the same "
+     "command on the scenario's first 2,000 paths runs every step (tests/test_optimize.py "
+     "checks the answers)"),
     (r"stresstest submit\b(?!.*--dry-run).*", "{} --dry-run",
      "submits to Slurm, which needs sbatch and a running slurmctld; --dry-run builds and "
      "prints the same sbatch scripts and submits nothing (tests/test_slurm.py runs a real "
