@@ -264,10 +264,12 @@ def _source_digest(modules: frozenset) -> str:
 
 
 def _environment() -> tuple:
-    """What else a compiled program depends on: JAX, jaxlib, the devices, the CPU, XLA's
-    flags and JAX's numerics settings."""
+    """What else a compiled program depends on: JAX, jaxlib, numpy and array_api_compat
+    (the kernels trace through their namespaces), the devices, the CPU, XLA's flags and
+    JAX's numerics settings."""
     import platform
 
+    import array_api_compat
     import jaxlib
 
     cpu = platform.processor() or platform.machine()
@@ -278,8 +280,9 @@ def _environment() -> tuple:
     except OSError:
         pass
     devices = jax.devices()
-    return (jax.__version__, jaxlib.__version__, devices[0].platform, tuple(d.device_kind for d in devices),
-            cpu, os.environ.get("XLA_FLAGS", ""), jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision)
+    return (jax.__version__, jaxlib.__version__, np.__version__, array_api_compat.__version__,
+            devices[0].platform, tuple(d.device_kind for d in devices), cpu, os.environ.get("XLA_FLAGS", ""),
+            jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision)
 
 
 def _read_program(path: Path):
