@@ -288,11 +288,26 @@ def test_named_bar_chart_is_named_and_titled(tmp_path, drawn):
 def mc_sens(tmp_path_factory):
     if not jax_importable():
         pytest.skip("jax is not installed")
+    """One run (a compile of the paths and of the reverse pass), its terminal summary as
+    `run` prints it at 160 columns and its `run --json` body, both from the run's result
+    (the command line's own printing of a Monte Carlo run with --sensitivities: the README's
+    `stresstest run -s my_mc.yaml --sensitivities`, tests/test_readme.py)."""
+    import io
+
+    from rich.console import Console
+
+    from stresstest.presets import resolve
+    from stresstest.report import print_mc_summary, run_json
+    from stresstest.runner import run_scenario
+
     d = tmp_path_factory.mktemp("mcs")
     (d / "mc.yaml").write_text("scenario: {kind: montecarlo, paths: 256, seed: 4}\n")
-    text = _ok(["run", "-s", d / "mc.yaml", "-o", d / "mc.h5", "--sensitivities"], env={"COLUMNS": "160"})
-    data = json.loads(_ok(["run", "-s", d / "mc.yaml", "-o", d / "mc2.h5", "--sensitivities", "--json"]))
-    return d / "mc.h5", text, data
+    result = run_scenario(resolve(None, "example"), str(d / "mc.yaml"), d / "mc.h5", backend="jax",
+                          progress=False, sensitivities=True)
+    out = io.StringIO()
+    print_mc_summary(result, Console(file=out, width=160))
+    data = json.loads(json.dumps(run_json(result)))
+    return d / "mc.h5", out.getvalue(), data
 
 
 def test_mc_sensitivities_in_the_terminal_per_one_percent(mc_sens):
