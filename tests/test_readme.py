@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (pattern matched against the whole command, what runs instead (None: nothing), why)
 EXCLUDED: list[tuple[str, str | None, str]] = [
     (r"make test", None,
-     "runs the whole test suite, this test included: recursive, and ~10 minutes"),
+     "runs the whole test suite, this test included: recursive, and ~11 minutes"),
     (r"(\.venv/bin/)?(python3? -m )?pytest\b.*", None,
      "the test suite again (recursive); CI runs it through `make test`"),
     (r"stresstest rank\b(?!.*--list-inputs).*",
