@@ -42,7 +42,8 @@ class Accumulators:
 
     def absorb(self, out: dict, workers: int = 1) -> None:
         """Take the outputs of a set of paths (arrays of Summary.SUMMARISED)."""
-        jobs = self._jobs(out)
+        columns = {o: Summary.columns(out, o) for o in OUTPUTS}  # [paths, 1 + clusters], once
+        jobs = self._jobs(out, columns)
         if workers > 1:
             # numpy's log, bincount and sums release the GIL: the sketches absorb in parallel
             with ThreadPoolExecutor(workers) as pool:
@@ -51,32 +52,37 @@ class Accumulators:
         else:
             for job in jobs:
                 job()
-        self._count(out)
+        self._count(columns)
 
-    def _jobs(self, out: dict) -> list[Callable[[], None]]:
+    def _jobs(self, out: dict, columns: dict) -> list[Callable[[], None]]:
         """One job per moments and sketch, each taking its own columns: independent jobs,
-        each run whole by one thread, so the result does not depend on the number of workers."""
+        each run whole by one thread, so the result does not depend on the number of workers.
+        The sketches read each column contiguous (a column-major copy: the same values in
+        the same order, so the same bits; strided columns took 40 % longer for the fan)."""
         jobs = []
         for o in OUTPUTS:
-            x = Summary.columns(out, o)
+            x = columns[o]
             jobs.append(partial(self.moments[o].add, x))
-            jobs += [partial(sk.add, x[:, c], out["cluster_npv"] if sk.n_extra else None)
+            xt = np.asfortranarray(x)
+            jobs += [partial(sk.add, xt[:, c], out["cluster_npv"] if sk.n_extra else None)
                      for c, sk in enumerate(self.sketches[o])]
         cum = out["cumulative_cf"]
         jobs.append(partial(self.fan_moments.add, cum))
-        jobs += [partial(sk.add, cum[:, t]) for t, sk in enumerate(self.fan)]
+        cum_t = np.asfortranarray(cum)
+        jobs += [partial(sk.add, cum_t[:, t]) for t, sk in enumerate(self.fan)]
         return jobs
 
-    def _count(self, out: dict) -> None:
+    def _count(self, columns: dict) -> None:
         """The counts behind the probabilities (negative NPV, IRR below the hurdle, DSCR
-        below the covenant, and the finite IRRs and DSCRs they are shares of)."""
-        npv = Summary.columns(out, "npv")
+        below the covenant, and the finite IRRs and DSCRs they are shares of), from the
+        outputs' columns (Summary.columns)."""
+        npv = columns["npv"]
         self.npv_negative += (npv < 0).sum(axis=0)
-        irr = Summary.columns(out, "irr")
+        irr = columns["irr"]
         self.irr_finite += np.isfinite(irr).sum(axis=0)
         if self.hurdle is not None:
             self.irr_below += (irr < self.hurdle).sum(axis=0)
-        dscr = Summary.columns(out, "min_dscr")
+        dscr = columns["min_dscr"]
         self.dscr_finite += np.isfinite(dscr).sum(axis=0)
         if self.covenant is not None:
             self.dscr_below += (dscr < self.covenant).sum(axis=0)
