@@ -647,7 +647,6 @@ def _careful_rates(xp, F, reach, cand):
             scale, m4 = absolute[:, :B], absolute[:, B:]
             b, a = y[None, :-1], y[None, 1:]
             change = xp.sign(p[:, :-1]) != xp.sign(p[:, 1:])
-            turn = xp.sign(dp[:, :-1]) != xp.sign(dp[:, 1:])
             clear, one = _hermite(xp, p[:, :-1], p[:, 1:], dp[:, :-1], dp[:, 1:], b - a, a, m4[:, :-1],
                                   tol * scale[:, :-1], n_months)
             inside = (idx[None, :-1] < N) & (xp.take(u_all, idx[:-1])[None, :] < reach[:, None])

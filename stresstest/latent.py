@@ -108,16 +108,25 @@ class LatentModel:
         self._args = (base, be.asarray(np.asarray(pf.discount_rate, dtype=be.dtype)))
         self._mixed = be.compile(self._mixed_fn())
 
+    def _inputs(self) -> Callable:
+        """(base, rate, eps [E, n, T], draws: per event [E, C]) -> the model's inputs: the
+        parameters with the events applied, the rate per evaluation [E], the path factors."""
+        mc, xp, dtype = self.scenario, self.backend.xp, self.backend.dtype
+
+        def inputs(base, rate, eps, draws):
+            factors = factors_from_innovations(xp, eps, mc.spec, dtype)
+            p = apply_events(base, mc.events, draws)
+            return p, xp.broadcast_to(xp.reshape(rate, (1,)), (eps.shape[0],)), factors
+
+        return inputs
+
     def _core(self) -> Callable:
         """(base, rate, eps [E, n, T], draws: per event [E, C]) -> the output [E]."""
-        pf, mc, xp, dtype = self.portfolio, self.scenario, self.backend.xp, self.backend.dtype
-        spec, events, output = mc.spec, mc.events, self.output
+        pf, output, inputs = self.portfolio, self.output, self._inputs()
         equity = equity_clusters(pf) if output == "equity_irr" else ()
 
         def core(base, rate, eps, draws):
-            factors = factors_from_innovations(xp, eps, spec, dtype)
-            p = apply_events(base, events, draws)
-            r = xp.broadcast_to(xp.reshape(rate, (1,)), (eps.shape[0],))
+            p, r, factors = inputs(base, rate, eps, draws)
             return evaluate(p, r, pf.horizon_months, equity_clusters=equity, factors=factors)[output]
 
         return core
@@ -164,16 +173,12 @@ class LatentModel:
         core = self._core()
         if self.output not in ("irr", "equity_irr"):
             return lambda base, rate, eps, draws, y: core(base, rate, eps, draws)
-        pf, spec, events, xp, dtype = self.portfolio, self.scenario.spec, self.scenario.events, \
-            self.backend.xp, self.backend.dtype
-        C = len(pf.clusters)
+        pf, inputs = self.portfolio, self._inputs()
         equity = equity_clusters(pf) if self.output == "equity_irr" else ()
-        row = C if self.output == "irr" else -1  # the portfolio's flows, or its equity flows
+        row = len(pf.clusters) if self.output == "irr" else -1  # the portfolio's flows, or its equity flows
 
         def from_root(base, rate, eps, draws, y):
-            factors = factors_from_innovations(xp, eps, spec, dtype)
-            p = apply_events(base, events, draws)
-            r = xp.broadcast_to(xp.reshape(rate, (1,)), (eps.shape[0],))
+            p, r, factors = inputs(base, rate, eps, draws)
             lin = linear_parts(cash_flows(p, pf.horizon_months, factors), r, equity)
             return irr_from_root(lin["series"][:, row], y)
 
