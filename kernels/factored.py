@@ -128,11 +128,11 @@ def slab_corners(values, corner_values, weights, start, lead: int, plan) -> tupl
 
 
 def evaluate_corners(p: dict, discount_rate, horizon: int, eq: tuple[int, ...], lead: int,
-                     shape: tuple[int, ...], axes: tuple) -> dict:
+                     shape: tuple[int, ...], axes: tuple, debt: tuple[int, ...] | None = None) -> dict:
     """Every output at every point of `lead` slabs from their corner rows' parameters
-    (metrics.evaluate for a factored grid)."""
+    (metrics.evaluate for a factored grid; debt: its debt_clusters)."""
     C = p["gpus"].shape[1]
-    lin = linear_parts(cash_flows(p, horizon), discount_rate, eq)
+    lin = linear_parts(cash_flows(p, horizon), discount_rate, eq, debt)
     xp = array_namespace(lin["series"])
     positions = tuple(d for d, _, _ in axes)
 
@@ -142,4 +142,4 @@ def evaluate_corners(p: dict, discount_rate, horizon: int, eq: tuple[int, ...], 
     # the interpolation as a stage of its own (staging.py): fused into the finish it
     # ran slower on the CPU (benchmarks/README.md, "Measurements behind design choices
     # in the code")
-    return finish(stage(xp, points, lin, tuple((w0, w1) for _, w0, w1 in axes)), C, eq)
+    return finish(stage(xp, points, lin, tuple((w0, w1) for _, w0, w1 in axes)), C, eq, debt_clusters=debt)

@@ -114,7 +114,8 @@ def _safe_ratio(xp, num, den):
 
 
 def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, ...] | None = None,
-             factors: dict | None = None, cumulative: bool = False) -> dict:
+             factors: dict | None = None, cumulative: bool = False,
+             debt_clusters: tuple[int, ...] | None = None) -> dict:
     """Every output of MODEL.md.
 
     p: cluster parameters, name -> [S|1, C]; discount_rate: [S|1]; horizon: T.
@@ -123,11 +124,15 @@ def evaluate(p: dict, discount_rate, horizon: int, equity_clusters: tuple[int, .
     only for them (and the portfolio, when any), the others are NaN as the model says.
     None means every cluster. factors: Monte Carlo path factors (see cash_flows).
     cumulative=True adds "cumulative_cf" [S, T+1], the portfolio's cumulative flow.
+    debt_clusters: the clusters whose debt may be non-zero in `p` (static; None: every
+    cluster); the debt service cover is computed for them alone, the others' is NaN
+    as for any cluster without debt. A caller that passes a narrower equity_clusters
+    to skip the equity IRRs still gets every cluster's cover.
     """
     fl = cash_flows(p, horizon, factors)
     C = fl["cf"].shape[1]
     eq = tuple(range(C)) if equity_clusters is None else tuple(equity_clusters)
-    return finish(linear_parts(fl, discount_rate, eq), C, eq, cumulative)
+    return finish(linear_parts(fl, discount_rate, eq, debt_clusters), C, eq, cumulative, debt_clusters)
 
 
 # Outputs with an axis of their own after the cluster's (version 2): revenue by industry
@@ -141,17 +146,19 @@ PROGRAMME_OUTPUTS = ("optimization_cost",)
 NOT_LINEAR = ("dscr_month", "order_month")
 
 
-def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
+def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...], debt_clusters: tuple[int, ...] | None = None) -> dict:
     """The quantities of every output that are linear in the cash flows, per scenario.
 
     fl: cash_flows' dict; discount_rate [S|1]; eq: the clusters whose equity IRR is
-    solved. Every entry has the scenario axis first: the IRR series (each cluster's
-    flows, the portfolio's, the equity flows of `eq` and the portfolio's equity flows)
-    [S, Q, T+1] with their ladder values [S, Q, 2G], EBITDA less tax [S, C, T], and the
-    per-cluster NPV, flow sum, capex, debt, level payment and totals [S, C]. Where the
-    flows are affine in some grid axes, each of these is the same affine function of
-    them (kernels/factored.py interpolates them); "dscr_month" (live and in the loan
-    term, [S|1, C, T]) is not, and no such axis moves it.
+    solved; debt_clusters: the clusters that may carry debt (None: every one; as
+    evaluate has it). Every entry has the scenario axis first: the IRR series (each
+    cluster's flows, the portfolio's, the equity flows of `eq` and the portfolio's
+    equity flows) [S, Q, T+1] with their ladder values [S, Q, 2G], EBITDA less tax of
+    the debt_clusters [S, D, T] and of the portfolio [S, T] (the debt service cover's
+    numerators), and the per-cluster NPV, flow sum, capex, debt, level payment and
+    totals [S, C]. Where the flows are affine in some grid axes, each of these is the
+    same affine function of them (kernels/factored.py interpolates them); "dscr_month"
+    (live and in the loan term, [S|1, D, T]) is not, and no such axis moves it.
     """
     xp = array_namespace(fl["cf"])
     cf, cfe = fl["cf"], fl["cfe"]
@@ -174,11 +181,16 @@ def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
     if eq:
         series += [cfe[:, list(eq), :] if len(eq) < C else cfe, p_cfe[:, None, :]]
     series = xp.concat(series, axis=1)
+    elt = xp.broadcast_to(fl["ebitda_less_tax"], (S,) + fl["ebitda_less_tax"].shape[1:])
+    p_elt = xp.sum(elt, axis=1)
+    if platform is not None:  # the platform's flows count in the portfolio's numerator
+        p_elt = p_elt + pl_cf[:, 1:]
     out = {
         "series": series,
         "ladder": ladder_values(series),
-        "elt": xp.broadcast_to(fl["ebitda_less_tax"], (S,) + fl["ebitda_less_tax"].shape[1:]),
-        "dscr_month": fl["dscr_month"],
+        "elt": _of_clusters(elt, debt_clusters),
+        "p_elt": p_elt,
+        "dscr_month": _of_clusters(fl["dscr_month"], debt_clusters),
         "npv": npv(cf, r[:, None]),
         "cf_sum": xp.sum(cf, axis=-1),
     }
@@ -189,14 +201,23 @@ def linear_parts(fl: dict, discount_rate, eq: tuple[int, ...]) -> dict:
             out[name] = xp.broadcast_to(fl[name], (S,) + fl[name].shape[1:])
     if platform is not None:
         out["platform_npv"] = npv(pl_cf, r)
-        out["platform_elt"] = pl_cf[:, 1:]  # the platform's CF^p, months 1..T
+        out["platform_cf_sum"] = xp.sum(pl_cf[:, 1:], axis=-1)  # the platform's CF^p, months 1..T
         for name in ("revenue", "opex", "ebitda"):
             out["platform_" + name] = xp.broadcast_to(platform[name], (S,))
     return out
 
 
-def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> dict:
-    """Every output from linear_parts' quantities (see evaluate)."""
+def _of_clusters(x, clusters: tuple[int, ...] | None):
+    """x [S|1, C, ...] at the clusters named (None: every one)."""
+    if clusters is None or tuple(clusters) == tuple(range(x.shape[1])):
+        return x
+    return x[:, list(clusters)]
+
+
+def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False,
+           debt_clusters: tuple[int, ...] | None = None) -> dict:
+    """Every output from linear_parts' quantities (see evaluate; debt_clusters as
+    given to linear_parts)."""
     series = lin["series"]
     xp = array_namespace(series)
     S = series.shape[0]
@@ -214,17 +235,21 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     p_eirr = irr[:, -1] if eq else nan_c
     p_eirr = xp.where(xp.any(has_debt, axis=1), p_eirr, math.nan)
 
-    # Debt service cover
-    elt = lin["elt"]
+    # Debt service cover, over the clusters that may carry debt (the others have none:
+    # NaN, and nothing in the portfolio's denominator or window)
+    elt = lin["elt"]  # [S, D, T]
+    d_debt, d_A = _of_clusters(has_debt, debt_clusters), _of_clusters(A, debt_clusters)
     month_ok = xp.broadcast_to(lin["dscr_month"], elt.shape)
-    safe_A = xp.where(has_debt, A, 1.0)[..., None]
-    c_dscr = _masked_min(xp, elt / safe_A, month_ok & has_debt[..., None])
-    window = xp.all(month_ok | ~has_debt[..., None], axis=1)  # [S, T]
-    den = xp.sum(xp.where(has_debt, A, 0.0), axis=1)  # [S]
-    p_elt = xp.sum(elt, axis=1)
-    if "platform_elt" in lin:  # the platform's flows count in the numerator
-        p_elt = p_elt + lin["platform_elt"]
-    p_ratio = p_elt / xp.where(den != 0, den, 1.0)[:, None]
+    safe_A = xp.where(d_debt, d_A, 1.0)[..., None]
+    d_dscr = _masked_min(xp, elt / safe_A, month_ok & d_debt[..., None])
+    if d_dscr.shape[1] == C:
+        c_dscr = d_dscr
+    else:
+        at = {c: k for k, c in enumerate(debt_clusters)}
+        c_dscr = xp.stack([d_dscr[:, at[c]] if c in at else nan_c for c in range(C)], axis=1)
+    window = xp.all(month_ok | ~d_debt[..., None], axis=1)  # [S, T]
+    den = xp.sum(xp.where(d_debt, d_A, 0.0), axis=1)  # [S]
+    p_ratio = lin["p_elt"] / xp.where(den != 0, den, 1.0)[:, None]
     p_dscr = _masked_min(xp, p_ratio, window & (den != 0)[:, None])
 
     # two calls: one over [S, C + 1] rows, a concatenation of the two, ran far slower
@@ -247,7 +272,7 @@ def finish(lin: dict, C: int, eq: tuple[int, ...], cumulative: bool = False) -> 
     cf_total = xp.sum(lin["cf_sum"], axis=1)
     npv_total = xp.sum(lin["npv"], axis=1)
     if "platform_npv" in lin:
-        cf_total = cf_total + xp.sum(lin["platform_elt"], axis=-1)
+        cf_total = cf_total + lin["platform_cf_sum"]
         npv_total = npv_total + lin["platform_npv"]
     portfolio = {
         "npv": npv_total,

@@ -53,19 +53,24 @@ GPU_FOOTPRINT = {"cupy": 5, "jax": 4}
 # once, and chunks past it ran much slower than half as many points (benchmarks/README.md,
 # "Measurements behind design choices in the code"). A slab of two chunks stays near 28 MiB.
 _CPU_SCRATCH = 12 * 2**20
+# JAX's CPU grid chunks: up to 16 MiB of XLA's scratch, within twice the default budget.
+# Since the IRR's smaller solve, a chunk of 1,001 of the example's points ran faster than
+# one of 462, both well under the ceiling above; numpy's chunks of 1,024 points ran
+# slower than of 512, so numpy keeps the figures above (benchmarks/README.md,
+# "Measurements behind design choices in the code"). The slabs (max_slab) keep the
+# 12 MiB figure, so a factored grid is cut as before.
+_GRID_SCRATCH, _GRID_BUDGET = 16 * 2**20, 2 * _DEFAULT_BUDGET
 
 
-def equity_clusters(portfolio: Portfolio, scenario: Scenario | None = None) -> tuple[int, ...]:
-    """Clusters that can carry debt at some grid point; the others' equity IRR is NaN unsolved."""
-    out = []
-    for i, c in enumerate(portfolio.clusters):
-        moved = scenario is not None and any(
-            "debt_fraction" in a.spec.targets and (a.spec.cluster_mask is None or a.spec.cluster_mask[i])
-            for a in scenario.axes
-        )
-        if c["debt_fraction"] > 0 or moved:
-            out.append(i)
-    return tuple(out)
+def equity_clusters(portfolio: Portfolio, scenario=None) -> tuple[int, ...]:
+    """Clusters that can carry debt at some grid point or Monte Carlo path: debt in the
+    portfolio, or a grid axis (a Scenario's axes) or a path event (a MonteCarlo's events)
+    that moves their debt_fraction. The others' equity IRR is NaN unsolved, and their
+    debt service cover NaN uncomputed (metrics.evaluate's debt_clusters)."""
+    masks = [a.spec.cluster_mask for a in getattr(scenario, "axes", ()) if "debt_fraction" in a.spec.targets]
+    masks += [e.mask for e in getattr(scenario, "events", ()) if e.param == "debt_fraction"]
+    return tuple(i for i, c in enumerate(portfolio.clusters)
+                 if c["debt_fraction"] > 0 or any(m is None or m[i] for m in masks))
 
 
 def irr_rows(portfolio: Portfolio, scenario: Scenario | None = None) -> int:
@@ -286,7 +291,9 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
             chunk = gpu_chunk_size(portfolio, total, backend, scenario)
         elif backend.is_gpu:  # the reverse passes' memory: the fixed budget
             chunk = default_chunk_size(portfolio, total, GPU_BUDGET)
-        else:
+        elif backend.is_jax:
+            chunk = default_chunk_size(portfolio, total, _GRID_BUDGET, _GRID_SCRATCH, scenario)
+        else:  # numpy: larger chunks ran slower
             chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH, scenario)
     else:
         chunk = int(min(chunk_size, total))
@@ -309,7 +316,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
     def chunk_fn(base, rate, values, start):
         flat = start + xp.arange(chunk, dtype=xp.int64)
         params, r = shocked_params(base, rate, specs, values, flat)
-        return evaluate(params, r, horizon, equity_clusters=equity)
+        return evaluate(params, r, horizon, equity_clusters=equity, debt_clusters=equity)
 
     run = GridRun(portfolio, scenario, backend, chunk, equity, fact)
     if sensitivities and not backend.is_jax:
@@ -355,7 +362,7 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
     def chunk_fn(base, rate, values, corner_values, weights, start):
         point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
         params, r = apply_axis_values(base, rate, specs, point)
-        return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes)
+        return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes, debt=equity)
 
     return backend.compile(chunk_fn), args
 

@@ -123,7 +123,7 @@ class LatentModel:
     def _core(self) -> Callable:
         """(base, rate, eps [E, n, T], draws: per event [E, C]) -> the output [E]."""
         pf, output, inputs = self.portfolio, self.output, self._inputs()
-        equity = equity_clusters(pf) if output == "equity_irr" else ()
+        equity = equity_clusters(pf, self.scenario) if output == "equity_irr" else ()
 
         def core(base, rate, eps, draws):
             p, r, factors = inputs(base, rate, eps, draws)
@@ -174,7 +174,7 @@ class LatentModel:
         if self.output not in ("irr", "equity_irr"):
             return lambda base, rate, eps, draws, y: core(base, rate, eps, draws)
         pf, inputs = self.portfolio, self._inputs()
-        equity = equity_clusters(pf) if self.output == "equity_irr" else ()
+        equity = equity_clusters(pf, self.scenario) if self.output == "equity_irr" else ()
         row = len(pf.clusters) if self.output == "irr" else -1  # the portfolio's flows, or its equity flows
 
         def from_root(base, rate, eps, draws, y):

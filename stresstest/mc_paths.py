@@ -35,7 +35,8 @@ def path_outputs_fn(pf: Portfolio, mc: MonteCarlo, xp, dtype, chunk: int, equity
         draws = event_draws(xp, key, paths, events, spec.n_series, horizon, C, dtype)
         p = apply_events(base, events, draws)
         r = xp.broadcast_to(xp.reshape(rate, (1,)), (chunk,))
-        return evaluate(p, r, horizon, equity_clusters=equity, factors=factors, cumulative=True)
+        return evaluate(p, r, horizon, equity_clusters=equity, factors=factors, cumulative=True,
+                        debt_clusters=equity)
 
     return fn
 
@@ -77,7 +78,7 @@ def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | N
     chunk = chunk_size or default_chunk_size(pf, mc.paths, GPU_BUDGET if backend.is_gpu else _MC_CPU_BUDGET)
     chunk = int(min(chunk, mc.paths))
     xp, dtype = backend.xp, backend.dtype
-    fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf))
+    fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf, mc))
     base = {k: backend.asarray(v.astype(dtype)) for k, v in pf.base_arrays().items()}
     rate = backend.asarray(np.asarray(pf.discount_rate, dtype=dtype))
     return MonteCarloRun(pf, mc, backend, chunk, backend.compile(fn), (base, rate))

@@ -279,7 +279,7 @@ def _named_case(pf, sc, held: dict, problems: list) -> Case:
     chosen = sc.sets[sets.index(held["scenario"])]
     params, r = shocked(pf, [chosen])
     return Case("named", f"scenario {sc.name}, set {chosen.name} ({chosen.title})",
-                {k: v[1:2] for k, v in params.items()}, r[1:2], equity=equity_clusters(pf),
+                {k: v[1:2] for k, v in params.items()}, r[1:2], equity=tuple(range(len(pf.clusters))),
                 info={"case": "named", "scenario": sc.name, "set": chosen.name})
 
 
@@ -301,7 +301,7 @@ def _path_case(pf, mc, path: int, base, rate) -> Case:
         params = apply_events(base, mc.events, draws)
     r = np.broadcast_to(np.reshape(rate, (1,)), (1,))
     return Case("path", f"scenario {mc.name}, path {path} (seed {mc.seed})", params, r, factors,
-                equity_clusters(pf), info={"case": "path", "scenario": mc.name, "path": path,
+                equity_clusters(pf, mc), info={"case": "path", "scenario": mc.name, "path": path,
                                            "seed": mc.seed})
 
 

@@ -75,6 +75,43 @@ def test_jax_compiles_once_per_run():
     assert isinstance(run._fn, type(jax.jit(lambda x: x)))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_cover_of_the_clusters_that_can_borrow_is_every_clusters_cover(seed):
+    """The grid computes the debt service cover over the clusters that can carry debt
+    somewhere on the grid (engine.equity_clusters; the others have none): the same
+    outputs as over every cluster, for portfolios with and without debt and grids that
+    move debt_fraction on some clusters."""
+    from stresstest.engine import equity_clusters
+    from stresstest.kernels.metrics import evaluate
+    from stresstest.kernels.shocks import shocked_params
+
+    rng = np.random.default_rng(100 + seed)
+    pf = random_portfolio(rng, n_clusters=4, horizon=24)
+    for c in pf.clusters:
+        c["debt_fraction"] = float(rng.choice([0.0, 0.0, 0.5]))
+        c["debt_term_months"] = pf.horizon_months  # a live month in the term wherever the grid delivers
+    sc = random_scenario(rng, pf, n_axes=2)
+    if seed % 2:
+        mask = [True, False, True, False]
+        sc.axes.append(make_axis("d", ["debt_fraction"], "set", np.array([0.0, 0.4]), param="debt_fraction",
+                                 names=pf.cluster_names, clusters=[n for n, m in zip(pf.cluster_names, mask) if m]))
+    eq = equity_clusters(pf, sc)
+    base = {k: v.astype(np.float64) for k, v in pf.base_arrays().items()}
+    values = tuple(np.asarray(a.values, dtype=np.float64) for a in sc.axes)
+    with np.errstate(all="ignore"):
+        p, r = shocked_params(base, np.asarray(pf.discount_rate), tuple(a.spec for a in sc.axes), values,
+                              np.arange(sc.size, dtype=np.int64))
+        narrow = evaluate(p, r, pf.horizon_months, equity_clusters=eq, debt_clusters=eq)
+        every = evaluate(p, r, pf.horizon_months, equity_clusters=eq)
+    debt = np.broadcast_to(p["debt_fraction"], (sc.size, 4))
+    assert not np.any(debt[:, [c for c in range(4) if c not in eq]] > 0)
+    for name in ("min_dscr", "cluster_min_dscr"):
+        np.testing.assert_array_equal(narrow[name], every[name], err_msg=name)
+    finite = np.isfinite(every["cluster_min_dscr"])
+    assert not finite[:, [c for c in range(4) if c not in eq]].any()
+    assert finite.any() or not eq, "no cover anywhere: the test would compare only NaNs"
+
+
 def test_default_chunk_bounds_memory():
     rng = np.random.default_rng(0)
     pf = random_portfolio(rng, n_clusters=6, horizon=600)

@@ -108,6 +108,45 @@ def test_paths_match_the_plain_reference_with_the_same_factors():
     assert np.ptp(out["npv"]) > 0  # the paths differ
 
 
+@pytest.mark.parametrize("name", ["numpy", pytest.param("jax", marks=needs_jax)])
+def test_a_drawn_debt_fraction_gives_equity_irr_and_dscr_to_clusters_without_debt(name):
+    """A path event on debt_fraction gives debt to clusters that have none in the
+    portfolio: their equity IRR is solved and their debt service cover computed on every
+    path, as the loop reference has them (the equity IRR was once NaN for them)."""
+    pf = _pf(4, n=3, horizon=30)
+    pf.clusters[0]["debt_fraction"] = 0.5
+    for c in pf.clusters[1:]:
+        c["debt_fraction"] = 0.0
+    mc = _mc(pf, paths=10, events=[{"param": "debt_fraction", "dist": "uniform", "low": 0.3, "high": 0.6,
+                                    "per_cluster": True}], price={"volatility": 0.4})
+    out = _all_paths(pf, mc, make_backend(name))
+    key = seed_key(mc.seed)
+    idx = np.arange(mc.paths, dtype=np.uint64)
+    f = path_factors(np, key, idx, mc.spec, np.float64)
+    d = event_draws(np, key, idx, mc.events, mc.spec.n_series, pf.horizon_months, len(pf.clusters), np.float64)
+    params = apply_events(pf.base_arrays(), mc.events, d)
+    solved = 0
+    for s in range(mc.paths):
+        clusters = [{k: float(np.broadcast_to(v, (mc.paths, len(pf.clusters)))[s, c]) for k, v in params.items()}
+                    for c in range(len(pf.clusters))]
+        assert all(c["debt_fraction"] >= 0.3 for c in clusters)
+        factors = [{"price": list(f["price"][s, c]), "util": list(f["util"][s, c]),
+                    "energy": list(f["energy"][s, c])} for c in range(len(pf.clusters))]
+        want = ref.evaluate(clusters, pf.horizon_months, pf.discount_rate, factors)
+        for o in ("equity_irr", "min_dscr"):
+            for c in range(len(pf.clusters)):
+                w = want["clusters"][c][o]
+                got = out["cluster_" + o][s, c]
+                if math.isnan(w):
+                    assert math.isnan(got), (s, c, o)
+                else:
+                    assert got == pytest.approx(w, rel=1e-8, abs=1e-10), (s, c, o)
+                    solved += c > 0
+            w = want["portfolio"][o]
+            assert out[o][s] == pytest.approx(w, rel=1e-8, abs=1e-10, nan_ok=True), (s, o)
+    assert solved >= mc.paths  # the clusters without debt of their own got answers
+
+
 @needs_jax
 def test_numpy_and_jax_give_the_same_paths():
     pf = _pf(3)

@@ -373,6 +373,35 @@ def test_named_set_is_the_named_run():
                    "named")
 
 
+def test_a_named_set_that_gives_debt_solves_the_equity_irr(tmp_path):
+    """A set that gives debt to clusters with none in the portfolio: the named run solves
+    their equity IRR (once NaN for them), equal to numpy_financial's IRR of the equity
+    flows of the set's parameters, and the statement of the set agrees."""
+    from stresstest.loaders import load_scenario
+    from stresstest.named_run import evaluate_named
+
+    pf = load_portfolio(list_presets()["example"])
+    free = [c for c, cl in enumerate(pf.clusters) if cl["debt_fraction"] == 0]
+    assert free
+    (tmp_path / "levered.yaml").write_text(
+        "shockset:\n  name: levered\n  title: Levered\n  description: every cluster borrows\n"
+        "  sources: {debt_fraction: a test}\n  shocks:\n    - {param: debt_fraction, op: set, value: 0.5}\n")
+    (tmp_path / "named.yaml").write_text("scenario:\n  kind: named\n  name: t\n  sets: [levered.yaml]\n")
+    sc = load_scenario(tmp_path / "named.yaml", pf)
+    out = evaluate_named(pf, sc)
+    from stresstest.named import shocked
+
+    params, rate = shocked(pf, sc.sets)
+    fl = cash_flows({k: v[1:2] for k, v in params.items()}, pf.horizon_months)
+    for c in free:
+        want = npf_annual_irr(np.asarray(fl["cfe"])[0, c])
+        assert np.isfinite(out["cluster_equity_irr"][1, c])
+        close_to(out["cluster_equity_irr"][1, c], want, 1e-10, f"cluster {c}", tol=1e-7)
+        assert np.isnan(out["cluster_equity_irr"][0, c])  # no debt in the base case
+    st = statement_mod.statement(pf, sc, at=["scenario=levered"])
+    assert st.outputs["portfolio"]["equity_irr"] == pytest.approx(out["equity_irr"][1], rel=1e-12)
+
+
 # ------------------------------------------------------------------ command line
 
 
