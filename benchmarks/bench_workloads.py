@@ -124,7 +124,10 @@ def cost_per_scm(run, scm_per_chunk: int) -> tuple[float, float, float, float, f
             temp = float(compiled.memory_analysis().temp_size_in_bytes)
         except Exception:  # not every backend reports it
             temp = float("nan")
-        return (cost["flops"] / scm_per_chunk, cost["bytes accessed"] / scm_per_chunk, io / scm_per_chunk,
+        # XLA's cost analysis counts a loop's body once: a chunk evaluated in pieces
+        # (engine.CPU_PIECES, one lax.map) is counted as one piece
+        per_counted = scm_per_chunk * getattr(run, "piece_size", run.chunk_size) / run.chunk_size
+        return (cost["flops"] / per_counted, cost["bytes accessed"] / per_counted, io / scm_per_chunk,
                 temp, out / scm_per_chunk)
     except Exception:  # cost analysis is best effort across JAX versions
         return None

@@ -104,7 +104,7 @@ def main() -> None:
     from stresstest.backends import make_backend
     from stresstest.config import load_portfolio
     from stresstest.loaders import load_scenario
-    from stresstest.engine import _GPU_BUDGET, default_chunk_size, prepare
+    from stresstest.engine import GPU_BUDGET, default_chunk_size, prepare
     from stresstest.mc_paths import prepare as mc_prepare
     from stresstest.presets import list_presets
 
@@ -112,14 +112,14 @@ def main() -> None:
     pf = load_portfolio(list_presets()["example"])
     sc = load_scenario(list_presets()["default_grid"], pf)
     mc = load_scenario(list_presets()["montecarlo"], pf)
-    grid_chunk = default_chunk_size(pf, sc.size, _GPU_BUDGET)
+    grid_chunk = default_chunk_size(pf, sc.size, GPU_BUDGET)
 
     def w1():
         run = prepare(pf, sc, be, chunk_size=grid_chunk)
         return run._fn, run._args, run.chunk_size
 
     def w4():
-        run = mc_prepare(pf, mc, be, chunk_size=default_chunk_size(pf, mc.paths, _GPU_BUDGET))
+        run = mc_prepare(pf, mc, be, chunk_size=default_chunk_size(pf, mc.paths, GPU_BUDGET))
         return run._fn, run._args, run.chunk_size
 
     print(f"# {be.describe()}, jax {jax.__version__}; example portfolio, GPU chunk sizes")
@@ -131,7 +131,8 @@ def main() -> None:
                           ("CuPy (powers, cumulative sums)", eager_forms(True))):
             with ctx, rare_branches("skip"):
                 fn, args, chunk = make()
-                jaxpr = jax.make_jaxpr(lambda *a: fn(*a))(*args, jnp.asarray(0)).jaxpr
+                plain = getattr(fn, "__wrapped__", fn)  # the traced function: a jit with compiler options
+                jaxpr = jax.make_jaxpr(lambda *a: plain(*a))(*args, jnp.asarray(0)).jaxpr  # cannot nest
                 t = collections.Counter()
                 traffic = count(jaxpr, t)
                 fused = fusions(fn, args) if form.startswith("JAX") else None

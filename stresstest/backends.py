@@ -59,7 +59,7 @@ class Backend:
     device: str  # e.g. "cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"
     xp: Any  # the array namespace
     dtype: Any  # numpy dtype of the computation
-    _jit: Callable[[Callable], Callable] | None = None
+    _jit: Callable[[Callable, bool], Callable] | None = None
     _memory: Callable[[], tuple[int, int] | None] | None = None
 
     def memory(self) -> tuple[int, int] | None:
@@ -90,8 +90,10 @@ class Backend:
             return x.get()
         return np.asarray(x)
 
-    def compile(self, fn: Callable) -> Callable:
-        return self._jit(fn) if self._jit is not None else fn
+    def compile(self, fn: Callable, concurrent: bool = False) -> Callable:
+        """fn compiled (JAX) or as it is. concurrent: calls of it run on several threads
+        at once (engine.chunk_workers), which the compiled program may be shaped for."""
+        return self._jit(fn, concurrent) if self._jit is not None else fn
 
     @property
     def is_gpu(self) -> bool:

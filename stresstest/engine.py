@@ -53,13 +53,22 @@ GPU_FOOTPRINT = {"cupy": 5, "jax": 4}
 # once, and chunks past it ran much slower than half as many points (benchmarks/README.md,
 # "Measurements behind design choices in the code"). A slab of two chunks stays near 28 MiB.
 _CPU_SCRATCH = 12 * 2**20
-# JAX's CPU grid chunks: up to 16 MiB of XLA's scratch, within twice the default budget.
-# Since the IRR's smaller solve, a chunk of 1,001 of the example's points ran faster than
-# one of 462, both well under the ceiling above; numpy's chunks of 1,024 points ran
-# slower than of 512, so numpy keeps the figures above (benchmarks/README.md,
-# "Measurements behind design choices in the code"). The slabs (max_slab) keep the
-# 12 MiB figure, so a factored grid is cut as before.
-_GRID_SCRATCH, _GRID_BUDGET = 16 * 2**20, 2 * _DEFAULT_BUDGET
+# JAX on the CPU: a chunk's program evaluates up to this many pieces of the size above
+# one after another (jax_adapter.in_pieces): each call's fixed costs (its launch, the
+# hand-off between threads, the copy to the host) spread over more points while XLA's
+# scratch stays a piece's. W1 ran 12 % faster in chunks of 8 pieces of 462 points than
+# in chunks of 462, and W4 15 % (benchmarks/README.md, "Measurements behind design
+# choices in the code").
+CPU_PIECES = 8
+
+
+def cpu_pieces(backend: Backend, total: int, piece: int) -> int:
+    """Pieces a chunk holds (CPU_PIECES): several for JAX on the CPU, as many as `total`
+    rows fill; one elsewhere (numpy and CuPy run each operation as it comes, and a GPU's
+    chunks are large already)."""
+    if not backend.is_jax or backend.is_gpu:
+        return 1
+    return max(1, min(CPU_PIECES, total // max(1, piece)))
 
 
 def equity_clusters(portfolio: Portfolio, scenario=None) -> tuple[int, ...]:
@@ -148,6 +157,12 @@ class GridRun:
     factoring: Factoring | None = None  # axes interpolated between end points (factoring.py)
     _fn: Callable = field(repr=False, default=None)
     _args: tuple = field(repr=False, default=())
+    piece: int = 0  # rows the chunk's program evaluates at a time (0: the whole chunk; CPU_PIECES)
+
+    @property
+    def piece_size(self) -> int:
+        """Rows evaluated at a time inside a chunk: the unit of XLA's scratch."""
+        return self.piece or self.chunk_size
 
     @property
     def total(self) -> int:
@@ -291,9 +306,7 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
             chunk = gpu_chunk_size(portfolio, total, backend, scenario)
         elif backend.is_gpu:  # the reverse passes' memory: the fixed budget
             chunk = default_chunk_size(portfolio, total, GPU_BUDGET)
-        elif backend.is_jax:
-            chunk = default_chunk_size(portfolio, total, _GRID_BUDGET, _GRID_SCRATCH, scenario)
-        else:  # numpy: larger chunks ran slower
+        else:
             chunk = default_chunk_size(portfolio, total, _DEFAULT_BUDGET, _CPU_SCRATCH, scenario)
     else:
         chunk = int(min(chunk_size, total))
@@ -318,31 +331,42 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         params, r = shocked_params(base, rate, specs, values, flat)
         return evaluate(params, r, horizon, equity_clusters=equity, debt_clusters=equity)
 
-    run = GridRun(portfolio, scenario, backend, chunk, equity, fact)
+    # the sensitivities' reverse passes keep their chunks: in pieces they ran 7 % slower
+    pieces = cpu_pieces(backend, total, chunk) if chunk_size is None and not sensitivities else 1
+    run = GridRun(portfolio, scenario, backend, chunk * pieces, equity, fact, piece=chunk)
     if sensitivities and not backend.is_jax:
         raise BackendError(
             f"sensitivities need the JAX backend (automatic differentiation); got {backend.name}. "
             "Use --backend jax or auto, with jax installed")
     if fact is not None:
         run._fn, run._args = _factored(portfolio, scenario, backend, chunk, equity, fact, sensitivities,
-                                       (base, rate, values))
+                                       (base, rate, values), pieces)
         return run
     if sensitivities:
         from .jax_adapter import sensitivity_chunk_fn
 
         run._fn = sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
-                                       items=sensitivity_items(portfolio))
+                                       items=sensitivity_items(portfolio), pieces=pieces)
     else:
-        run._fn = backend.compile(chunk_fn)
+        run._fn = backend.compile(_in_pieces(chunk_fn, pieces, chunk), chunk_workers(backend) > 1)
     run._args = (base, rate, values)
     return run
 
 
+def _in_pieces(fn: Callable, pieces: int, piece: int) -> Callable:
+    """fn of `piece` rows as a function of pieces * piece rows (jax_adapter.in_pieces)."""
+    if pieces == 1:
+        return fn
+    from .jax_adapter import in_pieces
+
+    return in_pieces(fn, pieces, piece)
+
+
 def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk: int,
-              equity: tuple[int, ...], fact: Factoring, sensitivities: bool, inputs: tuple):
+              equity: tuple[int, ...], fact: Factoring, sensitivities: bool, inputs: tuple, pieces: int = 1):
     """The chunk function of a factored grid and its arguments (inputs = base, rate,
-    values on the backend; then corner values, weights): a chunk is `chunk // slab`
-    whole slabs, starting at a multiple of the slab."""
+    values on the backend; then corner values, weights): a piece is `chunk // slab`
+    whole slabs, starting at a multiple of the slab, and a chunk `pieces` pieces."""
     dtype = backend.dtype
     horizon = portfolio.horizon_months
     specs = tuple(a.spec for a in scenario.axes)
@@ -357,14 +381,14 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
         from .jax_adapter import sensitivity_chunk_fn
 
         return sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
-                                    factoring=fact, items=sensitivity_items(portfolio)), args
+                                    factoring=fact, items=sensitivity_items(portfolio), pieces=pieces), args
 
     def chunk_fn(base, rate, values, corner_values, weights, start):
         point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
         params, r = apply_axis_values(base, rate, specs, point)
         return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes, debt=equity)
 
-    return backend.compile(chunk_fn), args
+    return backend.compile(_in_pieces(chunk_fn, pieces, chunk), chunk_workers(backend) > 1), args
 
 
 def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarray]:

@@ -101,9 +101,20 @@ def keep_programs_in(folder: str | None) -> None:
     _programs_folder[0] = folder
 
 
-def jit(fn):
-    """Compile a chunk function whose arguments are all arrays (shapes fixed per run)."""
+def jit(fn, concurrent: bool = False):
+    """Compile a chunk function whose arguments are all arrays (shapes fixed per run).
+
+    concurrent: its chunks run on several threads at once (engine.chunk_workers). On the
+    CPU, XLA then leaves out its pass that splits each loop of the program into parts for
+    its own threads: the other chunk keeps those threads busy, and the parts' hand-offs
+    cost CPU time (3 % of W1's and 2 % of W4's paths, the same numbers bit for bit;
+    benchmarks/README.md, "Measurements behind design choices in the code")."""
+    if concurrent and jax.default_backend() == "cpu":
+        return jax.jit(fn, compiler_options=_CONCURRENT_CPU)
     return jax.jit(fn)
+
+
+_CONCURRENT_CPU = {"xla_disable_hlo_passes": "cpu-parallel-task-assigner"}
 
 
 def compile_ahead(fn, *args):
@@ -385,6 +396,19 @@ def tail_weighted_gradient(npv_fn, chunk: int, n_paths: int):
     return jax.jit(jax.jacrev(weighted, argnums=(0, 1), has_aux=True))
 
 
+def in_pieces(fn, pieces: int, piece: int):
+    """fn(*args, start), the outputs of `piece` rows (paths, grid points) from `start`, as
+    the outputs of pieces * piece rows: the pieces evaluated one after another in one
+    program (lax.map), each row's arithmetic that of a chunk of `piece` rows."""
+    def whole(*args):
+        *inputs, start = args
+        firsts = start + piece * jnp.arange(pieces, dtype=jnp.int64)
+        outs = jax.lax.map(lambda first: fn(*inputs, first), firsts)
+        return {k: v.reshape((pieces * piece,) + v.shape[2:]) for k, v in outs.items()}
+
+    return whole
+
+
 SENSITIVITY_OUTPUTS = ("npv", "roi", "irr")
 
 
@@ -426,7 +450,7 @@ def cpu_subchunk(n_clusters: int, n_months: int) -> int:
 
 
 def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clusters: int,
-                         sub: int | None = None, factoring=None, items=None):
+                         sub: int | None = None, factoring=None, items=None, pieces: int = 1):
     """Chunk function: every output of the model plus its sensitivities (reverse mode).
 
     Gradients are with respect to the parameters at each grid point (after shocks and
@@ -460,14 +484,15 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     if sub is None:
         sub = chunk if gpu else cpu_subchunk(n_clusters, horizon + 1)
     layout = _SensitivityLayout(horizon, specs, equity_clusters, chunk, n_clusters, sub, factoring, items)
-    return jax.jit(layout.chunk_outputs, compiler_options=None if gpu else _xla_reductions())
+    fn = layout.chunk_outputs if pieces == 1 else in_pieces(layout.chunk_outputs, pieces, chunk)
+    return jax.jit(fn, compiler_options=None if gpu else _xla_reductions())
 
 
 # XLA's CPU options for the sensitivities: the operations it hands to YNNPACK (the
 # matrix products but not the reductions) and an HLO pass left out (the one that splits
 # each long sum into blocks of 32 summed apart)
 _XLA_REDUCTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
-                   "xla_disable_hlo_passes": "tree_reduction_rewriter"}
+                   "xla_disable_hlo_passes": "tree_reduction_rewriter," + _CONCURRENT_CPU["xla_disable_hlo_passes"]}
 
 
 @functools.cache
@@ -726,7 +751,7 @@ class _SensitivityLayout:
         """Every grid point in full: the outputs, and the gradients by name
         (_flow_results) from one reverse pass with every weight."""
         out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (self.chunk,)), self.horizon,
-                            equity_clusters=self.equity_clusters))
+                            equity_clusters=self.equity_clusters, debt_clusters=self.equity_clusters))
         kinds = _kinds(p_hoisted, NPV, SUM, IRR)
         return out, _flow_results(*self.flow_gradients(p_hoisted, r, _monthly_irr(out["irr"]), kinds), kinds)
 
@@ -751,7 +776,8 @@ class _SensitivityLayout:
         point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
         pc, rc = apply_axis_values(base, rate, self.specs, point)
         rc = jnp.broadcast_to(rc, (point[0].shape[0],))
-        out = dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, lead, fact.shape, axes))
+        out = dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, lead, fact.shape, axes,
+                                    debt=self.equity_clusters))
         kinds = _kinds(pc, NPV, SUM)
         g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), kinds)[0]  # [lead R, K, C, Q]
         return out, interpolate(g, lead, fact.shape, axes), kinds

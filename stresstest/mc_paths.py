@@ -15,7 +15,8 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio
-from .engine import GPU_BUDGET, Chunk, chunk_workers, default_chunk_size, equity_clusters, pipelined
+from .engine import (GPU_BUDGET, Chunk, chunk_workers, cpu_pieces, default_chunk_size, equity_clusters,
+                     pipelined)
 from .kernels.metrics import evaluate
 from .kernels.params import PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -49,10 +50,17 @@ class MonteCarloRun:
     chunk_size: int
     _fn: Callable = field(repr=False, default=None)
     _args: tuple = field(repr=False, default=())
+    piece: int = 0  # paths the chunk's program evaluates at a time (0: the whole chunk)
 
     @property
     def total(self) -> int:
         return self.scenario.paths
+
+    @property
+    def piece_size(self) -> int:
+        """Paths evaluated at a time inside a chunk (prepare): the unit of the working
+        memory, which the sensitivities' reverse pass takes as its chunk."""
+        return self.piece or self.chunk_size
 
     def devices(self) -> list:
         """The devices the paths run on: one (a grid run may split over several)."""
@@ -75,13 +83,22 @@ _MC_CPU_BUDGET = 64 * 2**20
 
 
 def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | None = None) -> MonteCarloRun:
+    """The paths' chunk function and its inputs. chunk_size: paths a chunk (default: a
+    memory budget's; JAX on the CPU then runs several such pieces a chunk,
+    engine.cpu_pieces)."""
     chunk = chunk_size or default_chunk_size(pf, mc.paths, GPU_BUDGET if backend.is_gpu else _MC_CPU_BUDGET)
     chunk = int(min(chunk, mc.paths))
+    pieces = cpu_pieces(backend, mc.paths, chunk) if chunk_size is None else 1
     xp, dtype = backend.xp, backend.dtype
     fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf, mc))
+    if pieces > 1:
+        from .jax_adapter import in_pieces
+
+        fn = in_pieces(fn, pieces, chunk)
     base = {k: backend.asarray(v.astype(dtype)) for k, v in pf.base_arrays().items()}
     rate = backend.asarray(np.asarray(pf.discount_rate, dtype=dtype))
-    return MonteCarloRun(pf, mc, backend, chunk, backend.compile(fn), (base, rate))
+    return MonteCarloRun(pf, mc, backend, chunk * pieces, backend.compile(fn, chunk_workers(backend) > 1),
+                         (base, rate), piece=chunk)
 
 
 # ------------------------------------------------------- pathwise sensitivities
@@ -111,7 +128,7 @@ class GradientPass:
         """Gradients of mean NPV and of CVaR at each level with respect to every parameter.
         advance(n): called after each chunk with its number of paths (a progress count)."""
         run = self.run
-        chunk, N, C = run.chunk_size, run.total, len(run.portfolio.clusters)
+        chunk, N, C = run.piece_size, run.total, len(run.portfolio.clusters)
         rows = 1 + len(self.levels)
         g_base = {k: np.zeros((rows, C)) for k in PARAM_NAMES}
         g_rate, weight = np.zeros(rows), np.zeros(rows)
@@ -148,7 +165,7 @@ def gradient_pass(run: MonteCarloRun, thresholds: dict) -> GradientPass:
     jnp = run.backend.xp  # jax.numpy
     pf, mc = run.portfolio, run.scenario
     levels = tuple(lv for lv in LEVELS if thresholds.get(lv) is not None)
-    fn = path_outputs_fn(pf, mc, jnp, run.backend.dtype, run.chunk_size, ())
-    grad = tail_weighted_gradient(lambda base, rate, start: fn(base, rate, start)["npv"], run.chunk_size, mc.paths)
+    fn = path_outputs_fn(pf, mc, jnp, run.backend.dtype, run.piece_size, ())
+    grad = tail_weighted_gradient(lambda base, rate, start: fn(base, rate, start)["npv"], run.piece_size, mc.paths)
     cuts = tuple(jnp.asarray(thresholds[lv]) for lv in levels)
     return GradientPass(run, levels, grad, run._args, (cuts,))

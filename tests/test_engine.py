@@ -8,6 +8,9 @@ from helpers import assert_same, make_axis, random_portfolio, random_scenario, r
 
 from stresstest.backends import make_backend
 from stresstest.engine import default_chunk_size, prepare
+from stresstest.kernels.params import NAMED_SHOCKS
+
+NAMED = {k: (t, op) for k, (t, op, _) in NAMED_SHOCKS.items()}
 
 
 @pytest.mark.parametrize("seed", range(2))  # a compile each; test_model_vs_reference has more
@@ -30,6 +33,31 @@ def test_chunk_size_does_not_change_results(backend_name):
     results = [run_all_checked(pf, sc, b, cs) for cs in (1, 7, sc.size)]
     for other in results[1:]:
         assert_same(other, results[0], rtol=1e-13)
+
+
+@pytest.mark.parametrize("factor", [True, False])
+def test_jax_cpu_chunks_in_pieces_equal_numpy(factor):
+    """JAX on the CPU runs several pieces of the default chunk in one program (engine.
+    cpu_pieces): the same numbers as numpy's chunks, the last chunk padded and trimmed."""
+    pytest.importorskip("jax")
+    from stresstest.engine import CPU_PIECES
+
+    rng = np.random.default_rng(7)
+    pf = random_portfolio(rng, n_clusters=2, horizon=24)
+    axes = [make_axis(shock, *NAMED[shock], np.linspace(lo, hi, n), shock=shock, names=pf.cluster_names)
+            for shock, (lo, hi), n in (("utilization", (-0.3, 0.1), 23), ("price", (0.5, 1.3), 29),
+                                       ("energy", (0.8, 2.5), 31))]
+    from stresstest.grid_config import Scenario
+
+    sc = Scenario("<t>", "grid", "t", axes)
+    b = make_backend("jax")
+    run = prepare(pf, sc, b, factor=factor)
+    pieces = run.chunk_size // run.piece_size
+    assert run.chunk_size == pieces * run.piece_size and 1 < pieces <= CPU_PIECES
+    assert sc.size % run.chunk_size  # the last chunk is padded
+    got = run_all_checked(pf, sc, b)
+    want = run_all_checked(pf, sc, make_backend("numpy"))
+    assert_same(got, want, rtol=1e-10)
 
 
 @pytest.mark.parametrize("pause_every", [None, 1, 3])
@@ -241,7 +269,7 @@ def test_cpu_chunks_keep_xla_scratch_under_the_mmap_ceiling(horizon, n_clusters,
     temp = run._fn.lower(*run._args, jax.numpy.asarray(0)).compile().memory_analysis().temp_size_in_bytes
     assert temp < 32 * 2**20, (run.chunk_size, temp)
     # and the estimate behind the chunk size is within 25 % of XLA's figure
-    assert abs(run.chunk_size * scratch_per_point(pf, sc) / temp - 1) < 0.25, (run.chunk_size, temp)
+    assert abs(run.piece_size * scratch_per_point(pf, sc) / temp - 1) < 0.25, (run.piece_size, temp)
 
 
 def test_named_shock_moves_both_utilizations_and_clips():

@@ -148,6 +148,22 @@ def test_a_drawn_debt_fraction_gives_equity_irr_and_dscr_to_clusters_without_deb
 
 
 @needs_jax
+def test_jax_cpu_chunks_of_several_pieces_give_numpys_paths():
+    """JAX on the CPU evaluates several pieces of the default chunk in one program
+    (engine.cpu_pieces): every path as numpy draws and evaluates it, the last chunk
+    padded and trimmed."""
+    pf = _pf(5)
+    mc = _mc(pf, paths=2100, events=[{"param": "next_gen_month", "dist": "uniform", "low": 6, "high": 24}])
+    run = prepare(pf, mc, make_backend("jax"))
+    assert run.chunk_size > run.piece_size and run.chunk_size % run.piece_size == 0
+    assert mc.paths % run.chunk_size
+    got = _all_paths(pf, mc, make_backend("jax"))
+    want = _all_paths(pf, mc, make_backend("numpy"))
+    for o in want:
+        np.testing.assert_allclose(got[o], want[o], rtol=1e-10, atol=1e-6, err_msg=o)
+
+
+@needs_jax
 def test_numpy_and_jax_give_the_same_paths():
     pf = _pf(3)
     mc = _mc(pf, paths=700, events=[{"param": "client_loss_month", "dist": "triangular", "low": 5,
