@@ -77,6 +77,22 @@ def test_zero_volatility_is_the_deterministic_model_exactly(name, tmp_path):
             np.testing.assert_allclose(paths[o], want, rtol=1e-12, atol=1e-9, err_msg=o)
 
 
+def _reference_paths(pf, mc):
+    """The loop reference on each path in turn, fed the factors and event draws the
+    kernels draw: (the path's cluster parameters, the reference's outputs)."""
+    key = seed_key(mc.seed)
+    idx = np.arange(mc.paths, dtype=np.uint64)
+    f = path_factors(np, key, idx, mc.spec, np.float64)
+    d = event_draws(np, key, idx, mc.events, mc.spec.n_series, pf.horizon_months, len(pf.clusters), np.float64)
+    params = apply_events(pf.base_arrays(), mc.events, d)
+    for s in range(mc.paths):
+        clusters = [{k: float(np.broadcast_to(v, (mc.paths, len(pf.clusters)))[s, c]) for k, v in params.items()}
+                    for c in range(len(pf.clusters))]
+        factors = [{"price": list(f["price"][s, c]), "util": list(f["util"][s, c]),
+                    "energy": list(f["energy"][s, c])} for c in range(len(pf.clusters))]
+        yield clusters, ref.evaluate(clusters, pf.horizon_months, pf.discount_rate, factors)
+
+
 def test_paths_match_the_plain_reference_with_the_same_factors():
     """Each path through the kernels = the loop reference fed the same factors and draws."""
     pf = _pf(2, n=3, horizon=30)
@@ -87,18 +103,8 @@ def test_paths_match_the_plain_reference_with_the_same_factors():
         price={"volatility": 0.6}, energy={"volatility": 0.5})
     be = make_backend("numpy")
     out = _all_paths(pf, mc, be)
-    key = seed_key(mc.seed)
-    idx = np.arange(mc.paths, dtype=np.uint64)
-    f = path_factors(np, key, idx, mc.spec, np.float64)
-    d = event_draws(np, key, idx, mc.events, mc.spec.n_series, pf.horizon_months, len(pf.clusters), np.float64)
-    params = apply_events(pf.base_arrays(), mc.events, d)
     checked = 0
-    for s in range(mc.paths):
-        clusters = [{k: float(np.broadcast_to(v, (mc.paths, len(pf.clusters)))[s, c]) for k, v in params.items()}
-                    for c in range(len(pf.clusters))]
-        factors = [{"price": list(f["price"][s, c]), "util": list(f["util"][s, c]),
-                    "energy": list(f["energy"][s, c])} for c in range(len(pf.clusters))]
-        want = ref.evaluate(clusters, pf.horizon_months, pf.discount_rate, factors)
+    for s, (_, want) in enumerate(_reference_paths(pf, mc)):
         for o in ("npv", "roi", "revenue", "energy_cost", "ebitda"):
             assert out[o][s] == pytest.approx(want["portfolio"][o], rel=1e-9, abs=1e-6), (s, o)
             for c in range(len(pf.clusters)):
@@ -120,19 +126,9 @@ def test_a_drawn_debt_fraction_gives_equity_irr_and_dscr_to_clusters_without_deb
     mc = _mc(pf, paths=10, events=[{"param": "debt_fraction", "dist": "uniform", "low": 0.3, "high": 0.6,
                                     "per_cluster": True}], price={"volatility": 0.4})
     out = _all_paths(pf, mc, make_backend(name))
-    key = seed_key(mc.seed)
-    idx = np.arange(mc.paths, dtype=np.uint64)
-    f = path_factors(np, key, idx, mc.spec, np.float64)
-    d = event_draws(np, key, idx, mc.events, mc.spec.n_series, pf.horizon_months, len(pf.clusters), np.float64)
-    params = apply_events(pf.base_arrays(), mc.events, d)
     solved = 0
-    for s in range(mc.paths):
-        clusters = [{k: float(np.broadcast_to(v, (mc.paths, len(pf.clusters)))[s, c]) for k, v in params.items()}
-                    for c in range(len(pf.clusters))]
+    for s, (clusters, want) in enumerate(_reference_paths(pf, mc)):
         assert all(c["debt_fraction"] >= 0.3 for c in clusters)
-        factors = [{"price": list(f["price"][s, c]), "util": list(f["util"][s, c]),
-                    "energy": list(f["energy"][s, c])} for c in range(len(pf.clusters))]
-        want = ref.evaluate(clusters, pf.horizon_months, pf.discount_rate, factors)
         for o in ("equity_irr", "min_dscr"):
             for c in range(len(pf.clusters)):
                 w = want["clusters"][c][o]
