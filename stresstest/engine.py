@@ -56,9 +56,9 @@ _CPU_SCRATCH = 12 * 2**20
 # JAX on the CPU: a chunk's program evaluates up to this many pieces of the size above
 # one after another (jax_adapter.in_pieces): each call's fixed costs (its launch, the
 # hand-off between threads, the copy to the host) spread over more points while XLA's
-# scratch stays a piece's. W1 ran 12 % faster in chunks of 8 pieces of 462 points than
-# in chunks of 462, and W4 15 % (benchmarks/README.md, "Measurements behind design
-# choices in the code").
+# scratch stays a piece's. W1's pass took 23 % less time in chunks of 8 pieces of 462
+# points than in chunks of 462, and W4 15 % less in 8 pieces of 256 paths
+# (benchmarks/README.md, "Measurements behind design choices in the code").
 CPU_PIECES = 8
 
 
