@@ -43,10 +43,10 @@ def test_jax_cpu_chunks_in_pieces_equal_numpy(factor):
     from stresstest.engine import CPU_PIECES
 
     rng = np.random.default_rng(7)
-    pf = random_portfolio(rng, n_clusters=2, horizon=24)
+    pf = random_portfolio(rng, n_clusters=4, horizon=120)  # default pieces of 256 points or fewer
     axes = [make_axis(shock, *NAMED[shock], np.linspace(lo, hi, n), shock=shock, names=pf.cluster_names)
-            for shock, (lo, hi), n in (("utilization", (-0.3, 0.1), 23), ("price", (0.5, 1.3), 29),
-                                       ("energy", (0.8, 2.5), 31))]
+            for shock, (lo, hi), n in (("utilization", (-0.3, 0.1), 9), ("price", (0.5, 1.3), 11),
+                                       ("energy", (0.8, 2.5), 13))]
     from stresstest.grid_config import Scenario
 
     sc = Scenario("<t>", "grid", "t", axes)
