@@ -72,12 +72,16 @@ def cpu_pieces(backend: Backend, total: int, piece: int) -> int:
 
 
 def equity_clusters(portfolio: Portfolio, scenario=None) -> tuple[int, ...]:
-    """Clusters that can carry debt at some grid point or Monte Carlo path: debt in the
-    portfolio, or a grid axis (a Scenario's axes) or a path event (a MonteCarlo's events)
-    that moves their debt_fraction. The others' equity IRR is NaN unsolved, and their
-    debt service cover NaN uncomputed (metrics.evaluate's debt_clusters)."""
+    """Clusters that can carry debt at some grid point, Monte Carlo path or named set: debt
+    in the portfolio, or a grid axis (a Scenario's axes), a path event (a MonteCarlo's
+    events) or a set's shock (a NamedScenario's sets) that moves their debt_fraction. The
+    others' equity IRR is NaN unsolved, and their debt service cover NaN uncomputed
+    (metrics.evaluate's debt_clusters)."""
+    names = portfolio.cluster_names
     masks = [a.spec.cluster_mask for a in getattr(scenario, "axes", ()) if "debt_fraction" in a.spec.targets]
     masks += [e.mask for e in getattr(scenario, "events", ()) if e.param == "debt_fraction"]
+    masks += [None if sh.clusters is None else tuple(n in sh.clusters for n in names)
+              for s in getattr(scenario, "sets", ()) for sh in s.shocks if "debt_fraction" in sh.targets]
     return tuple(i for i, c in enumerate(portfolio.clusters)
                  if c["debt_fraction"] > 0 or any(m is None or m[i] for m in masks))
 
@@ -346,15 +350,16 @@ def prepare(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk_si
         from .jax_adapter import sensitivity_chunk_fn
 
         run._fn = sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
-                                       items=sensitivity_items(portfolio), pieces=pieces)
+                                       items=sensitivity_items(portfolio))
     else:
-        run._fn = backend.compile(_in_pieces(chunk_fn, pieces, chunk), chunk_workers(backend) > 1)
+        run._fn = backend.compile(chunk_in_pieces(chunk_fn, pieces, chunk), chunk_workers(backend) > 1)
     run._args = (base, rate, values)
     return run
 
 
-def _in_pieces(fn: Callable, pieces: int, piece: int) -> Callable:
-    """fn of `piece` rows as a function of pieces * piece rows (jax_adapter.in_pieces)."""
+def chunk_in_pieces(fn: Callable, pieces: int, piece: int) -> Callable:
+    """fn of `piece` rows as a function of pieces * piece rows (jax_adapter.in_pieces;
+    fn itself for one piece, on any backend)."""
     if pieces == 1:
         return fn
     from .jax_adapter import in_pieces
@@ -381,14 +386,14 @@ def _factored(portfolio: Portfolio, scenario: Scenario, backend: Backend, chunk:
         from .jax_adapter import sensitivity_chunk_fn
 
         return sensitivity_chunk_fn(horizon, specs, equity, chunk, len(portfolio.clusters),
-                                    factoring=fact, items=sensitivity_items(portfolio), pieces=pieces), args
+                                    factoring=fact, items=sensitivity_items(portfolio)), args
 
     def chunk_fn(base, rate, values, corner_values, weights, start):
         point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
         params, r = apply_axis_values(base, rate, specs, point)
         return evaluate_corners(params, r, horizon, equity, lead, fact.shape, axes, debt=equity)
 
-    return backend.compile(_in_pieces(chunk_fn, pieces, chunk), chunk_workers(backend) > 1), args
+    return backend.compile(chunk_in_pieces(chunk_fn, pieces, chunk), chunk_workers(backend) > 1), args
 
 
 def evaluate_base(portfolio: Portfolio, dtype=np.float64) -> dict[str, np.ndarray]:

@@ -450,7 +450,7 @@ def cpu_subchunk(n_clusters: int, n_months: int) -> int:
 
 
 def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clusters: int,
-                         sub: int | None = None, factoring=None, items=None, pieces: int = 1):
+                         sub: int | None = None, factoring=None, items=None):
     """Chunk function: every output of the model plus its sensitivities (reverse mode).
 
     Gradients are with respect to the parameters at each grid point (after shocks and
@@ -484,8 +484,7 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     if sub is None:
         sub = chunk if gpu else cpu_subchunk(n_clusters, horizon + 1)
     layout = _SensitivityLayout(horizon, specs, equity_clusters, chunk, n_clusters, sub, factoring, items)
-    fn = layout.chunk_outputs if pieces == 1 else in_pieces(layout.chunk_outputs, pieces, chunk)
-    return jax.jit(fn, compiler_options=None if gpu else _xla_reductions())
+    return jax.jit(layout.chunk_outputs, compiler_options=None if gpu else _xla_reductions())
 
 
 # XLA's CPU options for the sensitivities: the operations it hands to YNNPACK (the

@@ -15,8 +15,8 @@ import numpy as np
 
 from .backends import Backend, BackendError
 from .config import Portfolio
-from .engine import (GPU_BUDGET, Chunk, chunk_workers, cpu_pieces, default_chunk_size, equity_clusters,
-                     pipelined)
+from .engine import (GPU_BUDGET, Chunk, chunk_in_pieces, chunk_workers, cpu_pieces, default_chunk_size,
+                     equity_clusters, pipelined)
 from .kernels.metrics import evaluate
 from .kernels.params import PARAM_NAMES
 from .kernels.paths import apply_events, event_draws, path_factors, seed_key
@@ -90,11 +90,7 @@ def prepare(pf: Portfolio, mc: MonteCarlo, backend: Backend, chunk_size: int | N
     chunk = int(min(chunk, mc.paths))
     pieces = cpu_pieces(backend, mc.paths, chunk) if chunk_size is None else 1
     xp, dtype = backend.xp, backend.dtype
-    fn = path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf, mc))
-    if pieces > 1:
-        from .jax_adapter import in_pieces
-
-        fn = in_pieces(fn, pieces, chunk)
+    fn = chunk_in_pieces(path_outputs_fn(pf, mc, xp, dtype, chunk, equity_clusters(pf, mc)), pieces, chunk)
     base = {k: backend.asarray(v.astype(dtype)) for k, v in pf.base_arrays().items()}
     rate = backend.asarray(np.asarray(pf.discount_rate, dtype=dtype))
     return MonteCarloRun(pf, mc, backend, chunk * pieces, backend.compile(fn, chunk_workers(backend) > 1),

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Portfolio, config_json
+from .engine import equity_clusters
 from .grid_file import GridWriter, industry_coordinate, output_groups
 from .h5io import provenance
 from .kernels.metrics import evaluate
@@ -19,11 +20,10 @@ from .results import Result
 
 
 def evaluate_named(pf: Portfolio, sc: NamedScenario) -> dict[str, np.ndarray]:
-    """Every output for the base case (row 0) and each set (numpy: a handful of rows):
-    every cluster's equity IRR solved, since a set may give debt to a cluster that has none."""
+    """Every output for the base case (row 0) and each set (numpy: a handful of rows)."""
     params, rate = shocked(pf, sc.sets)
     with np.errstate(all="ignore"):
-        return evaluate(params, rate, pf.horizon_months)
+        return evaluate(params, rate, pf.horizon_months, equity_clusters=equity_clusters(pf, sc))
 
 
 def rows(pf: Portfolio, sc: NamedScenario, out: dict) -> list[dict]:

@@ -279,7 +279,7 @@ def _named_case(pf, sc, held: dict, problems: list) -> Case:
     chosen = sc.sets[sets.index(held["scenario"])]
     params, r = shocked(pf, [chosen])
     return Case("named", f"scenario {sc.name}, set {chosen.name} ({chosen.title})",
-                {k: v[1:2] for k, v in params.items()}, r[1:2], equity=tuple(range(len(pf.clusters))),
+                {k: v[1:2] for k, v in params.items()}, r[1:2], equity=equity_clusters(pf, sc),
                 info={"case": "named", "scenario": sc.name, "set": chosen.name})
 
 
