@@ -166,16 +166,15 @@ def capex_paid(p: dict, horizon: int):
 
 
 def capex_gradient(p: dict, horizon: int) -> dict:
-    """d Capex_c / d theta_c for every parameter (capex_paid: N K_o + K_f); p name ->
-    [S, C] (item arrays [S, C, K], the platform's [S, 1], whose derivative is 0; so is
-    the order month's, a whole month without a gradient)."""
+    """d Capex_c / d theta_c (capex_paid: N K_o + K_f) for the parameters it depends on,
+    name -> [S, C]: gpus, capex_per_gpu, capex_fixed and capex_decline where p has one;
+    every other derivative is 0 (the order month's too: a whole month without a
+    gradient)."""
     xp = array_namespace(p["gpus"])
     zero = xp.zeros_like(p["gpus"])
     factor, slope = _price_factor(xp, p, horizon)
-    g = {k: xp.zeros_like(v) for k, v in p.items()}
-    g["gpus"] = p["capex_per_gpu"] * factor + zero
-    g["capex_per_gpu"] = p["gpus"] * factor + zero
-    g["capex_fixed"] = zero + 1.0
+    g = {"gpus": p["capex_per_gpu"] * factor + zero, "capex_per_gpu": p["gpus"] * factor + zero,
+         "capex_fixed": zero + 1.0}
     if "capex_decline" in p:
         g["capex_decline"] = p["gpus"] * p["capex_per_gpu"] * slope + zero
     return g

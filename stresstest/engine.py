@@ -142,6 +142,13 @@ def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario:
     return _power_of_two(min(_GPU_MAX_POINTS, budget // per_point), total)
 
 
+# Outputs a chunk function may leave out where they are another output: a chunk's
+# program returns each array once (an output returned twice is a copy in XLA) and the
+# host names it twice. Without a platform a cluster's own NPV is its share of the
+# portfolio's, so are their gradients (jax_adapter.sensitivity_chunk_fn).
+SAME_AS = {"grad_cluster_npv": "grad_npv"}
+
+
 @dataclass
 class Chunk:
     start: int
@@ -252,7 +259,11 @@ def pipelined(fn, args, backend: Backend, first: int, last: int, size: int,
 
 def _to_host(backend: Backend, start: int, stop: int, offset: int, out: dict) -> Chunk:
     rows = slice(offset, offset + stop - start)
-    return Chunk(start, stop, {name: backend.to_numpy(v)[rows] for name, v in out.items()})
+    host = {name: backend.to_numpy(v)[rows] for name, v in out.items()}
+    for name, same in SAME_AS.items():
+        if name not in host and same in host:
+            host[name] = host[same]
+    return Chunk(start, stop, host)
 
 
 def _in_workers(fn, args, backend: Backend, spans: Iterator, pause, workers: int, ahead: int) -> Iterator[Chunk]:

@@ -458,8 +458,9 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     grad_cluster_npv [S, C, P] for each cluster's own NPV (equal to grad_npv where the
     portfolio has no platform: a cluster's parameters move only its own flows; with a
     platform, the portfolio's outputs carry its flows, which the take rate ties to every
-    cluster's revenue, and a cluster's own NPV leaves them out), their discount-rate
-    derivatives,
+    cluster's revenue, and a cluster's own NPV leaves them out; without a platform the
+    program returns it once, as grad_npv, and the host names it twice: engine.SAME_AS),
+    their discount-rate derivatives,
     npv_per_pct (NPV change for a +1 % relative move of each parameter; NaN, not
     applicable, where the parameter is never: +inf) and
     slope_<output> [S, A] along each axis (through the shocks, clipping included).
@@ -477,7 +478,8 @@ def sensitivity_chunk_fn(horizon: int, specs, equity_clusters, chunk: int, n_clu
     weights (discount factors, ones) do not depend on the point, and the gradient of a
     multi-affine flow is multi-affine too, so the corners' gradients interpolate
     exactly. Only the IRR's weight, (1+i*)^-t at each point's own root, is pulled back
-    through each grid point's flows. The function then takes (base, rate, values,
+    through each grid point's flows, in rows along the interpolated axes
+    (_SensitivityLayout.pull_back_in_rows). The function then takes (base, rate, values,
     corner_points, weights, start), start a multiple of the slab.
     """
     gpu = bool(gpu_devices())
@@ -534,6 +536,46 @@ def _stack_params(g: dict):
     if scalars:
         parts.append(jnp.stack(scalars, axis=-1))
     return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def _columns(p: dict) -> dict[str, tuple[int, int]]:
+    """Where _stack_params puts each differentiable parameter of p: name -> (first
+    column, width)."""
+    at, out = 0, {}
+    for k in _differentiable(p):
+        width = p[k].shape[-1] if k in ITEM_PARAMS else 1
+        out[k] = (at, width)
+        at += width
+    return out
+
+
+def _stack_few(g: dict, p: dict, like):
+    """_stack_params of gradients that are zero but for the few parameters g names
+    (each [S, C], broadcast to like's [S, C, Q]): built column by column as one
+    elementwise expression, which XLA fuses into its consumer instead of writing the
+    zeros."""
+    col = jnp.arange(like.shape[-1])
+    out = jnp.zeros_like(like)
+    for k, (at, _) in _columns(p).items():
+        if k in g:
+            out = jnp.where(col == at, jnp.broadcast_to(g[k], like.shape[:-1])[..., None], out)
+    return out
+
+
+def _param_columns(hoisted: dict, like):
+    """The cluster parameters as columns [S, C, P] like `like`, from their values before
+    broadcasting (hoisted: [1, C] where no axis moves them, [S, C] where one does): the
+    unshocked ones stacked once per chunk, the few shocked ones put in their columns by
+    one elementwise expression, which XLA fuses into its consumer (a stack of every
+    parameter broadcast to [S, C] was written out, then read again)."""
+    col = jnp.arange(len(PARAM_NAMES))
+    fixed = jnp.stack([hoisted[k][0] if hoisted[k].shape[0] == 1 else jnp.zeros_like(hoisted[k][0])
+                       for k in PARAM_NAMES], axis=-1)
+    out = jnp.broadcast_to(fixed, like.shape)
+    for i, k in enumerate(PARAM_NAMES):
+        if hoisted[k].shape[0] != 1:
+            out = jnp.where(col == i, jnp.broadcast_to(hoisted[k], like.shape[:-1])[..., None], out)
+    return out
 
 
 def _unstack_params(a, p: dict) -> dict:
@@ -604,7 +646,7 @@ def _roi_gradient(out: dict, p: dict, g_sum, horizon: int):
     """The ROI's gradient [S, C, Q] from that of the flows' sum; p: the shocked
     parameters, each [S, C] ([S, C, K] for items, [S, 1] the platform's)."""
     total_capex = jnp.sum(capex_paid(p, horizon), axis=1)
-    return roi_gradient(g_sum, _stack_params(capex_gradient(p, horizon)), out["roi"], total_capex)
+    return roi_gradient(g_sum, _stack_few(capex_gradient(p, horizon), p, g_sum), out["roi"], total_capex)
 
 
 @dataclass(frozen=True, eq=False)
@@ -622,6 +664,7 @@ class _Report:
     """
 
     p: dict
+    hoisted: dict  # p before broadcasting (apply_axis_values): [1, C] where no axis moves it
     columns: object = None
 
     def __call__(self, g):
@@ -643,7 +686,7 @@ class _Report:
         """npv_per_pct [S, C, P']: the NPV's change for a +1 % relative move of each
         parameter (of every item of the cluster at once for a "*" column), first order;
         g_npv in the flows' layout, report_npv in the files'."""
-        pv = jnp.stack([self.p[k] for k in PARAM_NAMES], axis=-1)
+        pv = _param_columns(self.hoisted, report_npv[..., :len(PARAM_NAMES)])
         # a percent move of "never" (client_loss_month = +inf) is not a number: NaN there,
         # by definition and expected (outputs.EXPECTED_WHERE_NEVER), where inf x 0 gave it by chance
         per_pct = jnp.where(jnp.isinf(pv), jnp.nan, report_npv[..., :len(PARAM_NAMES)] * pv * 0.01)
@@ -662,7 +705,8 @@ def _gradient_outputs(out: dict, report: _Report, g: dict) -> None:
     npv_per_pct; g: the gradients in the flows' layout [S, C, Q] (npv, own_npv, roi,
     npv_m), slope_m [S], d_rate [S, C] and d_rate_platform [S]."""
     out["grad_npv"] = report(g["npv"])
-    out["grad_cluster_npv"] = out["grad_npv"] if g["own_npv"] is None else report(g["own_npv"])
+    if g["own_npv"] is not None:  # else grad_npv's, named twice on the host (engine.SAME_AS)
+        out["grad_cluster_npv"] = report(g["own_npv"])
     out["grad_roi"] = report(g["roi"])
     out["grad_irr"] = irr_gradient(report(g["npv_m"]), g["slope_m"], out["irr"])
     out["grad_cluster_npv_discount_rate"] = g["d_rate"]
@@ -670,12 +714,16 @@ def _gradient_outputs(out: dict, report: _Report, g: dict) -> None:
     out["npv_per_pct"] = report.per_pct(g["npv"], out["grad_npv"])
 
 
-def _flow_results(g, slope_m, d_rate, d_rate_platform, kinds: tuple[int, ...], npv_m=None) -> dict:
-    """flow_gradients' results by name: the gradients of the weights `kinds` (g [S, K, C,
+def _by_kind(g, kinds: tuple[int, ...]) -> dict:
+    """flow_gradients' gradients g [S, K, C, Q] -> kind -> [S, C, Q]."""
+    return {k: g[:, i] for i, k in enumerate(kinds)}
+
+
+def _flow_results(g: dict, slope_m, d_rate, d_rate_platform, npv_m=None) -> dict:
+    """flow_gradients' results by name: the gradients of each weight (g: kind -> [S, C,
     Q]; own_npv None where OWN_NPV was not needed: npv's serves), npv_m where the IRR's
     weight came from another pass, slope_m, d_rate, d_rate_platform."""
-    out = {name: g[:, kinds.index(k)] if k in kinds else None
-           for name, k in (("npv", NPV), ("sum", SUM), ("npv_m", IRR), ("own_npv", OWN_NPV))}
+    out = {name: g.get(k) for name, k in (("npv", NPV), ("sum", SUM), ("npv_m", IRR), ("own_npv", OWN_NPV))}
     if npv_m is not None:
         out["npv_m"] = npv_m
     return {**out, "slope_m": slope_m, "d_rate": d_rate, "d_rate_platform": d_rate_platform}
@@ -713,18 +761,53 @@ class _SensitivityLayout:
         """The chunk function: (base, rate, values[, corner_values, weights], start) ->
         the outputs and their sensitivities."""
         *extra, start = rest
+        out = self.forward(base, rate, values, *extra, start)
+        return {**out, **self.gradient_outputs(base, rate, values, *extra, start, out["irr"], out["roi"])}
+
+    def forward(self, base, rate, values, *rest) -> dict:
+        """The model's outputs: (base, rate, values[, corner_values, weights], start) ->
+        metrics.evaluate's (factored: from the slabs' corners)."""
+        *extra, start = rest
+        if self.factoring is None:
+            point = axis_point_values(values, start + jnp.arange(self.chunk, dtype=jnp.int64))
+            p, r = apply_axis_values(base, rate, self.specs, point)
+            return dict(evaluate(p, jnp.broadcast_to(r, (self.chunk,)), self.horizon,
+                                 equity_clusters=self.equity_clusters, debt_clusters=self.equity_clusters))
+        pc, rc, axes = self.corners(base, rate, values, *extra, start)
+        fact = self.factoring
+        return dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, self.chunk // fact.slab,
+                                     fact.shape, axes, debt=self.equity_clusters))
+
+    def corners(self, base, rate, values, corner_values, weights, start):
+        """Factored grids: the parameters [lead R, C] and discount rates of the chunk's
+        slabs' corner rows, and interpolate's axes."""
+        fact = self.factoring
+        point, axes = slab_corners(values, corner_values, weights, start, self.chunk // fact.slab, fact)
+        pc, rc = apply_axis_values(base, rate, self.specs, point)
+        return pc, jnp.broadcast_to(rc, (point[0].shape[0],)), axes
+
+    def gradient_outputs(self, base, rate, values, *rest) -> dict:
+        """The sensitivities alone: (base, rate, values[, corner_values, weights], start,
+        irr, roi) -> the gradient outputs, given the forward outputs they depend on (the
+        portfolio's IRR and ROI at each point)."""
+        *extra, start, irr, roi = rest
         point = axis_point_values(values, start + jnp.arange(self.chunk, dtype=jnp.int64))
         (p, r), shock_pull = jax.vjp(lambda point: self.scenario_params(base, rate, point), point)
-        # the forward outputs from the unbroadcast parameters: month factors of
-        # unshocked parameters stay [1, C, T] (computed once per chunk)
-        p_hoisted, r_hoisted = apply_axis_values(base, rate, self.specs, point)
+        # the unbroadcast parameters: month factors of unshocked parameters stay [1, C, T]
+        # (computed once per chunk)
+        p_hoisted, _ = apply_axis_values(base, rate, self.specs, point)
+        irr_m = _monthly_irr(irr)
         if self.factoring is None:
-            out, g = self.full_gradients(p_hoisted, r_hoisted, r)
+            kinds = _kinds(p_hoisted, NPV, SUM, IRR)
+            g, *others = self.flow_gradients(p_hoisted, r, irr_m, kinds)
+            g = _flow_results(_by_kind(g, kinds), *others)
         else:
-            out, g = self.factored_gradients((base, rate, values, *extra, start), p_hoisted, r)
+            g = self.factored_gradients((base, rate, values, *extra, start), point, irr_m)
+        out = {"irr": irr, "roi": roi}
         g["roi"] = _roi_gradient(out, p, g["sum"], self.horizon)
-        _gradient_outputs(out, _Report(p, self.items), g)
+        _gradient_outputs(out, _Report(p, p_hoisted, self.items), g)
         _axis_slopes(out, shock_pull, p, g["npv"], g["roi"], g["npv_m"], g["slope_m"], r, self.chunk)
+        del out["irr"], out["roi"]
         return out
 
     def scenario_params(self, base, rate, point):
@@ -746,37 +829,59 @@ class _SensitivityLayout:
         # compiled function): its residuals then stay in the CPU's caches
         return _by_subchunks(per_scenario, self.sub, n, (pb, r, irr_m))
 
-    def full_gradients(self, p_hoisted, r_hoisted, r):
-        """Every grid point in full: the outputs, and the gradients by name
-        (_flow_results) from one reverse pass with every weight."""
-        out = dict(evaluate(p_hoisted, jnp.broadcast_to(r_hoisted, (self.chunk,)), self.horizon,
-                            equity_clusters=self.equity_clusters, debt_clusters=self.equity_clusters))
-        kinds = _kinds(p_hoisted, NPV, SUM, IRR)
-        return out, _flow_results(*self.flow_gradients(p_hoisted, r, _monthly_irr(out["irr"]), kinds), kinds)
-
-    def factored_gradients(self, inputs: tuple, p_hoisted, r):
-        """A factored grid (inputs: base, rate, values, corner_values, weights, start):
-        the outputs and the NPV, ROI (and own NPV) gradients from the corners, the IRR's
-        pulled back per point; the same gradients as full_gradients."""
-        out, g_corners, kinds = self.corner_gradients(*inputs)
-        irr_m = _monthly_irr(out["irr"])
+    def factored_gradients(self, inputs: tuple, point, irr_m) -> dict:
+        """A factored grid (inputs: base, rate, values, corner_values, weights, start;
+        point: the chunk's axis values; irr_m: the monthly IRR at each point): the NPV,
+        ROI (and own NPV) gradients from the corners, the IRR's pulled back per point;
+        flow_gradients' results by name (_flow_results), as every point in full gives."""
+        g_corners = self.corner_gradients(*inputs)
+        shape = (self.chunk // self.factoring.slab,) + self.factoring.shape
         # a stage of its own (kernels/staging.py): faster than fused with the corners'
         # (benchmarks/README.md, "Measurements behind design choices in the code")
-        g, slope_m, d_rate, d_rate_p = stage(jnp, lambda ph, r, irr_m: self.flow_gradients(ph, r, irr_m, (IRR,)),
-                                             p_hoisted, r, irr_m)
-        return out, _flow_results(g_corners, slope_m, d_rate, d_rate_p, kinds, npv_m=g[:, 0])
+        g, slope_m, d_rate, d_rate_p = stage(
+            jnp, lambda irr_m, point: self.pull_back_in_rows(inputs[0], inputs[1], point, shape, irr_m, (IRR,)),
+            irr_m, point)
+        return _flow_results(g_corners, slope_m, d_rate, d_rate_p, npv_m=g[:, 0])
 
-    def corner_gradients(self, base, rate, values, corner_values, weights, start):
-        """Factored grids: the outputs, and the gradients of the weights that do not
-        depend on the point (NPV, SUM, OWN_NPV) from the corners, interpolated, with
-        their kinds."""
+    def pull_back_in_rows(self, base, rate, point, shape: tuple[int, ...], irr_m, kinds: tuple[int, ...]):
+        """flow_gradients' results at the points of `lead` slabs (point: each axis's
+        values, the points in C order over shape = (lead, *the slab's sizes)), pulled
+        back row by row: a row runs along the interpolated axes, whose parameters no other
+        axis moves, so every other parameter is the same along it, and vmap computes what
+        depends on them alone (most of the flows) once per row, not once per point."""
         fact = self.factoring
-        lead = self.chunk // fact.slab
-        point, axes = slab_corners(values, corner_values, weights, start, lead, fact)
-        pc, rc = apply_axis_values(base, rate, self.specs, point)
-        rc = jnp.broadcast_to(rc, (point[0].shape[0],))
-        out = dict(evaluate_corners(pc, rc, self.horizon, self.equity_clusters, lead, fact.shape, axes,
-                                    debt=self.equity_clusters))
+        inner = tuple(1 + d for d in fact.affine)
+        perm = tuple(d for d in range(len(shape)) if d not in inner) + inner
+        n = math.prod(shape)
+        n_in = math.prod(shape[d] for d in inner)
+        moved = {fact.k + d for d in fact.affine}
+
+        def rows(x):
+            x = jnp.transpose(x.reshape(shape + x.shape[1:]), perm + tuple(range(len(shape), x.ndim + len(shape) - 1)))
+            return x.reshape((n // n_in, n_in) + x.shape[len(shape):])
+
+        def back(y):  # [rows, n_in, ...] -> [n, ...] in the points' order
+            y = y.reshape(tuple(shape[d] for d in perm) + y.shape[2:])
+            y = jnp.transpose(y, tuple(int(i) for i in np.argsort(perm)) + tuple(range(len(shape), y.ndim)))
+            return y.reshape((n,) + y.shape[len(shape):])
+
+        def at_point(vals, irr_m):
+            p, r = apply_axis_values(base, rate, self.specs, tuple(v[None] for v in vals))
+            return _scenario_gradients({}, p, r[0], irr_m, kinds, self.horizon)
+
+        vals = tuple(rows(v) if a in moved else rows(v)[:, 0] for a, v in enumerate(point))
+        in_row = jax.vmap(at_point, in_axes=(tuple(0 if a in moved else None for a in range(len(point))), 0))
+        # rows in sub-chunks of about `sub` points (a loop inside the compiled function):
+        # the reverse pass's residuals then stay in the CPU's caches
+        outs = _by_subchunks(jax.vmap(in_row), max(1, self.sub // n_in), n // n_in, (vals, rows(irr_m)))
+        return jax.tree_util.tree_map(back, outs)
+
+    def corner_gradients(self, base, rate, values, corner_values, weights, start) -> dict:
+        """Factored grids: the gradients of the weights that do not depend on the point
+        (NPV, SUM, OWN_NPV), from the corners, interpolated; kind -> [S, C, Q] (each
+        interpolated apart: a slice of one interpolated array was a copy)."""
+        pc, rc, axes = self.corners(base, rate, values, corner_values, weights, start)
         kinds = _kinds(pc, NPV, SUM)
         g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), kinds)[0]  # [lead R, K, C, Q]
-        return out, interpolate(g, lead, fact.shape, axes), kinds
+        lead = self.chunk // self.factoring.slab
+        return {k: interpolate(v, lead, self.factoring.shape, axes) for k, v in _by_kind(g, kinds).items()}
