@@ -119,21 +119,29 @@ def by_scalar(xp, arrays: dict, columns: ItemColumns):
     return xp.where(present, v, math.nan)
 
 
-def flow_weights(discount_rate, irr_monthly, n_months: int):
-    """Weights w_t [3, S, 1, T+1] of the three flow sums the gradients need.
+def flow_weights(discount_rate, irr_monthly, n_months: int, rows: tuple[int, ...] = (0, 1, 2)):
+    """Weights w_t [K, S, 1, T+1] of the flow sums the gradients need, those of `rows`
+    (0, 1, 2: all three, in this order).
 
-    Portfolio and cluster NPV, ROI and the IRR's NPV_m are each sum_t w_t CF_t for a
-    weight that does not depend on the parameters: the discount factors (1+r)^(-t/12),
-    ones (the undiscounted sum behind ROI) and (1+i*)^-t at the IRR's root. One
-    batched reverse pass through the flows with these three cotangents gives every
+    Portfolio and cluster NPV (0), ROI (1) and the IRR's NPV_m (2) are each sum_t w_t CF_t
+    for a weight that does not depend on the parameters: the discount factors
+    (1+r)^(-t/12), ones (the undiscounted sum behind ROI) and (1+i*)^-t at the IRR's
+    root. One batched reverse pass through the flows with these cotangents gives every
     parameter gradient. NaN IRRs take the weights of i = 0 (their gradient is NaN).
     """
     xp = array_namespace(discount_rate)
     t = xp.arange(n_months, dtype=discount_rate.dtype)[None, :]
-    i = xp.where(xp.isfinite(irr_monthly), irr_monthly, 0.0)
-    w_npv = xp.exp(-(t / 12.0) * xp.log1p(discount_rate)[:, None])
-    w_irr = xp.exp(-t * xp.log1p(i)[:, None])
-    return xp.stack([w_npv, xp.ones_like(w_npv), w_irr])[:, :, None, :]
+    shape = (discount_rate.shape[0], n_months)
+
+    def weight(row):
+        if row == 0:
+            return xp.exp(-(t / 12.0) * xp.log1p(discount_rate)[:, None])
+        if row == 1:
+            return xp.ones(shape, dtype=discount_rate.dtype)
+        i = xp.where(xp.isfinite(irr_monthly), irr_monthly, 0.0)
+        return xp.exp(-t * xp.log1p(i)[:, None])
+
+    return xp.stack([weight(row) for row in rows])[:, :, None, :]
 
 
 def npv_rate_derivative(cf, discount_rate):

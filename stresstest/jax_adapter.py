@@ -628,13 +628,12 @@ def _pull_back(pb, pf, w, kinds: tuple[int, ...], horizon: int):
 
 def _scenario_gradients(pb, pf, r, irr_m, kinds: tuple[int, ...], horizon: int):
     """The weights `kinds` (NPV, SUM, IRR, OWN_NPV) for one scenario; returns the
-    gradients [K, C, Q], dNPV_m/di at the IRR's root (the portfolio's flows, the
-    platform's included), dNPV/dr of each cluster's flows [C] and of the platform's."""
-    rows = [NPV if k == OWN_NPV else k for k in kinds]
-    w = flow_weights(r[None], irr_m[None], horizon + 1)[rows, 0]  # [K, 1, T+1]
-    g, cf, pcf = _pull_back(pb, pf, w, kinds, horizon)
-    return (g, npv_m_slope((jnp.sum(cf, axis=0) + pcf)[None], irr_m[None])[0],
-            npv_rate_derivative(cf[None], r[None])[0], npv_rate_derivative(pcf[None, None], r[None])[0, 0])
+    gradients [K, C, Q], the portfolio's flows [T+1] (the platform's included), dNPV/dr
+    of each cluster's flows [C] and of the platform's."""
+    w = flow_weights(r[None], irr_m[None], horizon + 1, tuple(NPV if k == OWN_NPV else k for k in kinds))
+    g, cf, pcf = _pull_back(pb, pf, w[:, 0], kinds, horizon)
+    return (g, jnp.sum(cf, axis=0) + pcf, npv_rate_derivative(cf[None], r[None])[0],
+            npv_rate_derivative(pcf[None, None], r[None])[0, 0])
 
 
 def _kinds(p: dict, *kinds: int) -> tuple[int, ...]:
@@ -743,6 +742,32 @@ def _axis_slopes(out: dict, shock_pull, p: dict, g_npv, g_roi, g_npv_m, slope_m,
         out["slope_" + name] = sl if scale is None else sl * scale[:, None]
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Points in C order over `shape`, regrouped in rows along the axes `inner` (the
+    positions in shape): rows(x) [n, ...] -> [R, I, ...] (I the points of a row, R the
+    rows), back(y) its inverse."""
+
+    shape: tuple[int, ...]
+    inner: tuple[int, ...]
+
+    @property
+    def perm(self) -> tuple[int, ...]:
+        return tuple(d for d in range(len(self.shape)) if d not in self.inner) + self.inner
+
+    def rows(self, x):
+        k = len(self.shape)
+        n_in = math.prod(self.shape[d] for d in self.inner)
+        x = jnp.transpose(x.reshape(self.shape + x.shape[1:]), self.perm + tuple(range(k, k + x.ndim - 1)))
+        return x.reshape((math.prod(self.shape) // n_in, n_in) + x.shape[k:])
+
+    def back(self, y):
+        k = len(self.shape)
+        y = y.reshape(tuple(self.shape[d] for d in self.perm) + y.shape[2:])
+        y = jnp.transpose(y, tuple(int(i) for i in np.argsort(self.perm)) + tuple(range(k, y.ndim)))
+        return y.reshape((math.prod(self.shape),) + y.shape[k:])
+
+
 @dataclass(frozen=True, eq=False)
 class _SensitivityLayout:
     """What a sensitivity chunk function is compiled for (see sensitivity_chunk_fn):
@@ -799,8 +824,8 @@ class _SensitivityLayout:
         irr_m = _monthly_irr(irr)
         if self.factoring is None:
             kinds = _kinds(p_hoisted, NPV, SUM, IRR)
-            g, *others = self.flow_gradients(p_hoisted, r, irr_m, kinds)
-            g = _flow_results(_by_kind(g, kinds), *others)
+            g, pcf, d_rate, d_rate_p = self.flow_gradients(p_hoisted, r, irr_m, kinds)
+            g = _flow_results(_by_kind(g, kinds), npv_m_slope(pcf, irr_m), d_rate, d_rate_p)
         else:
             g = self.factored_gradients((base, rate, values, *extra, start), point, irr_m)
         out = {"irr": irr, "roi": roi}
@@ -819,8 +844,8 @@ class _SensitivityLayout:
         return p, jnp.broadcast_to(r, (self.chunk,))
 
     def flow_gradients(self, p_hoisted, r, irr_m, kinds: tuple[int, ...]):
-        """Gradients [S, K, C, Q] of the weighted flow sums, dNPV_m/di [S], dNPV/dr of the
-        clusters' flows [S, C] and of the platform's [S]."""
+        """Gradients [S, K, C, Q] of the weighted flow sums, the portfolio's flows [S,
+        T+1], dNPV/dr of the clusters' flows [S, C] and of the platform's [S]."""
         pb = {k: v for k, v in p_hoisted.items() if v.shape[0] != 1}
         pf = {k: v for k, v in p_hoisted.items() if v.shape[0] == 1}
         n = r.shape[0]
@@ -833,55 +858,50 @@ class _SensitivityLayout:
         """A factored grid (inputs: base, rate, values, corner_values, weights, start;
         point: the chunk's axis values; irr_m: the monthly IRR at each point): the NPV,
         ROI (and own NPV) gradients from the corners, the IRR's pulled back per point;
-        flow_gradients' results by name (_flow_results), as every point in full gives."""
-        g_corners = self.corner_gradients(*inputs)
-        shape = (self.chunk // self.factoring.slab,) + self.factoring.shape
-        # a stage of its own (kernels/staging.py): faster than fused with the corners'
-        # (benchmarks/README.md, "Measurements behind design choices in the code")
-        g, slope_m, d_rate, d_rate_p = stage(
-            jnp, lambda irr_m, point: self.pull_back_in_rows(inputs[0], inputs[1], point, shape, irr_m, (IRR,)),
-            irr_m, point)
-        return _flow_results(g_corners, slope_m, d_rate, d_rate_p, npv_m=g[:, 0])
-
-    def pull_back_in_rows(self, base, rate, point, shape: tuple[int, ...], irr_m, kinds: tuple[int, ...]):
-        """flow_gradients' results at the points of `lead` slabs (point: each axis's
-        values, the points in C order over shape = (lead, *the slab's sizes)), pulled
-        back row by row: a row runs along the interpolated axes, whose parameters no other
-        axis moves, so every other parameter is the same along it, and vmap computes what
-        depends on them alone (most of the flows) once per row, not once per point."""
+        flow_gradients' results by name (_flow_results), as every point in full gives.
+        The corners' flows and discount-rate derivatives interpolate exactly too (affine
+        in the flows): dNPV_m/di and dNPV/dr at each point come from them."""
+        g_corners, pcf, d_rate, d_rate_p = self.corner_gradients(*inputs)
         fact = self.factoring
-        inner = tuple(1 + d for d in fact.affine)
-        perm = tuple(d for d in range(len(shape)) if d not in inner) + inner
-        n = math.prod(shape)
-        n_in = math.prod(shape[d] for d in inner)
-        moved = {fact.k + d for d in fact.affine}
+        order = _Rows((self.chunk // fact.slab,) + fact.shape, tuple(1 + d for d in fact.affine))
+        moved = tuple(a - fact.k in fact.affine for a in range(len(point)))
+        vals = tuple(order.rows(v) if m else order.rows(v)[:, 0] for v, m in zip(point, moved))
+        # a stage of its own (kernels/staging.py): faster than fused with the corners'
+        # (benchmarks/README.md, "Measurements behind design choices in the code"); the
+        # points' order restored outside it, where XLA fuses it into the consumers
+        g = stage(jnp, lambda irr_m, vals: self.pull_back_in_rows(inputs[0], inputs[1], vals, moved, irr_m, (IRR,)),
+                  order.rows(irr_m), vals)
+        return _flow_results(g_corners, npv_m_slope(pcf, irr_m), d_rate, d_rate_p, npv_m=order.back(g)[:, 0])
 
-        def rows(x):
-            x = jnp.transpose(x.reshape(shape + x.shape[1:]), perm + tuple(range(len(shape), x.ndim + len(shape) - 1)))
-            return x.reshape((n // n_in, n_in) + x.shape[len(shape):])
+    def pull_back_in_rows(self, base, rate, vals: tuple, moved: tuple[bool, ...], irr_m, kinds: tuple[int, ...]):
+        """flow_gradients' gradients [R, I, K, C, Q] at points in rows (_Rows): vals, each
+        axis's values, [R, I] for the axes that move along a row (moved), [R] for the
+        others; irr_m [R, I].
 
-        def back(y):  # [rows, n_in, ...] -> [n, ...] in the points' order
-            y = y.reshape(tuple(shape[d] for d in perm) + y.shape[2:])
-            y = jnp.transpose(y, tuple(int(i) for i in np.argsort(perm)) + tuple(range(len(shape), y.ndim)))
-            return y.reshape((n,) + y.shape[len(shape):])
-
+        A row runs along the interpolated axes, whose parameters no other axis moves:
+        every other parameter is the same along it, and vmap computes what depends on them
+        alone (most of the flows) once per row, not once per point."""
         def at_point(vals, irr_m):
             p, r = apply_axis_values(base, rate, self.specs, tuple(v[None] for v in vals))
-            return _scenario_gradients({}, p, r[0], irr_m, kinds, self.horizon)
+            return _scenario_gradients({}, p, r[0], irr_m, kinds, self.horizon)[0]
 
-        vals = tuple(rows(v) if a in moved else rows(v)[:, 0] for a, v in enumerate(point))
-        in_row = jax.vmap(at_point, in_axes=(tuple(0 if a in moved else None for a in range(len(point))), 0))
+        in_row = jax.vmap(at_point, in_axes=(tuple(0 if m else None for m in moved), 0))
+        n_rows, n_in = irr_m.shape
         # rows in sub-chunks of about `sub` points (a loop inside the compiled function):
         # the reverse pass's residuals then stay in the CPU's caches
-        outs = _by_subchunks(jax.vmap(in_row), max(1, self.sub // n_in), n // n_in, (vals, rows(irr_m)))
-        return jax.tree_util.tree_map(back, outs)
+        return _by_subchunks(jax.vmap(in_row), max(1, self.sub // n_in), n_rows, (vals, irr_m))
 
-    def corner_gradients(self, base, rate, values, corner_values, weights, start) -> dict:
+    def corner_gradients(self, base, rate, values, corner_values, weights, start) -> tuple:
         """Factored grids: the gradients of the weights that do not depend on the point
-        (NPV, SUM, OWN_NPV), from the corners, interpolated; kind -> [S, C, Q] (each
-        interpolated apart: a slice of one interpolated array was a copy)."""
+        (NPV, SUM, OWN_NPV), from the corners, interpolated (kind -> [S, C, Q], each
+        interpolated apart: a slice of one interpolated array was a copy), and the
+        portfolio's flows [S, T+1] and the discount-rate derivatives [S, C] and [S]."""
         pc, rc, axes = self.corners(base, rate, values, corner_values, weights, start)
         kinds = _kinds(pc, NPV, SUM)
-        g = self.flow_gradients(pc, rc, jnp.zeros_like(rc), kinds)[0]  # [lead R, K, C, Q]
+        g, *rest = self.flow_gradients(pc, rc, jnp.zeros_like(rc), kinds)  # g [lead R, K, C, Q]
         lead = self.chunk // self.factoring.slab
-        return {k: interpolate(v, lead, self.factoring.shape, axes) for k, v in _by_kind(g, kinds).items()}
+
+        def points(x):
+            return interpolate(x, lead, self.factoring.shape, axes)
+
+        return ({k: points(v) for k, v in _by_kind(g, kinds).items()}, *(points(x) for x in rest))
