@@ -117,3 +117,23 @@ def test_workers_only_for_jax_on_the_cpu():
     pytest.importorskip("jax")
     jax_b = make_backend("jax")
     assert chunk_workers(jax_b) == (1 if jax_b.is_gpu else min(2, __import__("os").cpu_count() or 1))
+
+
+def test_a_sensitivity_run_computes_twice_the_chunks_at_once():
+    """A grid run takes chunk_workers' threads, a sensitivity run twice as many where
+    there are several (JAX on the CPU), one where there is one."""
+    from stresstest.config import load_portfolio
+    from stresstest.engine import prepare, sensitivity_workers
+    from stresstest.loaders import load_scenario
+    from stresstest.presets import list_presets
+
+    assert sensitivity_workers(make_backend("numpy")) == 1
+    pytest.importorskip("jax")
+    jax_b = make_backend("jax")
+    n = chunk_workers(jax_b)
+    assert sensitivity_workers(jax_b) == (2 * n if n > 1 else 1)
+    pf = load_portfolio(list_presets()["example"])
+    sc = load_scenario(list_presets()["smoke"], pf)
+    assert prepare(pf, sc, jax_b).workers == n
+    assert prepare(pf, sc, make_backend("numpy")).workers == 1
+    assert prepare(pf, sc, jax_b, sensitivities=True).workers == sensitivity_workers(jax_b)
