@@ -538,14 +538,13 @@ def _stack_params(g: dict):
     return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
-def _columns(p: dict) -> dict[str, tuple[int, int]]:
-    """Where _stack_params puts each differentiable parameter of p: name -> (first
-    column, width)."""
+def _first_columns(p: dict) -> dict[str, int]:
+    """Where _stack_params puts each differentiable parameter of p: name -> its first
+    column (an item array takes one column per slot)."""
     at, out = 0, {}
     for k in _differentiable(p):
-        width = p[k].shape[-1] if k in ITEM_PARAMS else 1
-        out[k] = (at, width)
-        at += width
+        out[k] = at
+        at += p[k].shape[-1] if k in ITEM_PARAMS else 1
     return out
 
 
@@ -556,7 +555,7 @@ def _stack_few(g: dict, p: dict, like):
     zeros."""
     col = jnp.arange(like.shape[-1])
     out = jnp.zeros_like(like)
-    for k, (at, _) in _columns(p).items():
+    for k, at in _first_columns(p).items():
         if k in g:
             out = jnp.where(col == at, jnp.broadcast_to(g[k], like.shape[:-1])[..., None], out)
     return out
