@@ -144,8 +144,8 @@ def gpu_chunk_size(portfolio: Portfolio, total: int, backend: Backend, scenario:
 
 # Outputs a chunk function may leave out where they are another output: a chunk's
 # program returns each array once (an output returned twice is a copy in XLA) and the
-# host names it twice. Without a platform a cluster's own NPV is its share of the
-# portfolio's, so are their gradients (jax_adapter.sensitivity_chunk_fn).
+# host names it twice. Without a platform a cluster's own NPV moves with its parameters
+# as the portfolio's does, so their gradients are one array (jax_adapter.sensitivity_chunk_fn).
 SAME_AS = {"grad_cluster_npv": "grad_npv"}
 
 

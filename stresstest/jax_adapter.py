@@ -548,48 +548,43 @@ def _first_columns(p: dict) -> dict[str, int]:
     return out
 
 
+def _with_columns(out, columns: dict):
+    """out [S, C, Q] with column i replaced by columns[i] (each [S|1, C], broadcast): one
+    elementwise expression, which XLA fuses into its consumer (a stack of every column
+    broadcast to [S, C] was written out, then read again)."""
+    col = jnp.arange(out.shape[-1])
+    for i, v in columns.items():
+        out = jnp.where(col == i, jnp.broadcast_to(v, out.shape[:-1])[..., None], out)
+    return out
+
+
 def _stack_few(g: dict, p: dict, like):
     """_stack_params of gradients that are zero but for the few parameters g names
-    (each [S, C], broadcast to like's [S, C, Q]): built column by column as one
-    elementwise expression, which XLA fuses into its consumer instead of writing the
-    zeros."""
-    col = jnp.arange(like.shape[-1])
-    out = jnp.zeros_like(like)
-    for k, at in _first_columns(p).items():
-        if k in g:
-            out = jnp.where(col == at, jnp.broadcast_to(g[k], like.shape[:-1])[..., None], out)
-    return out
+    (each [S, C]), shaped like `like` [S, C, Q]."""
+    return _with_columns(jnp.zeros_like(like), {at: g[k] for k, at in _first_columns(p).items() if k in g})
 
 
 def _param_columns(hoisted: dict, like):
     """The cluster parameters as columns [S, C, P] like `like`, from their values before
     broadcasting (hoisted: [1, C] where no axis moves them, [S, C] where one does): the
-    unshocked ones stacked once per chunk, the few shocked ones put in their columns by
-    one elementwise expression, which XLA fuses into its consumer (a stack of every
-    parameter broadcast to [S, C] was written out, then read again)."""
-    col = jnp.arange(len(PARAM_NAMES))
+    unshocked ones stacked once per chunk, the few shocked ones put in their columns."""
     fixed = jnp.stack([hoisted[k][0] if hoisted[k].shape[0] == 1 else jnp.zeros_like(hoisted[k][0])
                        for k in PARAM_NAMES], axis=-1)
-    out = jnp.broadcast_to(fixed, like.shape)
-    for i, k in enumerate(PARAM_NAMES):
-        if hoisted[k].shape[0] != 1:
-            out = jnp.where(col == i, jnp.broadcast_to(hoisted[k], like.shape[:-1])[..., None], out)
-    return out
+    return _with_columns(jnp.broadcast_to(fixed, like.shape),
+                         {i: hoisted[k] for i, k in enumerate(PARAM_NAMES) if hoisted[k].shape[0] != 1})
 
 
 def _unstack_params(a, p: dict) -> dict:
     """The inverse of _stack_params: parameter name -> a[..., i] (an item array of p: its
     slots' columns; the platform's: one row, as p has it)."""
-    out = {k: a[..., i] for i, k in enumerate(PARAM_NAMES)}
-    at = len(PARAM_NAMES)
-    for k in _differentiable(p)[len(PARAM_NAMES):]:
-        if k in ITEM_PARAMS:
-            width = p[k].shape[-1]
-            out[k] = a[..., at:at + width]
-            at += width
+    out = {}
+    for k, at in _first_columns(p).items():
+        if k in PARAM_NAMES:
+            out[k] = a[..., at]
+        elif k in ITEM_PARAMS:
+            out[k] = a[..., at:at + p[k].shape[-1]]
         else:
             out[k] = a[..., :p[k].shape[-1], at]
-            at += 1
     return out
 
 
